@@ -1,0 +1,76 @@
+// swift-tools-version:6.0
+// deltahook: one binary that turns SaaS APIs without webhooks into signed webhook sources.
+//
+// Module boundaries are targets so the compiler enforces the architecture (see ARCHITECTURE.md):
+//   C wrappers (CSQLite, CCurl, COpenSSL) are imported only by Store, HTTPClient and Crypto.
+//   Engine never imports HTTPServer or Delivery; Providers never import Delivery or Store;
+//   Store never imports Providers.
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "deltahook",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "deltahook", targets: ["DeltahookCLI"]),
+    ],
+    targets: [
+        // MARK: C system libraries (thin wrappers, shims only for variadic/macro APIs)
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+                       providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "libcrypto",
+                       providers: [.apt(["libssl-dev"])]),
+
+        // MARK: Foundation-level building blocks
+        .target(name: "Crypto", dependencies: ["COpenSSL"], swiftSettings: strict),
+        .target(name: "Core", dependencies: ["Crypto"], swiftSettings: strict),
+        .target(name: "Logging", dependencies: ["Core"], swiftSettings: strict),
+        .target(name: "Store", dependencies: ["CSQLite", "Core"], swiftSettings: strict),
+        .target(name: "Config", dependencies: ["Core"], swiftSettings: strict),
+        .target(name: "HTTPClient", dependencies: ["CCurl", "Core"], swiftSettings: strict),
+        .target(name: "HTTPServer", dependencies: ["Core"], swiftSettings: strict),
+
+        // MARK: The pipeline
+        .target(name: "Providers", dependencies: ["Core", "Crypto", "HTTPClient", "Logging"], swiftSettings: strict),
+        .target(name: "Engine", dependencies: ["Core", "Store", "Logging"], swiftSettings: strict),
+        .target(name: "Delivery", dependencies: ["Core", "Crypto", "Store", "HTTPClient", "Logging"],
+                swiftSettings: strict),
+        .target(name: "Daemon",
+                dependencies: ["Core", "Config", "Store", "Logging", "Engine", "Providers", "Delivery",
+                               "HTTPServer", "HTTPClient"],
+                swiftSettings: strict),
+
+        // MARK: Emulated providers and receivers (tests and `deltahook demo`)
+        .target(name: "Emulators", dependencies: ["Core", "Crypto", "HTTPServer"], swiftSettings: strict),
+
+        // MARK: The binary
+        .executableTarget(name: "DeltahookCLI",
+                          dependencies: ["Core", "Config", "Store", "Logging", "Daemon", "Engine", "Providers",
+                                         "Delivery", "Emulators", "Crypto", "HTTPClient", "HTTPServer"],
+                          swiftSettings: strict),
+
+        // MARK: Tests
+        .target(name: "TestSupport", dependencies: ["Core", "HTTPServer", "Emulators"], path: "Tests/TestSupport",
+                swiftSettings: strict),
+        .testTarget(name: "CoreTests", dependencies: ["Core", "Crypto"], swiftSettings: strict),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Core"], swiftSettings: strict),
+        .testTarget(name: "ConfigTests", dependencies: ["Config", "Core", "Logging"], swiftSettings: strict),
+        .testTarget(name: "LoggingTests", dependencies: ["Logging", "Core"], swiftSettings: strict),
+        .testTarget(name: "HTTPTests", dependencies: ["HTTPClient", "HTTPServer", "Core"], swiftSettings: strict),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Store", "Core", "Providers", "Emulators",
+                                                        "HTTPClient", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "ProviderTests", dependencies: ["Providers", "Core", "Crypto", "Emulators", "HTTPClient",
+                                                          "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Store", "Core", "Crypto", "Emulators",
+                                                          "HTTPClient", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "EndToEndTests", dependencies: ["Core", "Crypto", "Emulators", "HTTPServer", "Store",
+                                                          "TestSupport"], swiftSettings: strict),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,130 @@
+// The change event: what the differ produces, the outbox stores and subscribers receive (DESIGN §4).
+public import Foundation
+internal import Crypto
+
+/// What happened to a record.
+public enum ChangeKind: String, Sendable, Codable, CaseIterable {
+    case created, updated, deleted
+}
+
+/// One field's change in an `updated` event: `{"from": …, "to": …}`.
+public struct FieldChange: Sendable, Hashable {
+    public var from: JSONValue
+    public var to: JSONValue
+    public init(from: JSONValue, to: JSONValue) {
+        self.from = from
+        self.to = to
+    }
+}
+
+/// A detected change, as stored in the outbox. The wire body is rendered per subscriber
+/// (`raw` only when the subscriber sets `include_raw`) by `webhookBody(includeRaw:)`.
+public struct ChangeEvent: Sendable, Hashable {
+    /// Deterministic id (`evt_…`), the `webhook-id` (DESIGN §2 rule 8).
+    public var id: String
+    /// Normalized model name: `ticket`, `user`, `customer`, … or `record`.
+    public var model: String
+    public var kind: ChangeKind
+    public var connection: String
+    public var provider: String
+    public var object: String
+    public var recordID: String
+    /// The record's source timestamp (its cursor field), when the provider has one.
+    public var occurredAt: Date?
+    /// When deltahook detected the change.
+    public var detectedAt: Date
+    /// The normalized record (for model `record`, the raw fields). For `deleted`, the last known record.
+    public var record: JSONValue
+    /// Field-level changes keyed by `record`'s field names; `updated` only.
+    public var changes: [String: FieldChange]?
+    /// The record exactly as the provider returned it.
+    public var raw: JSONValue
+
+    public init(id: String, model: String, kind: ChangeKind, connection: String, provider: String, object: String,
+                recordID: String, occurredAt: Date?, detectedAt: Date, record: JSONValue,
+                changes: [String: FieldChange]?, raw: JSONValue) {
+        self.id = id
+        self.model = model
+        self.kind = kind
+        self.connection = connection
+        self.provider = provider
+        self.object = object
+        self.recordID = recordID
+        self.occurredAt = occurredAt
+        self.detectedAt = detectedAt
+        self.record = record
+        self.changes = changes
+        self.raw = raw
+    }
+
+    /// `<model>.<kind>`, e.g. `ticket.updated`.
+    public var type: String { "\(model).\(kind.rawValue)" }
+
+    /// The event id is a function of (connection, object, record id, source timestamp, content hash, kind),
+    /// so a re-poll after a crash yields the same `webhook-id` while A→B→A→B still yields distinct events
+    /// (the source timestamp differs). DESIGN §2 rule 8.
+    public static func makeID(connection: String, object: String, recordID: String, sourceTimestamp: Date?,
+                              contentHash: String, kind: ChangeKind) -> String {
+        let stamp = sourceTimestamp.map { String(Int64(($0.timeIntervalSince1970 * 1000).rounded())) } ?? "-"
+        // Unit separators (0x1F) cannot appear ambiguously: ids are length-prefixed.
+        let parts = [connection, object, recordID, stamp, contentHash, kind.rawValue]
+        let material = parts.map { "\($0.utf8.count):\($0)" }.joined(separator: "\u{1F}")
+        return "evt_" + String(Digest.sha256Hex(material).prefix(32))
+    }
+
+    /// The JSON body a subscriber receives. Key order is fixed so the same event renders to the same bytes.
+    public func webhookBody(includeRaw: Bool) -> JSONValue {
+        var data = JSONObject()
+        data["event_id"] = .string(id)
+        data["connection"] = .string(connection)
+        data["provider"] = .string(provider)
+        data["object"] = .string(object)
+        data["record_id"] = .string(recordID)
+        data["occurred_at"] = occurredAt.map { .string(Timestamps.rfc3339($0)) } ?? .null
+        data["record"] = record
+        if kind == .updated, let changes {
+            var object = JSONObject()
+            for key in changes.keys.sorted() {
+                guard let change = changes[key] else { continue }
+                object[key] = .object(JSONObject([("from", change.from), ("to", change.to)]))
+            }
+            data["changes"] = .object(object)
+        }
+        if includeRaw { data["raw"] = raw }
+        return .object(JSONObject([
+            ("type", .string(type)),
+            ("timestamp", .string(Timestamps.rfc3339(detectedAt))),
+            ("data", .object(data)),
+        ]))
+    }
+}
+
+/// Content hashing for change detection (DESIGN §2 rule 5).
+public enum ContentHash {
+    /// SHA-256 (hex) of the canonical JSON of `record` without the `ignoring` top-level fields.
+    public static func of(_ record: JSONValue, ignoring volatile: Set<String> = []) -> String {
+        Digest.sha256(canonicalBytes(record, ignoring: volatile)).hexString
+    }
+
+    /// Canonical bytes of `record` minus volatile top-level fields.
+    public static func canonicalBytes(_ record: JSONValue, ignoring volatile: Set<String>) -> [UInt8] {
+        guard !volatile.isEmpty, case .object(var object) = record else { return record.canonicalBytes() }
+        for field in volatile { object[field] = nil }
+        return JSONValue.object(object).canonicalBytes()
+    }
+
+    /// Field-level changes between two normalized records (top-level keys), skipping `ignoring`.
+    public static func changes(from old: JSONValue, to new: JSONValue, ignoring volatile: Set<String> = [])
+        -> [String: FieldChange]
+    {
+        let oldObject = old.objectValue ?? JSONObject()
+        let newObject = new.objectValue ?? JSONObject()
+        var result = [String: FieldChange]()
+        for key in Set(oldObject.keys).union(newObject.keys) where !volatile.contains(key) {
+            let before = oldObject[key] ?? .null
+            let after = newObject[key] ?? .null
+            if before != after { result[key] = FieldChange(from: before, to: after) }
+        }
+        return result
+    }
+}

@@ -1,0 +1,204 @@
+// A JSON value with exact, order-preserving parsing and a canonical serialization.
+//
+// deltahook parses provider responses and config files itself (instead of JSONSerialization) for three
+// reasons: errors must name a line and column (config) or a JSON path (provider data); integers must
+// survive exactly (GitHub ids exceed 2^53 one day); and the canonical form used for content hashes
+// (DESIGN §2 rule 5) must not depend on Foundation's number formatting.
+
+/// A parsed JSON value. Objects keep their members in source order; `canonical` sorts them.
+public enum JSONValue: Sendable, Hashable {
+    case null
+    case bool(Bool)
+    case integer(Int64)
+    case double(Double)
+    case string(String)
+    case array([JSONValue])
+    case object(JSONObject)
+
+    public subscript(key: String) -> JSONValue? {
+        if case .object(let object) = self { return object[key] }
+        return nil
+    }
+
+    public var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
+    public var boolValue: Bool? { if case .bool(let b) = self { return b } else { return nil } }
+    public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a } else { return nil } }
+    public var objectValue: JSONObject? { if case .object(let o) = self { return o } else { return nil } }
+    public var isNull: Bool { if case .null = self { return true } else { return false } }
+    public var int64Value: Int64? {
+        switch self {
+        case .integer(let i): return i
+        case .double(let d) where d.rounded() == d && abs(d) < 9.0e15: return Int64(d)
+        default: return nil
+        }
+    }
+    public var doubleValue: Double? {
+        switch self {
+        case .integer(let i): return Double(i)
+        case .double(let d): return d
+        default: return nil
+        }
+    }
+
+    /// A short name of the JSON type, for error messages ("expected a string, found an array").
+    public var typeName: String {
+        switch self {
+        case .null: "null"
+        case .bool: "a boolean"
+        case .integer, .double: "a number"
+        case .string: "a string"
+        case .array: "an array"
+        case .object: "an object"
+        }
+    }
+}
+
+/// An ordered JSON object. Lookup is linear for small objects and hashed for large ones.
+public struct JSONObject: Sendable, Hashable, Sequence {
+    public private(set) var members: [(key: String, value: JSONValue)]
+    private var index: [String: Int]
+
+    public init() { members = []; index = [:] }
+
+    public init(_ pairs: [(String, JSONValue)]) {
+        self.init()
+        for (k, v) in pairs { self[k] = v }
+    }
+
+    public var count: Int { members.count }
+    public var keys: [String] { members.map(\.key) }
+
+    public subscript(key: String) -> JSONValue? {
+        get { index[key].map { members[$0].value } }
+        set {
+            if let position = index[key] {
+                if let newValue { members[position].value = newValue } else {
+                    members.remove(at: position)
+                    index = [:]
+                    for (i, m) in members.enumerated() { index[m.key] = i }
+                }
+            } else if let newValue {
+                index[key] = members.count
+                members.append((key, newValue))
+            }
+        }
+    }
+
+    public func makeIterator() -> IndexingIterator<[(key: String, value: JSONValue)]> { members.makeIterator() }
+
+    public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
+        guard lhs.members.count == rhs.members.count else { return false }
+        for (key, value) in lhs.members where rhs[key] != value { return false }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        for (key, value) in members.sorted(by: { $0.key < $1.key }) {
+            hasher.combine(key)
+            hasher.combine(value)
+        }
+    }
+}
+
+extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
+    ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral, ExpressibleByFloatLiteral
+{
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(integerLiteral value: Int64) { self = .integer(value) }
+    public init(floatLiteral value: Double) { self = .double(value) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+    public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
+    public init(dictionaryLiteral elements: (String, JSONValue)...) { self = .object(JSONObject(elements)) }
+    public init(nilLiteral: ()) { self = .null }
+}
+
+// MARK: - Serialization
+
+extension JSONValue {
+    /// Compact JSON in member order (what deltahook sends on the wire).
+    public func serialized() -> String {
+        var out = [UInt8]()
+        out.reserveCapacity(256)
+        write(into: &out, sortKeys: false)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Canonical JSON: members sorted by key (UTF-8 byte order), no whitespace, integers without a fraction,
+    /// other numbers in Swift's shortest round-trip form, strings with minimal escapes. Two values that are
+    /// equal as data always give the same bytes (DESIGN §2 rule 5).
+    public func canonicalBytes() -> [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(256)
+        write(into: &out, sortKeys: true)
+        return out
+    }
+
+    public func canonicalString() -> String { String(decoding: canonicalBytes(), as: UTF8.self) }
+
+    public func serializedBytes() -> [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(256)
+        write(into: &out, sortKeys: false)
+        return out
+    }
+
+    func write(into out: inout [UInt8], sortKeys: Bool) {
+        switch self {
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .integer(let i): out.append(contentsOf: String(i).utf8)
+        case .double(let d):
+            if d.isNaN || d.isInfinite {
+                out.append(contentsOf: "null".utf8)
+            } else if d.rounded() == d && abs(d) < 9.0e15 {
+                out.append(contentsOf: String(Int64(d)).utf8)
+            } else {
+                out.append(contentsOf: d.description.utf8)
+            }
+        case .string(let s): JSONValue.writeString(s, into: &out)
+        case .array(let items):
+            out.append(UInt8(ascii: "["))
+            for (i, item) in items.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                item.write(into: &out, sortKeys: sortKeys)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let object):
+            out.append(UInt8(ascii: "{"))
+            let members = sortKeys
+                ? object.members.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+                : object.members
+            for (i, member) in members.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                JSONValue.writeString(member.key, into: &out)
+                out.append(UInt8(ascii: ":"))
+                member.value.write(into: &out, sortKeys: sortKeys)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    static func writeString(_ s: String, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in s.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(contentsOf: [0x5C, 0x22])
+            case UInt8(ascii: "\\"): out.append(contentsOf: [0x5C, 0x5C])
+            case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
+            case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
+            case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
+            case 0x08: out.append(contentsOf: [0x5C, UInt8(ascii: "b")])
+            case 0x0C: out.append(contentsOf: [0x5C, UInt8(ascii: "f")])
+            case 0x00..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+}
+
+extension JSONValue: CustomStringConvertible {
+    public var description: String { serialized() }
+}

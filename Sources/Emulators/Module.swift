@@ -1,0 +1,1 @@
+// Emulators module: see ARCHITECTURE.md.

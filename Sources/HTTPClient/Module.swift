@@ -1,0 +1,1 @@
+// HTTPClient module: see ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+// Providers module: see ARCHITECTURE.md.
