@@ -1,0 +1,195 @@
+// The contract between the engine and a provider adapter (DESIGN §2, §3).
+//
+// A provider adapter turns a delta request into HTTP calls and a response into a page of records. It knows
+// nothing of the store, of snapshots or of delivery: the engine owns cursors, diffing and commits, and the
+// adapter owns the provider's wire details (query syntax, pagination, auth, rate-limit headers).
+public import Foundation
+
+/// A keyset position inside a delta scan: the (source timestamp, record id) of the last record the engine
+/// committed, plus provider-specific resume hints (GitHub's page number inside a run of identical
+/// timestamps, NetSuite's window end). Persisted with the cursor in the same transaction as the page it
+/// covers (DESIGN §2 rules 1 and 3), so a restarted scan resumes exactly there.
+public struct ScanPosition: Sendable, Hashable, Codable {
+    public var timestamp: Date
+    public var recordID: String
+    public var hints: [String: String]
+
+    public init(timestamp: Date, recordID: String, hints: [String: String] = [:]) {
+        self.timestamp = timestamp
+        self.recordID = recordID
+        self.hints = hints
+    }
+}
+
+/// One page request of a delta scan.
+public struct DeltaRequest: Sendable, Hashable {
+    /// Inclusive lower bound on the cursor field (`>=`), already moved back by the lookback window.
+    /// nil means "from the beginning" (initial sync).
+    public var lowerBound: Date?
+    /// Resume strictly after this keyset position (nil on the first page of a scan).
+    public var after: ScanPosition?
+    public var pageSize: Int
+    /// Conditional-request validator from the previous idle poll's first page (GitHub ETag), first page only.
+    public var ifNoneMatch: String?
+
+    public init(lowerBound: Date?, after: ScanPosition?, pageSize: Int, ifNoneMatch: String? = nil) {
+        self.lowerBound = lowerBound
+        self.after = after
+        self.pageSize = pageSize
+        self.ifNoneMatch = ifNoneMatch
+    }
+}
+
+/// A record as read from the provider, already normalized.
+public struct SourceRecord: Sendable, Hashable {
+    /// The provider's id as a string (ServiceNow sys_id, NetSuite internal id, GitHub issue `id`).
+    public var id: String
+    /// The record's cursor field as a UTC instant (`sys_updated_on`, `lastmodifieddate`, `updated_at`).
+    public var updatedAt: Date?
+    /// The record exactly as the provider returned it.
+    public var raw: JSONValue
+    /// The normalized model (`ticket`, `user`, …), or the raw fields for model `record`.
+    public var record: JSONValue
+    /// false: the record advances the cursor and is snapshotted but emits no event
+    /// (GitHub pull requests unless `include_pull_requests`).
+    public var emits: Bool
+
+    public init(id: String, updatedAt: Date?, raw: JSONValue, record: JSONValue, emits: Bool = true) {
+        self.id = id
+        self.updatedAt = updatedAt
+        self.raw = raw
+        self.record = record
+        self.emits = emits
+    }
+}
+
+/// One page of a delta scan.
+public struct DeltaPage: Sendable {
+    public var records: [SourceRecord]
+    /// Where the next page starts; nil when this page ended the scan (an empty page or an explicit end
+    /// marker — never merely a short page, DESIGN §2 rule 4).
+    public var next: ScanPosition?
+    /// The provider answered "not modified" (GitHub 304): nothing changed, no quota spent.
+    public var notModified: Bool
+    /// Validator to send as `ifNoneMatch` on the next idle poll's first page.
+    public var validator: String?
+    /// Things an operator should know (a page emptied by ACLs, a window split), logged by the engine.
+    public var warnings: [String]
+
+    public init(records: [SourceRecord], next: ScanPosition?, notModified: Bool = false, validator: String? = nil,
+                warnings: [String] = []) {
+        self.records = records
+        self.next = next
+        self.notModified = notModified
+        self.validator = validator
+        self.warnings = warnings
+    }
+}
+
+/// One page of a full id listing, for reconciliation sweeps (DESIGN §2 rule 6).
+public struct IDPage: Sendable {
+    public var ids: [String]
+    /// Opaque resume token for the next page; nil when the listing is complete.
+    public var next: String?
+
+    public init(ids: [String], next: String?) {
+        self.ids = ids
+        self.next = next
+    }
+}
+
+/// A delete reported by a provider feed (ServiceNow `sys_audit_delete`, NetSuite `DeletedRecord`).
+public struct DeletedRecordNotice: Sendable, Hashable {
+    public var id: String
+    public var deletedAt: Date
+
+    public init(id: String, deletedAt: Date) {
+        self.id = id
+        self.deletedAt = deletedAt
+    }
+}
+
+/// One page of a delete feed.
+public struct DeletionPage: Sendable {
+    public var deletions: [DeletedRecordNotice]
+    public var next: ScanPosition?
+
+    public init(deletions: [DeletedRecordNotice], next: ScanPosition?) {
+        self.deletions = deletions
+        self.next = next
+    }
+}
+
+/// Static facts about one polled object of one connection.
+public struct ObjectDescriptor: Sendable, Hashable {
+    public var connection: String
+    public var provider: String
+    public var object: String
+    public var model: String
+    /// Partition key (GitHub repository, NetSuite record type); "" when the object has one partition.
+    public var partition: String
+    /// Top-level fields excluded from the content hash and from `changes` (DESIGN §2 rule 5, §4).
+    public var volatileFields: Set<String>
+    /// The provider's timestamp granularity; the engine overlaps at least one granule (DESIGN §2 rule 2).
+    public var granularity: Duration
+
+    public init(connection: String, provider: String, object: String, model: String, partition: String = "",
+                volatileFields: Set<String>, granularity: Duration = .seconds(1)) {
+        self.connection = connection
+        self.provider = provider
+        self.object = object
+        self.model = model
+        self.partition = partition
+        self.volatileFields = volatileFields
+        self.granularity = granularity
+    }
+}
+
+/// A provider adapter for one object. Implementations are value types or actors; all methods may be called
+/// concurrently for different objects but the engine never overlaps two scans of the same object.
+public protocol ObjectSource: Sendable {
+    var descriptor: ObjectDescriptor { get }
+
+    /// Reads one page of records whose cursor field is `>= request.lowerBound`, ordered by
+    /// (cursor field, id), strictly after `request.after` when given.
+    func fetchDelta(_ request: DeltaRequest) async throws -> DeltaPage
+
+    /// Lists every live record id, a page at a time (reconciliation sweep). `after` is the previous
+    /// page's `next` token.
+    func fetchIDs(after token: String?, pageSize: Int) async throws -> IDPage
+
+    /// Reads the provider's delete feed since `since` (exclusive of `after`). Returns nil when this object
+    /// has no delete feed (then only reconciliation finds deletes).
+    func fetchDeletions(since: Date?, after: ScanPosition?, pageSize: Int) async throws -> DeletionPage?
+}
+
+/// Why a provider call failed. The engine maps each case to a scheduling decision; none of them moves a
+/// cursor (DESIGN §2 rules 1, 9, 11).
+public enum ProviderError: Error, Sendable, CustomStringConvertible {
+    /// Wait this long before ANY request on this connection (Retry-After, GitHub reset time). DESIGN §2 rules 9–10.
+    case rateLimited(retryAfter: Duration, message: String)
+    /// Credentials rejected after one refresh. `hint` says what to check.
+    case authentication(message: String, hint: String)
+    /// The object cannot be read (ServiceNow 403 "Insufficient rights"); other objects go on.
+    case permission(message: String)
+    /// The provider answered with an error status.
+    case http(status: Int, message: String)
+    /// The response could not be understood; `path` is the JSON path that was wrong.
+    case malformed(path: String, message: String)
+    /// The request did not complete (DNS, connect, TLS, timeout).
+    case transport(message: String)
+    /// The configuration cannot work against this provider (unknown table, bad record type).
+    case configuration(message: String)
+
+    public var description: String {
+        switch self {
+        case .rateLimited(let wait, let message): "rate limited for \(DurationText.format(wait)): \(message)"
+        case .authentication(let message, let hint): "authentication failed: \(message) (hint: \(hint))"
+        case .permission(let message): "permission denied: \(message)"
+        case .http(let status, let message): "HTTP \(status): \(message)"
+        case .malformed(let path, let message): "malformed response at \(path): \(message)"
+        case .transport(let message): "transport error: \(message)"
+        case .configuration(let message): "configuration problem: \(message)"
+        }
+    }
+}
