@@ -1,0 +1,74 @@
+// sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET (sd_notify(3), "Notes"). Used for READY=1,
+// STATUS=, WATCHDOG=1, RELOADING=1 + MONOTONIC_USEC, STOPPING=1 (DESIGN §8).
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Talks to the service manager. Does nothing when the process is not supervised by systemd.
+public struct SystemdNotifier: Sendable {
+    /// `$NOTIFY_SOCKET`: a path (`/run/systemd/notify`) or an abstract name (`@…`).
+    public let socketPath: String?
+    /// Half of `$WATCHDOG_USEC` when a watchdog is expected for this process (sd_watchdog_enabled(3)).
+    public let watchdogInterval: Duration?
+
+    public init(environment: [String: String]) {
+        let path = environment["NOTIFY_SOCKET"].flatMap { $0.isEmpty ? nil : $0 }
+        socketPath = path
+        var interval: Duration? = nil
+        if let usecText = environment["WATCHDOG_USEC"], let usec = Int64(usecText), usec > 0 {
+            let pidMatches = environment["WATCHDOG_PID"].map { $0 == String(getpid()) } ?? true
+            if pidMatches { interval = .microseconds(usec / 2) }
+        }
+        watchdogInterval = interval
+    }
+
+    public var isSupervised: Bool { socketPath != nil }
+
+    /// Sends one state string ("READY=1\nSTATUS=…"). Failures are ignored, as sd_notify(3) recommends.
+    @discardableResult
+    public func notify(_ state: String) -> Bool {
+        guard let socketPath else { return false }
+        var pathBytes = Array(socketPath.utf8)
+        guard let first = pathBytes.first, first == UInt8(ascii: "/") || first == UInt8(ascii: "@") else { return false }
+        if first == UInt8(ascii: "@") { pathBytes[0] = 0 }  // Linux abstract namespace
+
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: pathBytes) }
+        // The length covers exactly the name: abstract names are not NUL-terminated (unix(7)).
+        guard let pathOffset = MemoryLayout<sockaddr_un>.offset(of: \.sun_path) else { return false }
+        let length = socklen_t(pathOffset + pathBytes.count)
+
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let payload = Array(state.utf8)
+        let sent = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, payload, payload.count, 0, $0, length) }
+        }
+        return sent == payload.count
+    }
+
+    public func ready(status: String) { notify("READY=1\nSTATUS=\(Self.oneLine(status))") }
+    public func status(_ text: String) { notify("STATUS=\(Self.oneLine(text))") }
+    public func watchdog() { notify("WATCHDOG=1") }
+    public func stopping(status: String) { notify("STOPPING=1\nSTATUS=\(Self.oneLine(status))") }
+
+    /// RELOADING=1 with the CLOCK_MONOTONIC timestamp systemd ≥ 253 expects (252 ignores it).
+    public func reloading() {
+        notify("RELOADING=1\nMONOTONIC_USEC=\(Self.monotonicMicroseconds())")
+    }
+
+    /// CLOCK_MONOTONIC in microseconds. Swift's ContinuousClock is CLOCK_BOOTTIME on Linux, so it is not
+    /// the clock systemd compares against.
+    public static func monotonicMicroseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1_000
+    }
+
+    static func oneLine(_ text: String) -> String {
+        String(text.map { $0 == "\n" || $0 == "\r" ? " " : $0 })
+    }
+}
