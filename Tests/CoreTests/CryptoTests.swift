@@ -70,6 +70,25 @@ import Testing
         #expect(throws: CryptoError.self) { try publicKey.signSHA256(message) }
     }
 
+    @Test func nonRSAKeysAreRefusedAtLoad() {
+        // A throwaway P-256 key (generated for this test with `openssl ecparam`): loads as EVP_PKEY but is not RSA.
+        let ecPrivate = """
+            -----BEGIN PRIVATE KEY-----
+            MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgkmKjKzYAwmTWc/DS
+            E2vFwn/1r9Xtf7ypttlkoM3VjjqhRANCAAQD7IdtivIlO0Z/TQJzjNjFdu62iOXP
+            ctwpFlqBv5F8ySTautLC7N9EW40oyJSg4NzaUsYXmwm8fz3IHn8SahiD
+            -----END PRIVATE KEY-----
+            """
+        let ecPublic = """
+            -----BEGIN PUBLIC KEY-----
+            MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE5O2d8iDzQDfv17ctwIOFpHm4arJ6
+            k5hzHZGtAqwtGTWGZxh0UiWPQC1cqfi/PHfUFxFXT5QZurIbXx0FKXBVzQ==
+            -----END PUBLIC KEY-----
+            """
+        #expect(throws: CryptoError.self) { try RSAKey.privateKey(pem: ecPrivate) }
+        #expect(throws: CryptoError.self) { try RSAKey.publicKey(pem: ecPublic) }
+    }
+
     @Test func pemGarbageIsAnError() {
         #expect(throws: CryptoError.self) { try RSAKey.privateKey(pem: "-----BEGIN PRIVATE KEY-----\nnope\n") }
         #expect(throws: CryptoError.self) { try RSAKey.publicKey(pem: "") }
