@@ -13,6 +13,7 @@ public enum OAuth1 {
         public var token: String
         public var tokenSecret: String
 
+        /// Credentials as NetSuite issues them (integration record + access token).
         public init(realm: String?, consumerKey: String, consumerSecret: String, token: String, tokenSecret: String) {
             self.realm = realm
             self.consumerKey = consumerKey
@@ -89,7 +90,7 @@ public enum OAuth1 {
         guard let host = components.percentEncodedHost?.lowercased(), !host.isEmpty else {
             throw .invalidURL("the URL has no host")
         }
-        var authority = host
+        var authority = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
         if let port = components.port, !(scheme == "http" && port == 80), !(scheme == "https" && port == 443) {
             authority += ":\(port)"
         }

@@ -84,6 +84,7 @@ import Crypto
         #expect(try OAuth1.baseStringURI(URL(string: "HTTPS://Example.COM:443/a/B?x=1#frag")!) == "https://example.com/a/B")
         #expect(try OAuth1.baseStringURI(URL(string: "http://example.com:80")!) == "http://example.com/")
         #expect(try OAuth1.baseStringURI(URL(string: "http://127.0.0.1:8080/r")!) == "http://127.0.0.1:8080/r")
+        #expect(try OAuth1.baseStringURI(URL(string: "http://[::1]:8080/r")!) == "http://[::1]:8080/r")
         #expect(throws: OAuth1.OAuthError.self) { try OAuth1.baseStringURI(URL(string: "ftp://example.com/")!) }
     }
 
