@@ -31,6 +31,14 @@ import Testing
         #expect(try JSONValue.parse("-0") == .integer(0))
     }
 
+    @Test func numbersBeyondDoubleRangeAreErrorsNotInfinity() {
+        // Otherwise 1e400 would serialize as null and hash like null (rule 5).
+        #expect(throws: JSONSyntaxError(line: 1, column: 2, message: "number out of range (beyond the IEEE 754 double range)")) {
+            try JSONValue.parse("[1e400]")
+        }
+        #expect(throws: JSONSyntaxError.self) { try JSONValue.parse("-1e400") }
+    }
+
     @Test func doubles() throws {
         #expect(try JSONValue.parse("1.5e3") == .double(1500))
         #expect(try JSONValue.parse("-0.25") == .double(-0.25))
