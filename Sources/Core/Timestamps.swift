@@ -62,7 +62,7 @@ public enum Timestamps {
             guard i + 1 == bytes.count else { return nil }
         case UInt8(ascii: "+"), UInt8(ascii: "-"):
             guard i + 6 == bytes.count, bytes[i + 3] == UInt8(ascii: ":"),
-                  let h = digits(bytes, i + 1, 2), let m = digits(bytes, i + 4, 2) else { return nil }
+                  let h = digits(bytes, i + 1, 2), let m = digits(bytes, i + 4, 2), h < 24, m < 60 else { return nil }
             offsetSeconds = (h * 3600 + m * 60) * (bytes[i] == UInt8(ascii: "-") ? -1 : 1)
         default: return nil
         }

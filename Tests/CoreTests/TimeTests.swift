@@ -48,6 +48,7 @@ import Core
         #expect(Timestamps.parseRFC3339("2026-11-29T08:00:01+02:00") == Self.instant)
         #expect(Timestamps.parseRFC3339("2026-11-28T22:00:01-08:00") == Self.instant)
         #expect(Timestamps.parseRFC3339("2026-11-29t06:00:01z") == Self.instant)
+        #expect(Timestamps.parseRFC3339("2026-11-30T05:59:01+23:59") == Self.instant)
         let fractional = try #require(Timestamps.parseRFC3339("2026-11-29T06:00:01.5Z"))
         #expect(fractional.timeIntervalSince(Self.instant) == 0.5)
         let millis = try #require(Timestamps.parseRFC3339("2026-11-29T06:00:01.123Z"))
@@ -55,7 +56,7 @@ import Core
         #expect(Timestamps.rfc3339(millis) == "2026-11-29T06:00:01Z")
         #expect(Timestamps.parseRFC3339("2026-11-29T06:00:01.123456789+00:00") != nil)
         for bad in ["2026-11-29T06:00:01", "2026-11-29T06:00:01.Z", "2026-11-29T06:00:01+0200", "2026-11-29",
-                    "2026-13-01T00:00:00Z", "2026-11-29T24:00:00Z", "2026-11-29T06:00:01Zjunk", "not a date at all!!"] {
+                    "2026-13-01T00:00:00Z", "2026-11-29T24:00:00Z", "2026-11-29T06:00:01Zjunk", "2026-11-29T06:00:01+24:00", "2026-11-29T06:00:01+02:60", "not a date at all!!"] {
             #expect(Timestamps.parseRFC3339(bad) == nil, "\(bad)")
         }
     }
