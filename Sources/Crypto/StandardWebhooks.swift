@@ -26,9 +26,10 @@ public enum StandardWebhooks {
         }
     }
 
-    /// Why a signed request was rejected by `verify`.
-    public enum VerificationError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Why `sign` could not sign or `verify` rejected a request.
+    public enum SignatureError: Error, Sendable, Equatable, CustomStringConvertible {
         case noSecrets
+        case missingHeader(String)
         case invalidTimestamp
         case timestampTooOld(ageSeconds: Int64)
         case timestampInFuture(aheadSeconds: Int64)
@@ -38,6 +39,7 @@ public enum StandardWebhooks {
         public var description: String {
             switch self {
             case .noSecrets: "no secret to verify the webhook-signature with"
+            case .missingHeader(let name): "the request has no \(name) header"
             case .invalidTimestamp: "webhook-timestamp is not an integer number of Unix seconds"
             case .timestampTooOld(let s): "webhook-timestamp is \(s) s in the past, outside the tolerance"
             case .timestampInFuture(let s): "webhook-timestamp is \(s) s in the future, outside the tolerance"
@@ -83,7 +85,7 @@ public enum StandardWebhooks {
 
     /// The `webhook-signature` header value: one `v1,` entry per secret, space-separated, so receivers can
     /// rotate keys without downtime (spec "Signature header and rotation"). Throws if `secrets` is empty.
-    public static func sign(id: String, timestamp: Int64, body: [UInt8], secrets: [Secret]) throws(VerificationError)
+    public static func sign(id: String, timestamp: Int64, body: [UInt8], secrets: [Secret]) throws(SignatureError)
         -> String
     {
         guard !secrets.isEmpty else { throw .noSecrets }
@@ -95,7 +97,7 @@ public enum StandardWebhooks {
     /// (`v1a`) are skipped.
     public static func verify(id: String, timestamp: String, signatureHeader: String, body: [UInt8],
                               secrets: [Secret], now: Date = Date(),
-                              tolerance: Duration = defaultTolerance) throws(VerificationError)
+                              tolerance: Duration = defaultTolerance) throws(SignatureError)
     {
         guard !secrets.isEmpty else { throw .noSecrets }
         guard let ts = Int64(timestamp.trimmingCharacters(in: .whitespaces)) else { throw .invalidTimestamp }
@@ -119,6 +121,22 @@ public enum StandardWebhooks {
             for candidate in candidates where ConstantTime.equals(expected, candidate) { matched = true }
         }
         guard matched else { throw .noMatchingSignature }
+    }
+
+    /// `verify` over a request's headers (names case-insensitive): reads `webhook-id`, `webhook-timestamp`
+    /// and `webhook-signature` as the spec names them, and returns the verified `webhook-id`.
+    @discardableResult
+    public static func verify(headers: [String: String], body: [UInt8], secrets: [Secret], now: Date = Date(),
+                              tolerance: Duration = defaultTolerance) throws(SignatureError) -> String
+    {
+        var lower = [String: String]()
+        for (name, value) in headers { lower[name.lowercased()] = value }
+        guard let id = lower["webhook-id"] else { throw .missingHeader("webhook-id") }
+        guard let timestamp = lower["webhook-timestamp"] else { throw .missingHeader("webhook-timestamp") }
+        guard let signature = lower["webhook-signature"] else { throw .missingHeader("webhook-signature") }
+        try verify(id: id, timestamp: timestamp, signatureHeader: signature, body: body, secrets: secrets, now: now,
+                   tolerance: tolerance)
+        return id
     }
 
     /// GitHub-style `x-hub-signature-256` value: `sha256=` + hex(HMAC-SHA256(key, body)) (GitHub docs,

@@ -42,7 +42,7 @@ import Crypto
     }
 
     @Test func signWithoutSecretsIsAnError() {
-        #expect(throws: StandardWebhooks.VerificationError.noSecrets) {
+        #expect(throws: StandardWebhooks.SignatureError.noSecrets) {
             try StandardWebhooks.sign(id: "a", timestamp: 1, body: [], secrets: [])
         }
     }
@@ -86,27 +86,27 @@ import Crypto
                                         now: Self.at)
         }
         try check(Self.id, "1614265330", Self.expected, Self.body, [secret])
-        #expect(throws: StandardWebhooks.VerificationError.noMatchingSignature) {
+        #expect(throws: StandardWebhooks.SignatureError.noMatchingSignature) {
             try check(Self.id, "1614265330", Self.expected, Array(#"{"test": 2432232315}"#.utf8), [secret])
         }
-        #expect(throws: StandardWebhooks.VerificationError.noMatchingSignature) {
+        #expect(throws: StandardWebhooks.SignatureError.noMatchingSignature) {
             try check("msg_other", "1614265330", Self.expected, Self.body, [secret])
         }
-        #expect(throws: StandardWebhooks.VerificationError.noMatchingSignature) {
+        #expect(throws: StandardWebhooks.SignatureError.noMatchingSignature) {
             try check(Self.id, "1614265331", Self.expected, Self.body, [secret])
         }
-        #expect(throws: StandardWebhooks.VerificationError.noMatchingSignature) {
+        #expect(throws: StandardWebhooks.SignatureError.noMatchingSignature) {
             try check(Self.id, "1614265330", Self.expected, Self.body, [other])
         }
         // v1a (asymmetric) entries are skipped, like the reference libraries do; a v1 one later still counts.
-        #expect(throws: StandardWebhooks.VerificationError.noV1Signature) {
+        #expect(throws: StandardWebhooks.SignatureError.noV1Signature) {
             try check(Self.id, "1614265330", "v1a,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=", Self.body, [secret])
         }
         try check(Self.id, "1614265330", "v1a,AAAA v1,AAAA " + Self.expected, Self.body, [secret])
-        #expect(throws: StandardWebhooks.VerificationError.invalidTimestamp) {
+        #expect(throws: StandardWebhooks.SignatureError.invalidTimestamp) {
             try check(Self.id, "soon", Self.expected, Self.body, [secret])
         }
-        #expect(throws: StandardWebhooks.VerificationError.noSecrets) {
+        #expect(throws: StandardWebhooks.SignatureError.noSecrets) {
             try check(Self.id, "1614265330", Self.expected, Self.body, [])
         }
     }
@@ -120,8 +120,19 @@ import Crypto
         }
         try verify(now: 300)
         try verify(now: -300)
-        #expect(throws: StandardWebhooks.VerificationError.timestampTooOld(ageSeconds: 301)) { try verify(now: 301) }
-        #expect(throws: StandardWebhooks.VerificationError.timestampInFuture(aheadSeconds: 301)) { try verify(now: -301) }
+        #expect(throws: StandardWebhooks.SignatureError.timestampTooOld(ageSeconds: 301)) { try verify(now: 301) }
+        #expect(throws: StandardWebhooks.SignatureError.timestampInFuture(aheadSeconds: 301)) { try verify(now: -301) }
+    }
+
+    @Test func verifyFromHeadersIsCaseInsensitiveAndNamesTheMissingHeader() throws {
+        let secret = try StandardWebhooks.Secret(Self.secretText)
+        let headers = ["Webhook-Id": Self.id, "WEBHOOK-TIMESTAMP": "1614265330", "webhook-signature": Self.expected]
+        #expect(try StandardWebhooks.verify(headers: headers, body: Self.body, secrets: [secret], now: Self.at) == Self.id)
+        var missing = headers
+        missing["WEBHOOK-TIMESTAMP"] = nil
+        #expect(throws: StandardWebhooks.SignatureError.missingHeader("webhook-timestamp")) {
+            try StandardWebhooks.verify(headers: missing, body: Self.body, secrets: [secret], now: Self.at)
+        }
     }
 
     @Test func hubSignatureUsesTheSecretTextAsKey() throws {
