@@ -123,7 +123,8 @@ public enum ContentHash {
         for key in Set(oldObject.keys).union(newObject.keys) where !volatile.contains(key) {
             let before = oldObject[key] ?? .null
             let after = newObject[key] ?? .null
-            if before != after { result[key] = FieldChange(from: before, to: after) }
+            // Compare canonical forms, as the content hash does, so 1 vs 1.0 is not reported as a change.
+            if before.canonicalBytes() != after.canonicalBytes() { result[key] = FieldChange(from: before, to: after) }
         }
         return result
     }

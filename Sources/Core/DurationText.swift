@@ -6,7 +6,8 @@ public enum DurationText {
     public static func parse(_ text: String) -> Duration? {
         let chars = Array(text.utf8)
         guard !chars.isEmpty else { return nil }
-        var total = Duration.zero
+        // Sum in whole milliseconds with overflow checks: config text must never trap the daemon.
+        var totalMs: Int64 = 0
         var i = 0
         while i < chars.count {
             var digits = 0
@@ -25,16 +26,21 @@ public enum DurationText {
                 unit.append(Character(Unicode.Scalar(chars[i])))
                 i += 1
             }
+            let unitMs: Int64
             switch unit {
-            case "ms": total += .milliseconds(number)
-            case "s": total += .seconds(number)
-            case "m": total += .seconds(number * 60)
-            case "h": total += .seconds(number * 3600)
-            case "d": total += .seconds(number * 86_400)
+            case "ms": unitMs = 1
+            case "s": unitMs = 1000
+            case "m": unitMs = 60_000
+            case "h": unitMs = 3_600_000
+            case "d": unitMs = 86_400_000
             default: return nil
             }
+            let (part, o3) = number.multipliedReportingOverflow(by: unitMs)
+            let (sum, o4) = totalMs.addingReportingOverflow(part)
+            guard !o3, !o4 else { return nil }
+            totalMs = sum
         }
-        return total
+        return .milliseconds(totalMs)
     }
 
     /// The shortest config-style text for a duration ("90s" → "1m30s").

@@ -245,7 +245,10 @@ struct JSONParser {
         }
         let text = String(decoding: bytes[start..<position], as: UTF8.self)
         if isInteger, let integer = Int64(text) { return .integer(integer) }
-        guard let double = Double(text) else { throw error("number out of range", at: start) }
+        // Swift parses 1e400 as infinity, which would serialize as null and hash like one.
+        guard let double = Double(text), double.isFinite else {
+            throw error("number out of range (beyond the IEEE 754 double range)", at: start)
+        }
         return .double(double)
     }
 

@@ -21,8 +21,11 @@ public enum Timestamps {
 
     /// RFC 3339 UTC with milliseconds, for logs and `status`.
     public static func rfc3339Milliseconds(_ date: Date) -> String {
-        let c = components(of: date, in: utc)
-        let ms = Int((date.timeIntervalSince1970 - floor(date.timeIntervalSince1970)) * 1000)
+        // Round to the nearest millisecond first: truncating the binary fraction printed .122 for .123.
+        let totalMs = (date.timeIntervalSince1970 * 1000).rounded()
+        let seconds = (totalMs / 1000).rounded(.down)
+        let ms = Int(totalMs - seconds * 1000)
+        let c = components(of: Date(timeIntervalSince1970: seconds), in: utc)
         return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", c.year, c.month, c.day, c.hour, c.minute, c.second, ms)
     }
 
@@ -59,7 +62,7 @@ public enum Timestamps {
             guard i + 1 == bytes.count else { return nil }
         case UInt8(ascii: "+"), UInt8(ascii: "-"):
             guard i + 6 == bytes.count, bytes[i + 3] == UInt8(ascii: ":"),
-                  let h = digits(bytes, i + 1, 2), let m = digits(bytes, i + 4, 2) else { return nil }
+                  let h = digits(bytes, i + 1, 2), let m = digits(bytes, i + 4, 2), h < 24, m < 60 else { return nil }
             offsetSeconds = (h * 3600 + m * 60) * (bytes[i] == UInt8(ascii: "-") ? -1 : 1)
         default: return nil
         }

@@ -107,6 +107,13 @@ public final class RSAKey: @unchecked Sendable {
         guard let key = loaded else {
             throw CryptoError.fromOpenSSL(isPrivate ? "reading an RSA private key from PEM (expected -----BEGIN RSA PRIVATE KEY----- or -----BEGIN PRIVATE KEY-----)" : "reading an RSA public key from PEM")
         }
+        // PEM_read_bio_PrivateKey accepts any algorithm; an EC key would otherwise sign "RS256" tokens
+        // that GitHub rejects with an opaque "could not be decoded".
+        guard EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA else {
+            EVP_PKEY_free(key)
+            throw CryptoError(operation: "reading an RSA key from PEM",
+                              reason: "the PEM holds a non-RSA key; GitHub App keys are RSA (RS256)")
+        }
         return RSAKey(key: key, isPrivate: isPrivate)
     }
 
