@@ -37,9 +37,9 @@ let package = Package(
         .target(name: "HTTPServer", dependencies: ["Core"], swiftSettings: strict),
 
         // MARK: The pipeline
-        .target(name: "Providers", dependencies: ["Core", "Crypto", "HTTPClient", "Logging"], swiftSettings: strict),
+        .target(name: "Providers", dependencies: ["Core", "Crypto", "Config", "HTTPClient", "Logging"], swiftSettings: strict),
         .target(name: "Engine", dependencies: ["Core", "Store", "Logging"], swiftSettings: strict),
-        .target(name: "Delivery", dependencies: ["Core", "Crypto", "Store", "HTTPClient", "Logging"],
+        .target(name: "Delivery", dependencies: ["Core", "Crypto", "Config", "Store", "HTTPClient", "Logging"],
                 swiftSettings: strict),
         .target(name: "Daemon",
                 dependencies: ["Core", "Config", "Store", "Logging", "Engine", "Providers", "Delivery",
