@@ -448,7 +448,7 @@ public final class StateStore: Sendable {
     /// (subscriber, record_key), even one not yet due. So events of one record arrive in order, and a failing
     /// record (whose head waits for its retry) does not block other records (DESIGN §5). `failed` deliveries
     /// are terminal and do not block later ones.
-    private static let dueSQL = """
+    static let dueSQL = """
         SELECT \(deliveryColumns), \(eventColumns)
         FROM deliveries d JOIN events e ON e.seq = d.event_seq
         WHERE d.subscriber = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
