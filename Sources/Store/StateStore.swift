@@ -666,7 +666,9 @@ public final class StateStore: Sendable {
     /// Pending deliveries across all subscribers.
     public func pendingCount() throws -> Int {
         try database.read { db in
-            try db.queryOne("SELECT COUNT(*) FROM deliveries WHERE state = 'pending'") { $0.int(0) } ?? 0
+            try db.queryOne(
+                "SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_pending WHERE state = 'pending'"
+            ) { $0.int(0) } ?? 0
         }
     }
 
