@@ -644,6 +644,43 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// When the earliest head-of-record pending delivery of `subscriber` becomes due (nil when nothing is
+    /// pending), so the dispatcher can sleep until then. Only heads count: a later event of a record whose head
+    /// waits for a retry is not due before that head, and counting it would wake the dispatcher for nothing.
+    public func nextDueAt(subscriber: String) throws -> Date? {
+        try database.read { db in
+            try db.queryOne("""
+                SELECT MIN(d.next_attempt_at) FROM deliveries d
+                WHERE d.subscriber = ?1 AND d.state = 'pending'
+                  AND NOT EXISTS (SELECT 1 FROM deliveries p
+                                  WHERE p.subscriber = ?1 AND p.record_key = d.record_key AND p.state = 'pending'
+                                    AND p.event_seq < d.event_seq)
+                """, [.text(subscriber)]) { $0.date(0) } ?? nil
+        }
+    }
+
+    /// Retention: deletes up to `limit` events detected before `cutoff` whose deliveries are all delivered (or
+    /// that had none), with their deliveries and attempts (ON DELETE CASCADE). Pending and failed deliveries keep
+    /// their events. Call repeatedly until it returns 0; each call is one short write transaction. seq is
+    /// AUTOINCREMENT, so deleted seqs are never reused and keyset paging stays valid.
+    public func pruneEvents(detectedBefore cutoff: Date, limit: Int = 1000) throws -> Int {
+        try database.write { db in
+            try db.execute("""
+                DELETE FROM events WHERE seq IN (
+                    SELECT e.seq FROM events e
+                    WHERE e.detected_at < ?
+                      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq AND d.state != 'delivered')
+                    ORDER BY e.seq LIMIT ?)
+                """, [.date(cutoff), .integer(Int64(limit))])
+        }
+    }
+
+    /// Checkpoints the WAL into the database file and truncates it (e.g. on shutdown or after pruning).
+    /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_wal_checkpoint>
+    public func checkpoint() throws {
+        try database.withConnection { try $0.executeScript("PRAGMA wal_checkpoint(TRUNCATE)") }
+    }
+
     /// Pending and failed counts and the oldest pending delivery's creation time of one subscriber.
     /// Cost is proportional to that subscriber's pending + failed rows (partial indexes), not the table.
     public func backlog(subscriber: String) throws -> SubscriberBacklog {

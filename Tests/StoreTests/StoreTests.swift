@@ -297,6 +297,7 @@ final class LockedBox<Value>: @unchecked Sendable {
                                               outcome: .retry(at: t0.addingTimeInterval(5))))
         #expect(try due() == [b1.id])
         #expect(try due(t0.addingTimeInterval(5)) == [a1.id, b1.id])
+        #expect(try store.nextDueAt(subscriber: "crm") == t0)  // B1 is due now
 
         // A1 delivered: A2 becomes the head.
         try store.recordAttempt(AttemptResult(deliveryID: a1ID, attemptedAt: t0.addingTimeInterval(5),
@@ -314,6 +315,7 @@ final class LockedBox<Value>: @unchecked Sendable {
         #expect(delivered.deliveredAt == t0.addingTimeInterval(5))
         #expect(try store.attempts(deliveryID: a1ID).map(\.httpStatus) == [204, 500])
         #expect(try store.deliveries(subscriber: "crm", state: .failed).map(\.eventID) == [a2.id])
+        #expect(try store.nextDueAt(subscriber: "nobody") == nil)
         let backlog = try store.backlog(subscriber: "crm")
         #expect(backlog.pending == 2 && backlog.failed == 1 && backlog.oldestPendingCreatedAt == t0)
     }
@@ -486,5 +488,37 @@ final class LockedBox<Value>: @unchecked Sendable {
         #expect(plan.contains("deliveries_pending"), "\(plan)")
         #expect(plan.contains("deliveries_pending_record"), "\(plan)")
         #expect(!plan.contains("SCAN d"), "\(plan)")
+    }
+}
+
+@Suite struct RetentionTests {
+    @Test func pruneDeletesOnlyFullyDeliveredOldEvents() throws {
+        let dir = try TempDir()
+        let store = try StateStore(path: dir.dbPath)
+        let events = [makeEvent("A", 1), makeEvent("B", 1), makeEvent("C", 1)]
+        _ = try store.commitPage(PageCommit(connection: "c", object: "o",
+                                            events: events.map { OutgoingEvent(event: $0, subscribers: ["crm"]) },
+                                            now: t0))
+        let rows = try store.deliveries(subscriber: "crm")
+        func id(_ event: ChangeEvent) throws -> Int64 { try #require(rows.first { $0.eventID == event.id }).id }
+        try store.recordAttempts([
+            AttemptResult(deliveryID: try id(events[0]), attemptedAt: t0, httpStatus: 200, latencyMilliseconds: 1,
+                          outcome: .delivered),
+            AttemptResult(deliveryID: try id(events[1]), attemptedAt: t0, httpStatus: 500, latencyMilliseconds: 1,
+                          outcome: .failed),
+        ])
+        let lastSeq = try #require(try store.events(EventQuery(newestFirst: true, limit: 1)).first).seq
+        #expect(try store.pruneEvents(detectedBefore: t0) == 0)  // not older than the cutoff
+        #expect(try store.pruneEvents(detectedBefore: t0.addingTimeInterval(1)) == 1)
+        #expect(try store.event(id: events[0].id) == nil)
+        #expect(try store.deliveries(eventID: events[0].id).isEmpty)
+        #expect(try store.attempts(deliveryID: try id(events[0])).isEmpty)
+        #expect(try store.event(id: events[1].id) != nil && store.event(id: events[2].id) != nil)
+        try store.checkpoint()
+        // seq is never reused after a delete.
+        let next = try store.commitPage(PageCommit(connection: "c", object: "o",
+                                                   events: [OutgoingEvent(event: makeEvent("D", 1), subscribers: [])],
+                                                   now: t0))
+        #expect(try #require(next.inserted.first).seq > lastSeq)
     }
 }
