@@ -1,0 +1,167 @@
+// Schema: the state store's tables and their versioned migrations (PRAGMA user_version).
+//
+// Each migration runs in its own write transaction together with its `PRAGMA user_version = N`, so a crash
+// mid-upgrade leaves the file at the previous version. Re-opening an up-to-date file does nothing. A file
+// written by a newer deltahook is refused rather than misread. All times are INTEGER Unix milliseconds.
+
+enum Schema {
+    /// Migrations in order; index + 1 is the `user_version` each one produces. Never edit a shipped migration:
+    /// append a new one.
+    static let migrations: [String] = [version1]
+
+    /// The newest schema version this binary knows.
+    static var currentVersion: Int { migrations.count }
+
+    static let version1 = """
+        -- Poll position per (connection, object, partition). DESIGN §2 rules 1, 3, 6, 7.
+        CREATE TABLE cursors (
+            connection        TEXT    NOT NULL,
+            object            TEXT    NOT NULL,
+            partition         TEXT    NOT NULL DEFAULT '',
+            watermark         INTEGER,          -- source instant (UTC ms) taken from the data
+            resume_state      TEXT,             -- provider JSON: keyset position inside an unfinished scan
+            delete_cursor     TEXT,             -- provider delete-feed position
+            last_reconcile_at INTEGER,
+            updated_at        INTEGER NOT NULL,
+            PRIMARY KEY (connection, object, partition)
+        ) WITHOUT ROWID;
+
+        -- Last known state of every record, for diffing (rule 5) and tombstones (rule 6).
+        CREATE TABLE snapshots (
+            connection      TEXT    NOT NULL,
+            object          TEXT    NOT NULL,
+            record_id       TEXT    NOT NULL,
+            content_hash    TEXT    NOT NULL,
+            record          TEXT    NOT NULL,   -- canonical normalized record JSON
+            raw             TEXT    NOT NULL,   -- provider JSON as returned
+            source_ts       INTEGER,
+            tombstoned      INTEGER NOT NULL DEFAULT 0 CHECK (tombstoned IN (0, 1)),
+            tombstoned_at   INTEGER,
+            last_seen_sweep INTEGER NOT NULL DEFAULT 0,  -- start time (ms) of the last reconciliation that saw it
+            updated_at      INTEGER NOT NULL,
+            PRIMARY KEY (connection, object, record_id)
+        );
+        -- Live ids in id order: reconciliation walks this (covering) index in keyset pages.
+        CREATE INDEX snapshots_live ON snapshots (connection, object, record_id, last_seen_sweep, updated_at)
+            WHERE tombstoned = 0;
+
+        -- The outbox. seq orders delivery; event_id is the deterministic webhook-id (rule 8).
+        CREATE TABLE events (
+            seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+            event_id    TEXT    NOT NULL UNIQUE,
+            type        TEXT    NOT NULL,
+            model       TEXT    NOT NULL,
+            kind        TEXT    NOT NULL CHECK (kind IN ('created', 'updated', 'deleted')),
+            connection  TEXT    NOT NULL,
+            provider    TEXT    NOT NULL,
+            object      TEXT    NOT NULL,
+            record_id   TEXT    NOT NULL,
+            occurred_at INTEGER,
+            detected_at INTEGER NOT NULL,
+            record      TEXT    NOT NULL,
+            changes     TEXT,
+            raw         TEXT    NOT NULL
+        );
+        CREATE INDEX events_detected ON events (detected_at);
+        CREATE INDEX events_source ON events (connection, object, seq);
+        CREATE INDEX events_record ON events (connection, object, record_id, seq);
+
+        -- One row per (event, subscriber). DESIGN §5.
+        CREATE TABLE deliveries (
+            id              INTEGER PRIMARY KEY,
+            event_seq       INTEGER NOT NULL REFERENCES events (seq) ON DELETE CASCADE,
+            subscriber      TEXT    NOT NULL,
+            record_key      TEXT    NOT NULL,   -- connection/object/record_id: per-record ordering
+            state           TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at INTEGER,
+            last_status     INTEGER,
+            last_error      TEXT,
+            created_at      INTEGER NOT NULL,
+            updated_at      INTEGER NOT NULL,
+            delivered_at    INTEGER,
+            UNIQUE (event_seq, subscriber)
+        );
+        -- Due deliveries per subscriber in event order.
+        CREATE INDEX deliveries_pending ON deliveries (subscriber, event_seq, next_attempt_at)
+            WHERE state = 'pending';
+        -- Earliest undelivered per (subscriber, record_key): the head of each record's queue.
+        CREATE INDEX deliveries_pending_record ON deliveries (subscriber, record_key, event_seq)
+            WHERE state = 'pending';
+        -- `deliveries list [--failed]`, newest first.
+        CREATE INDEX deliveries_by_subscriber ON deliveries (subscriber, state, id);
+
+        -- Every HTTP attempt, for `deliveries list` and debugging.
+        CREATE TABLE attempts (
+            id               INTEGER PRIMARY KEY,
+            delivery_id      INTEGER NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+            attempted_at     INTEGER NOT NULL,
+            http_status      INTEGER,
+            latency_ms       INTEGER NOT NULL,
+            response_excerpt TEXT,              -- at most 4 KB
+            error            TEXT
+        );
+        CREATE INDEX attempts_delivery ON attempts (delivery_id, id);
+
+        -- Operator and policy state of subscribers (pause after failing for days, 410 disables).
+        CREATE TABLE subscribers (
+            id            TEXT    NOT NULL PRIMARY KEY,
+            state         TEXT    NOT NULL CHECK (state IN ('active', 'paused', 'disabled')),
+            reason        TEXT,
+            changed_at    INTEGER NOT NULL,
+            failing_since INTEGER
+        ) WITHOUT ROWID;
+
+        -- Per (connection, object) poll health for `deltahook status`.
+        CREATE TABLE poll_status (
+            connection      TEXT    NOT NULL,
+            object          TEXT    NOT NULL,
+            last_poll_at    INTEGER,
+            last_success_at INTEGER,
+            last_error      TEXT,
+            last_error_at   INTEGER,
+            events_total    INTEGER NOT NULL DEFAULT 0,
+            records_total   INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (connection, object)
+        ) WITHOUT ROWID;
+        """
+
+    /// Brings the file up to ``currentVersion``, or refuses a newer one. Idempotent.
+    static func migrate(_ database: Database) throws {
+        let found = try database.withConnection { try $0.queryOne("PRAGMA user_version") { $0.int(0) } ?? 0 }
+        try checkNotNewer(found: found, path: database.path)
+        guard found < currentVersion else { return }
+        for version in (found + 1)...currentVersion {
+            try database.write { db in
+                // Re-check inside the write lock: another process may have migrated meanwhile.
+                let now = try db.queryOne("PRAGMA user_version") { $0.int(0) } ?? 0
+                try checkNotNewer(found: now, path: database.path)
+                guard now < version else { return }
+                try db.executeScript(migrations[version - 1])
+                try db.executeScript("PRAGMA user_version = \(version)")
+            }
+        }
+    }
+
+    /// A read-only open cannot migrate: it needs exactly the current version.
+    static func checkReadable(_ database: Database) throws {
+        let found = try database.read { try $0.queryOne("PRAGMA user_version") { $0.int(0) } ?? 0 }
+        try checkNotNewer(found: found, path: database.path)
+        if found < currentVersion {
+            throw StoreError(
+                code: .schemaTooOld(found: found, known: currentVersion),
+                message: found == 0
+                    ? "state file \(database.path) is not initialised"
+                    : "state file \(database.path) has schema version \(found), this deltahook expects \(currentVersion)",
+                path: database.path, hint: "start the daemon (deltahook run) once so it creates or upgrades the store")
+        }
+    }
+
+    private static func checkNotNewer(found: Int, path: String) throws {
+        guard found > currentVersion else { return }
+        throw StoreError(
+            code: .schemaTooNew(found: found, known: currentVersion),
+            message: "state file \(path) has schema version \(found), this deltahook knows up to \(currentVersion)",
+            path: path, hint: "upgrade deltahook")
+    }
+}
