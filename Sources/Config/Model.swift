@@ -23,6 +23,16 @@ public struct DeltahookConfig: Sendable {
         return out
     }
 
+    /// Texts a log scrubber must never let through: every secret, plus the base64 key part of `whsec_`
+    /// secrets (a key may be printed without its prefix by mistake).
+    public var redactionTexts: [String] {
+        var out = allSecrets.map(\.unredactedValue)
+        for subscriber in subscribers {
+            out += subscriber.secrets.map { String($0.secret.unredactedValue.dropFirst(WebhookSecret.prefix.count)) }
+        }
+        return out
+    }
+
     public func connection(id: String) -> ConnectionConfig? { connections.first { $0.id == id } }
     public func subscriber(id: String) -> SubscriberConfig? { subscribers.first { $0.id == id } }
 }
