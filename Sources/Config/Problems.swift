@@ -82,3 +82,9 @@ enum Suggestion {
         closest(to: word, in: candidates).map { "; did you mean \"\($0)\"?" } ?? ""
     }
 }
+
+/// The closest of `candidates` to a mistyped `word` (small edit distance), for "did you mean" hints
+/// elsewhere too (the CLI uses it for unknown commands).
+public func closestMatch(to word: String, in candidates: [String]) -> String? {
+    Suggestion.closest(to: word, in: candidates)
+}
