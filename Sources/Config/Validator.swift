@@ -361,7 +361,10 @@ struct Validator {
             case .github, .rest: ok = isIdentifier(name)
             }
             if !ok {
-                problems.add(o.child("name"), "\"\(name)\" is not a valid \(provider.rawValue) object name; expected letters, digits and \"_\"")
+                let expected = provider == .servicenow ? "a table name: lower-case letters, digits and \"_\""
+                    : provider == .netsuite ? "a SuiteQL table: letters, digits and \"_\""
+                    : "letters, digits, \"-\", \"_\" and \".\""
+                problems.add(o.child("name"), "\"\(name)\" is not a valid \(provider.rawValue) object name; expected \(expected)")
             }
         }
         let models = Validator.models[provider] ?? [.record]
