@@ -1,0 +1,289 @@
+// The typed configuration (DESIGN §6). Every value here has passed validation and every secret is resolved.
+public import Foundation
+public import Core
+
+/// A fully valid deltahook configuration.
+public struct DeltahookConfig: Sendable {
+    /// Where the SQLite store lives: `state_directory`, else `$STATE_DIRECTORY`, else `/var/lib/deltahook`.
+    public var stateDirectory: String
+    public var logLevel: ConfigLogLevel
+    /// The optional loopback listener for `/metrics` and `/healthz`; nil when `http` is absent.
+    public var http: HTTPListenConfig?
+    public var connections: [ConnectionConfig]
+    public var subscribers: [SubscriberConfig]
+    public var delivery: DeliveryConfig
+    /// Bound on the SIGTERM drain (default 10 s).
+    public var shutdownTimeout: Duration
+
+    /// Every resolved secret, for registering with the log scrubber (`RedactionList` in Logging).
+    public var allSecrets: [Secret] {
+        var out: [Secret] = []
+        for connection in connections { out += connection.auth.secrets }
+        for subscriber in subscribers { out += subscriber.secrets.map(\.secret) }
+        return out
+    }
+
+    /// Texts a log scrubber must never let through: every secret, plus the base64 key part of `whsec_`
+    /// secrets (a key may be printed without its prefix by mistake).
+    public var redactionTexts: [String] {
+        var out = allSecrets.map(\.unredactedValue)
+        for subscriber in subscribers {
+            out += subscriber.secrets.map { String($0.secret.unredactedValue.dropFirst(WebhookSecret.prefix.count)) }
+        }
+        return out
+    }
+
+    public func connection(id: String) -> ConnectionConfig? { connections.first { $0.id == id } }
+    public func subscriber(id: String) -> SubscriberConfig? { subscribers.first { $0.id == id } }
+}
+
+/// `log_level` names; the Logging module maps them to its `LogLevel` by name.
+public enum ConfigLogLevel: String, Sendable, CaseIterable {
+    case debug, info, notice, warning, error, critical
+}
+
+/// `http.listen`: `"127.0.0.1:9464"` or `"[::1]:9464"`.
+public struct HTTPListenConfig: Sendable, Hashable {
+    public var host: String
+    public var port: UInt16
+}
+
+public enum Provider: String, Sendable, CaseIterable {
+    case servicenow, netsuite, github, rest
+
+    /// The default `page_size` (provider limits: ServiceNow sysparm_limit, NetSuite SuiteQL limit ≤ 1000,
+    /// GitHub per_page ≤ 100).
+    public var defaultPageSize: Int {
+        switch self {
+        case .servicenow: 1000
+        case .netsuite: 1000
+        case .github: 100
+        case .rest: 100
+        }
+    }
+
+    public var maximumPageSize: Int {
+        switch self {
+        case .servicenow: 10_000
+        case .netsuite: 1000
+        case .github: 100
+        case .rest: 10_000
+        }
+    }
+
+    /// Whether the provider has a delete feed (ServiceNow `sys_audit_delete`, NetSuite `DeletedRecord`).
+    public var hasDeleteFeed: Bool { self == .servicenow || self == .netsuite }
+}
+
+public struct ConnectionConfig: Sendable {
+    public var id: String
+    public var provider: Provider
+    /// Without a trailing slash. Defaults: GitHub `https://api.github.com`, NetSuite from `account_id`.
+    public var baseURL: URL
+    public var auth: AuthConfig
+    public var objects: [ObjectConfig]
+    /// Present exactly when `provider == .netsuite`.
+    public var netsuite: NetSuiteSettings?
+}
+
+public struct NetSuiteSettings: Sendable {
+    /// As written, e.g. `1234567_SB1` (the OAuth realm). The host form is `hostAccountID` (`1234567-sb1`).
+    public var accountID: String
+    /// The account's time zone: SuiteQL timestamps are local to it.
+    public var timeZone: TimeZone
+    /// Per-account concurrent request limit (default 5).
+    public var maxConcurrency: Int
+
+    /// `123456_SB1` → `123456-sb1`, the form NetSuite uses in host names.
+    public var hostAccountID: String { NetSuiteSettings.hostForm(of: accountID) }
+
+    static func hostForm(of accountID: String) -> String {
+        accountID.lowercased().replacingOccurrences(of: "_", with: "-")
+    }
+}
+
+public enum OAuth2Grant: String, Sendable, CaseIterable {
+    case password
+    case refreshToken = "refresh_token"
+    case clientCredentials = "client_credentials"
+}
+
+public enum AuthConfig: Sendable {
+    /// ServiceNow or rest: HTTP Basic.
+    case basic(username: String, password: Secret)
+    /// ServiceNow OAuth2 (`/oauth_token.do`). `username`/`password` for the password grant,
+    /// `refreshToken` for the refresh_token grant.
+    case oauth2(grant: OAuth2Grant, clientID: String, clientSecret: Secret, username: String?, password: Secret?,
+                refreshToken: Secret?)
+    /// GitHub personal access token (or rest bearer token).
+    case token(Secret)
+    /// GitHub App: RS256 JWT signed with `privateKey` (PEM), exchanged for an installation token.
+    case githubApp(appID: String, installationID: String, privateKey: Secret)
+    /// NetSuite Token-Based Authentication (OAuth 1.0a, HMAC-SHA256).
+    case netsuiteTBA(consumerKey: Secret, consumerSecret: Secret, tokenID: Secret, tokenSecret: Secret)
+    /// rest: a secret sent in a named header, e.g. `X-API-Key`.
+    case header(name: String, value: Secret)
+    /// rest: no authentication.
+    case none
+
+    public var secrets: [Secret] {
+        switch self {
+        case .basic(_, let password): [password]
+        case .oauth2(_, _, let clientSecret, _, let password, let refreshToken):
+            [clientSecret] + [password, refreshToken].compactMap { $0 }
+        case .token(let token): [token]
+        case .githubApp(_, _, let key): [key]
+        case .netsuiteTBA(let a, let b, let c, let d): [a, b, c, d]
+        case .header(_, let value): [value]
+        case .none: []
+        }
+    }
+}
+
+/// Normalized models (DESIGN §4); `record` passes raw fields through.
+public enum RecordModel: String, Sendable, CaseIterable {
+    case ticket, user, group, customer, employee, invoice, record
+}
+
+public enum InitialSync: String, Sendable, CaseIterable {
+    /// Take a baseline without emitting events.
+    case silent
+    /// Emit a `created` event per existing record.
+    case emit
+}
+
+public enum DeleteFeed: String, Sendable, CaseIterable {
+    /// ServiceNow `sys_audit_delete` / NetSuite `DeletedRecord`, plus reconciliation.
+    case audit
+    /// Reconciliation sweeps only.
+    case none
+}
+
+/// GitHub `owner/repo`.
+public struct GitHubRepository: Sendable, Hashable, CustomStringConvertible {
+    public var owner: String
+    public var name: String
+    public var description: String { "\(owner)/\(name)" }
+}
+
+public struct ObjectConfig: Sendable {
+    /// ServiceNow table, NetSuite SuiteQL table, or a free name (GitHub, rest). Unique within its connection.
+    public var name: String
+    public var model: RecordModel
+    public var interval: Duration
+    /// Extra overlap re-read below the cursor for late-visible rows (default 1 s, one granule).
+    public var lookback: Duration
+    /// Full id-set reconciliation period (default 6 h).
+    public var reconcileEvery: Duration
+    /// Volatile fields left out of the content hash, added to the provider's defaults.
+    public var ignoreFields: [String]
+    public var initialSync: InitialSync
+    public var pageSize: Int
+    /// Restrict what is fetched; nil = everything.
+    public var fields: [String]?
+    public var deleteFeed: DeleteFeed
+    /// GitHub: emit events for pull requests too (default false: PRs advance the cursor only).
+    public var includePullRequests: Bool
+    /// GitHub: the repository polled. It is also the object's cursor partition.
+    public var repository: GitHubRepository?
+    /// NetSuite: `type` filter on `transaction`, e.g. `CustInvc`.
+    public var recordType: String?
+    /// rest: how to request and read pages.
+    public var request: RestRequestConfig?
+}
+
+/// The generic REST provider's declarative request description (see config.example.json, "request").
+public struct RestRequestConfig: Sendable {
+    /// Path and query appended to `base_url`, with placeholders `{cursor}`, `{limit}`, `{page}`, `{offset}`,
+    /// `{next}`. Placeholder values are percent-encoded.
+    public var path: String
+    /// Dot path to the array of records in the response body; empty when the body is the array.
+    public var recordsPath: [String]
+    /// Dot path to the record id inside a record.
+    public var idField: [String]
+    /// Dot path to the record's updated-at value inside a record.
+    public var cursorField: [String]
+    public var cursorFormat: RestCursorFormat
+    public var pagination: RestPagination
+}
+
+public enum RestCursorFormat: String, Sendable, CaseIterable {
+    /// `2026-11-29T06:00:00Z` (fractional seconds and offsets accepted when reading).
+    case rfc3339
+    /// `2026-11-29 06:00:00`, UTC.
+    case sql
+    /// Integer seconds since 1970.
+    case unixSeconds = "unix_seconds"
+    /// Integer milliseconds since 1970.
+    case unixMilliseconds = "unix_milliseconds"
+}
+
+public enum RestPagination: Sendable, Equatable {
+    /// One request per poll.
+    case none
+    /// `{page}` counts up from `start` until an empty page.
+    case page(start: Int)
+    /// `{offset}` grows by the records received until an empty page.
+    case offset
+    /// `{next}` takes the opaque token found at `field` in the previous response; absent or null ends.
+    case nextToken(field: [String])
+    /// The next request is the absolute URL at `field` in the body; absent or null ends.
+    case nextURL(field: [String])
+    /// Follow `Link: <…>; rel="next"` (RFC 8288).
+    case linkHeader
+}
+
+public enum SignatureStyle: String, Sendable, CaseIterable {
+    /// Standard Webhooks `webhook-signature`.
+    case standard
+    /// Also `x-hub-signature-256: sha256=<hex>`.
+    case github
+}
+
+public struct SubscriberConfig: Sendable {
+    public var id: String
+    public var url: URL
+    /// Signing secrets; more than one during rotation (every one signs).
+    public var secrets: [WebhookSecret]
+    public var events: [EventTypeGlob]
+    /// Connection ids whose events go here; nil = all connections.
+    public var connections: [String]?
+    public var timeout: Duration
+    public var maxInFlight: Int
+    /// Requests per second; nil = unlimited.
+    public var rateLimit: Double?
+    public var signatureStyles: [SignatureStyle]
+    public var includeRaw: Bool
+    public var allowInsecureHTTP: Bool
+    public var allowPrivateNetwork: Bool
+    /// PEM bundle of extra trusted CAs.
+    public var caFile: String?
+
+    /// Whether an event of `type` from `connection` is for this subscriber.
+    public func accepts(eventType type: String, connection: String) -> Bool {
+        if let connections, !connections.contains(connection) { return false }
+        return EventTypeGlob.anyMatches(events, type)
+    }
+}
+
+public struct DeliveryConfig: Sendable {
+    /// Delay before each attempt; the first is usually 0.
+    public var retrySchedule: [Duration]
+    /// ± fraction applied to each delay (0…1).
+    public var jitter: Double
+    /// A subscriber failing continuously this long is paused (probed, not dropped).
+    public var pauseAfter: Duration
+    /// How often a paused subscriber is probed.
+    public var probeInterval: Duration
+    /// Cap on a receiver's `Retry-After`.
+    public var maxRetryAfter: Duration
+
+    public static let defaultRetrySchedule: [Duration] = [
+        .zero, .seconds(5), .seconds(300), .seconds(1800), .seconds(7200), .seconds(18_000), .seconds(36_000),
+        .seconds(36_000),
+    ]
+
+    public static let defaults = DeliveryConfig(retrySchedule: defaultRetrySchedule, jitter: 0.2,
+                                                pauseAfter: .seconds(5 * 86_400), probeInterval: .seconds(300),
+                                                maxRetryAfter: .seconds(3600))
+}

@@ -1,0 +1,53 @@
+// `deltahook check-config`: validates the config and resolves every secret, so a passing check means the
+// daemon can start with it (DESIGN §6: every problem with its JSON path, exit 78).
+import Core
+import Config
+
+struct CheckConfigCommand: Command {
+    static let name = "check-config"
+    static let summary = "Validate the config file and check that every secret can be read"
+    static let usage = "check-config [--config PATH] [--json]"
+    static let details = """
+        Prints "config OK: N connections, M subscribers" and exits 0, or lists every problem with its JSON
+        path and exits 78. Secrets are read from $CREDENTIALS_DIRECTORY, files and environment variables
+        exactly as the daemon reads them; their values are never printed.
+
+        Options:
+          --json   print {"ok": true, "connections": N, "subscribers": M} or
+                   {"ok": false, "problems": [{"path": …, "message": …}]} on stdout
+        """
+
+    let json: Bool
+    let context: CommandContext
+
+    init(arguments: inout ArgumentList, context: CommandContext) throws {
+        json = arguments.flag("--json")
+        self.context = context
+    }
+
+    func run() async throws -> Int32 {
+        do {
+            let config = try ConfigLoader.load(path: context.configPath, environment: context.configEnvironment)
+            if json {
+                let value: JSONValue = ["ok": true, "config": .string(context.configPath),
+                                        "connections": .integer(Int64(config.connections.count)),
+                                        "subscribers": .integer(Int64(config.subscribers.count))]
+                context.output.out(value.serialized() + "\n")
+            } else {
+                context.output.out("config OK: \(config.connections.count) connections, \(config.subscribers.count) subscribers\n")
+            }
+            return ExitCode.ok
+        } catch {
+            if json {
+                let problems = error.problems.map { p -> JSONValue in
+                    ["path": .string(p.path), "message": .string(p.message)]
+                }
+                let value: JSONValue = ["ok": false, "config": .string(context.configPath), "problems": .array(problems)]
+                context.output.out(value.serialized() + "\n")
+            } else {
+                context.output.err("deltahook: \(error)\n")
+            }
+            return ExitCode.config
+        }
+    }
+}
