@@ -356,7 +356,12 @@ final class CurlLoop: @unchecked Sendable {
             var detail = ""
             if let buffer = transfer.errorBuffer, buffer.pointee != 0 { detail = String(cString: buffer) }
             if detail.isEmpty { detail = String(cString: curl_easy_strerror(code)) }
-            return .failure(Self.mapError(code, transfer: transfer, detail: detail))
+            // UNSUPPORTED_PROTOCOL after a connection was made means a non-HTTP answer (curl calls it
+            // "HTTP/0.9 when not allowed"), not a bad URL.
+            var ip: UnsafeMutablePointer<CChar>?
+            _ = deltahook_curl_getinfo_string(handle, CURLINFO_PRIMARY_IP, &ip)
+            let connected = ip.map { $0.pointee != 0 } ?? false
+            return .failure(Self.mapError(code, transfer: transfer, detail: detail, connected: connected))
         }
         var status = 0
         _ = deltahook_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
@@ -366,7 +371,7 @@ final class CurlLoop: @unchecked Sendable {
                                      bodyTruncated: transfer.truncated, totalTime: .microseconds(micros)))
     }
 
-    static func mapError(_ code: CURLcode, transfer: Transfer, detail: String) -> HTTPClientError {
+    static func mapError(_ code: CURLcode, transfer: Transfer, detail: String, connected: Bool) -> HTTPClientError {
         let kind: HTTPClientError.Kind
         switch code {
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: kind = .dns
@@ -377,6 +382,7 @@ final class CurlLoop: @unchecked Sendable {
              CURLE_SSL_ISSUER_ERROR, CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS,
              CURLE_SSL_CRL_BADFILE, CURLE_SSL_SHUTDOWN_FAILED:
             kind = .tls
+        case CURLE_UNSUPPORTED_PROTOCOL where connected: kind = .other
         case CURLE_URL_MALFORMAT, CURLE_UNSUPPORTED_PROTOCOL: kind = .invalidURL
         case CURLE_FILESIZE_EXCEEDED: kind = .tooLarge
         case CURLE_WRITE_ERROR where transfer.exceededLimit: kind = .tooLarge

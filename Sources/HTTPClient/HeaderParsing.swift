@@ -28,8 +28,10 @@ public enum HTTPDate {
     public static func parse(_ text: String) -> Date? {
         let tokens = text.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init)
         var day: Int?, month: Int?, year: Int?, clock: (Int, Int, Int)?
-        if tokens.count == 5, tokens[4] == "GMT", let dmy = Optional(tokens[1].split(separator: "-")), dmy.count == 3 {
+        if tokens.count == 4, tokens[3] == "GMT" {
             // RFC 850: weekday, dd-Mon-yy time GMT
+            let dmy = tokens[1].split(separator: "-")
+            guard dmy.count == 3 else { return nil }
             day = Int(dmy[0]); month = monthIndex(String(dmy[1])); year = Int(dmy[2]); clock = parseClock(tokens[2])
             if let y = year, y < 100 { year = y < 70 ? 2000 + y : 1900 + y }
         } else if tokens.count == 6, tokens[5] == "GMT" {

@@ -219,6 +219,7 @@ public final class HTTPServer: Sendable {
 
 public struct HTTPServerError: Error, Sendable, CustomStringConvertible {
     public var message: String
+    public init(message: String) { self.message = message }
     public var description: String { message }
 }
 
@@ -389,11 +390,12 @@ private struct Connection {
     /// Reads one request; nil when the peer closed cleanly between requests.
     mutating func readRequest() throws(ParseFailure) -> HTTPServerRequest? {
         let crlfcrlf: [UInt8] = [13, 10, 13, 10]
-        var scanned = start
+        // Offsets relative to `start`: fill() may compact the buffer and move it.
+        var scanned = 0
         var headerEnd: Int
         while true {
-            if let found = find(crlfcrlf, from: scanned) { headerEnd = found; break }
-            scanned = max(start, buffer.count - 3)
+            if let found = find(crlfcrlf, from: start + scanned) { headerEnd = found; break }
+            scanned = max(0, buffer.count - start - 3)
             if buffer.count - start > server.limits.maxHeaderBytes {
                 throw .tooLarge(431, "request header larger than \(server.limits.maxHeaderBytes) bytes")
             }
@@ -468,14 +470,14 @@ private struct Connection {
     }
 
     mutating func readLine() throws(ParseFailure) -> String {
-        var scanned = start
+        var scanned = 0
         while true {
-            if let end = find([13, 10], from: scanned) {
+            if let end = find([13, 10], from: start + scanned) {
                 let line = String(decoding: buffer[start..<end], as: UTF8.self)
                 start = end + 2
                 return line
             }
-            scanned = max(start, buffer.count - 1)
+            scanned = max(0, buffer.count - start - 1)
             if buffer.count - start > 8 << 10 { throw .badRequest("chunk line too long") }
             if !fill() { throw .closed }
         }
