@@ -288,7 +288,9 @@ final class CurlLoop: @unchecked Sendable {
             _ = curl_multi_perform(multi, &running)
             drainCompletions()
             var ready: Int32 = 0
-            _ = curl_multi_poll(multi, nil, 0, 1000, &ready)
+            // curl shortens this to its own next timer; submissions interrupt it via curl_multi_wakeup,
+            // so an idle client wakes only every 10 s.
+            _ = curl_multi_poll(multi, nil, 0, 10_000, &ready)
         }
         let leftovers = inbox.withLock { inbox -> [Transfer] in
             inbox.stopped = true

@@ -79,7 +79,9 @@ public final class HTTPServer: Sendable {
     public var openConnections: Int { registry.withLock { $0.open.count } }
 
     /// Closes the listener and every connection, then waits for the threads (async handlers still
-    /// running are cancelled; waits at most ~5 s for them). Safe to call more than once.
+    /// running are cancelled; waits at most ~5 s for them). Safe to call more than once. The server's
+    /// threads keep it alive until this is called, so every server must be stopped. Do not call it
+    /// from inside a handler (it would wait for its own thread for those 5 s).
     public func stop() {
         let first = registry.withLock { registry -> Bool in
             guard !registry.stopping else { return false }
@@ -93,10 +95,6 @@ public final class HTTPServer: Sendable {
         close(listenFD)
         _ = connectionsDone.wait(timeout: .now() + .seconds(5))
         registry.withLock { $0.stopped = true }
-    }
-
-    deinit {
-        // Threads hold `self` strongly, so deinit only runs after stop() finished or never started.
     }
 
     private var isStopping: Bool { registry.withLock { $0.stopping } }
@@ -183,7 +181,7 @@ public final class HTTPServer: Sendable {
                 connectionsDone.leave()
             }
             thread.name = "deltahook-http-conn"
-            thread.stackSize = 256 << 10
+            thread.stackSize = 1 << 20 // handlers may parse deeply nested JSON
             thread.start()
         }
     }
