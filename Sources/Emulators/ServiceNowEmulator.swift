@@ -274,7 +274,7 @@ public final class ServiceNowEmulator: Sendable {
     // MARK: - Faults and observation
 
     /// The next `count` Table API requests fail with `fault` (queued after earlier faults).
-    public func failNext(_ count: Int = 1, _ fault: Fault) {
+    public func failNext(_ fault: Fault, times count: Int = 1) {
         state.withLock { s in s.faults.append(contentsOf: Array(repeating: fault, count: count)) }
     }
 
