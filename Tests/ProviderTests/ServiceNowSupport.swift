@@ -41,6 +41,7 @@ func oauth(_ grant: OAuth2Grant, clientSecret: String = "client-secret") -> Auth
 /// Runs `body` with a fresh emulator and adapter client; both are always stopped.
 func withServiceNow<T>(auth: AuthConfig = basicAuth, options: ServiceNowEmulator.Options = .init(),
                        clock: TestClock? = nil, connection: String = "acme-snow",
+                       backoffBase: Duration = .seconds(2),
                        _ body: (ServiceNowHarness) async throws -> T) async throws -> T {
     let emulator = try ServiceNowEmulator(options: options)
     let transport: CurlHTTPClient
@@ -57,7 +58,7 @@ func withServiceNow<T>(auth: AuthConfig = basicAuth, options: ServiceNowEmulator
         authenticator = try ServiceNowAuthenticator(auth: auth, baseURL: emulator.baseURL, http: http)
     }
     let client = ServiceNowClient(http: http, baseURL: emulator.baseURL, authenticator: authenticator,
-                                  backoff: RateLimitBackoff(base: .seconds(2), cap: .seconds(60)))
+                                  backoff: RateLimitBackoff(base: backoffBase, cap: .seconds(60)))
     let harness = ServiceNowHarness(emulator: emulator, transport: transport, client: client)
     let result = try await body(harness)
     #expect(emulator.rejectedRequests.isEmpty, "the emulator refused requests it does not model")
