@@ -3,6 +3,7 @@ import Config
 import Core
 import Emulators
 import Foundation
+import Logging
 import HTTPClient
 import Providers
 import Synchronization
@@ -355,5 +356,39 @@ struct ServiceNowAdapterTests {
             #expect(h.emulator.tableRequestLog.allSatisfy { $0.query["sysparm_fields"] == "sys_id" })
             #expect(h.emulator.tableRequestLog.last?.query["sysparm_query"] == "sys_id>\(ids.sorted().last ?? "")^ORDERBYsys_id")
         }
+    }
+}
+
+@Suite("ServiceNow provider factory")
+struct ServiceNowFactoryTests {
+    @Test("a servicenow connection from the config builds one source per table, sharing one client")
+    func buildsFromConfig() async throws {
+        let emulator = try ServiceNowEmulator()
+        defer { emulator.stop() }
+        let transport = try CurlHTTPClient()
+        defer { transport.shutdown() }
+        try emulator.insert("incident", ["number": "INC1", "state": "2"], at: at())
+        let json = """
+        {"connections": [{"id": "acme-snow", "provider": "servicenow", "base_url": "\(emulator.baseURL)",
+          "auth": {"type": "oauth2", "grant": "password", "client_id": "deltahook",
+                   "client_secret": {"env": "SNOW_CLIENT_SECRET"}, "username": "admin",
+                   "password": {"env": "SNOW_PASSWORD"}},
+          "objects": [{"name": "incident", "model": "ticket", "ignore_fields": ["impact"], "fields": ["number", "state"]},
+                      {"name": "u_asset", "delete_feed": "none"}]}]}
+        """
+        let config = try ConfigLoader.load(data: Data(json.utf8), environment: ConfigEnvironment(
+            variables: ["SNOW_CLIENT_SECRET": "client-secret", "SNOW_PASSWORD": "admin-password"]))
+        let connection = try #require(config.connection(id: "acme-snow"))
+        let sources = try ProviderFactory.makeSources(for: connection, transport: transport,
+                                                      logger: Logger(sink: ServiceNowLogSink()))
+        #expect(sources.map(\.descriptor.object) == ["incident", "u_asset"])
+        #expect(sources.map(\.descriptor.model) == ["ticket", "record"])
+        #expect(sources[0].descriptor.volatileFields.isSuperset(of: ["impact", "sys_mod_count", "sys_updated_on"]))
+        #expect(sources[0].descriptor.provider == "servicenow")
+        let page = try await sources[0].fetchDelta(DeltaRequest(lowerBound: nil, after: nil, pageSize: 10))
+        #expect(page.records.first?.record["status"] == "in_progress")
+        #expect(try await sources[1].fetchDeletions(since: nil, after: nil, pageSize: 10) == nil)
+        #expect(emulator.issuedGrants == ["password"])
+        #expect(emulator.rejectedRequests.isEmpty)
     }
 }

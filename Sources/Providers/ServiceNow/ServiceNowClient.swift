@@ -106,7 +106,9 @@ public final class ServiceNowClient: Sendable {
                                               + "table's name (e.g. incident, sys_user), not its label")
         case 429:
             if let wait = ProviderHTTP.retryAfter(response.headers) {
-                throw ProviderError.rateLimited(retryAfter: wait, message: "\(context): \(envelope.text)")
+                // Exact (DESIGN §2 rule 9), but never beyond an hour: ServiceNow rate-limit rules are per
+                // hour, so a longer value is a broken header, not a reason to stop polling for days.
+                throw ProviderError.rateLimited(retryAfter: min(wait, .seconds(3600)), message: "\(context): \(envelope.text)")
             }
             if let reset = response.headers["x-ratelimit-reset"].flatMap({ Double($0) }) {
                 let seconds = reset - Date().timeIntervalSince1970
