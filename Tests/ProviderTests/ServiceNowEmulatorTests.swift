@@ -43,6 +43,28 @@ struct ServiceNowEmulatorTests {
         #expect(scoped.matches(["a": "1", "c": "y"]))
     }
 
+    @Test("the keyset form we send selects exactly what the ^NQ form of the brief selects, in the same order")
+    func keysetFormsAgree() async throws {
+        try await withServiceNow { h in
+            for i in 0..<40 { try h.emulator.insert("incident", ["number": "INC\(i)"], at: at(i / 8)) }
+            let all = try JSONValue.parse(try await get(h, "/api/now/table/incident?sysparm_fields=sys_id%2Csys_updated_on&sysparm_query="
+                + q("ORDERBYsys_updated_on^ORDERBYsys_id")).body)["result"]?.arrayValue ?? []
+            #expect(all.count == 40)
+            for pivot in [0, 7, 8, 20, 39] {
+                let t = all[pivot]["sys_updated_on"]?.stringValue ?? "", id = all[pivot]["sys_id"]?.stringValue ?? ""
+                let ours = "sys_updated_on>=\(t)^sys_updated_on>\(t)^ORsys_id>\(id)^ORDERBYsys_updated_on^ORDERBYsys_id"
+                let brief = "sys_updated_on>\(t)^NQsys_updated_on=\(t)^sys_id>\(id)^ORDERBYsys_updated_on^ORDERBYsys_id"
+                func ids(_ query: String) async throws -> [JSONValue] {
+                    let body = try JSONValue.parse(try await get(h, "/api/now/table/incident?sysparm_fields=sys_id&sysparm_query=" + q(query)).body)
+                    return (body["result"]?.arrayValue ?? []).compactMap { $0["sys_id"] }
+                }
+                let expected = all.dropFirst(pivot + 1).compactMap { $0["sys_id"] }
+                #expect(try await ids(ours) == expected)
+                #expect(try await ids(brief) == expected)
+            }
+        }
+    }
+
     @Test("operators and values the emulator does not model are refused, not ignored", arguments: [
         "short_descriptionLIKEnet", "a<3", "a!=3", "sys_updated_on>javascript:gs.dateGenerate('2026-01-01','00:00:00')",
         "nosuchfield=1", "a=1^^b=2", "ORa=1", "sys_updated_on>=2026-11-29T06:00:00Z",
