@@ -136,6 +136,7 @@ public struct ServiceNowSource: ObjectSource {
     {
         let step = limit > 1 ? limit - max(1, limit / 10) : 1
         var offset = 0
+        var steps = 0
         while true {
             var request = params
             if offset > 0 { request.append(("sysparm_offset", String(offset))) }
@@ -149,6 +150,12 @@ public struct ServiceNowSource: ObjectSource {
             }
             if page.announcesMore(offset: offset, limit: limit) {
                 offset += step
+                steps += 1
+                // X-Total-Count bounds the walk; a `next` link alone does not, so a broken one cannot loop us.
+                if steps > Self.maxEmptySteps {
+                    throw ProviderError.malformed(path: "$.result", message: "\(client.http.connection) \(table): "
+                        + "\(steps) consecutive empty pages while the instance kept announcing more rows")
+                }
                 continue
             }
             var warnings: [String] = []
@@ -172,6 +179,9 @@ public struct ServiceNowSource: ObjectSource {
                     + "\(after.recordID)); the instance did not honour the keyset query")
         }
     }
+
+    /// Empty pages stepped over in one read before giving up (10,000 pages of hidden rows).
+    static let maxEmptySteps = 10_000
 
     static func clampLimit(_ pageSize: Int) -> Int { min(max(pageSize, 1), 10_000) }
 }
