@@ -2,6 +2,7 @@
 // dir, secrets from environment variables, state in a temp state directory. Each test names the DESIGN §2 rule
 // it proves.
 import Core
+import Crypto
 import Emulators
 import Foundation
 import Glibc
@@ -20,14 +21,21 @@ private struct GitHubE2E {
     /// Source timestamps well in the past, whole seconds, increasing per use.
     let base = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 - 100_000).rounded(.down))
 
-    init(initialSync: String = "emit", pageSize: Int = 100, options: GitHubEmulator.Options = .init()) throws {
+    /// `appKeyPEM`: authenticate as a GitHub App whose private key is read from a file secret.
+    init(initialSync: String = "emit", pageSize: Int = 100, options: GitHubEmulator.Options = .init(),
+         appKeyPEM: String? = nil) throws {
         binary = try #require(BuiltBinary.deltahook(), "build first: swift build (needs .build/debug/deltahook)")
         dir = try TemporaryDirectory(prefix: "deltahook-gh-e2e")
         emulator = try GitHubEmulator(options: options)
+        var auth = #"{"type": "token", "token": {"env": "GITHUB_TOKEN"}}"#
+        if let appKeyPEM {
+            let keyPath = try dir.write("app-key.pem", appKeyPEM)
+            auth = #"{"type": "github_app", "app_id": "12345", "installation_id": "777", "private_key": {"file": "\#(keyPath)"}}"#
+        }
         let config = """
             {"state_directory": "\(dir.file("state"))", "log_level": "warning",
              "connections": [{"id": "octo", "provider": "github", "base_url": "\(emulator.baseURL)",
-               "auth": {"type": "token", "token": {"env": "GITHUB_TOKEN"}},
+               "auth": \(auth),
                "objects": [{"name": "issues", "repository": "octo-org/hello", "model": "ticket", "interval": "30s",
                             "initial_sync": "\(initialSync)", "page_size": \(pageSize)}]}],
              "subscribers": [{"id": "crm", "url": "https://hooks.example.com/x", "secrets": [{"env": "WHSEC"}],
@@ -288,5 +296,28 @@ struct GitHubPollOnceTests {
         #expect(outbox.count == 4, "every new issue exactly once")
         #expect(Set(outbox.compactMap { $0["record_id"]?.stringValue }).count == 4)
         #expect(rest.count == 4 - partial.count)
+    }
+
+    @Test("Rule 11: GitHub App auth from a PEM file: the binary mints an installation token the emulator verifies")
+    func appAuthentication() async throws {
+        let key = try RSAKey.generate()
+        let options = GitHubEmulator.Options(tokens: [], appID: "12345", installationID: "777",
+                                             appPublicKey: try RSAKey.publicKey(pem: key.publicKeyPEM()))
+        let e = try GitHubE2E(options: options, appKeyPEM: try key.privateKeyPEM())
+        defer { e.stop() }
+        e.emulator.createIssue(title: "app", at: e.base)
+        let events = try await e.pollEvents()
+        #expect(types(events) == ["ticket.created"])
+        #expect(e.emulator.mintedTokens == 1)
+        #expect(e.emulator.listRequests.allSatisfy { $0.authorization?.hasPrefix("Bearer ghs_") == true })
+
+        // A key that is not the App's: the JWT is refused, poll-once fails with an auth error naming no secret.
+        let wrong = try GitHubE2E(options: options, appKeyPEM: try RSAKey.generate().privateKeyPEM())
+        defer { wrong.stop() }
+        let (status, report) = try await wrong.pollOnce()
+        #expect(status == 1)
+        let error = try #require(report["error"]?.stringValue)
+        #expect(error.contains("authentication failed") && error.contains("JWT"))
+        #expect(!error.contains("PRIVATE KEY"))
     }
 }
