@@ -320,4 +320,23 @@ struct GitHubPollOnceTests {
         #expect(error.contains("authentication failed") && error.contains("JWT"))
         #expect(!error.contains("PRIVATE KEY"))
     }
+
+    @Test("poll-once without --json prints one line per object and one per event with its changed fields")
+    func humanOutput() async throws {
+        let e = try GitHubE2E()
+        defer { e.stop() }
+        let issue = e.emulator.createIssue(title: "human", at: e.base)
+        let first = try await e.run(["poll-once", "--connection", "octo"])
+        #expect(first.status == 0)
+        #expect(first.stdout.contains("octo/issues: 1 page(s), 1 record(s), 1 event(s); initial sync"))
+        #expect(first.stdout.contains("ticket.created  record \(issue.id)"))
+        e.emulator.updateIssue(1, at: e.base + 3) { $0.labels = ["triage"] }
+        let second = try await e.run(["poll-once", "--connection", "octo", "--object", "issues"])
+        #expect(second.stdout.contains("ticket.updated  record \(issue.id)  changed: labels"))
+        let dry = try await e.run(["poll-once", "--connection", "octo", "--dry-run"])
+        #expect(dry.status == 0)
+        let unknown = try await e.run(["poll-once", "--connection", "nope"])
+        #expect(unknown.status == 64)
+        #expect(unknown.stderr.contains("configured: octo"))
+    }
 }
