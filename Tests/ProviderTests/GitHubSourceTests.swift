@@ -337,30 +337,48 @@ struct GitHubSourceTests {
         #expect(ok.records.count == 1)
     }
 
-    @Test("Rule 6: the id listing follows Link next URLs to the end and includes pull requests")
+    /// Lists every id through the source, as the reconciler does.
+    static func listIDs(_ source: GitHubIssuesSource, pageSize: Int) async throws -> (ids: [String], pages: Int) {
+        var ids: [String] = []
+        var token: String?
+        var pages = 0
+        repeat {
+            let page = try await source.fetchIDs(after: token, pageSize: pageSize)
+            ids += page.ids
+            token = page.next
+            pages += 1
+        } while token != nil && pages < 50
+        return (ids, pages)
+    }
+
+    @Test("Rule 6: the id listing reaches the end (no next link), lists pull requests, each id once, even in a same-second run")
     func idListing() async throws {
         let f = try GitHubFixture()
         defer { f.stop() }
         var expected = Set<String>()
         for i in 0..<5 { expected.insert(String(f.emulator.createIssue(title: "i\(i)", pullRequest: i == 2, at: t0).id)) }
+        for i in 0..<3 { expected.insert(String(f.emulator.createIssue(title: "j\(i)", at: t0 + Double(i + 1)).id)) }
         let source = try f.source()
-        var ids: [String] = []
-        var token: String?
-        var pages = 0
-        repeat {
-            let page = try await source.fetchIDs(after: token, pageSize: 2)
-            ids += page.ids
-            token = page.next
-            pages += 1
-        } while token != nil && pages < 10
+        let (ids, pages) = try await Self.listIDs(source, pageSize: 2)
         #expect(Set(ids) == expected)
-        #expect(ids.count == 5)
-        #expect(pages == 3)
-        #expect(f.emulator.listRequests.dropFirst().allSatisfy { $0.path == "/repositories/1296269/issues" })
+        #expect(ids.count == 8)
+        #expect(pages >= 4)
         #expect(try await source.fetchDeletions(since: nil, after: nil, pageSize: 10) == nil)
         await #expect(throws: ProviderError.self) {
-            try await source.fetchIDs(after: "http://evil.example/repositories/1/issues?page=2", pageSize: 2)
+            try await source.fetchIDs(after: "not a token", pageSize: 2)
         }
+    }
+
+    @Test("Rule 6: an issue deleted during the sweep does not hide a live id (which would become a false delete)")
+    func idListingWithDeleteDuringSweep() async throws {
+        let f = try GitHubFixture()
+        defer { f.stop() }
+        for i in 0..<6 { f.emulator.createIssue(title: "i\(i)", at: t0 + Double(i)) }
+        let live = Set(f.emulator.issues.filter { $0.number != 1 }.map { String($0.id) })
+        // Issue #1 was on the first page; it disappears before the second request.
+        f.emulator.queueFaults([.none, .hook { $0.delete(1) }])
+        let (ids, _) = try await Self.listIDs(try f.source(), pageSize: 2)
+        #expect(live.isSubset(of: Set(ids)), "page offsets would have skipped issue #3 here")
     }
 
     @Test("Rule 5: the ticket model maps GitHub fields; updated_at and bookkeeping counters are volatile")

@@ -59,61 +59,81 @@ public struct GitHubIssuesSource: ObjectSource {
     // MARK: Delta scan
 
     public func fetchDelta(_ request: DeltaRequest) async throws -> DeltaPage {
-        let since: Date?
-        let page: Int
-        let seen: Set<String>
+        let step: WalkStep
         if let after = request.after {
-            since = after.hints["since"].flatMap(Timestamps.parseRFC3339) ?? Self.floorSecond(after.timestamp)
-            page = after.hints["page"].flatMap { Int($0) }.map { max(1, $0) } ?? 1
-            seen = Set((after.hints["seen"] ?? "").split(separator: ",").map(String.init))
+            step = WalkStep(since: after.hints["since"].flatMap(Timestamps.parseRFC3339) ?? Self.floorSecond(after.timestamp),
+                            page: after.hints["page"].flatMap { Int($0) }.map { max(1, $0) } ?? 1,
+                            seen: Set((after.hints["seen"] ?? "").split(separator: ",").map(String.init)))
         } else {
-            since = request.lowerBound.map(Self.floorSecond)
-            page = 1
-            seen = []
+            step = WalkStep(since: request.lowerBound.map(Self.floorSecond), page: 1, seen: [])
         }
-        let perPage = min(max(request.pageSize, 1), 100)
-        var query = "state=all&sort=updated&direction=asc"
-        if let since { query += "&since=" + Self.queryEscape(Timestamps.rfc3339(since)) }
-        query += "&per_page=\(perPage)"
-        if page > 1 { query += "&page=\(page)" }
-        var headers: [(name: String, value: String)] = []
         let firstPage = request.after == nil
-        if firstPage, let validator = request.ifNoneMatch { headers.append((name: "If-None-Match", value: validator)) }
-
-        let response = try await client.get(issuesURL + "?" + query, headers: headers)
-        if response.status == 304 {
+        let result = try await walk(step, pageSize: request.pageSize,
+                                    ifNoneMatch: firstPage ? request.ifNoneMatch : nil)
+        if result.notModified {
             // Nothing changed since the validator's answer; GitHub does not charge the rate limit for it.
             return DeltaPage(records: [], next: nil, notModified: true, validator: request.ifNoneMatch)
         }
-        let rows = try parseRows(response, context: "\(owner)/\(repository) issues page \(page)")
-        let hasNext = LinkHeader.parse(response.headers.values("link"))["next"] != nil
-        guard let last = rows.last, let newest = last.updatedAt else {
-            return DeltaPage(records: [], next: nil, validator: firstPage ? response.headers["etag"] : nil)
-        }
-        // Rows already delivered before this request: below `since` (cannot happen with an inclusive `since`,
-        // kept as a guard) or at exactly `since` and listed in the previous page's `seen` ids.
-        let fresh = rows.filter { row in
-            guard let at = row.updatedAt, let since else { return true }
-            if at < since { return false }
-            return !(at == since && seen.contains(row.id))
-        }
-        var next: ScanPosition?
-        if hasNext {
-            if let since, newest == since {
-                // A whole page of one timestamp, already asked from that timestamp: step the page number.
-                next = ScanPosition(timestamp: newest, recordID: last.id,
-                                    hints: ["since": Timestamps.rfc3339(newest), "page": String(page + 1)])
-            } else {
-                let atNewest = rows.filter { $0.updatedAt == newest }.map(\.id)
-                next = ScanPosition(timestamp: newest, recordID: last.id,
-                                    hints: ["since": Timestamps.rfc3339(newest), "page": "1",
-                                            "seen": atNewest.joined(separator: ",")])
-            }
-        }
         // The first page's ETag is a safe validator only when that page was the whole answer: with ascending
         // order a change lands at the end, which is beyond a full first page and would not alter its ETag.
-        let validator = (firstPage && !hasNext) ? response.headers["etag"] : nil
-        return DeltaPage(records: fresh, next: next, validator: validator)
+        let validator = (firstPage && result.next == nil) ? result.etag : nil
+        return DeltaPage(records: result.records, next: result.next.map(\.position), validator: validator)
+    }
+
+    /// One request of the `since` walk.
+    struct WalkStep: Equatable {
+        var since: Date?
+        var page: Int
+        /// Ids at exactly `since` already returned by the previous page.
+        var seen: Set<String>
+    }
+
+    struct WalkResult {
+        var notModified = false
+        /// Rows not returned before (the `seen` ids at `since` removed).
+        var records: [SourceRecord] = []
+        var next: (step: WalkStep, position: ScanPosition)?
+        var etag: String?
+    }
+
+    /// Reads one page of `state=all&sort=updated&direction=asc` from `step` and works out the next step
+    /// (see the file comment: page 1 from the newest `updated_at` seen, `page=N+1` only inside a run).
+    func walk(_ step: WalkStep, pageSize: Int, ifNoneMatch: String?) async throws -> WalkResult {
+        let perPage = min(max(pageSize, 1), 100)
+        var query = "state=all&sort=updated&direction=asc"
+        if let since = step.since { query += "&since=" + Self.queryEscape(Timestamps.rfc3339(since)) }
+        query += "&per_page=\(perPage)"
+        if step.page > 1 { query += "&page=\(step.page)" }
+        var headers: [(name: String, value: String)] = []
+        if let ifNoneMatch { headers.append((name: "If-None-Match", value: ifNoneMatch)) }
+
+        let response = try await client.get(issuesURL + "?" + query, headers: headers)
+        if response.status == 304 { return WalkResult(notModified: true) }
+        let rows = try parseRows(response, context: "\(owner)/\(repository) issues page \(step.page)")
+        var result = WalkResult(etag: response.headers["etag"])
+        let hasNext = LinkHeader.parse(response.headers.values("link"))["next"] != nil
+        guard let last = rows.last, let newest = last.updatedAt else { return result }
+        // Rows already delivered before this request: below `since` (cannot happen with an inclusive `since`,
+        // kept as a guard) or at exactly `since` and listed in the previous page's `seen` ids.
+        result.records = rows.filter { row in
+            guard let at = row.updatedAt, let since = step.since else { return true }
+            if at < since { return false }
+            return !(at == since && step.seen.contains(row.id))
+        }
+        guard hasNext else { return result }
+        let nextStep: WalkStep
+        if let since = step.since, newest == since {
+            // A whole page of one timestamp, already asked from that timestamp: step the page number.
+            nextStep = WalkStep(since: newest, page: step.page + 1, seen: [])
+        } else {
+            nextStep = WalkStep(since: newest, page: 1, seen: Set(rows.filter { $0.updatedAt == newest }.map(\.id)))
+        }
+        var hints = ["since": Timestamps.rfc3339(newest), "page": String(nextStep.page)]
+        if !nextStep.seen.isEmpty {
+            hints["seen"] = rows.filter { $0.updatedAt == newest }.map(\.id).joined(separator: ",")
+        }
+        result.next = (nextStep, ScanPosition(timestamp: newest, recordID: last.id, hints: hints))
+        return result
     }
 
     private func parseRows(_ response: ProviderResponse, context: String) throws -> [SourceRecord] {
@@ -145,33 +165,45 @@ public struct GitHubIssuesSource: ObjectSource {
 
     // MARK: Reconciliation
 
-    /// Lists every issue and pull request id (`state=all&sort=created&direction=asc`), following the `Link`
-    /// next URL; the token is that URL. Deleted and transferred issues simply vanish from this listing
-    /// (GitHub has no delete feed for issues), which is how reconciliation finds them.
+    /// Lists every issue and pull request id with the same `since` walk as the delta scan, from the beginning.
+    /// Page offsets over `sort=created` would skip a live id whenever an issue already listed is deleted
+    /// during the sweep (everything after it moves back one place), and a skipped id becomes a false
+    /// `deleted` event; the `since` walk restarts from page 1 at each step, so a row leaving the listing cannot
+    /// move an unread row into a page already read (except inside a multi-page run of one timestamp).
+    /// The token is the next step, as JSON. Deleted and transferred issues vanish from this listing (GitHub
+    /// has no delete feed for issues), which is how reconciliation finds them.
     public func fetchIDs(after token: String?, pageSize: Int) async throws -> IDPage {
-        let url: String
+        var step = WalkStep(since: nil, page: 1, seen: [])
         if let token {
-            guard Self.origin(of: token) == Self.origin(of: client.baseURL) else {
-                throw ProviderError.malformed(path: "Link", message: "\(client.connection): the next page link points "
-                    + "to another host (\(HTTPClientError.redact(token))); refusing to send credentials there")
+            guard let decoded = Self.decodeStep(token) else {
+                throw ProviderError.malformed(path: "token", message: "\(client.connection): not an id-listing token "
+                    + "this adapter wrote")
             }
-            url = token
-        } else {
-            url = issuesURL + "?state=all&sort=created&direction=asc&per_page=\(min(max(pageSize, 1), 100))"
+            step = decoded
         }
-        let response = try await client.get(url)
-        let body = try response.json(context: "\(client.connection): \(owner)/\(repository) id listing")
-        guard let array = body.arrayValue else {
-            throw ProviderError.malformed(path: "$", message: "\(client.connection): id listing: expected a JSON array, "
-                + "found \(body.typeName)")
+        let result = try await walk(step, pageSize: pageSize, ifNoneMatch: nil)
+        return IDPage(ids: result.records.map(\.id), next: result.next.map { Self.encodeStep($0.step) })
+    }
+
+    static func encodeStep(_ step: WalkStep) -> String {
+        var object = JSONObject()
+        if let since = step.since { object["since"] = .string(Timestamps.rfc3339(since)) }
+        object["page"] = .integer(Int64(step.page))
+        object["seen"] = .array(step.seen.sorted().map(JSONValue.string))
+        return JSONValue.object(object).serialized()
+    }
+
+    static func decodeStep(_ token: String) -> WalkStep? {
+        guard let value = try? JSONValue.parse(Array(token.utf8)), let page = value["page"]?.int64Value else {
+            return nil
         }
-        var ids: [String] = []
-        ids.reserveCapacity(array.count)
-        for (i, row) in array.enumerated() {
-            ids.append(try FieldReader(row, path: "$[\(i)]").requiredString("id"))
+        var since: Date?
+        if let text = value["since"]?.stringValue {
+            guard let date = Timestamps.parseRFC3339(text) else { return nil }
+            since = date
         }
-        let next = array.isEmpty ? nil : LinkHeader.parse(response.headers.values("link"))["next"]
-        return IDPage(ids: ids, next: next)
+        let seen = (value["seen"]?.arrayValue ?? []).compactMap(\.stringValue)
+        return WalkStep(since: since, page: max(1, Int(page)), seen: Set(seen))
     }
 
     /// GitHub has no delete feed for issues: deleted and transferred issues are found by reconciliation.
@@ -196,13 +228,5 @@ public struct GitHubIssuesSource: ObjectSource {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")
         return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
-    }
-
-    /// `scheme://host[:port]`, lower-cased, for the same-origin check on followed links.
-    static func origin(of url: String) -> String? {
-        guard let components = URLComponents(string: url), let scheme = components.scheme, let host = components.host
-        else { return nil }
-        let port = components.port.map { ":\($0)" } ?? ""
-        return "\(scheme.lowercased())://\(host.lowercased())\(port)"
     }
 }
