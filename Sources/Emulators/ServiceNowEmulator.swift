@@ -3,6 +3,8 @@
 // `sys_audit_delete`, ACL-filtered short pages, and the failure modes (429 with and without headers, the
 // error envelope, HTML from a hibernating instance). Tests drive it through a mutation API with explicit
 // `sys_updated_on` values and fault hooks; anything it does not model is answered 400 and recorded.
+// Not modelled: display values (with sysparm_display_value=true|all the raw value stands in for the display
+// text, in the documented shapes), dot-walked fields, HEAD/POST/PATCH/DELETE on the Table API, users' time zones.
 public import Foundation
 import HTTPServer
 import Crypto

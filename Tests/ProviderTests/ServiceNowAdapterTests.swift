@@ -392,3 +392,39 @@ struct ServiceNowFactoryTests {
         #expect(emulator.rejectedRequests.isEmpty)
     }
 }
+
+@Suite("ServiceNow adapter configuration errors")
+struct ServiceNowConfigurationErrorTests {
+    @Test("a base_url with a path is a configuration error naming base_url")
+    func baseURLWithPath() async throws {
+        let emulator = try ServiceNowEmulator()
+        defer { emulator.stop() }
+        let transport = try CurlHTTPClient()
+        defer { transport.shutdown() }
+        let http = ProviderHTTP(transport: transport, connection: "acme-snow")
+        let base = emulator.baseURL + "/nav_to.do"
+        let client = ServiceNowClient(http: http, baseURL: base,
+                                      authenticator: try ServiceNowAuthenticator(auth: basicAuth, baseURL: base, http: http))
+        let error = await expectProviderError {
+            try await ServiceNowSource(client: client, table: "incident", model: .ticket)
+                .fetchDelta(DeltaRequest(lowerBound: nil, after: nil, pageSize: 1))
+        }
+        guard case .configuration(let message)? = error else { Issue.record("got \(String(describing: error))"); return }
+        #expect(message.contains("base_url"))
+    }
+
+    @Test("auth types ServiceNow does not speak, and grants missing their credentials, fail at construction")
+    func unsupportedAuth() throws {
+        let transport = try CurlHTTPClient()
+        defer { transport.shutdown() }
+        let http = ProviderHTTP(transport: transport, connection: "acme-snow")
+        #expect(throws: ProviderError.self) {
+            _ = try ServiceNowAuthenticator(auth: .token(secret("x")), baseURL: "https://acme.service-now.com", http: http)
+        }
+        #expect(throws: ProviderError.self) {
+            _ = try ServiceNowAuthenticator(auth: .oauth2(grant: .refreshToken, clientID: "c", clientSecret: secret("s"),
+                                                          username: nil, password: nil, refreshToken: nil),
+                                            baseURL: "https://acme.service-now.com", http: http)
+        }
+    }
+}

@@ -104,6 +104,9 @@ public final class ServiceNowClient: Sendable {
         case 400 where envelope.message.hasPrefix("Invalid table"):
             throw ProviderError.configuration(message: "\(context): \(envelope.text) — the object name must be the "
                                               + "table's name (e.g. incident, sys_user), not its label")
+        case 400 where envelope.message == "Requested URI does not represent any resource":
+            throw ProviderError.configuration(message: "\(context): \(envelope.text) — base_url must be the instance "
+                                              + "root (https://<name>.service-now.com), without a path")
         case 429:
             if let wait = ProviderHTTP.retryAfter(response.headers) {
                 // Exact (DESIGN §2 rule 9), but never beyond an hour: ServiceNow rate-limit rules are per
