@@ -1,0 +1,232 @@
+// Delta polling of a repository's issues (GitHub REST "List repository issues",
+// `GET /repos/{owner}/{repo}/issues?state=all&sort=updated&direction=asc&since=…&per_page=…`;
+// provider-wire-facts §3.1–§3.4).
+//
+// GitHub offers no keyset pagination, only `since` (inclusive, on `updated_at`, whole seconds) and page
+// numbers. Page numbers over a set that changes while we read it skip or repeat rows, so (DESIGN §2 rule 3):
+// - after a page whose rows span several timestamps, the next request is page 1 again with `since` = the
+//   newest `updated_at` seen; rows at exactly that instant that were already on the previous page are
+//   filtered out (their ids travel in the position's `seen` hint);
+// - only when a whole page shares one timestamp T and `since` is already T (a run of identical timestamps
+//   longer than a page) does the walk use `page=N+1` — the one place where nothing else advances.
+// Only an empty page or a response without a `next` link ends the scan (rule 4). The position's hints
+// (`since`, `page`, `seen`) are persisted by the engine with the page, so a restarted scan asks exactly the
+// request that was next.
+//
+// Known limit (inherent to page numbers): inside a multi-page run of one timestamp, a row of the run that is
+// updated between two page requests leaves the run and shifts the rest back by one; the row that moves into
+// the already-read page is missed by this scan if it also changed in that very second. The next cycle's
+// lookback re-reads the run only when the watermark has not moved past it.
+public import Core
+public import Foundation
+import HTTPClient
+
+public struct GitHubIssuesSource: ObjectSource {
+    /// Fields that change without a change of content: the cursor field and GitHub's bookkeeping counters
+    /// (reaction totals, comment count, sub-issue and dependency summaries). DESIGN §4: volatile by default.
+    public static let defaultVolatileFields: Set<String> = [
+        "updated_at", "reactions", "comments", "sub_issues_summary", "issue_dependencies_summary",
+    ]
+
+    public let descriptor: ObjectDescriptor
+    public let client: GitHubClient
+    public let owner: String
+    public let repository: String
+    /// false: pull requests are read (they advance the cursor and are snapshotted) but emit nothing.
+    public let includePullRequests: Bool
+
+    /// `model` is `ticket` (normalized, see GitHubTicket.swift) or `record` (raw fields).
+    public init(client: GitHubClient, object: String, owner: String, repository: String, model: String = "ticket",
+                includePullRequests: Bool = false, ignoreFields: [String] = []) throws {
+        guard model == "ticket" || model == "record" else {
+            throw ProviderError.configuration(message: "\(client.connection)/\(object): GitHub issues map to model "
+                + "\"ticket\" or \"record\", not \"\(model)\"")
+        }
+        self.client = client
+        self.owner = owner
+        self.repository = repository
+        self.includePullRequests = includePullRequests
+        descriptor = ObjectDescriptor(connection: client.connection, provider: "github", object: object, model: model,
+                                      partition: "\(owner)/\(repository)",
+                                      volatileFields: Self.defaultVolatileFields.union(ignoreFields),
+                                      granularity: .seconds(1))
+    }
+
+    var issuesURL: String {
+        "\(client.baseURL)/repos/\(Self.pathEscape(owner))/\(Self.pathEscape(repository))/issues"
+    }
+
+    // MARK: Delta scan
+
+    public func fetchDelta(_ request: DeltaRequest) async throws -> DeltaPage {
+        let step: WalkStep
+        if let after = request.after {
+            step = WalkStep(since: after.hints["since"].flatMap(Timestamps.parseRFC3339) ?? Self.floorSecond(after.timestamp),
+                            page: after.hints["page"].flatMap { Int($0) }.map { max(1, $0) } ?? 1,
+                            seen: Set((after.hints["seen"] ?? "").split(separator: ",").map(String.init)))
+        } else {
+            step = WalkStep(since: request.lowerBound.map(Self.floorSecond), page: 1, seen: [])
+        }
+        let firstPage = request.after == nil
+        let result = try await walk(step, pageSize: request.pageSize,
+                                    ifNoneMatch: firstPage ? request.ifNoneMatch : nil)
+        if result.notModified {
+            // Nothing changed since the validator's answer; GitHub does not charge the rate limit for it.
+            return DeltaPage(records: [], next: nil, notModified: true, validator: request.ifNoneMatch)
+        }
+        // The first page's ETag is a safe validator only when that page was the whole answer: with ascending
+        // order a change lands at the end, which is beyond a full first page and would not alter its ETag.
+        let validator = (firstPage && result.next == nil) ? result.etag : nil
+        return DeltaPage(records: result.records, next: result.next.map(\.position), validator: validator)
+    }
+
+    /// One request of the `since` walk.
+    struct WalkStep: Equatable {
+        var since: Date?
+        var page: Int
+        /// Ids at exactly `since` already returned by the previous page.
+        var seen: Set<String>
+    }
+
+    struct WalkResult {
+        var notModified = false
+        /// Rows not returned before (the `seen` ids at `since` removed).
+        var records: [SourceRecord] = []
+        var next: (step: WalkStep, position: ScanPosition)?
+        var etag: String?
+    }
+
+    /// Reads one page of `state=all&sort=updated&direction=asc` from `step` and works out the next step
+    /// (see the file comment: page 1 from the newest `updated_at` seen, `page=N+1` only inside a run).
+    func walk(_ step: WalkStep, pageSize: Int, ifNoneMatch: String?) async throws -> WalkResult {
+        let perPage = min(max(pageSize, 1), 100)
+        var query = "state=all&sort=updated&direction=asc"
+        if let since = step.since { query += "&since=" + Self.queryEscape(Timestamps.rfc3339(since)) }
+        query += "&per_page=\(perPage)"
+        if step.page > 1 { query += "&page=\(step.page)" }
+        var headers: [(name: String, value: String)] = []
+        if let ifNoneMatch { headers.append((name: "If-None-Match", value: ifNoneMatch)) }
+
+        let response = try await client.get(issuesURL + "?" + query, headers: headers)
+        if response.status == 304 { return WalkResult(notModified: true) }
+        let rows = try parseRows(response, context: "\(owner)/\(repository) issues page \(step.page)")
+        var result = WalkResult(etag: response.headers["etag"])
+        let hasNext = LinkHeader.parse(response.headers.values("link"))["next"] != nil
+        guard let last = rows.last, let newest = last.updatedAt else { return result }
+        // Rows already delivered before this request: below `since` (cannot happen with an inclusive `since`,
+        // kept as a guard) or at exactly `since` and listed in the previous page's `seen` ids.
+        result.records = rows.filter { row in
+            guard let at = row.updatedAt, let since = step.since else { return true }
+            if at < since { return false }
+            return !(at == since && step.seen.contains(row.id))
+        }
+        guard hasNext else { return result }
+        let nextStep: WalkStep
+        if let since = step.since, newest == since {
+            // A whole page of one timestamp, already asked from that timestamp: step the page number.
+            nextStep = WalkStep(since: newest, page: step.page + 1, seen: [])
+        } else {
+            nextStep = WalkStep(since: newest, page: 1, seen: Set(rows.filter { $0.updatedAt == newest }.map(\.id)))
+        }
+        var hints = ["since": Timestamps.rfc3339(newest), "page": String(nextStep.page)]
+        if !nextStep.seen.isEmpty {
+            hints["seen"] = rows.filter { $0.updatedAt == newest }.map(\.id).joined(separator: ",")
+        }
+        result.next = (nextStep, ScanPosition(timestamp: newest, recordID: last.id, hints: hints))
+        return result
+    }
+
+    private func parseRows(_ response: ProviderResponse, context: String) throws -> [SourceRecord] {
+        let body = try response.json(context: "\(client.connection): \(context)")
+        guard let array = body.arrayValue else {
+            throw ProviderError.malformed(path: "$", message: "\(client.connection): \(context): expected a JSON array "
+                + "of issues, found \(body.typeName)")
+        }
+        var records: [SourceRecord] = []
+        records.reserveCapacity(array.count)
+        var previous: Date?
+        for (i, row) in array.enumerated() {
+            let path = "$[\(i)]"
+            let reader = FieldReader(row, path: path)
+            let id = try reader.requiredString("id")
+            let updated = try reader.requiredTimestamp("updated_at", format: "RFC 3339", Timestamps.parseRFC3339)
+            if let previous, updated < previous {
+                throw ProviderError.malformed(path: "\(path).updated_at", message: "\(client.connection): \(context): "
+                    + "rows are not in ascending updated_at order (sort=updated&direction=asc was asked)")
+            }
+            previous = updated
+            let isPullRequest = row["pull_request"] != nil
+            let record = descriptor.model == "ticket" ? try GitHubTicket.normalize(row, path: path) : row
+            records.append(SourceRecord(id: id, updatedAt: updated, raw: row, record: record,
+                                        emits: !isPullRequest || includePullRequests))
+        }
+        return records
+    }
+
+    // MARK: Reconciliation
+
+    /// Lists every issue and pull request id with the same `since` walk as the delta scan, from the beginning.
+    /// Page offsets over `sort=created` would skip a live id whenever an issue already listed is deleted
+    /// during the sweep (everything after it moves back one place), and a skipped id becomes a false
+    /// `deleted` event; the `since` walk restarts from page 1 at each step, so a row leaving the listing cannot
+    /// move an unread row into a page already read (except inside a multi-page run of one timestamp).
+    /// The token is the next step, as JSON. Deleted and transferred issues vanish from this listing (GitHub
+    /// has no delete feed for issues), which is how reconciliation finds them.
+    public func fetchIDs(after token: String?, pageSize: Int) async throws -> IDPage {
+        var step = WalkStep(since: nil, page: 1, seen: [])
+        if let token {
+            guard let decoded = Self.decodeStep(token) else {
+                throw ProviderError.malformed(path: "token", message: "\(client.connection): not an id-listing token "
+                    + "this adapter wrote")
+            }
+            step = decoded
+        }
+        let result = try await walk(step, pageSize: pageSize, ifNoneMatch: nil)
+        return IDPage(ids: result.records.map(\.id), next: result.next.map { Self.encodeStep($0.step) })
+    }
+
+    static func encodeStep(_ step: WalkStep) -> String {
+        var object = JSONObject()
+        if let since = step.since { object["since"] = .string(Timestamps.rfc3339(since)) }
+        object["page"] = .integer(Int64(step.page))
+        object["seen"] = .array(step.seen.sorted().map(JSONValue.string))
+        return JSONValue.object(object).serialized()
+    }
+
+    static func decodeStep(_ token: String) -> WalkStep? {
+        guard let value = try? JSONValue.parse(Array(token.utf8)), let page = value["page"]?.int64Value else {
+            return nil
+        }
+        var since: Date?
+        if let text = value["since"]?.stringValue {
+            guard let date = Timestamps.parseRFC3339(text) else { return nil }
+            since = date
+        }
+        let seen = (value["seen"]?.arrayValue ?? []).compactMap(\.stringValue)
+        return WalkStep(since: since, page: max(1, Int(page)), seen: Set(seen))
+    }
+
+    /// GitHub has no delete feed for issues: deleted and transferred issues are found by reconciliation.
+    public func fetchDeletions(since: Date?, after: ScanPosition?, pageSize: Int) async throws -> DeletionPage? {
+        nil
+    }
+
+    // MARK: Helpers
+
+    static func floorSecond(_ date: Date) -> Date {
+        Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down))
+    }
+
+    /// Query-component escaping: `2024-05-01T00:00:00Z` → `2024-05-01T00%3A00%3A00Z` (as GitHub's own links do).
+    static func queryEscape(_ text: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+    }
+
+    static func pathEscape(_ text: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+    }
+}
