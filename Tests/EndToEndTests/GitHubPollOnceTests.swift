@@ -210,7 +210,10 @@ struct GitHubPollOnceTests {
         #expect(reachedPage2)
         // The first page's request has been answered and the second is being delayed: page 1 is committed
         // (rule 1: the engine commits a page before asking for the next).
-        try await Task.sleep(for: .milliseconds(300))
+        let pageOneCommitted = await Wait.until(timeout: .seconds(20), interval: .milliseconds(100)) {
+            ((try? await e.outbox()) ?? []).count == 2
+        }
+        #expect(pageOneCommitted)
         process.kill(signal: SIGKILL)
         let killed = await process.wait(timeout: .seconds(10))
         #expect(killed.status != 0)
