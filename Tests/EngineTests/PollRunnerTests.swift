@@ -297,6 +297,8 @@ struct PollRunnerTests {
         #expect(try temp.store.pollStatuses().isEmpty)
         let real = try await runner.runCycle()
         #expect(real.events.map(\.id) == preview.previewEvents.map(\.id))
+        #expect(preview.description.hasPrefix("acme/incident: 3 pages, 5 records (0 unchanged), 5 events would be committed (record.created 5)"))
+        #expect(!real.description.contains("would be"))
     }
 
     @Test("delete feed: live records become deleted with the feed's time; stale notices and re-reads emit nothing (rule 6)")
