@@ -99,8 +99,9 @@ func rate(_ count: Int, _ duration: Duration) -> String {
 
 /// Fills `rows` random 32-hex-key rows with a payload of about the size of an engine row, 1000 per
 /// transaction, through one cached prepared upsert.
-func rawBaseline(path: String, rows: Int, payload: Int) throws -> Duration {
+func rawBaseline(path: String, rows: Int, payload: Int, pragma: String?) throws -> Duration {
     let database = try Database(path: path)
+    if let pragma { try database.withConnection { try $0.executeScript(pragma) } }
     try database.write { db in
         try db.executeScript("CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v TEXT NOT NULL, ts INTEGER NOT NULL)")
     }
@@ -135,6 +136,11 @@ struct Bench {
         defer { try? FileManager.default.removeItem(at: directory) }
 
         let store = try StateStore(path: directory.appendingPathComponent(StateStore.fileName).path)
+        // Experiment knob: BENCH_CACHE_MIB sets SQLite's page cache on both the store and the raw baseline
+        // (SQLite's default is 2 MiB). Unset: both run with the store's defaults, like the daemon.
+        let cachePragma = ProcessInfo.processInfo.environment["BENCH_CACHE_MIB"].flatMap(Int.init)
+            .map { "PRAGMA cache_size = -\($0 * 1024)" }
+        if let cachePragma { try store.database.withConnection { try $0.executeScript(cachePragma) } }
         let source = SyntheticSource(count: count)
         let plan = ObjectPlan(descriptor: source.descriptor, interval: .seconds(60), lookback: .seconds(1),
                               reconcileEvery: nil, initialSync: .silent, pageSize: pageSize, useDeleteFeed: false)
@@ -170,7 +176,7 @@ struct Bench {
         // Rows the changed phase wrote: snapshot + event + delivery per record, plus one cursor row per page.
         let changedRows = 3 * count + changed.pages
         let rawTime = try rawBaseline(path: directory.appendingPathComponent("raw.sqlite").path, rows: changedRows,
-                                      payload: 300)
+                                      payload: 300, pragma: cachePragma)
         let rawRows = Double(changedRows) / rawTime.seconds
         let engineRows = Double(changedRows) / changedTime.seconds
         let net = max(changedTime.seconds - sourceOnly.seconds, 1e-9)
@@ -213,6 +219,7 @@ struct Bench {
               + "\(changedRows) rows, 32-hex keys, WAL, NORMAL, 1000/tx")
         print(String(format: "    engine / raw (row writes)  %6.0f %%   (target >= 50 %%); net of page generation: %.0f %%",
                      100 * engineRows / rawRows, 100 * (Double(changedRows) / net) / rawRows))
+        if let cachePragma { print("    (experiment: \(cachePragma) on both)") }
         print(String(format: "(c) peak RSS                   %7.1f MiB", peakRSSMiB()))
     }
 }
