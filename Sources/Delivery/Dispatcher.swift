@@ -78,8 +78,10 @@ public final class Dispatcher: Sendable {
     ///   - transport: the shared HTTP client (keep-alive across deliveries); tests may pass a fake.
     ///   - ssrfGuard: resolves and vets subscriber hosts; inject a resolver in tests.
     ///   - metrics: optional registry for `deltahook_deliveries_total` and latency histograms.
-    public init(store: StateStore, transport: any HTTPTransport, options: Options = Options(), logger: Logger,
+    ///   - logger: nil discards logs (tests).
+    public init(store: StateStore, transport: any HTTPTransport, options: Options = Options(), logger: Logger? = nil,
                 metrics: MetricsRegistry? = nil, ssrfGuard: SSRFGuard = SSRFGuard()) {
+        let logger = logger ?? Logger(level: .critical, sink: DiscardingSink())
         shared = Shared(store: store, transport: transport, options: options, logger: logger, metrics: metrics,
                         guardian: ssrfGuard, writer: ResultWriter(store: store, logger: logger))
         metrics?.declare("deltahook_deliveries_total", kind: .counter,
@@ -156,21 +158,21 @@ public final class Dispatcher: Sendable {
         await task?.value
     }
 
+    /// Polls rather than awaiting the loop tasks: awaiting a task's value cannot be cancelled, so a deadline
+    /// could not interrupt it.
     private static func waitAll(_ runners: [SubscriberRunner], upTo limit: Duration) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                for runner in runners { await runner.finished() }
-                return true
-            }
-            group.addTask {
-                do { try await Task.sleep(for: limit) } catch {}
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
+        let deadline = ContinuousClock.now + limit
+        while !runners.allSatisfy(\.isDone) {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(5))
         }
+        return true
     }
+}
+
+/// A sink that drops everything (no logger given).
+struct DiscardingSink: LogSink {
+    func write(_ record: LogRecord) {}
 }
 
 /// Everything the loops share.

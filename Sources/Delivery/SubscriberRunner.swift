@@ -48,6 +48,7 @@ final class SubscriberRunner: Sendable {
     private let logger: Logger
     private let state: Mutex<State>
     private let task = Mutex<Task<Void, Never>?>(nil)
+    private let done = Atomic<Bool>(false)
 
     init(settings: SubscriberSettings, shared: Shared) {
         id = settings.id
@@ -81,10 +82,8 @@ final class SubscriberRunner: Sendable {
     /// Cancel requests still in flight (their deliveries keep the lease and become due again).
     func cancel() { task.withLock { $0 }?.cancel() }
 
-    func finished() async {
-        let current = task.withLock { $0 }
-        await current?.value
-    }
+    /// True once the loop and every request it started have ended.
+    var isDone: Bool { done.load(ordering: .acquiring) }
 
     /// Called by the writer once these deliveries' results are durable.
     func released(_ ids: [Int64]) {
@@ -135,6 +134,7 @@ final class SubscriberRunner: Sendable {
             }
         }
         logger.info("delivery loop stopped")
+        done.store(true, ordering: .releasing)
     }
 
     private func claimAndSend(now: Date, state s: State, group: inout DiscardingTaskGroup) async {
@@ -146,6 +146,7 @@ final class SubscriberRunner: Sendable {
             await doorbell.wait(upTo: poll)
             return
         }
+        guard !isStopping else { return }
         let claimed = await claim(limit: min(room, options.claimBatch), now: now, settings: s.settings)
         if claimed.isEmpty {
             let next = try? await shared.store.perform { [id] in try $0.nextDueAt(subscriber: id) }
@@ -159,13 +160,13 @@ final class SubscriberRunner: Sendable {
                 (st.semaphore, st.bucket?.reserve() ?? .zero, st.stopping)
             }
             if stopping || Task.isCancelled {
-                abandon(claimed[index...].map(\.delivery.id))
+                await abandon(claimed[index...].map(\.delivery.id))
                 return
             }
             if wait > .zero {
-                do { try await Task.sleep(for: wait) } catch { abandon(claimed[index...].map(\.delivery.id)); return }
+                do { try await Task.sleep(for: wait) } catch { await abandon(claimed[index...].map(\.delivery.id)); return }
             }
-            do { try await semaphore.acquire() } catch { abandon(claimed[index...].map(\.delivery.id)); return }
+            do { try await semaphore.acquire() } catch { await abandon(claimed[index...].map(\.delivery.id)); return }
             group.addTask {
                 await self.deliver(item, probe: false)
                 semaphore.release()
@@ -187,9 +188,17 @@ final class SubscriberRunner: Sendable {
         }
     }
 
-    /// Claimed but never sent (shutdown): forget them; their lease makes them due again.
-    private func abandon(_ ids: [Int64]) {
+    /// Claimed but not sent, or cancelled in flight (shutdown, removal): forget them and end their lease now so
+    /// they are due again at once (if this write does not happen, the lease still ends on its own).
+    private func abandon(_ ids: [Int64]) async {
+        guard !ids.isEmpty else { return }
         state.withLock { st in for id in ids { st.held.remove(id) } }
+        let now = Date()
+        do {
+            try await shared.store.perform { try $0.releaseLeases(ids, now: now) }
+        } catch {
+            logger.warning("releasing leases failed; the deliveries become due when their lease ends", error: error)
+        }
     }
 
     private func refreshIfDue() async {
@@ -230,7 +239,7 @@ final class SubscriberRunner: Sendable {
     private func deliver(_ item: DueDelivery, probe: Bool) async {
         // A Retry-After pause that began after this delivery was claimed holds it back too.
         while let until = state.withLock({ $0.pausedUntil }), until > Date(), !probe {
-            if isStopping || Task.isCancelled { abandon([item.delivery.id]); return }
+            if isStopping || Task.isCancelled { await abandon([item.delivery.id]); return }
             try? await Task.sleep(for: min(.milliseconds(250), Self.duration(from: Date(), to: until)))
         }
         let settings = state.withLock { $0.settings }
@@ -264,10 +273,10 @@ final class SubscriberRunner: Sendable {
         } catch let refusal as SSRFRefusal {
             observation = .refused(reason: refusal.reason)
         } catch is CancellationError {
-            abandon([item.delivery.id])
+            await abandon([item.delivery.id])
             return
         } catch let error as HTTPClientError {
-            if error.kind == .shutdown { abandon([item.delivery.id]); return }
+            if error.kind == .shutdown { await abandon([item.delivery.id]); return }
             observation = .transportError(reason: error.description)
         } catch {
             observation = .transportError(reason: String(describing: error))
