@@ -66,6 +66,11 @@ enum CommandTable {
         CheckConfigCommand.self,
         VersionCommand.self,
         HelpCommand.self,
+        DeliveriesCommand.self,
+        RedeliverCommand.self,
+        ReplayCommand.self,
+        SubscribersCommand.self,
+        SecretsCommand.self,
     ]}
 
     static func find(_ name: String) -> (any Command.Type)? { all.first { $0.name == name } }
