@@ -71,6 +71,7 @@ enum CommandTable {
         ReplayCommand.self,
         SubscribersCommand.self,
         SecretsCommand.self,
+        BenchDeliveryCommand.self,
     ]}
 
     static func find(_ name: String) -> (any Command.Type)? { all.first { $0.name == name } }

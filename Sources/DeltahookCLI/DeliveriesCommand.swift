@@ -78,7 +78,7 @@ struct DeliveriesCommand: Command {
                     ("event_id", .string(eventID)),
                     ("deliveries", .array(withAttempts.map { delivery, attempts in
                         guard case .object(var object) = DeliveryCLI.deliveryJSON(delivery) else { return .null }
-                        object["attempts"] = .array(attempts.map(DeliveryCLI.attemptJSON))
+                        object["attempt_history"] = .array(attempts.map(DeliveryCLI.attemptJSON))
                         return .object(object)
                     })),
                 ]))
