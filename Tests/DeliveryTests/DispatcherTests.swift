@@ -29,6 +29,7 @@ final class Harness: @unchecked Sendable {
         var subscriberSecrets: [String]?
         var receiverSecrets: [String]?
         var url: String?
+        var rateLimit: Double?
     }
 
     init(_ setup: Setup = Setup()) throws {
@@ -46,7 +47,7 @@ final class Harness: @unchecked Sendable {
         settings = SubscriberSettings(
             id: subscriber, url: try #require(URL(string: setup.url ?? receiver.url)),
             secrets: try (setup.subscriberSecrets ?? [secret]).map { try StandardWebhooks.Secret($0) },
-            timeout: .seconds(10), maxInFlight: setup.maxInFlight, allowInsecureHTTP: true,
+            timeout: .seconds(10), maxInFlight: setup.maxInFlight, rateLimit: setup.rateLimit, allowInsecureHTTP: true,
             allowPrivateNetwork: setup.allowPrivateNetwork)
         dispatcher.setSubscribers([settings])
     }
@@ -345,6 +346,20 @@ func interleaved(records: [String], perRecord: Int) -> [ChangeEvent] {
                 #expect(request.verified, "\(request.verificationError ?? "")")
                 #expect(request.header("webhook-signature")?.split(separator: " ").count == 2)
             }
+        }
+    }
+
+    @Test func rateLimitPacesRequests() async throws {
+        var setup = Harness.Setup()
+        setup.rateLimit = 10  // burst of 10, then one every 100 ms
+        try await withHarness(setup) { h in
+            try h.enqueue((1...14).map { sampleEvent("rl\($0)", 1) })
+            let done = await h.receiver.waitUntil(timeout: .seconds(20)) { $0.filter(\.accepted).count == 14 }
+            #expect(done)
+            let times = h.receiver.received.map(\.receivedAt).sorted()
+            let first = try #require(times.first)
+            let last = try #require(times.last)
+            #expect(last.timeIntervalSince(first) >= 0.35, "4 requests beyond the burst need ≥ 400 ms of tokens")
         }
     }
 
