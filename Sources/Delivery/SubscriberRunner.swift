@@ -242,7 +242,14 @@ final class SubscriberRunner: Sendable {
             if isStopping || Task.isCancelled { await abandon([item.delivery.id]); return }
             try? await Task.sleep(for: min(.milliseconds(250), Self.duration(from: Date(), to: until)))
         }
-        let settings = state.withLock { $0.settings }
+        // Disabled (410), paused or stopping since this was claimed: give it back instead of sending.
+        let (settings, blocked) = state.withLock { st in
+            (st.settings, st.stopping || (!probe && st.storeState != .active))
+        }
+        if blocked {
+            await abandon([item.delivery.id])
+            return
+        }
         let started = Date()
         if item.delivery.attempts == 0 {
             shared.metrics?.observe("deltahook_delivery_enqueue_to_send_seconds",
