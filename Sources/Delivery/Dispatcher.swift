@@ -11,6 +11,17 @@
 // least every `storePollInterval` — that poll is how the daemon notices what the CLI changed in the shared
 // SQLite file (replay, redeliver, subscribers pause/resume): the CLI and the daemon share nothing else.
 //
+// Wiring (the daemon):
+//   let client = try CurlHTTPClient(configuration: .init(maxCachedConnections: <sum of max_in_flight> + 16,
+//                                                        userAgent: "deltahook/<version>"))
+//   let dispatcher = Dispatcher(store: store, transport: client,
+//                               options: .init(delivery: config.delivery, userAgent: "deltahook/<version>"),
+//                               logger: logger, metrics: metrics)
+//   let (settings, problems) = SubscriberSettings.from(config.subscribers)   // log each problem, run the rest
+//   dispatcher.setSubscribers(settings)
+//   after every commitPage that inserted events:  dispatcher.notifyNewEvents()
+//   SIGHUP: setSubscribers(...) again;  SIGTERM: await dispatcher.shutdown(deadline: config.shutdownTimeout)
+//
 // Crash safety: a claimed delivery's `next_attempt_at` is its lease end. If the process dies (or shutdown's
 // deadline passes) before its result is recorded, it simply becomes due again when the lease ends: at least
 // once, same `webhook-id`.

@@ -30,6 +30,8 @@ final class Harness: @unchecked Sendable {
         var receiverSecrets: [String]?
         var url: String?
         var rateLimit: Double?
+        var githubSignature = false
+        var includeRaw = false
     }
 
     init(_ setup: Setup = Setup()) throws {
@@ -47,7 +49,8 @@ final class Harness: @unchecked Sendable {
         settings = SubscriberSettings(
             id: subscriber, url: try #require(URL(string: setup.url ?? receiver.url)),
             secrets: try (setup.subscriberSecrets ?? [secret]).map { try StandardWebhooks.Secret($0) },
-            timeout: .seconds(10), maxInFlight: setup.maxInFlight, rateLimit: setup.rateLimit, allowInsecureHTTP: true,
+            timeout: .seconds(10), maxInFlight: setup.maxInFlight, rateLimit: setup.rateLimit,
+            githubSignature: setup.githubSignature, includeRaw: setup.includeRaw, allowInsecureHTTP: true,
             allowPrivateNetwork: setup.allowPrivateNetwork)
         dispatcher.setSubscribers([settings])
     }
@@ -346,6 +349,28 @@ func interleaved(records: [String], perRecord: Int) -> [ChangeEvent] {
                 #expect(request.verified, "\(request.verificationError ?? "")")
                 #expect(request.header("webhook-signature")?.split(separator: " ").count == 2)
             }
+        }
+    }
+
+    @Test func droppedConnectionsAreRetriedAndGitHubStyleSignatureVerifies() async throws {
+        var setup = Harness.Setup()
+        setup.githubSignature = true
+        setup.includeRaw = true
+        try await withHarness(setup) { h in
+            h.receiver.enqueue([.drop, .reset])
+            let event = sampleEvent("flaky", 1)
+            try h.enqueue([event])
+            #expect(try await h.waitStore { _ in try h.delivery(event)?.state == .delivered })
+            let delivery = try #require(try h.delivery(event))
+            let attempts = try h.store.attempts(deliveryID: delivery.id).reversed().map { $0 }
+            #expect(attempts.count == 3)
+            #expect(attempts.prefix(2).allSatisfy { $0.httpStatus == nil && $0.error?.isEmpty == false })
+            let accepted = try #require(h.receiver.accepted.last)
+            #expect(accepted.hubSignatureValid == true)
+            let body = try JSONValue.parse(accepted.body)
+            #expect(body["data"]?["raw"]?["sys_id"]?.stringValue == "flaky")
+            #expect(accepted.eventID == event.id)
+            #expect(accepted.type == "ticket.updated")
         }
     }
 
