@@ -82,6 +82,8 @@ public final class Dispatcher: Sendable {
 
     let shared: Shared
     private let runners = Mutex<[String: SubscriberRunner]>([:])
+    /// Removed subscribers whose requests may still be in flight; shutdown waits for them too.
+    private let retiring = Mutex<[SubscriberRunner]>([])
     private let writerTask: Mutex<Task<Void, Never>?> = Mutex(nil)
     private let stopped = Atomic<Bool>(false)
 
@@ -132,6 +134,10 @@ public final class Dispatcher: Sendable {
             return (removed, started)
         }
         for runner in removed { runner.stop() }
+        retiring.withLock { list in
+            list.removeAll(where: \.isDone)
+            list += removed
+        }
         for runner in started { runner.start() }
     }
 
@@ -156,7 +162,7 @@ public final class Dispatcher: Sendable {
         let all = runners.withLock { map -> [SubscriberRunner] in
             defer { map.removeAll() }
             return Array(map.values)
-        }
+        } + retiring.withLock { $0 }
         for runner in all { runner.stop() }
         let finished = await Self.waitAll(all, upTo: deadline)
         if !finished {

@@ -139,15 +139,17 @@ final class SubscriberRunner: Sendable {
 
     private func claimAndSend(now: Date, state s: State, group: inout DiscardingTaskGroup) async {
         let poll = options.storePollInterval
-        let maxHeld = s.settings.maxInFlight + options.claimBatch
+        // Claim in sizeable batches (one write transaction each), not one slot at a time, but never hold much
+        // more than a few rounds of `max_in_flight`: claimed deliveries wait in memory, new events behind them.
+        let batch = min(options.claimBatch, max(32, s.settings.maxInFlight * 8))
+        let maxHeld = s.settings.maxInFlight + batch
         let room = maxHeld - s.held.count
-        // Claim in sizeable batches (one write transaction each), not one slot at a time.
-        if room <= 0 || (s.held.count >= s.settings.maxInFlight && room < options.claimBatch / 4) {
+        if room <= 0 || (s.held.count >= s.settings.maxInFlight && room < batch / 4) {
             await doorbell.wait(upTo: poll)
             return
         }
         guard !isStopping else { return }
-        let claimed = await claim(limit: min(room, options.claimBatch), now: now, settings: s.settings)
+        let claimed = await claim(limit: min(room, batch), now: now, settings: s.settings)
         if claimed.isEmpty {
             let next = try? await shared.store.perform { [id] in try $0.nextDueAt(subscriber: id) }
             let wait = next.flatMap { $0 }.map { Self.duration(from: Date(), to: $0) } ?? poll
