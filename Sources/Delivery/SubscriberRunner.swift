@@ -141,7 +141,9 @@ final class SubscriberRunner: Sendable {
         let poll = options.storePollInterval
         // Claim in sizeable batches (one write transaction each), not one slot at a time, but never hold much
         // more than a few rounds of `max_in_flight`: claimed deliveries wait in memory, new events behind them.
-        let batch = min(options.claimBatch, max(32, s.settings.maxInFlight * 8))
+        var batch = min(options.claimBatch, max(32, s.settings.maxInFlight * 8))
+        // A rate-limited subscriber holds at most ~5 s of its rate, well inside the lease.
+        if let rate = s.settings.rateLimit { batch = min(batch, max(1, Int(rate * 5))) }
         let maxHeld = s.settings.maxInFlight + batch
         let room = maxHeld - s.held.count
         if room <= 0 || (s.held.count >= s.settings.maxInFlight && room < batch / 4) {
