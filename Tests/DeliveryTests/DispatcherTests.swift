@@ -226,7 +226,8 @@ func interleaved(records: [String], perRecord: Int) -> [ChangeEvent] {
                 #expect(later.receivedAt.timeIntervalSince(throttled.receivedAt) >= 0.99,
                         "nothing may be sent to the subscriber during Retry-After")
             }
-            let first = try #require(try h.delivery(events[0]))
+            let throttledEvent = try #require(events.first { $0.id == throttled.webhookID })
+            let first = try #require(try h.delivery(throttledEvent))
             let attempts = try h.store.attempts(deliveryID: first.id)
             #expect(attempts.contains { $0.httpStatus == 429 && $0.error?.contains("Retry-After") == true })
         }
