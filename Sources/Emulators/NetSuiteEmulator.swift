@@ -363,7 +363,7 @@ public final class NetSuiteEmulator: Sendable {
             s.tables[query.table] = table
         }
         var matched = [Row]()
-        if let filter = query.filter {
+        if let filter = try query.filter.map(evaluator.fold) {
             for row in ordered where try evaluator.truth(filter, row) {
                 matched.append(row)
                 if matched.count >= s.options.rowCap { break }
@@ -436,8 +436,24 @@ public final class NetSuiteEmulator: Sendable {
         var zone: TimeZone
         var ambiguous: AmbiguousReading
 
+        /// Evaluates row-independent literals once.
+        func fold(_ expr: SQLExpr) throws -> SQLExpr {
+            switch expr {
+            case .toTimestamp:
+                guard let value = try value(expr, Row(id: 0, columns: [])) else { return expr }
+                return .constant(value)
+            case .compare(let a, let op, let b): return .compare(try fold(a), op, try fold(b))
+            case .inList(let a, let list): return .inList(try fold(a), try list.map(fold))
+            case .and(let a, let b): return .and(try fold(a), try fold(b))
+            case .or(let a, let b): return .or(try fold(a), try fold(b))
+            case .not(let a): return .not(try fold(a))
+            default: return expr
+            }
+        }
+
         func value(_ expr: SQLExpr, _ row: Row) throws -> NetSuiteValue? {
             switch expr {
+            case .constant(let value): return value
             case .column(let name): return row.value(name)
             case .text(let s): return .text(s)
             case .number(let n): return .number(n)

@@ -28,6 +28,8 @@ indirect enum SQLExpr {
     case text(String)
     case number(Int64)
     case toTimestamp(text: String, format: String)
+    /// A literal already evaluated (TO_TIMESTAMP folded once per query, not once per row).
+    case constant(NetSuiteValue)
     case toChar(column: String, format: String)
     case compare(SQLExpr, String, SQLExpr)
     case inList(SQLExpr, [SQLExpr])

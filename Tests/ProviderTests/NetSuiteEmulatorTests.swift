@@ -157,6 +157,20 @@ struct NetSuiteEmulatorTests {
         #expect(zip(keys, keys.dropFirst()).allSatisfy { $0 < $1 })
     }
 
+    @Test("Rule 3 + cap: more rows than the cap in ONE second cannot be split by time; keyset by id reads them once")
+    func denseSecondOverTheCap() async throws {
+        let f = try NetSuiteFixture(emulator: .init(timeZone: losAngeles, rowCap: 1000))
+        defer { f.stop() }
+        let when = utc("2026-10-01 07:00:00")
+        f.emulator.upsertMany("customer", rows: (1...1200).map { (Int64($0), when, []) })
+        f.emulator.upsert("customer", id: 5000, modifiedAt: when + 1)
+        let (records, pages, warnings) = try await NetSuiteFixture.scan(f.source(), from: when - 2, pageSize: 100)
+        #expect(records.count == 1201 && Set(records.map(\.id)).count == 1201)
+        #expect(warnings.contains { $0.contains("cannot be split further") })
+        #expect(warnings.count == 1, "the dense second is remembered in the position hints, not searched again")
+        #expect(f.emulator.stats.queries.count < pages + 30)
+    }
+
     @Test("Rule 3: 250 rows in one second are walked by the id tiebreaker without stalling")
     func sameSecondRun() async throws {
         let f = try NetSuiteFixture()

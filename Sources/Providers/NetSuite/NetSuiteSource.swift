@@ -20,6 +20,9 @@ public struct NetSuiteSource: ObjectSource {
 
     /// Hint key for the current window's exclusive end, Unix seconds.
     public static let windowEndHint = "window_end"
+    /// Hint key for a second holding more rows than the cap (cannot be split by time): while the scan is
+    /// still inside it, no window search is attempted again. Unix seconds.
+    public static let denseSecondHint = "dense_second"
 
     /// - Parameters:
     ///   - object: the configured object name; it is also the SuiteQL table.
@@ -45,6 +48,7 @@ public struct NetSuiteSource: ObjectSource {
         var windowEnd = request.after?.hints[Self.windowEndHint].flatMap(Int64.init).map {
             Date(timeIntervalSince1970: Double($0))
         }
+        let denseSecond = request.after?.hints[Self.denseSecondHint].flatMap(Int64.init)
         var warnings = [String]()
         // Bounded: each turn either returns or drops an exhausted window.
         for _ in 0..<8 {
@@ -62,9 +66,13 @@ public struct NetSuiteSource: ObjectSource {
             }
             let result = try await readPage(keyset, bound: bound, upper: nil, limit: limit, build: sql.delta)
             let threshold = max(1, client.options.rowCap - limit)
-            if result.totalResults > threshold, let first = result.allRows.first {
+            var dense = denseSecond.flatMap { second in
+                position.map { Timestamps.unixSeconds($0.timestamp) == second } ?? false ? second : nil
+            }
+            if dense == nil, result.totalResults > threshold, let first = result.allRows.first {
+                var denseAt: Date?
                 if let (end, windowed) = try await findWindow(keyset, bound: bound, firstRow: first, limit: limit,
-                                                               threshold: threshold) {
+                                                               threshold: threshold, denseSecond: &denseAt) {
                     warnings.append("\(descriptor.connection)/\(descriptor.object): \(result.totalResults) rows from "
                         + "\(bound.context.map(Timestamps.rfc3339) ?? "the beginning") reach SuiteQL's \(client.options.rowCap)-row cap; "
                         + "reading the window before \(Timestamps.rfc3339(end)) first")
@@ -76,30 +84,45 @@ public struct NetSuiteSource: ObjectSource {
                                      next: Self.position(last, windowEnd: windowed.hasMore ? end : nil),
                                      warnings: warnings)
                 }
+                let second = Timestamps.unixSeconds(denseAt ?? bound.context ?? first.instant)
+                dense = second
                 warnings.append("\(descriptor.connection)/\(descriptor.object): more than \(threshold) rows share one "
-                    + "second at \(Timestamps.rfc3339(first.instant)); the time range cannot be split further, paging by id")
+                    + "second at \(Timestamps.rfc3339(Date(timeIntervalSince1970: Double(second)))); the time range "
+                    + "cannot be split further, paging by id")
             }
             guard let last = result.rows.last else { return DeltaPage(records: [], next: nil, warnings: warnings) }
-            return DeltaPage(records: result.rows.map(makeRecord),
-                             next: result.hasMore ? Self.position(last, windowEnd: nil) : nil, warnings: warnings)
+            var next = result.hasMore ? Self.position(last, windowEnd: nil) : nil
+            if let dense, Timestamps.unixSeconds(last.instant) == dense { next?.hints[Self.denseSecondHint] = String(dense) }
+            return DeltaPage(records: result.rows.map(makeRecord), next: next, warnings: warnings)
         }
         throw ProviderError.malformed(path: "$", message: "\(descriptor.connection)/\(descriptor.object): SuiteQL windows kept coming back empty while announcing more rows")
     }
 
-    /// Binary search for a window end U with 0 < rows(bound, U) ≤ threshold. Each probe is a real page
-    /// request, so the successful probe is the page itself. nil when ≥ threshold rows share one second.
-    func findWindow(_ keyset: Keyset, bound: Bound, firstRow: Row, limit: Int, threshold: Int) async throws
-        -> (Date, PageResult)?
+    /// Searches for a window end U with 0 < rows(bound, U) ≤ threshold: galloping from the lower bound (new
+    /// changes usually sit just above the cursor), then bisecting. Each probe is a real page request, so the
+    /// successful probe is the page itself. nil when more than `threshold` rows share one second.
+    func findWindow(_ keyset: Keyset, bound: Bound, firstRow: Row, limit: Int, threshold: Int,
+                    denseSecond: inout Date?) async throws -> (Date, PageResult)?
     {
         let clock = client.clock
         var lo = NetSuiteClock.wholeSeconds(bound.context ?? firstRow.instant)
-        var hi = NetSuiteClock.wholeSeconds(max(Date(), lo)).addingTimeInterval(3600)
+        var hi: Date?
+        var width: TimeInterval = 64
         for _ in 0..<64 {
-            guard hi.timeIntervalSince(lo) > 1 else { return nil }
-            let mid = lo.addingTimeInterval((hi.timeIntervalSince(lo) / 2).rounded(.down))
-            var end = clock.upperBoundLiteral(mid).instant
-            if end >= hi { end = clock.lowerBoundLiteral(mid).instant }
-            guard end > lo, end < hi else { return nil }
+            var end: Date
+            if let hi {
+                guard hi.timeIntervalSince(lo) > 1 else {
+                    denseSecond = lo
+                    return nil
+                }
+                let mid = lo.addingTimeInterval((hi.timeIntervalSince(lo) / 2).rounded(.down))
+                end = clock.upperBoundLiteral(mid).instant
+                if end >= hi { end = clock.lowerBoundLiteral(mid).instant }
+                guard end > lo, end < hi else { return nil }
+            } else {
+                end = clock.upperBoundLiteral(lo.addingTimeInterval(width)).instant
+                width *= 4
+            }
             let probe = try await readPage(keyset, bound: bound, upper: end, limit: limit, build: sql.delta)
             if probe.totalResults > threshold {
                 hi = end
