@@ -157,6 +157,33 @@ struct NetSuiteEmulatorTests {
         #expect(zip(keys, keys.dropFirst()).allSatisfy { $0 < $1 })
     }
 
+    @Test("Rules 1, 3: a scan interrupted inside a window resumes in the same window from the persisted position")
+    func resumeInsideWindow() async throws {
+        let f = try NetSuiteFixture(emulator: .init(timeZone: losAngeles, rowCap: 1000))
+        defer { f.stop() }
+        let start = utc("2026-10-01 07:00:00")
+        f.emulator.upsertMany("customer", rows: (1...1200).map { (Int64($0), start + Double($0), []) })
+        let first = try await f.source().fetchDelta(DeltaRequest(lowerBound: nil, after: nil, pageSize: 100))
+        let position = try #require(first.next)
+        let end = try #require(position.hints[NetSuiteSource.windowEndHint])
+        // The engine persists the position (JSON) with the page; a restarted daemon decodes it.
+        let restored = try JSONDecoder().decode(ScanPosition.self, from: JSONEncoder().encode(position))
+        let queriesBefore = f.emulator.stats.queries.count
+        var records = first.records
+        var after: ScanPosition? = restored
+        var pages = 0
+        while let current = after, pages < 100 {
+            let page = try await f.source().fetchDelta(DeltaRequest(lowerBound: nil, after: current, pageSize: 100))
+            records += page.records
+            after = page.next
+            pages += 1
+        }
+        #expect(records.count == 1200 && Set(records.map(\.id)).count == 1200)
+        let resumedQuery = f.emulator.stats.queries[queriesBefore]
+        let endLocal = NetSuiteClock(zone: losAngeles).local(Date(timeIntervalSince1970: Double(end)!))
+        #expect(resumedQuery.contains("customer.lastmodifieddate < TO_TIMESTAMP('\(endLocal)'"), "same window after the restart")
+    }
+
     @Test("Rule 3 + cap: more rows than the cap in ONE second cannot be split by time; keyset by id reads them once")
     func denseSecondOverTheCap() async throws {
         let f = try NetSuiteFixture(emulator: .init(timeZone: losAngeles, rowCap: 1000))

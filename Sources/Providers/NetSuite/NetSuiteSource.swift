@@ -99,26 +99,27 @@ public struct NetSuiteSource: ObjectSource {
     }
 
     /// Searches for a window end U with 0 < rows(bound, U) ≤ threshold: galloping from the lower bound (new
-    /// changes usually sit just above the cursor), then bisecting. Each probe is a real page request, so the
-    /// successful probe is the page itself. nil when more than `threshold` rows share one second.
+    /// changes usually sit just above the cursor) while windows hold under a quarter of the threshold (so
+    /// windows are not needlessly small: each costs an extra query), then bisecting once one holds too many.
+    /// Each probe is a real page request, so the accepted probe is the page itself. nil (with `denseSecond`
+    /// set) when more than `threshold` rows share one second.
     func findWindow(_ keyset: Keyset, bound: Bound, firstRow: Row, limit: Int, threshold: Int,
                     denseSecond: inout Date?) async throws -> (Date, PageResult)?
     {
         let clock = client.clock
         var lo = NetSuiteClock.wholeSeconds(bound.context ?? firstRow.instant)
         var hi: Date?
+        var fallback: (Date, PageResult)?
         var width: TimeInterval = 64
+        let comfortable = max(1, threshold / 4)
         for _ in 0..<64 {
             var end: Date
             if let hi {
-                guard hi.timeIntervalSince(lo) > 1 else {
-                    denseSecond = lo
-                    return nil
-                }
+                guard hi.timeIntervalSince(lo) > 1 else { break }
                 let mid = lo.addingTimeInterval((hi.timeIntervalSince(lo) / 2).rounded(.down))
                 end = clock.upperBoundLiteral(mid).instant
                 if end >= hi { end = clock.lowerBoundLiteral(mid).instant }
-                guard end > lo, end < hi else { return nil }
+                guard end > lo, end < hi else { break }
             } else {
                 end = clock.upperBoundLiteral(lo.addingTimeInterval(width)).instant
                 width *= 4
@@ -126,12 +127,15 @@ public struct NetSuiteSource: ObjectSource {
             let probe = try await readPage(keyset, bound: bound, upper: end, limit: limit, build: sql.delta)
             if probe.totalResults > threshold {
                 hi = end
-            } else if probe.rows.isEmpty {
+            } else if probe.rows.isEmpty || (hi == nil && probe.totalResults < comfortable) {
+                if !probe.rows.isEmpty { fallback = (end, probe) }
                 lo = end
             } else {
                 return (end, probe)
             }
         }
+        if let fallback { return fallback }
+        if let hi, hi.timeIntervalSince(lo) <= 1 { denseSecond = lo }
         return nil
     }
 
