@@ -64,6 +64,8 @@ extension Command {
 enum CommandTable {
     static var all: [any Command.Type] {[
         CheckConfigCommand.self,
+        PollOnceCommand.self,
+        EventsCommand.self,
         VersionCommand.self,
         HelpCommand.self,
     ]}

@@ -4,6 +4,7 @@ import Engine
 import Foundation
 import Logging
 import Store
+import Synchronization
 import Testing
 
 @Suite("PollRunner")
@@ -296,6 +297,8 @@ struct PollRunnerTests {
         #expect(try temp.store.pollStatuses().isEmpty)
         let real = try await runner.runCycle()
         #expect(real.events.map(\.id) == preview.previewEvents.map(\.id))
+        #expect(preview.description.hasPrefix("acme/incident: 3 pages, 5 records (0 unchanged), 5 events would be committed (record.created 5)"))
+        #expect(!real.description.contains("would be"))
     }
 
     @Test("delete feed: live records become deleted with the feed's time; stale notices and re-reads emit nothing (rule 6)")
@@ -364,5 +367,34 @@ struct PollRunnerTests {
         let fields = Dictionary(record.fields.map { ($0.field.name, $0.value) }, uniquingKeysWith: { a, _ in a })
         #expect(fields["CONNECTION"] == "acme" && fields["OBJECT"] == "incident")
         #expect(fields["DETAIL"]?.contains("ACLs") == true)
+    }
+}
+
+@Suite("Delete feed start")
+struct DeleteFeedStartTests {
+    @Test("the first delete-feed read starts at the delta watermark's lower bound, not the feed's beginning (rule 6)")
+    func firstReadStartsAtWatermark() async throws {
+        final class FeedProbe: ObjectSource {
+            let inner = FakeSource()
+            let sinces = Mutex<[Date?]>([])
+            var descriptor: ObjectDescriptor { inner.descriptor }
+            func fetchDelta(_ request: DeltaRequest) async throws -> DeltaPage { try await inner.fetchDelta(request) }
+            func fetchIDs(after token: String?, pageSize: Int) async throws -> IDPage {
+                try await inner.fetchIDs(after: token, pageSize: pageSize)
+            }
+            func fetchDeletions(since: Date?, after: ScanPosition?, pageSize: Int) async throws -> DeletionPage? {
+                sinces.withLock { $0.append(since) }
+                return DeletionPage(deletions: [], next: nil)
+            }
+        }
+        let temp = try TempStore()
+        let probe = FeedProbe()
+        probe.inner.upsert("a", at: at(100), ["v": "1"])
+        let plan = ObjectPlan(descriptor: probe.descriptor, interval: .seconds(1), lookback: .seconds(2),
+                              reconcileEvery: nil)
+        let runner = PollRunner(target: PollTarget(plan: plan, source: probe), store: temp.store, router: { _ in [] },
+                                logger: Logger(sink: MemoryLogSink()), now: StepClock().function)
+        _ = try await runner.runCycle()
+        #expect(probe.sinces.withLock { $0 } == [at(100 - 2 - 1)])
     }
 }

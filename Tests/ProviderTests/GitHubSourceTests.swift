@@ -132,6 +132,42 @@ struct GitHubSourceTests {
         }
     }
 
+    @Test("Rule 3: rows leaving a same-second run between page requests do not make the walk skip a row of the run")
+    func runShiftIsCaught() async throws {
+        let f = try GitHubFixture()
+        defer { f.stop() }
+        for i in 0..<250 { f.emulator.createIssue(title: "run \(i)", at: t0) }
+        // After the second request (page 1 from since=t0), three rows already read leave the run: every later
+        // row moves back three places. Fixed 100-row pages would now skip rows 101–103 of the run.
+        f.emulator.queueFaults([.none, .none, .hook { emulator in
+            for number: Int64 in [5, 6, 7] { emulator.updateIssue(number, at: t0 + 100) { $0.title = "moved" } }
+        }])
+        let (records, _) = try await GitHubFixture.scan(f.source(), from: nil, pageSize: 100)
+        let all = Set(f.emulator.issues.map { String($0.id) })
+        #expect(all.subtracting(records.map(\.id)).sorted() == [], "no row of the run is skipped")
+        #expect(records.filter { $0.record["title"] == "moved" }.count == 3)
+        // Windows inside the run overlap: the page after the first full run page starts before row 100.
+        let windows = f.emulator.listRequests.compactMap { r -> (Int, Int)? in
+            guard let page = r.query["page"].flatMap({ Int($0) }), let size = r.query["per_page"].flatMap({ Int($0) })
+            else { return nil }
+            return ((page - 1) * size, page * size)
+        }
+        #expect(windows.first.map { $0.0 < 100 && $0.1 > 100 } == true)
+    }
+
+    @Test("The next window inside a run overlaps the rows read and always moves forward")
+    func windowArithmetic() {
+        for maximum in [1, 2, 3, 10, 50, 99, 100] {
+            for end in 1...450 {
+                let (page, size) = GitHubIssuesSource.nextWindow(after: end, maximum: maximum)
+                let start = (page - 1) * size
+                #expect(size >= 1 && size <= maximum)
+                #expect(page * size > end, "progress past row \(end) with maximum \(maximum)")
+                if maximum >= 10 { #expect(end - start >= min(end, maximum / 10), "overlap at \(end), maximum \(maximum)") }
+            }
+        }
+    }
+
     @Test("Rule 3: after a mixed page the walk asks page 1 again from the newest updated_at seen")
     func sinceWalk() async throws {
         let f = try GitHubFixture()
@@ -337,30 +373,48 @@ struct GitHubSourceTests {
         #expect(ok.records.count == 1)
     }
 
-    @Test("Rule 6: the id listing follows Link next URLs to the end and includes pull requests")
+    /// Lists every id through the source, as the reconciler does.
+    static func listIDs(_ source: GitHubIssuesSource, pageSize: Int) async throws -> (ids: [String], pages: Int) {
+        var ids: [String] = []
+        var token: String?
+        var pages = 0
+        repeat {
+            let page = try await source.fetchIDs(after: token, pageSize: pageSize)
+            ids += page.ids
+            token = page.next
+            pages += 1
+        } while token != nil && pages < 50
+        return (ids, pages)
+    }
+
+    @Test("Rule 6: the id listing reaches the end (no next link), lists pull requests, each id once, even in a same-second run")
     func idListing() async throws {
         let f = try GitHubFixture()
         defer { f.stop() }
         var expected = Set<String>()
         for i in 0..<5 { expected.insert(String(f.emulator.createIssue(title: "i\(i)", pullRequest: i == 2, at: t0).id)) }
+        for i in 0..<3 { expected.insert(String(f.emulator.createIssue(title: "j\(i)", at: t0 + Double(i + 1)).id)) }
         let source = try f.source()
-        var ids: [String] = []
-        var token: String?
-        var pages = 0
-        repeat {
-            let page = try await source.fetchIDs(after: token, pageSize: 2)
-            ids += page.ids
-            token = page.next
-            pages += 1
-        } while token != nil && pages < 10
+        let (ids, pages) = try await Self.listIDs(source, pageSize: 2)
         #expect(Set(ids) == expected)
-        #expect(ids.count == 5)
-        #expect(pages == 3)
-        #expect(f.emulator.listRequests.dropFirst().allSatisfy { $0.path == "/repositories/1296269/issues" })
+        #expect(ids.count == 8)
+        #expect(pages >= 4)
         #expect(try await source.fetchDeletions(since: nil, after: nil, pageSize: 10) == nil)
         await #expect(throws: ProviderError.self) {
-            try await source.fetchIDs(after: "http://evil.example/repositories/1/issues?page=2", pageSize: 2)
+            try await source.fetchIDs(after: "not a token", pageSize: 2)
         }
+    }
+
+    @Test("Rule 6: an issue deleted during the sweep does not hide a live id (which would become a false delete)")
+    func idListingWithDeleteDuringSweep() async throws {
+        let f = try GitHubFixture()
+        defer { f.stop() }
+        for i in 0..<6 { f.emulator.createIssue(title: "i\(i)", at: t0 + Double(i)) }
+        let live = Set(f.emulator.issues.filter { $0.number != 1 }.map { String($0.id) })
+        // Issue #1 was on the first page; it disappears before the second request.
+        f.emulator.queueFaults([.none, .hook { $0.delete(1) }])
+        let (ids, _) = try await Self.listIDs(try f.source(), pageSize: 2)
+        #expect(live.isSubset(of: Set(ids)), "page offsets would have skipped issue #3 here")
     }
 
     @Test("Rule 5: the ticket model maps GitHub fields; updated_at and bookkeeping counters are volatile")
