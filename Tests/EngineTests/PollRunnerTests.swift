@@ -398,3 +398,23 @@ struct DeleteFeedStartTests {
         #expect(probe.sinces.withLock { $0 } == [at(100 - 2 - 1)])
     }
 }
+
+@Suite("Idle pages")
+struct IdlePageTests {
+    @Test("unchanged pages may defer the cursor write; an error then only causes an unchanged re-read (rule 1)")
+    func idlePagesDeferCursor() async throws {
+        let temp = try TempStore()
+        let source = FakeSource()
+        for i in 0..<30 { source.upsert(String(format: "id%02d", i), at: at(i), ["n": .integer(Int64(i))]) }
+        let runner = makeRunner(source, temp, initialSync: .silent, pageSize: 10, lookback: .seconds(3600))
+        _ = try await runner.runCycle()
+        let settled = try temp.cursor(source)
+        source.state.withLock { $0.deltaErrors[$0.deltaCalls + 3] = .transport(message: "reset") }
+        await #expect(throws: ProviderError.self) { _ = try await runner.runCycle() }
+        #expect(try temp.cursor(source)?.resumeState == settled?.resumeState)  // nothing written for idle pages
+        source.upsert("id29", at: at(29), ["n": 2900])
+        let report = try await runner.runCycle()
+        #expect(!report.resumed && report.records == 30 && report.unchanged == 29)
+        #expect(try temp.events().map(\.recordID) == ["id29"])
+    }
+}
