@@ -5,9 +5,9 @@
 // read, `(lastmodifieddate > T OR (lastmodifieddate = T AND id > N)) ORDER BY lastmodifieddate, id`, at
 // offset 0. Offsets (multiples of the limit) are used only to step over rows re-read because a position inside
 // a repeated DST hour cannot be written as a local literal. When an open-ended query reports a result set near
-// the row cap (`totalResults`), the time range is split: an upper bound `lastmodifieddate < U` is added and
-// halved until the window holds fewer rows than the cap; the window end rides in ScanPosition.hints so a
-// restarted scan resumes inside the same window.
+// the row cap (`totalResults`), the time range is split: an upper bound `lastmodifieddate < U` is added, U
+// found by galloping up from the lower bound and then halving, until the window holds fewer rows than the cap;
+// the window end rides in ScanPosition.hints so a restarted scan resumes inside the same window.
 public import Foundation
 public import Core
 
