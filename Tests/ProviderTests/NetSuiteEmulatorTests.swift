@@ -256,7 +256,7 @@ struct NetSuiteEmulatorTests {
     @Test("Rule 9: concurrency 429s back off and recover; requests never exceed the client's semaphore")
     func concurrencyLimit() async throws {
         let f = try NetSuiteFixture(emulator: .init(timeZone: losAngeles, concurrencyLimit: 2,
-                                                    responseDelay: .milliseconds(40)),
+                                                    responseDelay: .milliseconds(80)),
                                     client: NetSuiteFixture.fastOptions(maxConcurrency: 4))
         defer { f.stop() }
         for i in 1...5 { f.emulator.upsert("customer", id: Int64(i), modifiedAt: utc("2026-10-01 00:00:00") + Double(i)) }

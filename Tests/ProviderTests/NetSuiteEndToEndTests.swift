@@ -187,7 +187,7 @@ struct NetSuiteEndToEndTests {
 
     @Test("Rules 9, 10: the account's concurrency limit is hit, backed off, recovered; the semaphore is never exceeded")
     func concurrencyLimit() async throws {
-        let e = try NetSuiteE2E(emulator: .init(timeZone: losAngeles, concurrencyLimit: 2, responseDelay: .milliseconds(30)),
+        let e = try NetSuiteE2E(emulator: .init(timeZone: losAngeles, concurrencyLimit: 2, responseDelay: .milliseconds(80)),
                                 objects: [.init(name: "customer"), .init(name: "employee", model: "employee"),
                                           .init(name: "vendor"), .init(name: "item"),
                                           .init(name: "transaction", model: "invoice", recordType: "CustInvc")],

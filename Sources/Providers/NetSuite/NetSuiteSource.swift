@@ -264,7 +264,7 @@ public struct NetSuiteSource: ObjectSource {
             var rows = [Row](), all = [Row]()
             rows.reserveCapacity(page.items.count)
             for (i, item) in page.items.enumerated() {
-                let row = try parseRow(item, keyset: keyset, path: "$.items[\(i)]", context: context, sql: text)
+                let row = try parseRow(item, keyset: keyset, path: "$.items[\(i)]", context: context)
                 context = row.instant
                 all.append(row)
                 if let skip = bound.skipThrough,
@@ -282,7 +282,7 @@ public struct NetSuiteSource: ObjectSource {
         }
     }
 
-    func parseRow(_ item: JSONValue, keyset: Keyset, path: String, context: Date?, sql: String) throws -> Row {
+    func parseRow(_ item: JSONValue, keyset: Keyset, path: String, context: Date?) throws -> Row {
         guard case .object = item else {
             throw ProviderError.malformed(path: path, message: "\(descriptor.connection)/\(descriptor.object): expected a row object")
         }
