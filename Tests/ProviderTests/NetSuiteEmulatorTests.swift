@@ -93,6 +93,10 @@ struct NetSuiteEmulatorTests {
         #expect(item["id"] == "7" && item["companyname"] == "Acme" && item["balance"] == "12")
         #expect(item["lastmodifieddate"] == "11/29/2026 12:05 am", "preference format, account zone, no seconds")
         #expect(item["lastmod"] == "2026-11-29 00:05:30", "TO_CHAR in the account zone, alias lower-cased")
+        // Mutation API with local readings: the chosen DST reading, and a skipped time refused.
+        #expect(try f.emulator.upsert("customer", id: 8, modifiedLocal: "2026-11-01 01:30:00", reading: .later)
+            == utc("2026-11-01 09:30:00"))
+        #expect(throws: (any Error).self) { try f.emulator.upsert("customer", id: 9, modifiedLocal: "2026-03-08 02:30:00") }
     }
 
     @Test("Emulator enforces NetSuite's paging rules and rejects SQL outside the subset loudly")
