@@ -1,1 +1,0 @@
-// HTTPClient module: see ARCHITECTURE.md.
