@@ -69,7 +69,7 @@ let package = Package(
                                                           "TestSupport"], swiftSettings: strict),
         .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Store", "Core", "Crypto", "Emulators",
                                                           "HTTPClient", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "EndToEndTests", dependencies: ["Core", "Crypto", "Emulators", "HTTPServer", "Store",
+        .testTarget(name: "EndToEndTests", dependencies: ["Core", "Crypto", "Emulators", "HTTPServer", "Logging", "Store",
                                                           "TestSupport"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

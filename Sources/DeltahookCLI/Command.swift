@@ -64,6 +64,7 @@ extension Command {
 enum CommandTable {
     static var all: [any Command.Type] {[
         CheckConfigCommand.self,
+        StatusCommand.self,
         VersionCommand.self,
         HelpCommand.self,
     ]}
