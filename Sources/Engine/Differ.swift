@@ -50,7 +50,12 @@ public struct Differ: Sendable {
     }
 
     public func diff(_ record: SourceRecord, prior: PriorState?) -> DiffOutcome {
-        let hash = contentHash(of: record)
+        diff(record, contentHash: contentHash(of: record), prior: prior)
+    }
+
+    /// As ``diff(_:prior:)`` with the hash already computed (the poll runner hashes a page once, looks up
+    /// stored heads by hash, and loads full prior records only for ids whose hash changed).
+    public func diff(_ record: SourceRecord, contentHash hash: String, prior: PriorState?) -> DiffOutcome {
         guard let prior, !prior.tombstoned else { return .created(contentHash: hash) }
         if prior.contentHash == hash { return .unchanged }
         let changes = ContentHash.changes(from: prior.record, to: record.record, ignoring: descriptor.volatileFields)

@@ -65,6 +65,11 @@ public enum CycleOutcome: Sendable {
     case rateLimited(wait: Duration)
 }
 
+/// Thrown inside the permit when the connection's gate closed while the job waited for it.
+struct ConnectionBlocked: Error {
+    var until: ContinuousClock.Instant
+}
+
 /// Per-connection "do not call before" instants, shared by every object of the connection.
 final class ConnectionGates: Sendable {
     private let blockedUntil = Mutex<[String: ContinuousClock.Instant]>([:])
@@ -185,12 +190,21 @@ public final class Scheduler: Sendable {
                 continue
             }
             do {
-                try await concurrency.withPermit { try await job.poll() }
+                try await concurrency.withPermit {
+                    // Another object of the connection may have hit a rate limit while this one waited for
+                    // a permit: do not call the provider before the gate opens.
+                    if let blocked = gates.deadline(for: key.connection), blocked > clock.now {
+                        throw ConnectionBlocked(until: blocked)
+                    }
+                    try await job.poll()
+                }
                 failures = 0
                 observer(key, .succeeded)
                 wait = timing.jittered(job.interval, using: &generator)
             } catch is CancellationError {
                 return
+            } catch let blocked as ConnectionBlocked {
+                wait = blocked.until - clock.now
             } catch ProviderError.rateLimited(let retryAfter, _) {
                 // Exact wait, no jitter: the provider told us when (DESIGN §2 rule 9).
                 gates.block(key.connection, until: clock.now.advanced(by: retryAfter))

@@ -1,0 +1,90 @@
+// What one poll cycle did, for `deltahook poll-once` (printed), status and tests.
+public import Core
+public import Foundation
+
+/// One event a cycle committed (or, in a dry run, would commit).
+public struct CycleEvent: Sendable, Hashable {
+    public var id: String
+    public var type: String
+    public var kind: ChangeKind
+    public var recordID: String
+    /// Field names in `changes` (updated only), sorted.
+    public var changedFields: [String]
+
+    public init(_ event: ChangeEvent) {
+        id = event.id
+        type = event.type
+        kind = event.kind
+        recordID = event.recordID
+        changedFields = (event.changes ?? [:]).keys.sorted()
+    }
+}
+
+/// The outcome of one cycle of one object: the delta scan, then the delete feed, then reconciliation when due.
+public struct CycleReport: Sendable {
+    /// At most this many events are listed in ``events`` and ``previewEvents``; ``eventCount`` counts all.
+    public static let eventListLimit = 1000
+
+    public var connection: String
+    public var object: String
+    public var dryRun: Bool
+    /// This scan is the object's first complete scan (no cursor existed when it started).
+    public var initialSync = false
+    /// Events are suppressed because this is the initial sync in `silent` mode.
+    public var silent = false
+    /// The scan continued an unfinished one from its persisted position.
+    public var resumed = false
+    /// Provider pages read by the delta scan.
+    public var pages = 0
+    /// Records read by the delta scan.
+    public var records = 0
+    /// Records whose content hash matched the snapshot (re-reads through the inclusive bound or lookback).
+    public var unchanged = 0
+    /// Created/updated records whose snapshot was written without an event (silent initial sync,
+    /// `emits == false` records such as GitHub pull requests, typed-model changes with no visible field).
+    public var suppressed = 0
+    public var snapshotsWritten = 0
+    /// Committed events (would-be events in a dry run), in commit order, up to ``eventListLimit``.
+    public var events: [CycleEvent] = []
+    /// All events, including deletions.
+    public var eventCount = 0
+    /// Event ids the store already had (a re-poll after a crash) and skipped with their deliveries.
+    public var duplicates: [String] = []
+    /// Provider warnings (also logged).
+    public var warnings: [String] = []
+    /// The first page answered "not modified" (GitHub 304): the cycle ended without writes.
+    public var notModified = false
+    /// `deleted` events from the delete feed and the reconciliation sweep.
+    public var deletions = 0
+    /// The delete feed was read (the plan asks for it and the source has one).
+    public var deleteFeedRead = false
+    /// A reconciliation sweep ran to completion this cycle.
+    public var reconciled = false
+    /// Ids listed by the sweep.
+    public var reconcileIDs = 0
+    /// Why a due sweep failed (it inferred nothing); the next attempt comes later.
+    public var reconcileError: String?
+    /// The watermark after the cycle.
+    public var watermark: Date?
+    /// Dry run only: the full events that would be committed, up to ``eventListLimit``.
+    public var previewEvents: [ChangeEvent] = []
+
+    public init(connection: String, object: String, dryRun: Bool) {
+        self.connection = connection
+        self.object = object
+        self.dryRun = dryRun
+    }
+
+    /// Committed events per type (`ticket.created` → 2), counted from the listed events.
+    public var eventTypes: [String: Int] {
+        events.reduce(into: [:]) { $0[$1.type, default: 0] += 1 }
+    }
+
+    mutating func add(_ event: ChangeEvent) {
+        eventCount += 1
+        if event.kind == .deleted { deletions += 1 }
+        guard events.count < Self.eventListLimit else { return }
+        events.append(CycleEvent(event))
+        if dryRun { previewEvents.append(event) }
+    }
+}

@@ -1,0 +1,55 @@
+// The engine's Prometheus families (DESIGN §8). Labels are connection/object/type/outcome only — never record
+// ids — so cardinality is bounded by the configuration.
+import Core
+import Foundation
+
+struct EngineMetrics: Sendable {
+    static let polls = "deltahook_polls_total"
+    static let records = "deltahook_records_read_total"
+    static let events = "deltahook_events_total"
+    static let cursorLag = "deltahook_cursor_lag_seconds"
+    static let lastSuccess = "deltahook_last_success_timestamp_seconds"
+
+    /// Poll outcomes, the values of the `outcome` label.
+    enum Outcome: String { case success, notModified = "not_modified", error, rateLimited = "rate_limited" }
+
+    let registry: MetricsRegistry?
+
+    init(_ registry: MetricsRegistry?) {
+        self.registry = registry
+        guard let registry else { return }
+        registry.declare(Self.polls, kind: .counter, help: "Poll cycles by outcome.",
+                         labels: ["connection", "object", "outcome"])
+        registry.declare(Self.records, kind: .counter, help: "Records read from providers by delta scans.",
+                         labels: ["connection", "object"])
+        registry.declare(Self.events, kind: .counter, help: "Change events committed to the outbox.",
+                         labels: ["connection", "object", "type"])
+        registry.declare(Self.cursorLag, kind: .gauge,
+                         help: "Seconds between now and the newest source timestamp committed (the watermark).",
+                         labels: ["connection", "object"])
+        registry.declare(Self.lastSuccess, kind: .gauge, help: "Unix time of the last successful poll cycle.",
+                         labels: ["connection", "object"])
+    }
+
+    func cycle(_ descriptor: ObjectDescriptor, outcome: Outcome) {
+        registry?.increment(Self.polls, labels: [descriptor.connection, descriptor.object, outcome.rawValue])
+    }
+
+    func recordsRead(_ descriptor: ObjectDescriptor, _ count: Int) {
+        guard count > 0 else { return }
+        registry?.increment(Self.records, by: Double(count), labels: [descriptor.connection, descriptor.object])
+    }
+
+    func eventCommitted(_ descriptor: ObjectDescriptor, type: String) {
+        registry?.increment(Self.events, labels: [descriptor.connection, descriptor.object, type])
+    }
+
+    func success(_ descriptor: ObjectDescriptor, at now: Date, watermark: Date?) {
+        guard let registry else { return }
+        let labels = [descriptor.connection, descriptor.object]
+        registry.set(Self.lastSuccess, to: now.timeIntervalSince1970.rounded(.down), labels: labels)
+        if let watermark {
+            registry.set(Self.cursorLag, to: max(0, now.timeIntervalSince(watermark)), labels: labels)
+        }
+    }
+}

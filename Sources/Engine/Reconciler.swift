@@ -1,0 +1,252 @@
+// Deletes (DESIGN §2 rule 6): from the provider's delete feed where it has one (ServiceNow `sys_audit_delete`,
+// NetSuite `DeletedRecord`), and from a scheduled full id-set reconciliation. A sweep marks every listed id as
+// seen; only when the listing completed without error are the live snapshots it did not see declared
+// deleted. Deleted snapshots are tombstoned, not removed, so an undelete diffs as `created` again.
+public import Core
+public import Foundation
+public import Logging
+public import Store
+import Synchronization
+
+/// Delete detection for one object. Used by ``PollRunner`` after each delta scan.
+public final class Reconciler: Sendable {
+    private struct RetryState {
+        var failures = 0
+        var notBefore: Date?
+    }
+
+    private let store: StateStore
+    private let now: @Sendable () -> Date
+    private let metrics: EngineMetrics
+    private let retry = Mutex(RetryState())
+
+    public init(store: StateStore, metrics: MetricsRegistry? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.store = store
+        self.metrics = EngineMetrics(metrics)
+        self.now = now
+    }
+
+    /// Whether a sweep is due: the plan reconciles, the object has been scanned, `reconcileEvery` has passed
+    /// since the last complete sweep, and no failed sweep is backing off.
+    public func isDue(_ plan: ObjectPlan, cursor: CursorState?, at now: Date) -> Bool {
+        guard let every = plan.reconcileEvery, let cursor else { return false }
+        if let notBefore = retry.withLock({ $0.notBefore }), now < notBefore { return false }
+        guard let last = cursor.lastReconcileAt else { return true }
+        return now.timeIntervalSince(last) >= every.seconds
+    }
+
+    // MARK: - Reconciliation sweep
+
+    /// Runs a sweep when due. A sweep that fails on a provider error infers nothing, is reported in
+    /// `report.reconcileError` and retried after a backoff (interval × 2^failures, at most `reconcileEvery`),
+    /// so a broken id listing does not stop delta polling. Rate limits and store errors propagate.
+    public func reconcileIfDue(_ target: PollTarget, router: EventRouter, report: inout CycleReport,
+                               logger: Logger) async throws {
+        let plan = target.plan
+        let descriptor = plan.descriptor
+        let cursor = try await store.perform {
+            try $0.cursor(connection: descriptor.connection, object: descriptor.object,
+                          partition: descriptor.partition)
+        }
+        guard isDue(plan, cursor: cursor, at: now()) else { return }
+        do {
+            try await sweep(target, router: router, report: &report, logger: logger)
+            retry.withLock { $0 = RetryState() }
+        } catch let error where Self.isSweepFailure(error) {
+            let failures = retry.withLock { state -> Int in
+                state.failures += 1
+                return state.failures
+            }
+            let exponent = Double(min(failures, 16))
+            var wait = max(plan.interval.seconds, 1) * pow(2, exponent)
+            if let every = plan.reconcileEvery { wait = min(wait, max(every.seconds, 1)) }
+            let notBefore = now().addingTimeInterval(wait)
+            retry.withLock { $0.notBefore = notBefore }
+            report.reconcileError = String(describing: error)
+            logger.error("reconciliation sweep failed; no deletes inferred", ["RETRY_IN_SECONDS": String(Int(wait))],
+                         error: error)
+        }
+    }
+
+    /// Provider answers and listing bugs abandon the sweep; rate limits (connection-wide waits), store errors
+    /// and cancellation end the cycle.
+    static func isSweepFailure(_ error: any Error) -> Bool {
+        if error is EngineError { return true }
+        guard let providerError = error as? ProviderError else { return false }
+        if case .rateLimited = providerError { return false }
+        return true
+    }
+
+    /// A full sweep now: lists every id (marking them seen), then — only if the listing completed — commits
+    /// `deleted` events for live snapshots the listing did not contain, one transaction per page of ids, and
+    /// records the sweep's start as `lastReconcileAt`.
+    /// - Throws: the listing's error; nothing is inferred then.
+    public func sweep(_ target: PollTarget, router: EventRouter, report: inout CycleReport, logger: Logger)
+        async throws
+    {
+        let plan = target.plan
+        let descriptor = plan.descriptor
+        let (connection, object, partition) = (descriptor.connection, descriptor.object, descriptor.partition)
+        let sweepStart = now()
+        var token: String? = nil
+        var tokens = Set<String>()
+        var listed = 0
+        repeat {
+            try Task.checkCancellation()
+            let page = try await target.source.fetchIDs(after: token, pageSize: plan.pageSize)
+            listed += page.ids.count
+            let ids = page.ids
+            if !ids.isEmpty {
+                try await store.perform { try $0.markSeen(connection: connection, object: object, ids: ids,
+                                                          sweep: sweepStart) }
+            }
+            if let next = page.next, !tokens.insert(next).inserted {
+                throw EngineError.idListingStalled(connection: connection, object: object, token: next)
+            }
+            token = page.next
+        } while token != nil
+        report.reconcileIDs = listed
+        let deletionsBefore = report.deletions
+
+        // The listing is complete: every live snapshot it did not see is gone.
+        let differ = Differ(descriptor: descriptor)
+        var after: String? = nil
+        while true {
+            try Task.checkCancellation()
+            let from = after
+            let ids = try await store.perform {
+                try $0.unseenLiveIDs(connection: connection, object: object, sweep: sweepStart, after: from,
+                                     limit: plan.pageSize)
+            }
+            guard let last = ids.last else { break }
+            after = last
+            let snapshots = try await store.perform {
+                try $0.snapshots(connection: connection, object: object, ids: ids)
+            }
+            let detectedAt = now()
+            var writes: [SnapshotWrite] = []
+            var events: [ChangeEvent] = []
+            for id in ids {
+                guard let snapshot = snapshots[id], !snapshot.tombstoned else { continue }
+                let prior = PriorState(contentHash: snapshot.contentHash, record: snapshot.record, tombstoned: false)
+                events.append(differ.deletionEvent(recordID: id, prior: prior, raw: snapshot.raw, deletedAt: nil,
+                                                   detectedAt: detectedAt))
+                writes.append(Self.tombstone(snapshot))
+            }
+            try await commit(descriptor, writes: writes, events: events, cursor: nil, router: router, now: detectedAt,
+                             report: &report)
+        }
+        let finished = try await store.perform {
+            try $0.cursor(connection: connection, object: object, partition: partition)
+        }
+        var cursor = finished ?? CursorState(connection: connection, object: object, partition: partition)
+        cursor.lastReconcileAt = sweepStart
+        let written = cursor
+        try await store.perform { try $0.setCursor(written, now: sweepStart) }
+        report.reconciled = true
+        logger.info("reconciliation sweep complete", ["IDS": String(listed), "DELETED": String(report.deletions - deletionsBefore)])
+    }
+
+    // MARK: - Delete feed
+
+    /// Reads the provider's delete feed from where the last read ended and commits a `deleted` event per
+    /// notice whose record is live in the snapshots (tombstoning it), with the feed position in the same
+    /// transaction. A notice older than the record's last seen source timestamp is stale (the record was
+    /// re-created or undeleted after it) and emits nothing. Does nothing when the plan does not use the
+    /// feed or the source has none.
+    public func readDeleteFeed(_ target: PollTarget, router: EventRouter, dryRun: Bool, report: inout CycleReport,
+                               logger: Logger) async throws {
+        let plan = target.plan
+        guard plan.useDeleteFeed else { return }
+        let descriptor = plan.descriptor
+        let (connection, object, partition) = (descriptor.connection, descriptor.object, descriptor.partition)
+        guard var cursor = try await store.perform({
+            try $0.cursor(connection: connection, object: object, partition: partition)
+        }) else { return }
+        var state: DeleteFeedState
+        if let decoded = DeleteFeedState.decode(cursor.deleteFeedCursor) {
+            state = decoded
+        } else {
+            logger.warning("unreadable delete-feed position; re-reading the feed from its start")
+            state = DeleteFeedState()
+        }
+        let since: Date?
+        if state.position != nil {
+            since = state.readSince
+        } else {
+            since = state.newest.map { $0.addingTimeInterval(-max(descriptor.granularity.seconds, 0)) }
+        }
+        var position = state.position
+        var seen = Set<ScanPosition>()
+        if let position { seen.insert(position) }
+        var deletedHere = Set<String>()
+        let differ = Differ(descriptor: descriptor)
+
+        while true {
+            try Task.checkCancellation()
+            guard let page = try await target.source.fetchDeletions(since: since, after: position,
+                                                                     pageSize: plan.pageSize) else { return }
+            report.deleteFeedRead = true
+            if let next = page.next, !seen.insert(next).inserted {
+                throw EngineError.deleteFeedStalled(connection: connection, object: object, position: next.summary)
+            }
+            var ids: [String] = []
+            var queued = Set<String>()
+            for notice in page.deletions where !deletedHere.contains(notice.id) && queued.insert(notice.id).inserted {
+                ids.append(notice.id)
+            }
+            let lookup = ids
+            let snapshots = lookup.isEmpty ? [:] : try await store.perform {
+                try $0.snapshots(connection: connection, object: object, ids: lookup)
+            }
+            let detectedAt = now()
+            var writes: [SnapshotWrite] = []
+            var events: [ChangeEvent] = []
+            for notice in page.deletions {
+                if state.newest.map({ notice.deletedAt > $0 }) ?? true { state.newest = notice.deletedAt }
+                guard !deletedHere.contains(notice.id), let snapshot = snapshots[notice.id], !snapshot.tombstoned
+                else { continue }
+                if let seenAlive = snapshot.sourceTimestamp, seenAlive > notice.deletedAt { continue }
+                deletedHere.insert(notice.id)
+                let prior = PriorState(contentHash: snapshot.contentHash, record: snapshot.record, tombstoned: false)
+                events.append(differ.deletionEvent(recordID: notice.id, prior: prior, raw: snapshot.raw,
+                                                   deletedAt: notice.deletedAt, detectedAt: detectedAt))
+                writes.append(Self.tombstone(snapshot))
+            }
+            state.position = page.next
+            state.readSince = page.next == nil ? nil : since
+            cursor.deleteFeedCursor = state.encoded()
+            if dryRun {
+                for event in events { report.add(event) }
+            } else {
+                try await commit(descriptor, writes: writes, events: events, cursor: cursor, router: router,
+                                 now: detectedAt, report: &report)
+            }
+            guard let next = page.next else { return }
+            position = next
+        }
+    }
+
+    // MARK: - Helpers
+
+    static func tombstone(_ snapshot: Snapshot) -> SnapshotWrite {
+        SnapshotWrite(recordID: snapshot.recordID, contentHash: snapshot.contentHash, record: snapshot.record,
+                      raw: snapshot.raw, sourceTimestamp: snapshot.sourceTimestamp, tombstoned: true)
+    }
+
+    private func commit(_ descriptor: ObjectDescriptor, writes: [SnapshotWrite], events: [ChangeEvent],
+                        cursor: CursorState?, router: EventRouter, now: Date, report: inout CycleReport) async throws {
+        guard !writes.isEmpty || !events.isEmpty || cursor != nil else { return }
+        let commit = PageCommit(connection: descriptor.connection, object: descriptor.object, snapshots: writes,
+                                events: events.map { OutgoingEvent(event: $0, subscribers: router($0)) },
+                                cursor: cursor, now: now)
+        let result = try await store.perform { try $0.commitPage(commit) }
+        report.snapshotsWritten += result.snapshotsWritten
+        let duplicates = Set(result.duplicateEventIDs)
+        for event in events where !duplicates.contains(event.id) {
+            report.add(event)
+            metrics.eventCommitted(descriptor, type: event.type)
+        }
+        report.duplicates += result.duplicateEventIDs
+    }
+}
