@@ -47,7 +47,7 @@ let package = Package(
                 swiftSettings: strict),
 
         // MARK: Emulated providers and receivers (tests and `deltahook demo`)
-        .target(name: "Emulators", dependencies: ["Core", "Crypto", "HTTPServer"], swiftSettings: strict),
+        .target(name: "Emulators", dependencies: ["Core", "Crypto", "HTTPServer", "HTTPClient"], swiftSettings: strict),
 
         // MARK: The binary
         .executableTarget(name: "DeltahookCLI",
@@ -65,12 +65,13 @@ let package = Package(
         .testTarget(name: "HTTPTests", dependencies: ["HTTPClient", "HTTPServer", "Core"], swiftSettings: strict),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Store", "Core", "Providers", "Emulators",
                                                         "HTTPClient", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "ProviderTests", dependencies: ["Providers", "Core", "Crypto", "Emulators", "HTTPClient",
-                                                          "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "ProviderTests", dependencies: ["Providers", "Core", "Crypto", "Config", "Emulators", "HTTPClient",
+                                                          "HTTPServer", "Engine", "Store", "Logging", "TestSupport"],
+                    swiftSettings: strict),
         .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Store", "Core", "Crypto", "Emulators",
                                                           "HTTPClient", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "EndToEndTests", dependencies: ["Core", "Crypto", "Emulators", "HTTPServer", "Logging", "Store",
-                                                          "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "EndToEndTests", dependencies: ["Core", "Crypto", "Config", "Emulators", "HTTPServer", "HTTPClient",
+                                                          "Logging", "Store", "TestSupport"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

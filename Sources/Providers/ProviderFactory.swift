@@ -1,0 +1,60 @@
+// Builds the provider adapters of one configured connection. Each provider adds its case here; a connection's
+// objects share one client (tokens, rate-limit backoff), because provider limits are per account
+// (DESIGN §2 rule 10).
+public import Config
+public import Core
+public import HTTPClient
+public import Logging
+import Crypto
+public import Foundation
+
+public enum ProviderFactory {
+    /// One `ObjectSource` per configured object of `connection`, in config order.
+    public static func makeSources(for connection: ConnectionConfig, transport: any HTTPTransport,
+                                   logger: Logger) throws -> [any ObjectSource] {
+        switch connection.provider {
+        case .github:
+            return try makeGitHubSources(for: connection, transport: transport, logger: logger)
+        case .servicenow, .netsuite, .rest:
+            throw ProviderError.configuration(
+                message: "the \(connection.provider.rawValue) provider is not available in this build")
+        }
+    }
+
+    /// GitHub: one `GitHubClient` for the connection, one `GitHubIssuesSource` per object (repository).
+    public static func makeGitHubSources(for connection: ConnectionConfig, transport: any HTTPTransport,
+                                         logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) throws
+        -> [any ObjectSource]
+    {
+        let credentials: GitHubCredentials
+        switch connection.auth {
+        case .token(let secret):
+            credentials = .token(secret.unredactedValue)
+        case .githubApp(let appID, let installationID, let privateKey):
+            let key: RSAKey
+            do {
+                key = try RSAKey.privateKey(pem: privateKey.unredactedValue)
+            } catch {
+                throw ProviderError.configuration(message: "\(connection.id): auth.private_key (\(privateKey.reference)) "
+                    + "is not an RSA private key in PEM form: \(error)")
+            }
+            credentials = .app(appID: appID, installationID: installationID, privateKey: key)
+        default:
+            throw ProviderError.configuration(message: "\(connection.id): GitHub connections authenticate with "
+                + "{\"type\": \"token\"} or {\"type\": \"github_app\"}")
+        }
+        let client = GitHubClient(connection: connection.id, baseURL: connection.baseURL.absoluteString,
+                                  credentials: credentials, transport: transport, clock: clock)
+        return try connection.objects.map { object in
+            guard let repository = object.repository else {
+                throw ProviderError.configuration(message: "\(connection.id)/\(object.name): a GitHub object needs "
+                    + "\"repository\": \"owner/name\"")
+            }
+            logger.debug("GitHub object configured", [.connection: connection.id, .object: object.name])
+            return try GitHubIssuesSource(client: client, object: object.name, owner: repository.owner,
+                                          repository: repository.name, model: object.model.rawValue,
+                                          includePullRequests: object.includePullRequests,
+                                          ignoreFields: object.ignoreFields)
+        }
+    }
+}
