@@ -16,8 +16,11 @@ public enum DaemonMetric {
     public static let oldestPendingAge = "deltahook_subscriber_oldest_pending_age_seconds"
     public static let subscriberState = "deltahook_subscriber_state"
     public static let pendingTotal = "deltahook_deliveries_pending"
+    /// Shared with the engine (which sets it after each successful cycle); recomputed here from the store so it
+    /// keeps growing while polls fail and survives restarts.
     public static let cursorLag = "deltahook_cursor_lag_seconds"
-    public static let lastSuccess = "deltahook_last_successful_poll_timestamp_seconds"
+    /// Shared with the engine, recomputed from the store's poll status.
+    public static let lastSuccess = "deltahook_last_success_timestamp_seconds"
     public static let pollFailing = "deltahook_object_failing"
     public static let reloads = "deltahook_config_reloads_total"
 
@@ -36,9 +39,9 @@ public enum DaemonMetric {
                          labels: ["subscriber", "state"])
         registry.declare(pendingTotal, kind: .gauge, help: "Pending deliveries across all subscribers.")
         registry.declare(cursorLag, kind: .gauge,
-                         help: "Seconds between now and the oldest partition watermark of each object.",
+                         help: "Seconds between now and the newest source timestamp committed (the watermark).",
                          labels: ["connection", "object"])
-        registry.declare(lastSuccess, kind: .gauge, help: "Unix time of the last successful poll per object.",
+        registry.declare(lastSuccess, kind: .gauge, help: "Unix time of the last successful poll cycle.",
                          labels: ["connection", "object"])
         registry.declare(pollFailing, kind: .gauge, help: "1 when the object's last poll failed.",
                          labels: ["connection", "object"])
