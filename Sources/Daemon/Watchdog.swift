@@ -6,7 +6,6 @@ import Core
 import Foundation
 import Logging
 import Store
-import Synchronization
 
 /// Something that can say whether the polling engine still makes progress.
 public protocol LivenessSource: Sendable {
@@ -76,21 +75,14 @@ final class WatchdogService: Service {
     /// Runs `work` in its own task and returns its answer, or false once `timeout` passes — without waiting for a
     /// hung `work` (a blocked SQLite call cannot be cancelled; the probe must still answer).
     static func answers(within timeout: Duration, _ work: @escaping @Sendable () async -> Bool) async -> Bool {
-        let slot = OneShot()
-        return await withCheckedContinuation { continuation in
-            slot.arm(continuation)
-            Task { slot.resume(await work()) }
-            Task {
-                try? await Task.sleep(for: timeout)
-                slot.resume(false)
-            }
+        let first = FirstResult<Bool>()
+        Task { first.resume(await work()) }
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            first.resume(false)
         }
+        let answer = await first.value()
+        timer.cancel()
+        return answer
     }
-}
-
-/// A continuation resumed by whichever caller comes first.
-private final class OneShot: Sendable {
-    private let slot = Mutex<CheckedContinuation<Bool, Never>?>(nil)
-    func arm(_ continuation: CheckedContinuation<Bool, Never>) { slot.withLock { $0 = continuation } }
-    func resume(_ value: Bool) { slot.withLock { $0.take() }?.resume(returning: value) }
 }
