@@ -82,6 +82,13 @@ public struct StatusReport: Sendable {
         let stored = try store.subscribers()
         var ids = subscribers
         for s in stored where !ids.contains(s.id) { ids.append(s.id) }
+        // Subscribers removed from the config keep their pending and failed deliveries; list them too. The store
+        // has no "distinct subscribers" query, so this looks at the newest 1000 of each (bounded cost).
+        for state in [DeliveryState.pending, .failed] {
+            for delivery in try store.deliveries(state: state, limit: 1000) where !ids.contains(delivery.subscriber) {
+                ids.append(delivery.subscriber)
+            }
+        }
         var subscriberRows: [SubscriberRow] = []
         for id in ids {
             let status = stored.first { $0.id == id }

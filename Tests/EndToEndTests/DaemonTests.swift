@@ -43,9 +43,9 @@ private final class Scenario {
         """
     }
 
-    func writeConfig(subscribers: [String] = ["crm"], extra: String = "") throws {
+    func writeConfig(subscribers: [String] = ["crm"], extra: String = "", shutdownTimeout: String = "5s") throws {
         let config = """
-            {"state_directory": "\(stateDirectory)", "log_level": "info", "shutdown_timeout": "5s",
+            {"state_directory": "\(stateDirectory)", "log_level": "info", "shutdown_timeout": "\(shutdownTimeout)",
              "http": {"listen": "127.0.0.1:\(httpPort)"},\(extra)
              "connections": [{"id": "e2e-github", "provider": "github", "base_url": "\(github.baseURL)",
                               "auth": {"type": "token", "token": {"env": "E2E_GITHUB_TOKEN"}},
@@ -162,23 +162,9 @@ struct DaemonTests {
         try assertStatusShape(configPath: scenario.configPath)
     }
 
-    /// `deltahook status --json` with no environment at all (no secrets reachable), stdout parsed.
     private func assertStatusShape(configPath: String) throws {
-        let process = Process()
-        process.executableURL = try daemonBinary()
-        process.arguments = ["status", "--json", "--config", configPath]
-        process.environment = [:]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
-        let text = String(decoding: data, as: UTF8.self)
+        let (root, text) = try statusJSON(configPath: configPath)
         #expect(!text.contains(webhookSecret) && !text.contains(githubToken))
-        let parsed = try JSONSerialization.jsonObject(with: data) as? [String: Any]
-        let root = try #require(parsed, "\(text)")
         #expect(root["generated_at"] is String)
         #expect(root["pending_total"] as? Int == 0, "\(text)")
         let objects = try #require(root["objects"] as? [[String: Any]])
@@ -218,4 +204,58 @@ struct DaemonTests {
         daemon.signal(SIGTERM)
         #expect(daemon.waitForExit(timeout: .seconds(15)) == 0)
     }
+
+    @Test("SIGTERM waits for a delivery in flight (within shutdown_timeout) and records it")
+    func drainsInFlightDelivery() throws {
+        let scenario = try Scenario()
+        scenario.receiver.setDefault(ReceiverReply.ok.delayed(.milliseconds(1500)))
+        scenario.github.createIssue(title: "slow receiver")
+        try scenario.writeConfig(shutdownTimeout: "10s")
+        let daemon = try scenario.start()
+        #expect(scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") } != nil, "\(daemon.stderr)")
+        let deadline = ContinuousClock.now + .seconds(20)
+        while scenario.receiver.receivedCount == 0, ContinuousClock.now < deadline { usleep(10_000) }
+        try #require(scenario.receiver.receivedCount == 1, "no delivery started; \(daemon.stderr)")
+        daemon.signal(SIGTERM)  // the POST is still waiting for its answer
+        #expect(daemon.waitForExit(timeout: .seconds(20)) == 0, "\(daemon.stderr)")
+        let (root, text) = try statusJSON(configPath: scenario.configPath)
+        #expect(root["pending_total"] as? Int == 0, "the drained delivery was recorded: \(text)")
+        #expect(scenario.receiver.receivedCount == 1, "not sent twice")
+    }
+
+    @Test("a receiver slower than shutdown_timeout does not hold the stop; the delivery stays pending")
+    func drainDeadline() throws {
+        let scenario = try Scenario()
+        scenario.receiver.setDefault(ReceiverReply.ok.delayed(.seconds(60)))
+        scenario.github.createIssue(title: "stuck receiver")
+        try scenario.writeConfig(shutdownTimeout: "500ms")
+        let daemon = try scenario.start()
+        #expect(scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") } != nil, "\(daemon.stderr)")
+        let deadline = ContinuousClock.now + .seconds(20)
+        while scenario.receiver.receivedCount == 0, ContinuousClock.now < deadline { usleep(10_000) }
+        try #require(scenario.receiver.receivedCount == 1, "no delivery started; \(daemon.stderr)")
+        daemon.signal(SIGTERM)
+        // Far below the receiver's 60 s: the drain gave up at its deadline and the process still exited 0.
+        #expect(daemon.waitForExit(timeout: .seconds(20)) == 0, "\(daemon.stderr)")
+        let (root, text) = try statusJSON(configPath: scenario.configPath)
+        #expect(root["pending_total"] as? Int == 1, "the unanswered delivery is due again later: \(text)")
+    }
+}
+
+/// `deltahook status --json` with no environment at all (no secrets reachable): the parsed object and the text.
+func statusJSON(configPath: String) throws -> ([String: Any], String) {
+    let process = Process()
+    process.executableURL = try daemonBinary()
+    process.arguments = ["status", "--json", "--config", configPath]
+    process.environment = [:]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let text = String(decoding: data, as: UTF8.self)
+    #expect(process.terminationStatus == 0, "\(text)")
+    let parsed = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+    return (try #require(parsed, "\(text)"), text)
 }
