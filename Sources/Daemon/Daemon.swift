@@ -241,7 +241,8 @@ final class ControlService: Service {
                 }
             case .terminate, .interrupt:
                 if !trigger.isFired {
-                    notifier.stopping(status: "stopping: draining deliveries")
+                    state.markStopping()
+                    notifier.stopping(status: state.statusLine)
                     logger.notice("stopping", ["SIGNAL": signal.description])
                     trigger.fire(reason: signal.description)
                 }
