@@ -38,7 +38,7 @@ let package = Package(
 
         // MARK: The pipeline
         .target(name: "Providers", dependencies: ["Core", "Crypto", "Config", "HTTPClient", "Logging"], swiftSettings: strict),
-        .target(name: "Engine", dependencies: ["Core", "Store", "Logging"], swiftSettings: strict),
+        .target(name: "Engine", dependencies: ["Core", "Crypto", "Store", "Logging"], swiftSettings: strict),
         .target(name: "Delivery", dependencies: ["Core", "Crypto", "Config", "Store", "HTTPClient", "Logging"],
                 swiftSettings: strict),
         .target(name: "Daemon",
@@ -53,6 +53,10 @@ let package = Package(
         .executableTarget(name: "DeltahookCLI",
                           dependencies: ["Core", "Config", "Store", "Logging", "Daemon", "Engine", "Providers",
                                          "Delivery", "Emulators", "Crypto", "HTTPClient", "HTTPServer"],
+                          swiftSettings: strict),
+
+        // MARK: Benchmark harness (Scripts/bench), not shipped
+        .executableTarget(name: "DeltahookBench", dependencies: ["Core", "Crypto", "Engine", "Store", "Logging"],
                           swiftSettings: strict),
 
         // MARK: Tests

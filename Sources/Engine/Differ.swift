@@ -46,7 +46,7 @@ public struct Differ: Sendable {
     /// without volatile fields, so a change in a field the normalized model omits still counts as a change
     /// of the source record — but `changes` is reported on the normalized model's fields.
     public func contentHash(of record: SourceRecord) -> String {
-        ContentHash.of(record.raw, ignoring: descriptor.volatileFields)
+        CanonicalHash.of(record.raw, ignoring: descriptor.volatileFields)
     }
 
     public func diff(_ record: SourceRecord, prior: PriorState?) -> DiffOutcome {

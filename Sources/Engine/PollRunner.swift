@@ -148,6 +148,11 @@ public final class PollRunner: Sendable {
         report.watermark = watermark
         var freshValidator: String?
         var carry: [String: PriorState] = [:]
+        // The next page is fetched (and hashed) while this page commits: provider latency and hashing overlap
+        // the store's write. Its diff still starts only after the commit, so it sees this page's snapshots.
+        var prefetch: Task<HashedPage, any Error>? = nil
+        defer { prefetch?.cancel() }
+        var unwrittenIdlePages = 0
 
         while true {
             try Task.checkCancellation()
@@ -158,7 +163,14 @@ public final class PollRunner: Sendable {
             }
             let request = DeltaRequest(lowerBound: lowerBound, after: position, pageSize: plan.pageSize,
                                        ifNoneMatch: ifNoneMatch)
-            let page = try await target.source.fetchDelta(request)
+            let hashed: HashedPage
+            if let pending = prefetch {
+                prefetch = nil
+                hashed = try await pending.value
+            } else {
+                hashed = try await Self.fetch(request, from: target.source, differ: differ)
+            }
+            let page = hashed.page
             report.pages += 1
             for warning in page.warnings {
                 log.warning("provider page warning", ["DETAIL": warning])
@@ -175,11 +187,17 @@ public final class PollRunner: Sendable {
             }
             if firstPageOfFreshScan { freshValidator = page.validator }
             report.records += page.records.count
-            metrics.recordsRead(descriptor, page.records.count)
+            if !dryRun { metrics.recordsRead(descriptor, page.records.count) }
+            if let next = page.next {
+                let nextRequest = DeltaRequest(lowerBound: lowerBound, after: next, pageSize: plan.pageSize)
+                let source = target.source
+                prefetch = Task { try await Self.fetch(nextRequest, from: source, differ: differ) }
+            }
 
             if !dryRun { carry.removeAll(keepingCapacity: true) }
             let detectedAt = now()
-            let diff = try await diffPage(page.records, differ: differ, silent: silent, carry: &carry,
+            let diff = try await diffPage(page.records, hashes: hashed.hashes, differ: differ, silent: silent,
+                                          carry: &carry,
                                           detectedAt: detectedAt)
             report.unchanged += diff.unchanged
             report.suppressed += diff.suppressed
@@ -201,9 +219,15 @@ public final class PollRunner: Sendable {
             // A complete initial scan listed every record: the first sweep is due one period later.
             if initial && page.next == nil && cursor.lastReconcileAt == nil { cursor.lastReconcileAt = scanStart }
 
-            if dryRun {
+            // A page that changed nothing need not move the cursor at once: skipping the write only means a
+            // crash re-reads it (unchanged by hash). The end of the scan and every tenth page are written.
+            let idle = diff.snapshots.isEmpty && diff.events.isEmpty && page.next != nil
+            if idle && unwrittenIdlePages < Self.idlePagesPerCursorWrite - 1 {
+                unwrittenIdlePages += 1
+            } else if dryRun {
                 for event in diff.events { report.add(event) }
             } else {
+                unwrittenIdlePages = 0
                 let routed = diff.events.map { OutgoingEvent(event: $0, subscribers: router($0)) }
                 let commit = PageCommit(connection: descriptor.connection, object: descriptor.object,
                                         snapshots: diff.snapshots, events: routed, cursor: cursor, now: detectedAt)
@@ -238,12 +262,28 @@ public final class PollRunner: Sendable {
     /// in one query; full prior records are loaded only for ids whose hash changed, to build `changes`.
     /// `carry` holds states decided earlier in this page (or, in a dry run, this scan), so a record read
     /// twice is compared with its newest state, not with the stale stored one.
-    func diffPage(_ records: [SourceRecord], differ: Differ, silent: Bool, carry: inout [String: PriorState],
+    /// At most this many consecutive unchanged pages share one cursor write.
+    static let idlePagesPerCursorWrite = 10
+
+    /// A page and the content hashes of its records.
+    struct HashedPage: Sendable {
+        var page: DeltaPage
+        var hashes: [String]
+    }
+
+    static func fetch(_ request: DeltaRequest, from source: any ObjectSource, differ: Differ) async throws
+        -> HashedPage
+    {
+        let page = try await source.fetchDelta(request)
+        return HashedPage(page: page, hashes: ContentHashing.hashes(of: page.records, differ: differ))
+    }
+
+    func diffPage(_ records: [SourceRecord], hashes: [String], differ: Differ, silent: Bool,
+                  carry: inout [String: PriorState],
                   detectedAt: Date) async throws -> PageDiff {
         var result = PageDiff()
         guard !records.isEmpty else { return result }
         let descriptor = differ.descriptor
-        let hashes = ContentHashing.hashes(of: records, differ: differ)
         var lookup: [String] = []
         var queued = Set<String>()
         for record in records where carry[record.id] == nil && queued.insert(record.id).inserted {

@@ -1,0 +1,57 @@
+// The differ's fast content hash must equal Core's canonical ContentHash exactly (DESIGN §2 rule 5): stored
+// snapshot hashes and event ids depend on it.
+import Core
+import Engine
+import Foundation
+import Testing
+
+@Suite("Differ")
+struct DifferTests {
+    static let awkward: [JSONValue] = [
+        .null, true, 0, -7, 1.5, 1.0, 1e300, -0.0, .double(.nan), "plain",
+        "quote \" backslash \\ newline \n tab \t bell \u{07} nul \u{0} del \u{7f}",
+        "ünïcödé ✓ 𝄞 emoji 🎉",
+        [1, "two", [3.25, nil], ["k": "v"]],
+        ["b": 1, "a": 2, "B": 3, "é": 4, "e": 5, "ab": 6, "a\u{0}": 7, "": 8],
+        ["sys_updated_on": "2026-11-29 06:00:00", "sys_mod_count": 3, "state": "2",
+         "nested": ["sys_updated_on": "kept: only top-level fields are volatile", "z": [], "y": [:]]],
+        ["number": "INC0010001", "price": 12.30, "big": .integer(Int64.max), "neg": .integer(Int64.min)],
+    ]
+
+    @Test("Differ.contentHash equals ContentHash.of minus volatile fields on awkward values (rule 5)")
+    func hashMatchesCore() {
+        let descriptor = ObjectDescriptor(connection: "c", provider: "p", object: "o", model: "record",
+                                          volatileFields: ["sys_updated_on", "sys_mod_count"])
+        let differ = Differ(descriptor: descriptor)
+        for value in Self.awkward {
+            let record = SourceRecord(id: "x", updatedAt: nil, raw: value, record: value)
+            #expect(differ.contentHash(of: record) == ContentHash.of(value, ignoring: descriptor.volatileFields),
+                    "\(value.serialized())")
+        }
+        // Volatile fields do not move the hash; other fields do.
+        let a: JSONValue = ["state": "1", "sys_mod_count": 1]
+        let b: JSONValue = ["sys_mod_count": 2, "state": "1"]
+        let c: JSONValue = ["state": "2", "sys_mod_count": 1]
+        let hash = { (v: JSONValue) in differ.contentHash(of: SourceRecord(id: "x", updatedAt: nil, raw: v, record: v)) }
+        #expect(hash(a) == hash(b) && hash(a) != hash(c))
+    }
+
+    @Test("tombstoned priors diff as created; equal hashes as unchanged; changes name record fields (rules 5, 6)")
+    func outcomes() {
+        let descriptor = ObjectDescriptor(connection: "c", provider: "p", object: "o", model: "ticket",
+                                          volatileFields: ["sys_mod_count"])
+        let differ = Differ(descriptor: descriptor)
+        let record = SourceRecord(id: "1", updatedAt: Date(timeIntervalSince1970: 10), raw: ["state": "2"],
+                                  record: ["status": "in_progress"])
+        let hash = differ.contentHash(of: record)
+        #expect(differ.diff(record, prior: nil) == .created(contentHash: hash))
+        #expect(differ.diff(record, prior: PriorState(contentHash: hash, record: .null, tombstoned: true))
+                == .created(contentHash: hash))
+        #expect(differ.diff(record, prior: PriorState(contentHash: hash, record: .null, tombstoned: false)) == .unchanged)
+        let updated = differ.diff(record, prior: PriorState(contentHash: "old", record: ["status": "open"],
+                                                            tombstoned: false))
+        #expect(updated == .updated(contentHash: hash, changes: ["status": FieldChange(from: "open", to: "in_progress")]))
+        let event = differ.event(for: record, outcome: updated, detectedAt: Date(timeIntervalSince1970: 20))
+        #expect(event?.type == "ticket.updated" && event?.occurredAt == Date(timeIntervalSince1970: 10))
+    }
+}
