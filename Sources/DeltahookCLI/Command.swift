@@ -68,6 +68,12 @@ enum CommandTable {
         StatusCommand.self,
         VersionCommand.self,
         HelpCommand.self,
+        DeliveriesCommand.self,
+        RedeliverCommand.self,
+        ReplayCommand.self,
+        SubscribersCommand.self,
+        SecretsCommand.self,
+        BenchDeliveryCommand.self,
     ]}
 
     static func find(_ name: String) -> (any Command.Type)? { all.first { $0.name == name } }
