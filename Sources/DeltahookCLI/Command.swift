@@ -66,6 +66,8 @@ enum CommandTable {
         RunCommand.self,
         CheckConfigCommand.self,
         StatusCommand.self,
+        PollOnceCommand.self,
+        EventsCommand.self,
         VersionCommand.self,
         HelpCommand.self,
         DeliveriesCommand.self,

@@ -125,6 +125,7 @@ public final class GitHubEmulator: Sendable {
         var reset: Date
         var installationTokens: [String: Date] = [:]
         var mintedTokens = 0
+        var arrivedListRequests = 0
     }
 
     public let options: Options
@@ -216,6 +217,16 @@ public final class GitHubEmulator: Sendable {
         }
     }
 
+    /// Puts a deleted issue back with its id and number (an issue transferred away and back, or restored by
+    /// support), updated at `at`: an undelete, which must become `created` again.
+    @discardableResult
+    public func restore(_ issue: Issue, at: Date? = nil) -> Issue {
+        var restored = issue
+        restored.updatedAt = Self.second(at ?? clock.now())
+        state.withLock { $0.issues[restored.id] = restored }
+        return restored
+    }
+
     public func issue(number: Int64) -> Issue? {
         state.withLock { s in s.issues.values.first { $0.number == number } }
     }
@@ -241,8 +252,15 @@ public final class GitHubEmulator: Sendable {
     public var requests: [LoggedRequest] { state.withLock { $0.log } }
     /// Issue-list requests only (delta scans and id listings).
     public var listRequests: [LoggedRequest] { requests.filter { $0.path.hasSuffix("/issues") } }
+    /// Issue-list requests that have arrived, counted before they are answered (a delayed request counts).
+    public var arrivedListRequests: Int { state.withLock { $0.arrivedListRequests } }
     public var mintedTokens: Int { state.withLock { $0.mintedTokens } }
-    public func clearLog() { state.withLock { $0.log = [] } }
+    public func clearLog() {
+        state.withLock { s in
+            s.log = []
+            s.arrivedListRequests = 0
+        }
+    }
 
     /// Invalidates every installation token (the next use answers 401 "Bad credentials").
     public func revokeInstallationTokens() { state.withLock { $0.installationTokens = [:] } }
@@ -255,6 +273,7 @@ public final class GitHubEmulator: Sendable {
                                    ifNoneMatch: request.headers["if-none-match"],
                                    authorization: request.headers["authorization"],
                                    userAgent: request.headers["user-agent"], status: 0)
+        if request.path.hasSuffix("/issues") { state.withLock { $0.arrivedListRequests += 1 } }
         var response = await route(request)
         logged.status = response.status
         state.withLock { $0.log.append(logged) }

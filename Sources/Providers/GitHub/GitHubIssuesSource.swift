@@ -8,15 +8,17 @@
 //   newest `updated_at` seen; rows at exactly that instant that were already on the previous page are
 //   filtered out (their ids travel in the position's `seen` hint);
 // - only when a whole page shares one timestamp T and `since` is already T (a run of identical timestamps
-//   longer than a page) does the walk use `page=N+1` — the one place where nothing else advances.
+//   longer than a page) does the walk use page numbers — the one place where nothing else advances.
+//   Inside a run, consecutive windows overlap by about a tenth of a page (GitHub pages are offset windows
+//   `[(page−1)·per_page, page·per_page)`, so a different `per_page` moves the window start): when rows of the
+//   run are updated between two requests they leave the run and everything after them moves back; the
+//   overlap catches up to that many moved rows instead of skipping them, and the `seen` ids drop the repeats.
 // Only an empty page or a response without a `next` link ends the scan (rule 4). The position's hints
-// (`since`, `page`, `seen`) are persisted by the engine with the page, so a restarted scan asks exactly the
-// request that was next.
+// (`since`, `page`, `per_page`, `seen`) are persisted by the engine with the page, so a restarted scan asks
+// exactly the request that was next.
 //
-// Known limit (inherent to page numbers): inside a multi-page run of one timestamp, a row of the run that is
-// updated between two page requests leaves the run and shifts the rest back by one; the row that moves into
-// the already-read page is missed by this scan if it also changed in that very second. The next cycle's
-// lookback re-reads the run only when the watermark has not moved past it.
+// Known limit (inherent to page numbers): if more rows than the overlap leave a multi-page run between two
+// page requests, a row of the run can still be skipped by this scan.
 public import Core
 public import Foundation
 import HTTPClient
@@ -59,61 +61,87 @@ public struct GitHubIssuesSource: ObjectSource {
     // MARK: Delta scan
 
     public func fetchDelta(_ request: DeltaRequest) async throws -> DeltaPage {
-        let since: Date?
-        let page: Int
-        let seen: Set<String>
+        let step: WalkStep
         if let after = request.after {
-            since = after.hints["since"].flatMap(Timestamps.parseRFC3339) ?? Self.floorSecond(after.timestamp)
-            page = after.hints["page"].flatMap { Int($0) }.map { max(1, $0) } ?? 1
-            seen = Set((after.hints["seen"] ?? "").split(separator: ",").map(String.init))
+            step = WalkStep(since: after.hints["since"].flatMap(Timestamps.parseRFC3339) ?? Self.floorSecond(after.timestamp),
+                            page: after.hints["page"].flatMap { Int($0) }.map { max(1, $0) } ?? 1,
+                            perPage: after.hints["per_page"].flatMap { Int($0) }.map { min(max(1, $0), 100) },
+                            seen: Set((after.hints["seen"] ?? "").split(separator: ",").map(String.init)))
         } else {
-            since = request.lowerBound.map(Self.floorSecond)
-            page = 1
-            seen = []
+            step = WalkStep(since: request.lowerBound.map(Self.floorSecond), page: 1, perPage: nil, seen: [])
         }
-        let perPage = min(max(request.pageSize, 1), 100)
-        var query = "state=all&sort=updated&direction=asc"
-        if let since { query += "&since=" + Self.queryEscape(Timestamps.rfc3339(since)) }
-        query += "&per_page=\(perPage)"
-        if page > 1 { query += "&page=\(page)" }
-        var headers: [(name: String, value: String)] = []
         let firstPage = request.after == nil
-        if firstPage, let validator = request.ifNoneMatch { headers.append((name: "If-None-Match", value: validator)) }
-
-        let response = try await client.get(issuesURL + "?" + query, headers: headers)
-        if response.status == 304 {
+        let result = try await walk(step, pageSize: request.pageSize,
+                                    ifNoneMatch: firstPage ? request.ifNoneMatch : nil)
+        if result.notModified {
             // Nothing changed since the validator's answer; GitHub does not charge the rate limit for it.
             return DeltaPage(records: [], next: nil, notModified: true, validator: request.ifNoneMatch)
         }
-        let rows = try parseRows(response, context: "\(owner)/\(repository) issues page \(page)")
-        let hasNext = LinkHeader.parse(response.headers.values("link"))["next"] != nil
-        guard let last = rows.last, let newest = last.updatedAt else {
-            return DeltaPage(records: [], next: nil, validator: firstPage ? response.headers["etag"] : nil)
-        }
-        // Rows already delivered before this request: below `since` (cannot happen with an inclusive `since`,
-        // kept as a guard) or at exactly `since` and listed in the previous page's `seen` ids.
-        let fresh = rows.filter { row in
-            guard let at = row.updatedAt, let since else { return true }
-            if at < since { return false }
-            return !(at == since && seen.contains(row.id))
-        }
-        var next: ScanPosition?
-        if hasNext {
-            if let since, newest == since {
-                // A whole page of one timestamp, already asked from that timestamp: step the page number.
-                next = ScanPosition(timestamp: newest, recordID: last.id,
-                                    hints: ["since": Timestamps.rfc3339(newest), "page": String(page + 1)])
-            } else {
-                let atNewest = rows.filter { $0.updatedAt == newest }.map(\.id)
-                next = ScanPosition(timestamp: newest, recordID: last.id,
-                                    hints: ["since": Timestamps.rfc3339(newest), "page": "1",
-                                            "seen": atNewest.joined(separator: ",")])
-            }
-        }
         // The first page's ETag is a safe validator only when that page was the whole answer: with ascending
         // order a change lands at the end, which is beyond a full first page and would not alter its ETag.
-        let validator = (firstPage && !hasNext) ? response.headers["etag"] : nil
-        return DeltaPage(records: fresh, next: next, validator: validator)
+        let validator = (firstPage && result.next == nil) ? result.etag : nil
+        return DeltaPage(records: result.records, next: result.next.map(\.position), validator: validator)
+    }
+
+    /// One request of the `since` walk.
+    struct WalkStep: Equatable {
+        var since: Date?
+        var page: Int
+        /// Set inside a same-second run to place the window (nil: the configured page size).
+        var perPage: Int?
+        /// Ids at exactly `since` already returned by the previous page.
+        var seen: Set<String>
+    }
+
+    struct WalkResult {
+        var notModified = false
+        /// Rows not returned before (the `seen` ids at `since` removed).
+        var records: [SourceRecord] = []
+        var next: (step: WalkStep, position: ScanPosition)?
+        var etag: String?
+    }
+
+    /// Reads one page of `state=all&sort=updated&direction=asc` from `step` and works out the next step
+    /// (see the file comment: page 1 from the newest `updated_at` seen, `page=N+1` only inside a run).
+    func walk(_ step: WalkStep, pageSize: Int, ifNoneMatch: String?) async throws -> WalkResult {
+        let maximum = min(max(pageSize, 1), 100)
+        let perPage = step.perPage ?? maximum
+        var query = "state=all&sort=updated&direction=asc"
+        if let since = step.since { query += "&since=" + Self.queryEscape(Timestamps.rfc3339(since)) }
+        query += "&per_page=\(perPage)"
+        if step.page > 1 { query += "&page=\(step.page)" }
+        var headers: [(name: String, value: String)] = []
+        if let ifNoneMatch { headers.append((name: "If-None-Match", value: ifNoneMatch)) }
+
+        let response = try await client.get(issuesURL + "?" + query, headers: headers)
+        if response.status == 304 { return WalkResult(notModified: true) }
+        let rows = try parseRows(response, context: "\(owner)/\(repository) issues page \(step.page)")
+        var result = WalkResult(etag: response.headers["etag"])
+        let hasNext = LinkHeader.parse(response.headers.values("link"))["next"] != nil
+        guard let last = rows.last, let newest = last.updatedAt else { return result }
+        // Rows already delivered before this request: below `since` (cannot happen with an inclusive `since`,
+        // kept as a guard) or at exactly `since` and listed in the previous page's `seen` ids.
+        result.records = rows.filter { row in
+            guard let at = row.updatedAt, let since = step.since else { return true }
+            if at < since { return false }
+            return !(at == since && step.seen.contains(row.id))
+        }
+        guard hasNext else { return result }
+        let atNewest = rows.filter { $0.updatedAt == newest }.map(\.id)
+        let nextStep: WalkStep
+        if let since = step.since, newest == since {
+            // A whole page of one timestamp, already asked from that timestamp: the next window of the run.
+            let end = (step.page - 1) * perPage + rows.count
+            let window = Self.nextWindow(after: end, maximum: maximum)
+            nextStep = WalkStep(since: newest, page: window.page, perPage: window.perPage, seen: Set(atNewest))
+        } else {
+            nextStep = WalkStep(since: newest, page: 1, perPage: nil, seen: Set(atNewest))
+        }
+        var hints = ["since": Timestamps.rfc3339(newest), "page": String(nextStep.page)]
+        if let windowSize = nextStep.perPage { hints["per_page"] = String(windowSize) }
+        if !atNewest.isEmpty { hints["seen"] = atNewest.joined(separator: ",") }
+        result.next = (nextStep, ScanPosition(timestamp: newest, recordID: last.id, hints: hints))
+        return result
     }
 
     private func parseRows(_ response: ProviderResponse, context: String) throws -> [SourceRecord] {
@@ -145,33 +173,47 @@ public struct GitHubIssuesSource: ObjectSource {
 
     // MARK: Reconciliation
 
-    /// Lists every issue and pull request id (`state=all&sort=created&direction=asc`), following the `Link`
-    /// next URL; the token is that URL. Deleted and transferred issues simply vanish from this listing
-    /// (GitHub has no delete feed for issues), which is how reconciliation finds them.
+    /// Lists every issue and pull request id with the same `since` walk as the delta scan, from the beginning.
+    /// Page offsets over `sort=created` would skip a live id whenever an issue already listed is deleted
+    /// during the sweep (everything after it moves back one place), and a skipped id becomes a false
+    /// `deleted` event; the `since` walk restarts from page 1 at each step, so a row leaving the listing cannot
+    /// move an unread row into a page already read (except inside a multi-page run of one timestamp).
+    /// The token is the next step, as JSON. Deleted and transferred issues vanish from this listing (GitHub
+    /// has no delete feed for issues), which is how reconciliation finds them.
     public func fetchIDs(after token: String?, pageSize: Int) async throws -> IDPage {
-        let url: String
+        var step = WalkStep(since: nil, page: 1, perPage: nil, seen: [])
         if let token {
-            guard Self.origin(of: token) == Self.origin(of: client.baseURL) else {
-                throw ProviderError.malformed(path: "Link", message: "\(client.connection): the next page link points "
-                    + "to another host (\(HTTPClientError.redact(token))); refusing to send credentials there")
+            guard let decoded = Self.decodeStep(token) else {
+                throw ProviderError.malformed(path: "token", message: "\(client.connection): not an id-listing token "
+                    + "this adapter wrote")
             }
-            url = token
-        } else {
-            url = issuesURL + "?state=all&sort=created&direction=asc&per_page=\(min(max(pageSize, 1), 100))"
+            step = decoded
         }
-        let response = try await client.get(url)
-        let body = try response.json(context: "\(client.connection): \(owner)/\(repository) id listing")
-        guard let array = body.arrayValue else {
-            throw ProviderError.malformed(path: "$", message: "\(client.connection): id listing: expected a JSON array, "
-                + "found \(body.typeName)")
+        let result = try await walk(step, pageSize: pageSize, ifNoneMatch: nil)
+        return IDPage(ids: result.records.map(\.id), next: result.next.map { Self.encodeStep($0.step) })
+    }
+
+    static func encodeStep(_ step: WalkStep) -> String {
+        var object = JSONObject()
+        if let since = step.since { object["since"] = .string(Timestamps.rfc3339(since)) }
+        object["page"] = .integer(Int64(step.page))
+        if let perPage = step.perPage { object["per_page"] = .integer(Int64(perPage)) }
+        object["seen"] = .array(step.seen.sorted().map(JSONValue.string))
+        return JSONValue.object(object).serialized()
+    }
+
+    static func decodeStep(_ token: String) -> WalkStep? {
+        guard let value = try? JSONValue.parse(Array(token.utf8)), let page = value["page"]?.int64Value else {
+            return nil
         }
-        var ids: [String] = []
-        ids.reserveCapacity(array.count)
-        for (i, row) in array.enumerated() {
-            ids.append(try FieldReader(row, path: "$[\(i)]").requiredString("id"))
+        var since: Date?
+        if let text = value["since"]?.stringValue {
+            guard let date = Timestamps.parseRFC3339(text) else { return nil }
+            since = date
         }
-        let next = array.isEmpty ? nil : LinkHeader.parse(response.headers.values("link"))["next"]
-        return IDPage(ids: ids, next: next)
+        let seen = (value["seen"]?.arrayValue ?? []).compactMap(\.stringValue)
+        let perPage = value["per_page"]?.int64Value.map { min(max(1, Int($0)), 100) }
+        return WalkStep(since: since, page: max(1, Int(page)), perPage: perPage, seen: Set(seen))
     }
 
     /// GitHub has no delete feed for issues: deleted and transferred issues are found by reconciliation.
@@ -180,6 +222,22 @@ public struct GitHubIssuesSource: ObjectSource {
     }
 
     // MARK: Helpers
+
+    /// The next offset window `[(page−1)·perPage, page·perPage)` inside a run after `end` rows were read: it
+    /// starts at least `overlap` rows before `end` (about a tenth of a page) and reaches as far past `end` as
+    /// possible, with `perPage` between half the maximum and the maximum. Always moves past `end`.
+    static func nextWindow(after end: Int, maximum: Int) -> (page: Int, perPage: Int) {
+        guard maximum > 1, end > 0 else { return (end / max(maximum, 1) + 1, max(maximum, 1)) }
+        let overlap = max(1, maximum / 10)
+        var best: (page: Int, perPage: Int, progress: Int)?
+        for size in stride(from: maximum, through: max(1, maximum / 2), by: -1) {
+            let startIndex = max(0, end - overlap) / size
+            let progress = (startIndex + 1) * size - end
+            if progress > 0, progress > (best?.progress ?? 0) { best = (startIndex + 1, size, progress) }
+        }
+        if let best { return (best.page, best.perPage) }
+        return (end / maximum + 1, maximum)
+    }
 
     static func floorSecond(_ date: Date) -> Date {
         Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down))
@@ -196,13 +254,5 @@ public struct GitHubIssuesSource: ObjectSource {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")
         return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
-    }
-
-    /// `scheme://host[:port]`, lower-cased, for the same-origin check on followed links.
-    static func origin(of url: String) -> String? {
-        guard let components = URLComponents(string: url), let scheme = components.scheme, let host = components.host
-        else { return nil }
-        let port = components.port.map { ":\($0)" } ?? ""
-        return "\(scheme.lowercased())://\(host.lowercased())\(port)"
     }
 }

@@ -1,0 +1,132 @@
+// `deltahook events list|show`: reads the outbox in the state directory (DESIGN §7). Opens the store read-only,
+// so it can run beside the daemon (WAL reader).
+import Config
+import Core
+import Foundation
+import Store
+
+struct EventsCommand: Command {
+    static let name = "events"
+    static let summary = "List events in the outbox, or show one as a subscriber receives it"
+    static let usage = "events list [--connection C] [--object O] [--type T] [--since TIME] [--limit N] [--json] | "
+        + "events show ID [--raw] [--json]"
+    static let details = """
+        events list    newest last; --since takes an RFC 3339 time or a duration back from now ("1h");
+                       --type is an exact event type (ticket.updated); --limit defaults to 50.
+        events show    the event body exactly as a subscriber receives it (without "raw" unless --raw, which
+                       subscribers get only with include_raw), then its delivery state per subscriber.
+        --json         machine-readable output on stdout.
+        """
+
+    enum Action {
+        case list(EventQuery)
+        case show(id: String, raw: Bool)
+    }
+
+    let action: Action
+    let json: Bool
+    let context: CommandContext
+
+    init(arguments: inout ArgumentList, context: CommandContext) throws {
+        self.context = context
+        json = arguments.flag("--json")
+        let verb = try arguments.positional("list or show")
+        switch verb {
+        case "list":
+            var query = EventQuery(limit: 50)
+            query.connection = try arguments.option("--connection")
+            query.object = try arguments.option("--object")
+            query.type = try arguments.option("--type")
+            if let since = try arguments.option("--since") {
+                if let date = Timestamps.parseRFC3339(since) {
+                    query.since = date
+                } else if let back = DurationText.parse(since) {
+                    query.since = Date().addingTimeInterval(-back.seconds)
+                } else {
+                    throw UsageError("--since takes an RFC 3339 time (2026-11-29T06:00:00Z) or a duration (1h)")
+                }
+            }
+            if let limit = try arguments.option("--limit") {
+                guard let n = Int(limit), n > 0 else { throw UsageError("--limit takes a positive number") }
+                query.limit = n
+            }
+            // The newest `limit` events, printed oldest first.
+            query.newestFirst = true
+            action = .list(query)
+        case "show":
+            let raw = arguments.flag("--raw")
+            action = .show(id: try arguments.positional("an event id"), raw: raw)
+        default:
+            throw UsageError("unknown events action \"\(verb)\" (list or show)")
+        }
+    }
+
+    func run() async throws -> Int32 {
+        let config = try ConfigLoader.load(path: context.configPath, environment: context.configEnvironment)
+        let path = config.stateDirectory + "/" + StateStore.fileName
+        guard FileManager.default.fileExists(atPath: path) else {
+            context.output.err("deltahook events: no state store at \(path) yet (nothing has been polled)\n")
+            return ExitCode.failure
+        }
+        let store = try StateStore(path: path, mode: .readOnly)
+        switch action {
+        case .list(let query):
+            let events = try store.events(query).reversed()
+            if json {
+                context.output.out(JSONValue.array(events.map(Self.summary)).serialized() + "\n")
+            } else {
+                for stored in events {
+                    let e = stored.event
+                    context.output.out("\(stored.seq)\t\(e.id)\t\(e.type)\t\(e.connection)/\(e.object)\t"
+                        + "\(e.recordID)\t\(Timestamps.rfc3339(e.detectedAt))\n")
+                }
+            }
+            return ExitCode.ok
+        case .show(let id, let raw):
+            guard let stored = try store.event(id: id) else {
+                context.output.err("deltahook events: no event \(id)\n")
+                return ExitCode.failure
+            }
+            let body = stored.event.webhookBody(includeRaw: raw)
+            let deliveries = try store.deliveries(eventID: id)
+            if json {
+                context.output.out(JSONValue.object(JSONObject([
+                    ("seq", .integer(stored.seq)), ("id", .string(id)), ("body", body),
+                    ("deliveries", .array(deliveries.map(Self.delivery))),
+                ])).serialized() + "\n")
+            } else {
+                context.output.out(body.serialized() + "\n")
+                for d in deliveries {
+                    var line = "delivery to \(d.subscriber): \(d.state.rawValue), \(d.attempts) attempt(s)"
+                    if let status = d.lastStatus { line += ", last status \(status)" }
+                    if let error = d.lastError { line += ", last error: \(error)" }
+                    if let next = d.nextAttemptAt, d.state == .pending { line += ", next at \(Timestamps.rfc3339(next))" }
+                    context.output.out(line + "\n")
+                }
+            }
+            return ExitCode.ok
+        }
+    }
+
+    static func summary(_ stored: StoredEvent) -> JSONValue {
+        let e = stored.event
+        return .object(JSONObject([
+            ("seq", .integer(stored.seq)), ("id", .string(e.id)), ("type", .string(e.type)),
+            ("connection", .string(e.connection)), ("object", .string(e.object)), ("record_id", .string(e.recordID)),
+            ("occurred_at", e.occurredAt.map { .string(Timestamps.rfc3339($0)) } ?? .null),
+            ("detected_at", .string(Timestamps.rfc3339Milliseconds(e.detectedAt))),
+            ("changed_fields", .array((e.changes ?? [:]).keys.sorted().map(JSONValue.string))),
+        ]))
+    }
+
+    static func delivery(_ d: Delivery) -> JSONValue {
+        .object(JSONObject([
+            ("subscriber", .string(d.subscriber)), ("state", .string(d.state.rawValue)),
+            ("attempts", .integer(Int64(d.attempts))),
+            ("last_status", d.lastStatus.map { .integer(Int64($0)) } ?? .null),
+            ("last_error", d.lastError.map(JSONValue.string) ?? .null),
+            ("next_attempt_at", d.nextAttemptAt.map { .string(Timestamps.rfc3339($0)) } ?? .null),
+            ("delivered_at", d.deliveredAt.map { .string(Timestamps.rfc3339($0)) } ?? .null),
+        ]))
+    }
+}

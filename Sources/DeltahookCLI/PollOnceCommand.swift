@@ -1,0 +1,147 @@
+// `deltahook poll-once`: one poll cycle of a connection's objects through the real engine and store (DESIGN §7),
+// printing the events it committed — or, with --dry-run, the events it would commit without writing anything.
+import Config
+import Core
+import Daemon
+import Engine
+import Foundation
+import HTTPClient
+import Logging
+import Store
+
+struct PollOnceCommand: Command {
+    static let name = "poll-once"
+    static let summary = "Run one poll cycle of a connection now and print the events it committed"
+    static let usage = "poll-once --connection C [--object O] [--dry-run] [--reconcile] [--json] [--config PATH]"
+    static let details = """
+        Runs one cycle per object of connection C (or only object O): the delta scan from the stored cursor,
+        the delete feed where the provider has one, and a reconciliation sweep when due. Events are committed
+        to the outbox in the state directory exactly as the daemon would commit them (the running daemon's
+        dispatcher delivers them). Exit 0 when every object polled, 1 when one failed (rate limit, auth,
+        provider error: the cursor stays where it was), 64 for usage mistakes, 78 for config problems.
+
+        Options:
+          --connection C   the connection id from the config (required)
+          --object O       only this object of the connection
+          --dry-run        read and diff, write nothing; prints the events that would be committed
+          --reconcile      run the reconciliation sweep in this cycle even if reconcile_every has not passed
+          --json           print {"ok": …, "reports": [{…, "events": [<webhook body>, …]}]} on stdout
+        """
+
+    let connection: String
+    let object: String?
+    let dryRun: Bool
+    let reconcile: Bool
+    let json: Bool
+    let context: CommandContext
+
+    init(arguments: inout ArgumentList, context: CommandContext) throws {
+        guard let connection = try arguments.option("--connection") else { throw UsageError("--connection is required") }
+        self.connection = connection
+        object = try arguments.option("--object")
+        dryRun = arguments.flag("--dry-run")
+        reconcile = arguments.flag("--reconcile")
+        json = arguments.flag("--json")
+        self.context = context
+    }
+
+    func run() async throws -> Int32 {
+        let config = try ConfigLoader.load(path: context.configPath, environment: context.configEnvironment)
+        guard let connectionConfig = config.connection(id: connection) else {
+            throw UsageError("no connection \"\(connection)\" in \(context.configPath) (configured: "
+                + config.connections.map(\.id).joined(separator: ", ") + ")")
+        }
+        if let object, !connectionConfig.objects.contains(where: { $0.name == object }) {
+            throw UsageError("connection \"\(connection)\" has no object \"\(object)\" (configured: "
+                + connectionConfig.objects.map(\.name).joined(separator: ", ") + ")")
+        }
+        let redactions = RedactionList()
+        redactions.register(contentsOf: config.redactionTexts)
+        let logger = Logger(level: LogLevel(name: config.logLevel.rawValue) ?? .info,
+                            sink: StderrSink(variables: context.environment), redactions: redactions)
+
+        try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true)
+        let store = try StateStore(path: config.stateDirectory + "/" + StateStore.fileName)
+        let transport = try CurlHTTPClient()
+        defer { transport.shutdown() }
+
+        var targets = try Wiring.targets(for: connectionConfig, transport: transport, logger: logger)
+        if reconcile {
+            for i in targets.indices { targets[i].plan.reconcileEvery = .zero }
+        }
+        let engine = Engine(store: store, logger: logger, router: Wiring.router(for: config.subscribers))
+        engine.update(targets: targets)
+
+        let reports: [CycleReport]
+        var failure: PollOnceFailure?
+        do {
+            reports = try await engine.pollOnce(connection: connection, object: object, dryRun: dryRun)
+        } catch let error as PollOnceFailure {
+            failure = error
+            reports = error.completed
+        }
+        await engine.shutdown()
+        try render(reports: reports, failure: failure, store: store, redactions: redactions)
+        return failure == nil ? ExitCode.ok : ExitCode.failure
+    }
+
+    private func eventBodies(_ report: CycleReport, store: StateStore) throws -> [JSONValue] {
+        if report.dryRun { return report.previewEvents.map { $0.webhookBody(includeRaw: false) } }
+        return try report.events.compactMap { try store.event(id: $0.id)?.event.webhookBody(includeRaw: false) }
+    }
+
+    private func render(reports: [CycleReport], failure: PollOnceFailure?, store: StateStore,
+                       redactions: RedactionList) throws {
+        let errorText = failure.map { redactions.scrub(String(describing: $0)) }
+        if json {
+            var object = JSONObject()
+            object["ok"] = .bool(failure == nil)
+            object["dry_run"] = .bool(dryRun)
+            object["reports"] = .array(try reports.map { try reportJSON($0, store: store) })
+            if let failure, let errorText {
+                object["error"] = .string(errorText)
+                object["failed_object"] = .string(failure.object)
+                if case ProviderError.rateLimited(let wait, _) = failure.underlying {
+                    object["retry_after_seconds"] = .double(wait.seconds)
+                }
+            }
+            context.output.out(JSONValue.object(object).serialized() + "\n")
+            return
+        }
+        for report in reports {
+            // The engine's one-line summary (pages, records, events per type, initial sync, resume, 304, …).
+            context.output.out(report.description + "\n")
+            for event in report.events {
+                var text = "  \(event.id)  \(event.type)  record \(event.recordID)"
+                if !event.changedFields.isEmpty { text += "  changed: " + event.changedFields.joined(separator: ", ") }
+                context.output.out(text + "\n")
+            }
+            for warning in report.warnings { context.output.out("  warning: \(warning)\n") }
+        }
+        if let errorText { context.output.err("deltahook poll-once: \(errorText)\n") }
+    }
+
+    private func reportJSON(_ report: CycleReport, store: StateStore) throws -> JSONValue {
+        var object = JSONObject()
+        object["connection"] = .string(report.connection)
+        object["object"] = .string(report.object)
+        object["dry_run"] = .bool(report.dryRun)
+        object["initial_sync"] = .bool(report.initialSync)
+        object["silent"] = .bool(report.silent)
+        object["resumed"] = .bool(report.resumed)
+        object["not_modified"] = .bool(report.notModified)
+        object["pages"] = .integer(Int64(report.pages))
+        object["records"] = .integer(Int64(report.records))
+        object["unchanged"] = .integer(Int64(report.unchanged))
+        object["suppressed"] = .integer(Int64(report.suppressed))
+        object["event_count"] = .integer(Int64(report.eventCount))
+        object["deletions"] = .integer(Int64(report.deletions))
+        object["reconciled"] = .bool(report.reconciled)
+        object["reconcile_error"] = report.reconcileError.map(JSONValue.string) ?? .null
+        object["watermark"] = report.watermark.map { .string(Timestamps.rfc3339Milliseconds($0)) } ?? .null
+        object["duplicates"] = .array(report.duplicates.map(JSONValue.string))
+        object["warnings"] = .array(report.warnings.map(JSONValue.string))
+        object["events"] = .array(try eventBodies(report, store: store))
+        return .object(object)
+    }
+}
