@@ -15,7 +15,9 @@ public enum ProviderFactory {
         switch connection.provider {
         case .github:
             return try makeGitHubSources(for: connection, transport: transport, logger: logger)
-        case .servicenow, .netsuite, .rest:
+        case .servicenow:
+            return try makeServiceNowSources(for: connection, transport: transport, logger: logger)
+        case .netsuite, .rest:
             throw ProviderError.configuration(
                 message: "the \(connection.provider.rawValue) provider is not available in this build")
         }
@@ -55,6 +57,28 @@ public enum ProviderFactory {
                                           repository: repository.name, model: object.model.rawValue,
                                           includePullRequests: object.includePullRequests,
                                           ignoreFields: object.ignoreFields)
+        }
+    }
+
+    /// ServiceNow: one `ServiceNowClient` (auth, token cache, 429 backoff) for the connection, one
+    /// `ServiceNowSource` per object (table).
+    public static func makeServiceNowSources(for connection: ConnectionConfig, transport: any HTTPTransport,
+                                             logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) throws
+        -> [any ObjectSource]
+    {
+        var base = connection.baseURL.absoluteString
+        while base.hasSuffix("/") { base.removeLast() }
+        let http = ProviderHTTP(transport: transport, connection: connection.id)
+        let authenticator = try ServiceNowAuthenticator(auth: connection.auth, baseURL: base, http: http, now: clock)
+        let client = ServiceNowClient(http: http, baseURL: base, authenticator: authenticator)
+        return try connection.objects.map { object in
+            guard let model = ServiceNowModel(rawValue: object.model.rawValue) else {
+                throw ProviderError.configuration(message: "\(connection.id)/\(object.name): ServiceNow data has no "
+                    + "\(object.model.rawValue) mapping; use ticket, user, group or record")
+            }
+            logger.debug("ServiceNow object configured", [.connection: connection.id, .object: object.name])
+            return ServiceNowSource(client: client, table: object.name, model: model, fields: object.fields,
+                                    ignoreFields: object.ignoreFields, auditDeletes: object.deleteFeed == .audit)
         }
     }
 }
