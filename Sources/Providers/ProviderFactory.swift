@@ -17,7 +17,9 @@ public enum ProviderFactory {
             return try makeGitHubSources(for: connection, transport: transport, logger: logger)
         case .servicenow:
             return try makeServiceNowSources(for: connection, transport: transport, logger: logger)
-        case .netsuite, .rest:
+        case .rest:
+            return try connection.objects.map { try RestSource(connection: connection, object: $0, transport: transport) }
+        case .netsuite:
             throw ProviderError.configuration(
                 message: "the \(connection.provider.rawValue) provider is not available in this build")
         }
