@@ -13,7 +13,7 @@ private let githubToken = "ghp_emulatortoken"
 
 /// One daemon scenario: emulator, receiver, temp dirs, config and environment.
 private final class Scenario {
-    let directory: TemporaryDirectory
+    let directory: ScratchDirectory
     let github: GitHubEmulator
     let receiver: ReceiverEmulator
     let notify: NotifySocket
@@ -23,7 +23,7 @@ private final class Scenario {
     var stateDirectory: String { directory.path + "/state" }
 
     init() throws {
-        directory = try TemporaryDirectory("daemon")
+        directory = try ScratchDirectory("daemon")
         github = try GitHubEmulator()
         receiver = try ReceiverEmulator(secrets: [webhookSecret])
         notify = try NotifySocket(directory: directory.path)
