@@ -94,6 +94,8 @@ struct DaemonTests {
         let ready = scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") }
         let readyMessage = try #require(ready, "no READY=1; stderr: \(daemon.stderr)")
         #expect(readyMessage.contains("STATUS=1 connections, 1 subscribers"), "\(readyMessage)")
+        let stateMode = try FileManager.default.attributesOfItem(atPath: scenario.stateDirectory)[.posixPermissions]
+        #expect(stateMode as? Int == 0o700, "the daemon creates its state directory private")
 
         // The engine polls at once and the dispatcher delivers the `created` event, signed.
         let deadline = ContinuousClock.now + .seconds(20)
