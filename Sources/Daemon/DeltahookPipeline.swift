@@ -58,9 +58,10 @@ public final class DeltahookPipeline: Pipeline {
     /// Builds every source, plan and subscriber setting first; only when all succeed are they handed to the
     /// engine and the dispatcher, so a config that cannot be applied leaves the running one untouched.
     public func apply(_ config: DeltahookConfig) async throws {
-        let targets = try DeltahookPipeline.targets(for: config, transport: transport, logger: logger)
+        let targets: [PollTarget]
+        var problems: [ConfigProblem]
+        (targets, problems) = DeltahookPipeline.targets(for: config, transport: transport, logger: logger)
         var settings: [SubscriberSettings] = []
-        var problems: [ConfigProblem] = []
         for (index, subscriber) in config.subscribers.enumerated() {
             do {
                 settings.append(try SubscriberSettings(subscriber))
@@ -90,8 +91,8 @@ public final class DeltahookPipeline: Pipeline {
 
     /// One `PollTarget` per configured object. A provider that refuses its configuration becomes a config problem
     /// with the connection's JSON path (exit 78 at start, a rejected reload later).
-    static func targets(for config: DeltahookConfig, transport: any HTTPTransport, logger: Logger) throws
-        -> [PollTarget]
+    static func targets(for config: DeltahookConfig, transport: any HTTPTransport, logger: Logger)
+        -> (targets: [PollTarget], problems: [ConfigProblem])
     {
         var targets: [PollTarget] = []
         var problems: [ConfigProblem] = []
@@ -111,8 +112,7 @@ public final class DeltahookPipeline: Pipeline {
                 targets.append(PollTarget(plan: plan, source: source))
             }
         }
-        if !problems.isEmpty { throw ConfigError(file: nil, problems: problems) }
-        return targets
+        return (targets, problems)
     }
 
     /// Subscribers whose `events` globs and `connections` list accept the event (DESIGN §6). Called by the engine
