@@ -16,6 +16,7 @@ final class Harness: @unchecked Sendable {
     let receiver: ReceiverEmulator
     let client: CurlHTTPClient
     let dispatcher: Dispatcher
+    let metrics = MetricsRegistry()
     let subscriber = "s1"
     let settings: SubscriberSettings
     private(set) var committed: [ChangeEvent] = []
@@ -45,7 +46,7 @@ final class Harness: @unchecked Sendable {
             userAgent: "deltahook/test", policy: RetryPolicy(schedule: setup.schedule, jitter: 0),
             pauseAfter: setup.pauseAfter, probeInterval: setup.probeInterval, storePollInterval: .milliseconds(50),
             claimBatch: 64, leaseMargin: .seconds(30))
-        dispatcher = Dispatcher(store: store, transport: client, options: options)
+        dispatcher = Dispatcher(store: store, transport: client, options: options, metrics: metrics)
         settings = SubscriberSettings(
             id: subscriber, url: try #require(URL(string: setup.url ?? receiver.url)),
             secrets: try (setup.subscriberSecrets ?? [secret]).map { try StandardWebhooks.Secret($0) },
@@ -129,6 +130,9 @@ func interleaved(records: [String], perRecord: Int) -> [ChangeEvent] {
             #expect(h.receiver.received.allSatisfy { $0.verified })
             #expect(try await h.waitStore { try $0.backlog(subscriber: "s1").pending == 0 })
             #expect(try h.store.deliveries(subscriber: "s1", state: .delivered, limit: 100).count == 20)
+            #expect(h.metrics.value("deltahook_deliveries_total", labels: ["s1", "delivered"]) == 20)
+            #expect(h.metrics.value("deltahook_deliveries_total", labels: ["s1", "retry"]) == 8)
+            #expect(h.metrics.render().contains("deltahook_delivery_enqueue_to_send_seconds_count{subscriber=\"s1\"} 20"))
             // Keep-alive: far fewer connections than requests.
             #expect(h.receiver.acceptedConnections < h.receiver.receivedCount)
             let first = try #require(h.receiver.accepted.first)
@@ -222,7 +226,8 @@ func interleaved(records: [String], perRecord: Int) -> [ChangeEvent] {
                 #expect(later.receivedAt.timeIntervalSince(throttled.receivedAt) >= 0.99,
                         "nothing may be sent to the subscriber during Retry-After")
             }
-            let first = try #require(try h.delivery(events[0]))
+            let throttledEvent = try #require(events.first { $0.id == throttled.webhookID })
+            let first = try #require(try h.delivery(throttledEvent))
             let attempts = try h.store.attempts(deliveryID: first.id)
             #expect(attempts.contains { $0.httpStatus == 429 && $0.error?.contains("Retry-After") == true })
         }
