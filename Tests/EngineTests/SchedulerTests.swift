@@ -81,8 +81,10 @@ struct SchedulerTests {
         // open gate would instead let B (10 ms interval) poll dozens of times inside the window.
         #expect(c1After.filter { $0.key == b && $0.at < gateOpens }.count <= 1)
         #expect(log.all.contains { $0.key == b && $0.at >= gateOpens })
-        // The other connection was not blocked: it polled while c1 waited.
-        #expect(log.all.contains { $0.key == c && $0.at > observed && $0.at < gateOpens })
+        // The other connection was not blocked: it polled while c1 waited (by order of calls, not wall time,
+        // so a starved cooperative pool on a loaded machine cannot fail it).
+        let aRetry = try #require(log.all.first { $0.key == a && $0.at > observed })
+        #expect(log.all.contains { $0.key == c && $0.at > observed && $0.at < aRetry.at })
     }
 
     @Test("polls start at once, trigger runs a cycle now, unknown keys are refused (rule 10)")
