@@ -35,8 +35,8 @@ struct BenchDeliveryCommand: Command {
     let context: CommandContext
 
     init(arguments: inout ArgumentList, context: CommandContext) throws {
-        events = try DeliveryCLI.positiveInt(try arguments.option("--events"), option: "--events", default: 20_000)
-        maxInFlight = try DeliveryCLI.positiveInt(try arguments.option("--max-in-flight"), option: "--max-in-flight",
+        events = try StoreCLI.positiveInt(try arguments.option("--events"), option: "--events", default: 20_000)
+        maxInFlight = try StoreCLI.positiveInt(try arguments.option("--max-in-flight"), option: "--max-in-flight",
                                                   default: 64)
         verify = !arguments.flag("--no-verify")
         keep = try arguments.option("--keep")

@@ -36,7 +36,7 @@ struct DeliveriesCommand: Command {
         case "list":
             let subscriber = try arguments.option("--subscriber")
             let failed = arguments.flag("--failed")
-            let limit = try DeliveryCLI.positiveInt(try arguments.option("--limit"), option: "--limit", default: 50)
+            let limit = try StoreCLI.positiveInt(try arguments.option("--limit"), option: "--limit", default: 50)
             mode = .list(subscriber: subscriber, failed: failed, limit: limit)
         case "show":
             mode = .show(eventID: try arguments.positional("EVENT_ID"))
@@ -48,23 +48,23 @@ struct DeliveriesCommand: Command {
     }
 
     func run() async throws -> Int32 {
-        let outline = DeliveryCLI.outline(path: context.configPath)
-        let store = try DeliveryCLI.openStore(
-            path: DeliveryCLI.storePath(context: context, outline: outline, override: stateDirectory), write: false)
+        let outline = StoreCLI.outline(path: context.configPath)
+        let store = try StoreCLI.openStore(
+            path: StoreCLI.storePath(context: context, outline: outline, override: stateDirectory), write: false)
         switch mode {
         case .list(let subscriber, let failed, let limit):
             let rows = try store.deliveries(subscriber: subscriber, state: failed ? .failed : nil, limit: limit)
             if json {
-                context.output.out(JSONValue.array(rows.map(DeliveryCLI.deliveryJSON)).serialized() + "\n")
+                context.output.out(JSONValue.array(rows.map(StoreCLI.deliveryJSON)).serialized() + "\n")
             } else if rows.isEmpty {
                 context.output.out("no deliveries\n")
             } else {
-                context.output.out(DeliveryCLI.table(
+                context.output.out(StoreCLI.table(
                     ["ID", "EVENT", "TYPE", "SUBSCRIBER", "STATE", "ATTEMPTS", "NEXT ATTEMPT", "STATUS", "ERROR"],
                     rows.map { d in
                         [String(d.id), d.eventID, d.eventType, d.subscriber, d.state.rawValue, String(d.attempts),
-                         d.state == .pending ? DeliveryCLI.time(d.nextAttemptAt) : "-",
-                         d.lastStatus.map(String.init) ?? "-", DeliveryCLI.short(d.lastError)]
+                         d.state == .pending ? StoreCLI.time(d.nextAttemptAt) : "-",
+                         d.lastStatus.map(String.init) ?? "-", StoreCLI.short(d.lastError)]
                     }))
             }
         case .show(let eventID):
@@ -77,8 +77,8 @@ struct DeliveriesCommand: Command {
                 let value = JSONValue.object(JSONObject([
                     ("event_id", .string(eventID)),
                     ("deliveries", .array(withAttempts.map { delivery, attempts in
-                        guard case .object(var object) = DeliveryCLI.deliveryJSON(delivery) else { return .null }
-                        object["attempt_history"] = .array(attempts.map(DeliveryCLI.attemptJSON))
+                        guard case .object(var object) = StoreCLI.deliveryJSON(delivery) else { return .null }
+                        object["attempt_history"] = .array(attempts.map(StoreCLI.attemptJSON))
                         return .object(object)
                     })),
                 ]))
@@ -89,15 +89,15 @@ struct DeliveriesCommand: Command {
                 var text = ""
                 for (d, attempts) in withAttempts {
                     text += "\(d.subscriber): \(d.state.rawValue), \(d.attempts) attempt(s)"
-                    if d.state == .pending { text += ", next at \(DeliveryCLI.time(d.nextAttemptAt))" }
-                    if let delivered = d.deliveredAt { text += ", delivered at \(DeliveryCLI.time(delivered))" }
+                    if d.state == .pending { text += ", next at \(StoreCLI.time(d.nextAttemptAt))" }
+                    if let delivered = d.deliveredAt { text += ", delivered at \(StoreCLI.time(delivered))" }
                     text += "\n"
                     if !attempts.isEmpty {
-                        text += DeliveryCLI.table(["  ATTEMPTED", "STATUS", "LATENCY", "ERROR", "RESPONSE"],
+                        text += StoreCLI.table(["  ATTEMPTED", "STATUS", "LATENCY", "ERROR", "RESPONSE"],
                                                   attempts.map { a in
                             ["  " + Timestamps.rfc3339Milliseconds(a.attemptedAt), a.httpStatus.map(String.init) ?? "-",
-                             "\(a.latencyMilliseconds) ms", DeliveryCLI.short(a.error, 70),
-                             DeliveryCLI.short(a.responseExcerpt, 40)]
+                             "\(a.latencyMilliseconds) ms", StoreCLI.short(a.error, 70),
+                             StoreCLI.short(a.responseExcerpt, 40)]
                         })
                     }
                 }

@@ -1,6 +1,6 @@
 // `deltahook events list|show`: reads the outbox in the state directory (DESIGN §7). Opens the store read-only,
-// so it can run beside the daemon (WAL reader).
-import Config
+// so it can run beside the daemon (WAL reader); reads the config only for `state_directory`, so it needs no
+// secrets.
 import Core
 import Foundation
 import Store
@@ -16,6 +16,7 @@ struct EventsCommand: Command {
         events show    the event body exactly as a subscriber receives it (without "raw" unless --raw, which
                        subscribers get only with include_raw), then its delivery state per subscriber.
         --json         machine-readable output on stdout.
+        --state-directory DIR  read the store in DIR instead of the config's state_directory.
         """
 
     enum Action {
@@ -25,11 +26,13 @@ struct EventsCommand: Command {
 
     let action: Action
     let json: Bool
+    let stateDirectory: String?
     let context: CommandContext
 
     init(arguments: inout ArgumentList, context: CommandContext) throws {
         self.context = context
         json = arguments.flag("--json")
+        stateDirectory = try arguments.option("--state-directory")
         let verb = try arguments.positional("list or show")
         switch verb {
         case "list":
@@ -38,18 +41,9 @@ struct EventsCommand: Command {
             query.object = try arguments.option("--object")
             query.type = try arguments.option("--type")
             if let since = try arguments.option("--since") {
-                if let date = Timestamps.parseRFC3339(since) {
-                    query.since = date
-                } else if let back = DurationText.parse(since) {
-                    query.since = Date().addingTimeInterval(-back.seconds)
-                } else {
-                    throw UsageError("--since takes an RFC 3339 time (2026-11-29T06:00:00Z) or a duration (1h)")
-                }
+                query.since = try StoreCLI.parseTime(since, option: "--since", now: Date())
             }
-            if let limit = try arguments.option("--limit") {
-                guard let n = Int(limit), n > 0 else { throw UsageError("--limit takes a positive number") }
-                query.limit = n
-            }
+            query.limit = try StoreCLI.positiveInt(try arguments.option("--limit"), option: "--limit", default: 50)
             // The newest `limit` events, printed oldest first.
             query.newestFirst = true
             action = .list(query)
@@ -62,13 +56,15 @@ struct EventsCommand: Command {
     }
 
     func run() async throws -> Int32 {
-        let config = try ConfigLoader.load(path: context.configPath, environment: context.configEnvironment)
-        let path = config.stateDirectory + "/" + StateStore.fileName
-        guard FileManager.default.fileExists(atPath: path) else {
-            context.output.err("deltahook events: no state store at \(path) yet (nothing has been polled)\n")
+        let outline = StoreCLI.outline(path: context.configPath)
+        let store: StateStore
+        do {
+            store = try StoreCLI.openStore(
+                path: StoreCLI.storePath(context: context, outline: outline, override: stateDirectory), write: false)
+        } catch let failure as CommandFailure {
+            context.output.err("deltahook events: \(failure.message)\n")
             return ExitCode.failure
         }
-        let store = try StateStore(path: path, mode: .readOnly)
         switch action {
         case .list(let query):
             let events = try store.events(query).reversed()

@@ -30,9 +30,9 @@ struct RedeliverCommand: Command {
     }
 
     func run() async throws -> Int32 {
-        let outline = DeliveryCLI.outline(path: context.configPath)
-        let store = try DeliveryCLI.openStore(
-            path: DeliveryCLI.storePath(context: context, outline: outline, override: stateDirectory), write: true)
+        let outline = StoreCLI.outline(path: context.configPath)
+        let store = try StoreCLI.openStore(
+            path: StoreCLI.storePath(context: context, outline: outline, override: stateDirectory), write: true)
         let count: Int
         do {
             count = try store.redeliver(eventID: eventID, subscribers: subscriber.map { [$0] }, now: Date())

@@ -32,14 +32,14 @@ struct ReplayCommand: Command {
         guard let sinceText = try arguments.option("--since") else { throw UsageError("--since is required") }
         let now = Date()
         self.subscriber = subscriber
-        since = try DeliveryCLI.parseTime(sinceText, option: "--since", now: now)
-        until = try (try arguments.option("--until")).map { try DeliveryCLI.parseTime($0, option: "--until", now: now) }
+        since = try StoreCLI.parseTime(sinceText, option: "--since", now: now)
+        until = try (try arguments.option("--until")).map { try StoreCLI.parseTime($0, option: "--until", now: now) }
         if let until, until <= since { throw UsageError("--until must be after --since") }
         self.context = context
     }
 
     func run() async throws -> Int32 {
-        let outline = DeliveryCLI.outline(path: context.configPath)
+        let outline = StoreCLI.outline(path: context.configPath)
         guard outline.readable else {
             throw ConfigError(file: context.configPath, problems: [ConfigProblem(
                 path: "", message: "cannot read \(context.configPath) as JSON: replay needs the subscriber's events "
@@ -49,8 +49,8 @@ struct ReplayCommand: Command {
             let known = outline.subscribers.map(\.id).joined(separator: ", ")
             throw UsageError("no subscriber \"\(subscriber)\" in \(context.configPath) (known: \(known.isEmpty ? "none" : known))")
         }
-        let store = try DeliveryCLI.openStore(
-            path: DeliveryCLI.storePath(context: context, outline: outline, override: stateDirectory), write: true)
+        let store = try StoreCLI.openStore(
+            path: StoreCLI.storePath(context: context, outline: outline, override: stateDirectory), write: true)
         let until = self.until
         let count = try store.replay(subscriber: subscriber, since: since, now: Date()) { summary in
             if let until, summary.detectedAt >= until { return false }

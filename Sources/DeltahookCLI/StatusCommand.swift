@@ -35,38 +35,9 @@ struct StatusCommand: Command {
         self.context = context
     }
 
-    /// What the config file tells status, without validating it.
-    struct ConfigOutline {
-        var stateDirectory: String?
-        var objects: [(String, String)] = []
-        var subscribers: [String] = []
-        var note: String?
-    }
-
-    static func outline(path: String) -> ConfigOutline {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            return ConfigOutline(note: "config \(path) not readable; showing what the store knows")
-        }
-        guard let root = try? JSONValue.parse(data) else {
-            return ConfigOutline(note: "config \(path) is not valid JSON; showing what the store knows")
-        }
-        var outline = ConfigOutline(stateDirectory: root["state_directory"]?.stringValue)
-        for connection in root["connections"]?.arrayValue ?? [] {
-            guard let id = connection["id"]?.stringValue else { continue }
-            for object in connection["objects"]?.arrayValue ?? [] {
-                if let name = object["name"]?.stringValue { outline.objects.append((id, name)) }
-            }
-        }
-        outline.subscribers = (root["subscribers"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue }
-        return outline
-    }
-
     func run() async throws -> Int32 {
-        let outline = StatusCommand.outline(path: context.configPath)
-        let directory = stateDirectory ?? outline.stateDirectory
-            ?? context.environment["STATE_DIRECTORY"]?.split(separator: ":").first.map(String.init)
-            ?? "/var/lib/deltahook"
-        let path = directory + "/" + StateStore.fileName
+        let outline = StoreCLI.outline(path: context.configPath)
+        let path = StoreCLI.storePath(context: context, outline: outline, override: stateDirectory)
         guard FileManager.default.fileExists(atPath: path) else {
             let message = "no store at \(path) yet: the daemon has not run with this state directory"
             if json {
@@ -81,7 +52,8 @@ struct StatusCommand: Command {
         let report: StatusReport
         do {
             let store = try StateStore(path: path, mode: .readOnly)
-            report = try StatusReport.collect(store: store, subscribers: outline.subscribers, objects: outline.objects,
+            report = try StatusReport.collect(store: store, subscribers: outline.subscribers.map(\.id),
+                                              objects: outline.objects.map { ($0.connection, $0.object) },
                                               now: Date())
         } catch {
             context.output.err("deltahook status: cannot read the store \(path): \(error)\n")

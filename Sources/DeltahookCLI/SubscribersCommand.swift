@@ -46,11 +46,11 @@ struct SubscribersCommand: Command {
     }
 
     func run() async throws -> Int32 {
-        let outline = DeliveryCLI.outline(path: context.configPath)
-        let path = DeliveryCLI.storePath(context: context, outline: outline, override: stateDirectory)
+        let outline = StoreCLI.outline(path: context.configPath)
+        let path = StoreCLI.storePath(context: context, outline: outline, override: stateDirectory)
         switch mode {
         case .list:
-            let store = try DeliveryCLI.openStore(path: path, write: false)
+            let store = try StoreCLI.openStore(path: path, write: false)
             var ids = outline.subscribers.map(\.id)
             let stored = try store.subscribers()
             for status in stored where !ids.contains(status.id) { ids.append(status.id) }
@@ -73,27 +73,27 @@ struct SubscribersCommand: Command {
                 object["failed"] = .integer(Int64(backlog.failed))
                 rows.append(.object(object))
                 table.append([id + (configured ? "" : " (not in config)"), (status?.state ?? .active).rawValue,
-                              String(backlog.pending), DeliveryCLI.time(backlog.oldestPendingCreatedAt),
-                              String(backlog.failed), DeliveryCLI.time(status?.failingSince),
-                              DeliveryCLI.short(status?.reason, 70)])
+                              String(backlog.pending), StoreCLI.time(backlog.oldestPendingCreatedAt),
+                              String(backlog.failed), StoreCLI.time(status?.failingSince),
+                              StoreCLI.short(status?.reason, 70)])
             }
             if json {
                 context.output.out(JSONValue.array(rows).serialized() + "\n")
             } else if table.isEmpty {
                 context.output.out("no subscribers\n")
             } else {
-                context.output.out(DeliveryCLI.table(
+                context.output.out(StoreCLI.table(
                     ["SUBSCRIBER", "STATE", "PENDING", "OLDEST PENDING", "FAILED", "FAILING SINCE", "REASON"], table))
             }
         case .pause(let id, let reason):
             try requireKnown(id, outline: outline)
-            let store = try DeliveryCLI.openStore(path: path, write: true)
+            let store = try StoreCLI.openStore(path: path, write: true)
             let text = "paused by operator" + (reason.map { ": \($0)" } ?? "")
             try store.setSubscriberState(id: id, state: .paused, reason: text, at: Date())
             report(id, state: .paused, message: "paused \(id); events keep accumulating until `deltahook subscribers resume \(id)`")
         case .resume(let id):
             try requireKnown(id, outline: outline)
-            let store = try DeliveryCLI.openStore(path: path, write: true)
+            let store = try StoreCLI.openStore(path: path, write: true)
             let now = Date()
             try store.setSubscriberState(id: id, state: .active, reason: nil, at: now)
             try store.setSubscriberFailingSince(id: id, nil, at: now)
@@ -103,7 +103,7 @@ struct SubscribersCommand: Command {
         return ExitCode.ok
     }
 
-    private func requireKnown(_ id: String, outline: DeliveryCLI.Outline) throws {
+    private func requireKnown(_ id: String, outline: StoreCLI.Outline) throws {
         guard outline.readable else { return }  // no config to check against: trust the operator
         guard outline.subscriber(id) != nil else {
             let known = outline.subscribers.map(\.id).joined(separator: ", ")

@@ -1,5 +1,5 @@
-// Shared plumbing of the delivery commands (deliveries, redeliver, replay, subscribers): where the store is,
-// the config read as plain JSON, time arguments, tables and JSON renderings.
+// Shared plumbing of the commands that work on the state file (status, events, deliveries, redeliver, replay,
+// subscribers): where the store is, the config read as plain JSON, time arguments, tables and JSON renderings.
 //
 // The config is read without validation or secret resolution (only `state_directory` and the subscribers' ids,
 // event globs and connections), so an operator's shell without $CREDENTIALS_DIRECTORY can run these commands
@@ -16,7 +16,7 @@ struct CommandFailure: Error, CustomStringConvertible {
     var description: String { message }
 }
 
-enum DeliveryCLI {
+enum StoreCLI {
     struct SubscriberOutline {
         var id: String
         var url: String?
@@ -32,16 +32,29 @@ enum DeliveryCLI {
     struct Outline {
         var stateDirectory: String?
         var subscribers: [SubscriberOutline] = []
-        var readable = true
+        /// Configured (connection, object) pairs, for `status`.
+        var objects: [(connection: String, object: String)] = []
+        /// Why the config could not be read, when it could not (the store is still shown).
+        var note: String?
+        var readable: Bool { note == nil }
 
         func subscriber(_ id: String) -> SubscriberOutline? { subscribers.first { $0.id == id } }
     }
 
     static func outline(path: String) -> Outline {
-        guard let data = FileManager.default.contents(atPath: path), let root = try? JSONValue.parse(data) else {
-            return Outline(readable: false)
+        guard let data = FileManager.default.contents(atPath: path) else {
+            return Outline(note: "config \(path) not readable; showing what the store knows")
+        }
+        guard let root = try? JSONValue.parse(data) else {
+            return Outline(note: "config \(path) is not valid JSON; showing what the store knows")
         }
         var outline = Outline(stateDirectory: root["state_directory"]?.stringValue)
+        for connection in root["connections"]?.arrayValue ?? [] {
+            guard let id = connection["id"]?.stringValue else { continue }
+            for object in connection["objects"]?.arrayValue ?? [] {
+                if let name = object["name"]?.stringValue { outline.objects.append((id, name)) }
+            }
+        }
         for entry in root["subscribers"]?.arrayValue ?? [] {
             guard let id = entry["id"]?.stringValue else { continue }
             let globs = (entry["events"]?.arrayValue ?? [.string("*")]).compactMap(\.stringValue).map(EventTypeGlob.init)
