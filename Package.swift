@@ -75,7 +75,7 @@ let package = Package(
         .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Store", "Core", "Crypto", "Emulators",
                                                           "HTTPClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "EndToEndTests", dependencies: ["Core", "Crypto", "Config", "Emulators", "HTTPServer", "HTTPClient",
-                                                          "Store", "TestSupport"], swiftSettings: strict),
+                                                          "Daemon", "Logging", "Store", "TestSupport"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -56,6 +56,17 @@ public final class MetricsRegistry: Sendable {
         }
     }
 
+    /// Replaces every sample of a gauge family at once, so a scrape never sees it half recomputed (gauges
+    /// derived from the store: backlog per subscriber, lag per object; rows of removed objects disappear).
+    public func replace(_ name: String, with samples: [(labels: [String], value: Double)]) {
+        families.withLock { map in
+            guard map[name] != nil else { return }
+            var fresh: [[String]: Double] = [:]
+            for sample in samples { fresh[sample.labels] = sample.value }
+            map[name]?.samples = fresh
+        }
+    }
+
     /// Records one observation into a histogram.
     public func observe(_ name: String, _ value: Double, labels: [String] = []) {
         families.withLock { map in

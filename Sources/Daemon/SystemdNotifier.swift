@@ -45,7 +45,11 @@ public struct SystemdNotifier: Sendable {
         defer { close(fd) }
         let payload = Array(state.utf8)
         let sent = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, payload, payload.count, 0, $0, length) }
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                // Never block the caller (the watchdog loop) on a full receive queue: a lost datagram is
+                // better than a daemon stuck in sendto.
+                sendto(fd, payload, payload.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL), $0, length)
+            }
         }
         return sent == payload.count
     }

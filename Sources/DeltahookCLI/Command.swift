@@ -63,7 +63,9 @@ extension Command {
 /// Every command, in the order `help` lists them.
 enum CommandTable {
     static var all: [any Command.Type] {[
+        RunCommand.self,
         CheckConfigCommand.self,
+        StatusCommand.self,
         PollOnceCommand.self,
         EventsCommand.self,
         VersionCommand.self,

@@ -1,0 +1,253 @@
+// `deltahook run`: the daemon's lifecycle under systemd (DESIGN §8).
+//
+//   load + validate config ── bad: every problem on stderr, exit 78, no READY
+//   open the store ($STATE_DIRECTORY / state_directory, created 0700)
+//   build the pipeline (providers → engine → store → dispatcher), metrics, watchdog, listener, maintenance
+//   READY=1 + STATUS=… ── then one task group runs every service
+//   SIGHUP  → RELOADING=1 + MONOTONIC_USEC, re-read, apply or keep the old config (logging every problem), READY=1
+//   SIGTERM → STOPPING=1, services shut down in reverse order within `shutdown_timeout`, exit 0
+import Config
+import Core
+import Foundation
+import Glibc
+public import Logging
+import Store
+
+/// How `deltahook run` was invoked.
+public struct DaemonOptions: Sendable {
+    public var configPath: String
+    public var environment: [String: String]
+    public var makePipeline: PipelineFactory
+    /// Where start-up failures go before the logger exists (stderr).
+    public var errorOutput: @Sendable (String) -> Void
+    /// Overrides the sink `LogOutput.automatic` picks (tests).
+    public var logSink: (any LogSink)?
+    /// How often metrics and STATUS= are refreshed.
+    public var metricsInterval: Duration
+
+    public init(configPath: String, environment: [String: String], makePipeline: @escaping PipelineFactory,
+                errorOutput: @escaping @Sendable (String) -> Void, logSink: (any LogSink)? = nil,
+                metricsInterval: Duration = .seconds(5))
+    {
+        self.configPath = configPath
+        self.environment = environment
+        self.makePipeline = makePipeline
+        self.errorOutput = errorOutput
+        self.logSink = logSink
+        self.metricsInterval = metricsInterval
+    }
+}
+
+/// Exit codes of `deltahook run` (DESIGN §7): 0 clean stop, 1 failure, 78 bad config.
+public enum DaemonExitCode {
+    public static let ok: Int32 = 0
+    public static let failure: Int32 = 1
+    public static let config: Int32 = 78
+}
+
+public enum Daemon {
+    /// The version reported in logs and `deltahook_build_info`.
+    public static let version = "0.1.0"
+
+    /// Runs the daemon until SIGTERM/SIGINT or a fatal error; returns the process exit code.
+    public static func run(_ options: DaemonOptions) async -> Int32 {
+        // A peer closing a socket must not kill the process; every writer handles EPIPE itself.
+        signal(SIGPIPE, SIG_IGN)
+        // Installed first, so a SIGTERM during start-up is queued rather than fatal.
+        let signals = UnixSignals([.hangup, .terminate, .interrupt])
+        defer { signals.cancel() }
+        let notifier = SystemdNotifier(environment: options.environment)
+
+        // 1. Config: every problem, exit 78, before READY.
+        let config: DeltahookConfig
+        do {
+            config = try ConfigLoader.load(path: options.configPath,
+                                           environment: ConfigEnvironment(variables: options.environment))
+        } catch {
+            options.errorOutput("deltahook run: \(error)\n")
+            notifier.notify("STATUS=refusing to start: invalid config (\(error.problems.count) problems)")
+            return DaemonExitCode.config
+        }
+
+        let redactions = RedactionList()
+        redactions.register(contentsOf: config.redactionTexts)
+        let sink = options.logSink ?? LogOutput.automatic(variables: options.environment)
+        let logger = Logger(level: LogLevel(name: config.logLevel.rawValue) ?? .info, sink: sink,
+                            redactions: redactions)
+
+        // 2. Store.
+        let store: StateStore
+        do {
+            store = try openStore(directory: config.stateDirectory)
+        } catch {
+            logger.critical("cannot open the state store", ["STATE_DIRECTORY": config.stateDirectory], error: error)
+            notifier.notify("STATUS=cannot open the state store")
+            return DaemonExitCode.failure
+        }
+
+        // 3. Pipeline and the daemon's own services.
+        let registry = MetricsRegistry()
+        DaemonMetric.declare(in: registry, version: version)
+        let state = DaemonState(config: config)
+        let debugStall = options.environment["DELTAHOOK_DEBUG_STALL_ENGINE"] == "1"
+        if debugStall { logger.warning("debug switch DELTAHOOK_DEBUG_STALL_ENGINE=1: the engine's liveness will stall") }
+        let pipeline: any Pipeline
+        do {
+            pipeline = try await options.makePipeline(
+                config, store, PipelineContext(logger: logger, metrics: registry, environment: options.environment,
+                                               debugStallEngine: debugStall))
+        } catch let error as ConfigError {
+            options.errorOutput("deltahook run: \(error)\n")
+            return DaemonExitCode.config
+        } catch {
+            logger.critical("cannot build the pipeline", error: error)
+            return DaemonExitCode.failure
+        }
+
+        let textfile = MetricsService.textfilePath(environment: options.environment)
+        if textfile == nil {
+            logger.debug("no writable $RUNTIME_DIRECTORY or /run/deltahook; metrics textfile skipped")
+        }
+        let metrics = MetricsService(registry: registry, store: store, state: state, textfile: textfile,
+                                     interval: options.metricsInterval, notifier: notifier, logger: logger)
+        var health: HealthServer?
+        if let listen = config.http {
+            do {
+                health = try HealthServer(listen: listen, registry: registry, state: state, logger: logger)
+            } catch {
+                logger.critical("cannot listen for /metrics and /healthz",
+                                ["LISTEN": "\(listen.host):\(listen.port)"], error: error)
+                return DaemonExitCode.failure
+            }
+        }
+        let trigger = ShutdownTrigger()
+        let control = ControlService(signals: signals, notifier: notifier, trigger: trigger, state: state,
+                                     logger: logger) { [options] in
+            await reload(options: options, pipeline: pipeline, state: state, redactions: redactions,
+                         registry: registry, logger: logger)
+        }
+        let watchdog = WatchdogService(notifier: notifier, liveness: pipeline, store: store, state: state,
+                                       registry: registry, logger: logger)
+        var services: [any Service] = [control, MaintenanceService(store: store, logger: logger), metrics]
+        if let health { services.append(health) }
+        services.append(watchdog)
+        services += pipeline.services
+
+        // 4. READY=1 once the store answers and the first report is in.
+        try? await metrics.refresh()
+        notifier.ready(status: state.statusLine)
+        logger.notice("deltahook started", ["VERSION": version, "CONNECTIONS": String(config.connections.count),
+                                            "SUBSCRIBERS": String(config.subscribers.count),
+                                            "STATE_DIRECTORY": config.stateDirectory])
+
+        let outcome = await ServiceGroup.run(services, trigger: trigger, shutdownTimeout: state.config.shutdownTimeout,
+                                             logger: logger)
+        if let textfile { unlink(textfile) }
+        do {
+            try store.checkpoint()
+        } catch {
+            logger.warning("final WAL checkpoint failed", error: error)
+        }
+        if outcome.failures.isEmpty {
+            logger.notice("deltahook stopped", ["REASON": trigger.reason ?? "stopped",
+                                                "DRAINED": outcome.deadlineExceeded ? "no" : "yes"])
+            return DaemonExitCode.ok
+        }
+        logger.error("deltahook stopped after a failure", ["REASON": trigger.reason ?? "failure"])
+        return DaemonExitCode.failure
+    }
+
+    /// Creates the state directory (0700, parents as needed) and opens the store in it.
+    static func openStore(directory: String) throws -> StateStore {
+        var isDirectory: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } else if !isDirectory.boolValue {
+            throw DaemonError("state directory \(directory) exists but is not a directory")
+        }
+        return try StateStore(path: directory + "/" + StateStore.fileName)
+    }
+
+    /// SIGHUP: RELOADING=1, re-read, apply or keep the old config, READY=1.
+    static func reload(options: DaemonOptions, pipeline: any Pipeline, state: DaemonState, redactions: RedactionList,
+                       registry: MetricsRegistry, logger: Logger) async
+    {
+        let notifier = SystemdNotifier(environment: options.environment)
+        notifier.reloading()
+        logger.notice("reloading configuration", ["CONFIG": options.configPath])
+        let old = state.config
+        do {
+            let new = try ConfigLoader.load(path: options.configPath,
+                                            environment: ConfigEnvironment(variables: options.environment))
+            redactions.register(contentsOf: new.redactionTexts)
+            try await pipeline.apply(new)
+            state.setConfig(new)
+            registry.increment(DaemonMetric.reloads, labels: ["ok"])
+            if new.stateDirectory != old.stateDirectory || new.http != old.http || new.logLevel != old.logLevel {
+                logger.warning("state_directory, http and log_level changes take effect after a restart")
+            }
+            logger.notice("configuration reloaded", ["CONNECTIONS": String(new.connections.count),
+                                                     "SUBSCRIBERS": String(new.subscribers.count)])
+        } catch let error as ConfigError {
+            registry.increment(DaemonMetric.reloads, labels: ["rejected"])
+            for problem in error.problems {
+                logger.error("reload rejected; the running configuration stays in force",
+                             ["CONFIG": options.configPath, "PROBLEM": problem.description])
+            }
+        } catch {
+            registry.increment(DaemonMetric.reloads, labels: ["failed"])
+            logger.error("reload could not be applied; the running configuration stays in force", error: error)
+        }
+        notifier.ready(status: state.statusLine)
+    }
+}
+
+public struct DaemonError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Consumes signals: SIGHUP reloads (one at a time), SIGTERM/SIGINT start graceful shutdown. Started first, so it
+/// is shut down last and a second SIGTERM during the drain is still consumed (and ignored).
+final class ControlService: Service {
+    let name = "signals"
+    let signals: UnixSignals
+    let notifier: SystemdNotifier
+    let trigger: ShutdownTrigger
+    let state: DaemonState
+    let logger: Logger
+    let reload: @Sendable () async -> Void
+
+    init(signals: UnixSignals, notifier: SystemdNotifier, trigger: ShutdownTrigger, state: DaemonState, logger: Logger,
+         reload: @escaping @Sendable () async -> Void)
+    {
+        self.signals = signals
+        self.notifier = notifier
+        self.trigger = trigger
+        self.state = state
+        self.logger = logger
+        self.reload = reload
+    }
+
+    func run() async throws {
+        for await signal in signals.stream {
+            switch signal {
+            case .hangup:
+                if trigger.isFired {
+                    logger.info("SIGHUP ignored during shutdown")
+                } else {
+                    await reload()
+                }
+            case .terminate, .interrupt:
+                if !trigger.isFired {
+                    notifier.stopping(status: "stopping: draining deliveries")
+                    logger.notice("stopping", ["SIGNAL": signal.description])
+                    trigger.fire(reason: signal.description)
+                }
+            }
+        }
+    }
+
+    func shutdown(deadline: ContinuousClock.Instant) async { signals.cancel() }
+}

@@ -1,0 +1,223 @@
+// The real pipeline: provider adapters (ProviderFactory) → Engine (one PollRunner per object, routing events to
+// subscribers inside the page commit) → store → Dispatcher (signed POSTs), sharing one curl client.
+public import Config
+import Core
+import Delivery
+import Engine
+import Foundation
+import HTTPClient
+import Logging
+import Providers
+public import Store
+import Synchronization
+
+public final class DeltahookPipeline: Pipeline {
+    let engine: Engine
+    let dispatcher: Dispatcher
+    let transport: CurlHTTPClient
+    let store: StateStore
+    let logger: Logger
+    let debugStall: Bool
+    let bell: CommitBell
+    /// The engine beats every second; three missed beats mean it is stuck.
+    static let livenessWindow: Duration = .seconds(3)
+
+    public let services: [any Service]
+
+    init(config: DeltahookConfig, store: StateStore, context: PipelineContext) throws {
+        self.store = store
+        logger = context.logger
+        debugStall = context.debugStallEngine
+        transport = try CurlHTTPClient(configuration: .init(userAgent: "deltahook/\(Daemon.version)"))
+        dispatcher = Dispatcher(store: store, transport: transport,
+                                options: Dispatcher.Options(delivery: config.delivery,
+                                                            userAgent: "deltahook/\(Daemon.version)"),
+                                logger: context.logger, metrics: context.metrics)
+        bell = CommitBell(store: store, dispatcher: dispatcher)
+        engine = Engine(store: store, logger: context.logger, metrics: context.metrics,
+                        router: DeltahookPipeline.router(for: config.subscribers, bell: bell))
+        // Start order: dispatcher, engine — so shutdown (reverse) stops polling before draining deliveries.
+        services = [DispatcherService(dispatcher: dispatcher, transport: transport, bell: bell),
+                    EngineService(engine: engine, stallAfterStart: context.debugStallEngine, logger: context.logger)]
+    }
+
+    /// The `PipelineFactory` of the real binary.
+    public static func make(config: DeltahookConfig, store: StateStore, context: PipelineContext) async throws
+        -> any Pipeline
+    {
+        let pipeline = try DeltahookPipeline(config: config, store: store, context: context)
+        do {
+            try await pipeline.apply(config)
+        } catch {
+            pipeline.transport.shutdown()
+            throw error
+        }
+        return pipeline
+    }
+
+    /// Builds every source, plan and subscriber setting first; only when all succeed are they handed to the
+    /// engine and the dispatcher, so a config that cannot be applied leaves the running one untouched.
+    public func apply(_ config: DeltahookConfig) async throws {
+        let targets = try DeltahookPipeline.targets(for: config, transport: transport, logger: logger)
+        var settings: [SubscriberSettings] = []
+        var problems: [ConfigProblem] = []
+        for (index, subscriber) in config.subscribers.enumerated() {
+            do {
+                settings.append(try SubscriberSettings(subscriber))
+            } catch {
+                problems.append(ConfigProblem(path: "subscribers[\(index)]", message: String(describing: error)))
+            }
+        }
+        if !problems.isEmpty { throw ConfigError(file: nil, problems: problems) }
+        dispatcher.setSubscribers(settings)
+        engine.update(targets: targets, router: DeltahookPipeline.router(for: config.subscribers, bell: bell))
+        for connection in config.connections {
+            logger.info("polling connection", [.connection: connection.id, "PROVIDER": connection.provider.rawValue,
+                                               "OBJECTS": connection.objects.map(\.name).joined(separator: ",")])
+        }
+        for subscriber in config.subscribers {
+            logger.info("delivering to subscriber", [.subscriber: subscriber.id,
+                                                     "EVENTS": subscriber.events.map(\.pattern).joined(separator: ",")])
+        }
+    }
+
+    public func engineLiveness() async -> (alive: Bool, reason: String) {
+        let liveness = engine.liveness
+        if liveness.sinceLastBeat <= DeltahookPipeline.livenessWindow { return (true, "ok") }
+        return (false, "engine heartbeat silent for \(DurationText.format(liveness.sinceLastBeat))"
+                    + (debugStall ? " (DELTAHOOK_DEBUG_STALL_ENGINE=1)" : ""))
+    }
+
+    /// One `PollTarget` per configured object. A provider that refuses its configuration becomes a config problem
+    /// with the connection's JSON path (exit 78 at start, a rejected reload later).
+    static func targets(for config: DeltahookConfig, transport: any HTTPTransport, logger: Logger) throws
+        -> [PollTarget]
+    {
+        var targets: [PollTarget] = []
+        var problems: [ConfigProblem] = []
+        for (index, connection) in config.connections.enumerated() {
+            let sources: [any ObjectSource]
+            do {
+                sources = try ProviderFactory.makeSources(for: connection, transport: transport, logger: logger)
+            } catch {
+                problems.append(ConfigProblem(path: "connections[\(index)]", message: String(describing: error)))
+                continue
+            }
+            for (object, source) in zip(connection.objects, sources) {
+                let plan = ObjectPlan(descriptor: source.descriptor, interval: object.interval,
+                                      lookback: object.lookback, reconcileEvery: object.reconcileEvery,
+                                      initialSync: object.initialSync == .emit ? .emit : .silent,
+                                      pageSize: object.pageSize, useDeleteFeed: object.deleteFeed == .audit)
+                targets.append(PollTarget(plan: plan, source: source))
+            }
+        }
+        if !problems.isEmpty { throw ConfigError(file: nil, problems: problems) }
+        return targets
+    }
+
+    /// Subscribers whose `events` globs and `connections` list accept the event (DESIGN §6). Called by the engine
+    /// inside each page commit, so routing and the delivery rows are one transaction.
+    static func router(for subscribers: [SubscriberConfig], bell: CommitBell) -> EventRouter {
+        { event in
+            let ids = subscribers.filter { $0.accepts(eventType: event.type, connection: event.connection) }.map(\.id)
+            if !ids.isEmpty { bell.eventsRouted() }
+            return ids
+        }
+    }
+}
+
+/// Rings the dispatcher once events that were just routed are committed, so deliveries start at once instead of
+/// at the dispatcher's next store poll (2 s).
+///
+/// The engine offers no commit callback; what it guarantees is that it routes a page's events and then commits
+/// the page through the store's serial queue. So after a routing, one round trip through that queue happens
+/// after the commit in all but a rare race (this task can enqueue before the engine does); a second round trip
+/// a moment later covers that race. Rings coalesce: a burst of pages costs a few rings.
+final class CommitBell: Sendable {
+    private let pending = Doorbell()
+    private let store: StateStore
+    private let dispatcher: Dispatcher
+
+    init(store: StateStore, dispatcher: Dispatcher) {
+        self.store = store
+        self.dispatcher = dispatcher
+    }
+
+    func eventsRouted() { pending.ring() }
+
+    func close() { pending.close() }
+
+    func run() async {
+        while !Task.isCancelled {
+            await pending.wait()
+            if pending.isClosed { return }
+            _ = try? await store.perform { _ in () }
+            dispatcher.notifyNewEvents()
+            try? await Task.sleep(for: .milliseconds(20))
+            _ = try? await store.perform { _ in () }
+            dispatcher.notifyNewEvents()
+        }
+    }
+}
+
+/// Polling: starts the engine, and on shutdown stops every schedule and waits for running cycles (a cycle cut
+/// between pages resumes after its last committed page on the next start).
+final class EngineService: Service {
+    let name = "engine"
+    let engine: Engine
+    let stallAfterStart: Bool
+    let logger: Logger
+    private let stop = Doorbell()
+
+    init(engine: Engine, stallAfterStart: Bool, logger: Logger) {
+        self.engine = engine
+        self.stallAfterStart = stallAfterStart
+        self.logger = logger
+    }
+
+    func run() async throws {
+        engine.start()
+        if stallAfterStart {
+            engine.debugStallHeartbeat(true)
+            logger.warning("engine heartbeat stalled by DELTAHOOK_DEBUG_STALL_ENGINE=1; the watchdog will stop pinging")
+        }
+        await stop.wait()
+    }
+
+    func shutdown(deadline: ContinuousClock.Instant) async {
+        await engine.shutdown()
+        stop.close()
+    }
+}
+
+/// Delivery: the dispatcher's loops run from `setSubscribers`; this service owns their drain and the shared HTTP
+/// client's shutdown (after the engine stopped, so no provider request is still using it).
+final class DispatcherService: Service {
+    let name = "dispatcher"
+    let dispatcher: Dispatcher
+    let transport: CurlHTTPClient
+    let bell: CommitBell
+    private let stop = Doorbell()
+
+    init(dispatcher: Dispatcher, transport: CurlHTTPClient, bell: CommitBell) {
+        self.dispatcher = dispatcher
+        self.transport = transport
+        self.bell = bell
+    }
+
+    func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.bell.run() }
+            await stop.wait()
+            bell.close()
+        }
+    }
+
+    /// Drains in-flight deliveries until `deadline` (the daemon's `shutdown_timeout`), then the HTTP client.
+    func shutdown(deadline: ContinuousClock.Instant) async {
+        bell.close()
+        await dispatcher.shutdown(deadline: max(.zero, ContinuousClock.now.duration(to: deadline)))
+        transport.shutdown()
+        stop.close()
+    }
+}

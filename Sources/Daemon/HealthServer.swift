@@ -1,0 +1,47 @@
+// The optional listener (`http.listen`, loopback by default): `GET /metrics` (Prometheus text 0.0.4) and
+// `GET /healthz` (200 "ok" while the liveness probe passes, 503 with the reason otherwise). DESIGN §8.
+import Config
+import Core
+import HTTPServer
+import Logging
+
+final class HealthServer: Service {
+    let name = "http"
+    let server: HTTPServer
+    let logger: Logger
+    private let stop = Doorbell()
+
+    /// Binds now, so a taken port fails the start-up before READY=1.
+    init(listen: HTTPListenConfig, registry: MetricsRegistry, state: DaemonState, logger: Logger) throws {
+        self.logger = logger
+        server = try HTTPServer(host: listen.host, port: listen.port,
+                                limits: .init(maxHeaderBytes: 16 << 10, maxBodyBytes: 1 << 10, maxConnections: 32,
+                                              idleTimeout: .seconds(30)),
+                                handling: .sync { request in HealthServer.answer(request, registry: registry, state: state) })
+    }
+
+    static func answer(_ request: HTTPServerRequest, registry: MetricsRegistry, state: DaemonState)
+        -> HTTPServerResponse
+    {
+        guard request.method == "GET" || request.method == "HEAD" else {
+            return HTTPServerResponse(status: 405, headers: [("Allow", "GET, HEAD")], body: Array("use GET\n".utf8))
+        }
+        switch request.path {
+        case "/metrics":
+            return HTTPServerResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
+                                      body: Array(registry.render().utf8))
+        case "/healthz":
+            return state.isAlive ? .text("ok\n") : .text("unhealthy: \(state.livenessReason)\n", status: 503)
+        default:
+            return .text("not found; try /metrics or /healthz\n", status: 404)
+        }
+    }
+
+    func run() async throws {
+        logger.info("metrics and health listener started", ["LISTEN": server.baseURL])
+        await stop.wait()
+        server.stop()
+    }
+
+    func shutdown(deadline: ContinuousClock.Instant) async { stop.close() }
+}

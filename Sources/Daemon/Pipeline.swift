@@ -1,0 +1,37 @@
+// The daemon supervises "the pipeline" — providers, engine and dispatcher — through this small seam, so the
+// lifecycle (READY, reload, watchdog, drain) is written once and does not depend on how the pipeline is built.
+public import Config
+public import Core
+public import Logging
+public import Store
+
+/// The polling engine and the dispatcher, as the daemon drives them.
+public protocol Pipeline: LivenessSource {
+    /// Long-running parts in start order (the dispatcher before the engine, so shutdown — which runs in reverse —
+    /// stops polling first and then drains deliveries).
+    var services: [any Service] { get }
+    /// Applies a reloaded config without a restart: connections, objects and subscribers are added, changed or
+    /// removed. Throws when the new config cannot be applied; the running one then stays in force.
+    func apply(_ config: DeltahookConfig) async throws
+}
+
+/// What a pipeline gets besides the config and the store.
+public struct PipelineContext: Sendable {
+    public var logger: Logger
+    public var metrics: MetricsRegistry
+    public var environment: [String: String]
+    /// `DELTAHOOK_DEBUG_STALL_ENGINE=1`: the engine's liveness signal stops advancing after start-up, so tests can
+    /// prove that WATCHDOG=1 pings stop when the engine is stuck. Never set in production.
+    public var debugStallEngine: Bool
+
+    public init(logger: Logger, metrics: MetricsRegistry, environment: [String: String], debugStallEngine: Bool) {
+        self.logger = logger
+        self.metrics = metrics
+        self.environment = environment
+        self.debugStallEngine = debugStallEngine
+    }
+}
+
+/// Builds the pipeline for a validated config and an open store. Throwing a `ConfigError` exits 78.
+public typealias PipelineFactory = @Sendable (DeltahookConfig, StateStore, PipelineContext) async throws
+    -> any Pipeline

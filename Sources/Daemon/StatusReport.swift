@@ -1,0 +1,204 @@
+// What `deltahook status`, the STATUS= line and the store-derived metrics show: one read of the store, shaped
+// per object and per subscriber. It reads ids, times, counts and error texts only — never config secrets, and
+// errors stored by the engine and dispatcher are secret-free by contract.
+public import Core
+public import Foundation
+public import Store
+
+public struct StatusReport: Sendable {
+    /// One polled (connection, object).
+    public struct ObjectRow: Sendable {
+        public var connection: String
+        public var object: String
+        public var lastPollAt: Date?
+        public var lastSuccessAt: Date?
+        public var lastError: String?
+        public var lastErrorAt: Date?
+        public var eventsTotal: Int64
+        /// Oldest watermark over the object's partitions (the cursor everything below is durably diffed).
+        public var watermark: Date?
+        /// Per partition, for objects with several (GitHub repositories, NetSuite windows).
+        public var partitions: [(partition: String, watermark: Date?)]
+        /// now − watermark; nil before the first commit.
+        public var lagSeconds: Double?
+        /// False for rows the store knows but the current config no longer lists.
+        public var configured: Bool
+    }
+
+    /// One subscriber.
+    public struct SubscriberRow: Sendable {
+        public var id: String
+        /// active, paused or disabled.
+        public var state: String
+        public var reason: String?
+        public var failingSince: Date?
+        public var pending: Int
+        public var failed: Int
+        public var oldestPendingAgeSeconds: Double?
+        public var configured: Bool
+    }
+
+    public var generatedAt: Date
+    public var objects: [ObjectRow]
+    public var subscribers: [SubscriberRow]
+    public var pendingTotal: Int
+
+    /// Connections whose latest poll of any object failed.
+    public var failingConnections: Set<String> {
+        Set(objects.filter { $0.configured && $0.lastError != nil }.map(\.connection))
+    }
+
+    /// Subscribers that are paused, disabled or in a run of failures.
+    public var failingSubscribers: [String] {
+        subscribers.filter { $0.configured && ($0.state != "active" || $0.failingSince != nil) }.map(\.id)
+    }
+
+    /// Reads everything in one go. `subscribers` and `objects` are the configured ones (they are listed even
+    /// before the first poll); rows only the store knows (removed from the config) are added, marked.
+    public static func collect(store: StateStore, subscribers: [String], objects: [(String, String)], now: Date)
+        throws -> StatusReport
+    {
+        let polls = try store.pollStatuses()
+        var objectKeys = objects.map { ObjectKey(connection: $0.0, object: $0.1) }
+        let configuredObjects = Set(objectKeys)
+        for p in polls where !configuredObjects.contains(ObjectKey(connection: p.connection, object: p.object)) {
+            objectKeys.append(ObjectKey(connection: p.connection, object: p.object))
+        }
+        var objectRows: [ObjectRow] = []
+        for key in objectKeys {
+            let poll = polls.first { $0.connection == key.connection && $0.object == key.object }
+            let cursors = try store.cursors(connection: key.connection, object: key.object)
+            let watermarks = cursors.compactMap(\.watermark)
+            let oldest = watermarks.min()
+            objectRows.append(ObjectRow(
+                connection: key.connection, object: key.object, lastPollAt: poll?.lastPollAt,
+                lastSuccessAt: poll?.lastSuccessAt, lastError: poll?.lastError, lastErrorAt: poll?.lastErrorAt,
+                eventsTotal: poll?.eventsTotal ?? 0, watermark: oldest,
+                partitions: cursors.map { ($0.partition, $0.watermark) },
+                lagSeconds: oldest.map { max(0, now.timeIntervalSince($0)) },
+                configured: configuredObjects.contains(key)))
+        }
+
+        let stored = try store.subscribers()
+        var ids = subscribers
+        for s in stored where !ids.contains(s.id) { ids.append(s.id) }
+        // Subscribers removed from the config keep their pending and failed deliveries; list them too. The store
+        // has no "distinct subscribers" query, so this looks at the newest 1000 of each (bounded cost).
+        for state in [DeliveryState.pending, .failed] {
+            for delivery in try store.deliveries(state: state, limit: 1000) where !ids.contains(delivery.subscriber) {
+                ids.append(delivery.subscriber)
+            }
+        }
+        var subscriberRows: [SubscriberRow] = []
+        for id in ids {
+            let status = stored.first { $0.id == id }
+            let backlog = try store.backlog(subscriber: id)
+            subscriberRows.append(SubscriberRow(
+                id: id, state: status?.state.rawValue ?? SubscriberState.active.rawValue, reason: status?.reason,
+                failingSince: status?.failingSince, pending: backlog.pending, failed: backlog.failed,
+                oldestPendingAgeSeconds: backlog.oldestPendingCreatedAt.map { max(0, now.timeIntervalSince($0)) },
+                configured: subscribers.contains(id)))
+        }
+        return StatusReport(generatedAt: now, objects: objectRows, subscribers: subscriberRows,
+                            pendingTotal: try store.pendingCount())
+    }
+
+    private struct ObjectKey: Hashable {
+        var connection: String
+        var object: String
+    }
+
+    /// The one-line STATUS= summary, e.g. "3 connections, 2 subscribers, 0 failing, backlog 12".
+    public func summaryLine(connections: Int, subscribers: Int) -> String {
+        let failing = failingConnections.count + failingSubscribers.count
+        return "\(connections) connections, \(subscribers) subscribers, \(failing) failing, backlog \(pendingTotal)"
+    }
+
+    // MARK: - Rendering
+
+    /// `status --json`.
+    public func json(daemon: JSONValue) -> JSONValue {
+        func time(_ date: Date?) -> JSONValue { date.map { .string(Timestamps.rfc3339($0)) } ?? .null }
+        func number(_ value: Double?) -> JSONValue { value.map { .double(($0 * 1000).rounded() / 1000) } ?? .null }
+        let objectValues: [JSONValue] = objects.map { o in
+            [
+                "connection": .string(o.connection), "object": .string(o.object), "configured": .bool(o.configured),
+                "last_poll_at": time(o.lastPollAt), "last_success_at": time(o.lastSuccessAt),
+                "last_error": o.lastError.map { .string($0) } ?? .null, "last_error_at": time(o.lastErrorAt),
+                "cursor": time(o.watermark), "lag_seconds": number(o.lagSeconds),
+                "events_total": .integer(o.eventsTotal),
+                "partitions": .array(o.partitions.map { p in
+                    ["partition": .string(p.partition), "cursor": time(p.watermark)]
+                }),
+            ]
+        }
+        let subscriberValues: [JSONValue] = subscribers.map { s in
+            [
+                "id": .string(s.id), "configured": .bool(s.configured), "state": .string(s.state),
+                "reason": s.reason.map { .string($0) } ?? .null, "failing_since": time(s.failingSince),
+                "backlog": .integer(Int64(s.pending)), "failed": .integer(Int64(s.failed)),
+                "oldest_pending_age_seconds": number(s.oldestPendingAgeSeconds),
+            ]
+        }
+        return [
+            "generated_at": .string(Timestamps.rfc3339(generatedAt)),
+            "daemon": daemon,
+            "pending_total": .integer(Int64(pendingTotal)),
+            "objects": .array(objectValues),
+            "subscribers": .array(subscriberValues),
+        ]
+    }
+
+    /// The human tables.
+    public func text() -> String {
+        func ago(_ date: Date?) -> String {
+            guard let date else { return "never" }
+            return StatusReport.age(generatedAt.timeIntervalSince(date)) + " ago"
+        }
+        var objectTable: [[String]] = [["CONNECTION", "OBJECT", "LAST POLL", "LAST SUCCESS", "CURSOR", "LAG",
+                                        "EVENTS", "LAST ERROR"]]
+        for o in objects {
+            objectTable.append([
+                o.connection, o.object + (o.configured ? "" : " (not configured)"), ago(o.lastPollAt),
+                ago(o.lastSuccessAt), o.watermark.map(Timestamps.rfc3339) ?? "-",
+                o.lagSeconds.map(StatusReport.age) ?? "-", String(o.eventsTotal),
+                o.lastError.map { StatusReport.oneLine($0, limit: 80) } ?? "-",
+            ])
+        }
+        var subscriberTable: [[String]] = [["SUBSCRIBER", "STATE", "BACKLOG", "OLDEST PENDING", "FAILED", "REASON"]]
+        for s in subscribers {
+            subscriberTable.append([
+                s.id + (s.configured ? "" : " (not configured)"), s.state, String(s.pending),
+                s.oldestPendingAgeSeconds.map(StatusReport.age) ?? "-", String(s.failed),
+                s.reason.map { StatusReport.oneLine($0, limit: 60) } ?? "-",
+            ])
+        }
+        return StatusReport.render(objectTable) + "\n" + StatusReport.render(subscriberTable)
+            + "\npending deliveries: \(pendingTotal)\n"
+    }
+
+    static func render(_ rows: [[String]]) -> String {
+        guard let columns = rows.first?.count else { return "" }
+        var widths = Array(repeating: 0, count: columns)
+        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        return rows.map { row in
+            row.enumerated().map { i, cell in
+                i == columns - 1 ? cell : cell + String(repeating: " ", count: widths[i] - cell.count)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n") + "\n"
+    }
+
+    /// "42s", "5m", "3h", "2d".
+    static func age(_ seconds: Double) -> String {
+        let s = Int(max(0, seconds).rounded(.down))
+        if s < 120 { return "\(s)s" }
+        if s < 7200 { return "\(s / 60)m" }
+        if s < 172_800 { return "\(s / 3600)h" }
+        return "\(s / 86_400)d"
+    }
+
+    static func oneLine(_ text: String, limit: Int) -> String {
+        let flat = String(text.map { $0 == "\n" || $0 == "\r" ? " " : $0 })
+        return flat.count > limit ? String(flat.prefix(limit - 1)) + "…" : flat
+    }
+}

@@ -1,0 +1,403 @@
+// One subscriber's delivery loop: claim → (rate limit, in-flight bound) → sign → SSRF check → POST → policy →
+// result to the batched writer. Also the subscriber-wide states: Retry-After pause (in memory), 410 disable,
+// pause after failing for `pause_after` with a periodic probe, and what the operator set with the CLI.
+public import Foundation
+import Core
+import Store
+import HTTPClient
+import Logging
+import Synchronization
+
+extension Dispatcher {
+    /// Reasons of automatic pauses start with this, so the loop can tell them from an operator's pause (which
+    /// is never probed: the operator resumes it).
+    public static let autoPauseReasonPrefix = "failing since "
+
+    /// The reason stored when a subscriber is paused for failing continuously since `since`.
+    public static func autoPauseReason(since: Date, pauseAfter: Duration, probeInterval: Duration) -> String {
+        autoPauseReasonPrefix + Timestamps.rfc3339(since) + " (pause_after \(DurationText.format(pauseAfter))); "
+            + "probing every \(DurationText.format(probeInterval))"
+    }
+
+    static func isAutoPause(_ reason: String?) -> Bool { reason?.hasPrefix(autoPauseReasonPrefix) ?? false }
+}
+
+final class SubscriberRunner: Sendable {
+    struct State {
+        var settings: SubscriberSettings
+        var semaphore: AsyncSemaphore
+        var bucket: TokenBucket?
+        /// Claimed and not yet recorded: never claimed twice, even if a lease runs out.
+        var held: Set<Int64> = []
+        var stopping = false
+        /// Retry-After: nothing is sent before this instant.
+        var pausedUntil: Date?
+        var storeState: SubscriberState = .active
+        var reason: String?
+        var failingSince: Date?
+        /// Bumped by every local state change, so a store read that raced with it is not applied.
+        var generation: UInt64 = 0
+        var nextRefresh: ContinuousClock.Instant = .now
+        var nextProbeAt: Date?
+        var probeInFlight = false
+    }
+
+    let id: String
+    let doorbell = Doorbell()
+    private let shared: Shared
+    private let logger: Logger
+    private let state: Mutex<State>
+    private let task = Mutex<Task<Void, Never>?>(nil)
+
+    init(settings: SubscriberSettings, shared: Shared) {
+        id = settings.id
+        self.shared = shared
+        logger = shared.logger.with([.subscriber: settings.id])
+        state = Mutex(State(settings: settings, semaphore: AsyncSemaphore(value: settings.maxInFlight),
+                            bucket: settings.rateLimit.map { TokenBucket(rate: $0) }))
+    }
+
+    func start() {
+        task.withLock { $0 = Task { await self.run() } }
+    }
+
+    func update(_ settings: SubscriberSettings) {
+        state.withLock { s in
+            if settings.maxInFlight != s.settings.maxInFlight {
+                s.semaphore = AsyncSemaphore(value: settings.maxInFlight)
+            }
+            if settings.rateLimit != s.settings.rateLimit { s.bucket = settings.rateLimit.map { TokenBucket(rate: $0) } }
+            s.settings = settings
+        }
+        doorbell.ring()
+    }
+
+    /// Stop claiming; requests in flight finish.
+    func stop() {
+        state.withLock { $0.stopping = true }
+        doorbell.close()
+    }
+
+    /// Cancel requests still in flight (their deliveries keep the lease and become due again).
+    func cancel() { task.withLock { $0 }?.cancel() }
+
+    func finished() async {
+        let current = task.withLock { $0 }
+        await current?.value
+    }
+
+    /// Called by the writer once these deliveries' results are durable.
+    func released(_ ids: [Int64]) {
+        state.withLock { s in for id in ids { s.held.remove(id) } }
+        doorbell.ring()
+    }
+
+    private var isStopping: Bool { state.withLock { $0.stopping } }
+    private var options: Dispatcher.Options { shared.options }
+
+    // MARK: - The loop
+
+    private func run() async {
+        logger.info("delivery loop started")
+        await withDiscardingTaskGroup { group in
+            while !Task.isCancelled, !isStopping {
+                await refreshIfDue()
+                let now = Date()
+                let s = state.withLock { $0 }
+                let poll = options.storePollInterval
+                switch s.storeState {
+                case .disabled:
+                    await doorbell.wait(upTo: poll)
+                case .paused where !Dispatcher.isAutoPause(s.reason):
+                    await doorbell.wait(upTo: poll)
+                case .paused:
+                    if s.probeInFlight {
+                        await doorbell.wait(upTo: poll)
+                    } else if let at = s.nextProbeAt, at > now {
+                        await doorbell.wait(upTo: min(poll, Self.duration(from: now, to: at)))
+                    } else if let probe = await claim(limit: 1, now: now, settings: s.settings).first {
+                        state.withLock { st in
+                            st.probeInFlight = true
+                            st.nextProbeAt = now.addingTimeInterval(options.probeInterval.seconds)
+                        }
+                        logger.info("probing paused subscriber", [.eventID: probe.event.id])
+                        group.addTask { await self.deliver(probe, probe: true) }
+                    } else {
+                        await doorbell.wait(upTo: poll)
+                    }
+                case .active:
+                    if let until = s.pausedUntil, until > now {
+                        await doorbell.wait(upTo: min(poll, Self.duration(from: now, to: until)))
+                        continue
+                    }
+                    await claimAndSend(now: now, state: s, group: &group)
+                }
+            }
+        }
+        logger.info("delivery loop stopped")
+    }
+
+    private func claimAndSend(now: Date, state s: State, group: inout DiscardingTaskGroup) async {
+        let poll = options.storePollInterval
+        let maxHeld = s.settings.maxInFlight + options.claimBatch
+        let room = maxHeld - s.held.count
+        // Claim in sizeable batches (one write transaction each), not one slot at a time.
+        if room <= 0 || (s.held.count >= s.settings.maxInFlight && room < options.claimBatch / 4) {
+            await doorbell.wait(upTo: poll)
+            return
+        }
+        let claimed = await claim(limit: min(room, options.claimBatch), now: now, settings: s.settings)
+        if claimed.isEmpty {
+            let next = try? await shared.store.perform { [id] in try $0.nextDueAt(subscriber: id) }
+            let wait = next.flatMap { $0 }.map { Self.duration(from: Date(), to: $0) } ?? poll
+            // Due now but not claimable = held by us (in flight): the writer rings when they are recorded.
+            await doorbell.wait(upTo: max(.milliseconds(1), min(poll, wait)))
+            return
+        }
+        for (index, item) in claimed.enumerated() {
+            let (semaphore, wait, stopping) = state.withLock { st in
+                (st.semaphore, st.bucket?.reserve() ?? .zero, st.stopping)
+            }
+            if stopping || Task.isCancelled {
+                abandon(claimed[index...].map(\.delivery.id))
+                return
+            }
+            if wait > .zero {
+                do { try await Task.sleep(for: wait) } catch { abandon(claimed[index...].map(\.delivery.id)); return }
+            }
+            do { try await semaphore.acquire() } catch { abandon(claimed[index...].map(\.delivery.id)); return }
+            group.addTask {
+                await self.deliver(item, probe: false)
+                semaphore.release()
+            }
+        }
+    }
+
+    /// Claims due head deliveries with a lease; returns only those not already held.
+    private func claim(limit: Int, now: Date, settings: SubscriberSettings) async -> [DueDelivery] {
+        let lease = now.addingTimeInterval((settings.timeout + options.leaseMargin).seconds)
+        do {
+            let items = try await shared.store.perform { [id] in
+                try $0.claimDueDeliveries(subscriber: id, now: now, leaseUntil: lease, limit: limit)
+            }
+            return state.withLock { st in items.filter { st.held.insert($0.delivery.id).inserted } }
+        } catch {
+            logger.error("claiming due deliveries failed; retrying at the next poll", error: error)
+            return []
+        }
+    }
+
+    /// Claimed but never sent (shutdown): forget them; their lease makes them due again.
+    private func abandon(_ ids: [Int64]) {
+        state.withLock { st in for id in ids { st.held.remove(id) } }
+    }
+
+    private func refreshIfDue() async {
+        let (due, generation) = state.withLock { ($0.nextRefresh <= .now, $0.generation) }
+        guard due else { return }
+        let stored: SubscriberStatus?
+        do {
+            stored = try await shared.store.perform { [id] in try $0.subscriber(id: id) }
+        } catch {
+            logger.error("reading subscriber state failed", error: error)
+            state.withLock { $0.nextRefresh = .now + options.storePollInterval }
+            return
+        }
+        let poll = options.storePollInterval
+        let change = state.withLock { st -> (from: SubscriberState, to: SubscriberState)? in
+            st.nextRefresh = .now + poll
+            guard st.generation == generation else { return nil }
+            let newState = stored?.state ?? .active
+            let old = st.storeState
+            if newState == .paused, old != .paused { st.nextProbeAt = nil }
+            st.storeState = newState
+            st.reason = stored?.reason
+            st.failingSince = stored?.failingSince
+            return old == newState ? nil : (old, newState)
+        }
+        if let change {
+            logger.notice("subscriber state changed in the store",
+                          ["FROM": change.from.rawValue, "TO": change.to.rawValue])
+        }
+    }
+
+    static func duration(from: Date, to: Date) -> Duration {
+        .milliseconds(max(0, Int64((to.timeIntervalSince(from) * 1000).rounded(.up))))
+    }
+
+    // MARK: - One attempt
+
+    private func deliver(_ item: DueDelivery, probe: Bool) async {
+        // A Retry-After pause that began after this delivery was claimed holds it back too.
+        while let until = state.withLock({ $0.pausedUntil }), until > Date(), !probe {
+            if isStopping || Task.isCancelled { abandon([item.delivery.id]); return }
+            try? await Task.sleep(for: min(.milliseconds(250), Self.duration(from: Date(), to: until)))
+        }
+        let settings = state.withLock { $0.settings }
+        let started = Date()
+        if item.delivery.attempts == 0 {
+            shared.metrics?.observe("deltahook_delivery_enqueue_to_send_seconds",
+                                    max(0, started.timeIntervalSince(item.delivery.createdAt)), labels: [id])
+        }
+        let observation: AttemptObservation
+        var status: Int?
+        var excerpt: String?
+        do {
+            let target = try await shared.guardian.vet(url: settings.url, allowInsecureHTTP: settings.allowInsecureHTTP,
+                                                       allowPrivateNetwork: settings.allowPrivateNetwork)
+            let body = WebhookSigner.body(for: item.event, includeRaw: settings.includeRaw)
+            let headers = try WebhookSigner.headers(
+                eventID: item.event.id, body: body, timestamp: Timestamps.unixSeconds(started),
+                secrets: settings.secrets, githubSignature: settings.githubSignature, userAgent: options.userAgent)
+            let request = HTTPRequest(
+                method: "POST", url: settings.url.absoluteString, headers: headers, body: body,
+                timeout: settings.timeout,
+                options: HTTPRequestOptions(connectTimeout: min(settings.timeout, .seconds(10)),
+                                            maxResponseBytes: 64 << 20, captureLimit: options.responseCaptureLimit,
+                                            caFile: settings.caFile, pinnedAddress: target.address.description,
+                                            acceptCompressed: false))
+            let response = try await shared.transport.send(request)
+            status = response.status
+            excerpt = response.body.isEmpty ? nil : response.bodyText
+            observation = .response(status: response.status, retryAfter: response.headers["retry-after"],
+                                    location: response.headers["location"])
+        } catch let refusal as SSRFRefusal {
+            observation = .refused(reason: refusal.reason)
+        } catch is CancellationError {
+            abandon([item.delivery.id])
+            return
+        } catch let error as HTTPClientError {
+            if error.kind == .shutdown { abandon([item.delivery.id]); return }
+            observation = .transportError(reason: error.description)
+        } catch {
+            observation = .transportError(reason: String(describing: error))
+        }
+        let finishedAt = Date()
+        var decision = options.policy.decide(observation, attemptsMade: item.delivery.attempts + 1, now: finishedAt,
+                                             random: options.random())
+        if probe, !decision.succeeded, decision.disableReason == nil {
+            // While paused the schedule is suspended: the probe delivery waits for the next probe.
+            decision.outcome = .retry(at: finishedAt.addingTimeInterval(options.probeInterval.seconds))
+            decision.pauseSubscriberUntil = nil
+        }
+        await applySubscriberEffects(decision, probe: probe, at: finishedAt)
+        let latency = Int64((finishedAt.timeIntervalSince(started) * 1000).rounded())
+        shared.metrics?.observe("deltahook_delivery_request_seconds", finishedAt.timeIntervalSince(started),
+                                labels: [id])
+        shared.writer.submit(AttemptResult(deliveryID: item.delivery.id, attemptedAt: started, httpStatus: status,
+                                           latencyMilliseconds: latency, responseExcerpt: excerpt,
+                                           error: decision.error, outcome: decision.outcome), from: self)
+        let outcome: String
+        switch decision.outcome {
+        case .delivered: outcome = "delivered"
+        case .retry: outcome = "retry"
+        case .failed: outcome = "failed"
+        }
+        shared.metrics?.increment("deltahook_deliveries_total", labels: [id, outcome])
+        switch decision.outcome {
+        case .delivered: break
+        case .retry(let at):
+            logger.info("delivery attempt failed; will retry",
+                        [.eventID: item.event.id, .recordID: item.event.recordID, "NEXT_ATTEMPT": Timestamps.rfc3339(at),
+                         "REASON": decision.error ?? ""])
+        case .failed:
+            logger.warning("delivery failed after its last attempt; kept and replayable",
+                           [.eventID: item.event.id, .recordID: item.event.recordID, "REASON": decision.error ?? ""])
+        }
+    }
+
+    /// Subscriber-wide consequences of one attempt: the failure clock, pause after `pause_after`, resume on the
+    /// first success, 410 disable, Retry-After pause.
+    private func applySubscriberEffects(_ decision: AttemptDecision, probe: Bool, at: Date) async {
+        let store = shared.store
+        let id = self.id
+        if decision.succeeded {
+            let (clearClock, resumed) = state.withLock { st -> (Bool, Bool) in
+                if probe { st.probeInFlight = false }
+                let clear = st.failingSince != nil
+                st.failingSince = nil
+                var resumed = false
+                if st.storeState == .paused, Dispatcher.isAutoPause(st.reason) {
+                    st.storeState = .active
+                    st.reason = nil
+                    st.nextProbeAt = nil
+                    resumed = true
+                }
+                if clear || resumed { st.generation &+= 1 }
+                return (clear, resumed)
+            }
+            if resumed {
+                logger.notice("subscriber answered again; resumed, catching up in order")
+                await write { try store.setSubscriberState(id: id, state: .active, reason: nil, at: at) }
+                doorbell.ring()
+            }
+            if clearClock { await write { try store.setSubscriberFailingSince(id: id, nil, at: at) } }
+            return
+        }
+
+        if let reason = decision.disableReason {
+            let changed = state.withLock { st -> Bool in
+                if probe { st.probeInFlight = false }
+                guard st.storeState != .disabled else { return false }
+                st.storeState = .disabled
+                st.reason = reason
+                st.generation &+= 1
+                return true
+            }
+            if changed {
+                logger.warning("subscriber disabled; its deliveries stay pending until `deltahook subscribers resume`",
+                               ["REASON": reason])
+                await write { try store.setSubscriberState(id: id, state: .disabled, reason: reason, at: at) }
+            }
+            return
+        }
+
+        if let until = decision.pauseSubscriberUntil {
+            let extended = state.withLock { st -> Bool in
+                guard (st.pausedUntil ?? .distantPast) < until else { return false }
+                st.pausedUntil = until
+                return true
+            }
+            if extended {
+                logger.notice("receiver asked to wait (Retry-After); subscriber paused until then",
+                              ["UNTIL": Timestamps.rfc3339(until)])
+            }
+        }
+
+        let pauseAfter = options.pauseAfter
+        let probeInterval = options.probeInterval
+        enum ClockAction { case none, start, pause(since: Date) }
+        let action = state.withLock { st -> ClockAction in
+            if probe { st.probeInFlight = false }
+            guard let since = st.failingSince else {
+                st.failingSince = at
+                st.generation &+= 1
+                return .start
+            }
+            guard st.storeState == .active, at.timeIntervalSince(since) >= pauseAfter.seconds else { return .none }
+            st.storeState = .paused
+            st.reason = Dispatcher.autoPauseReason(since: since, pauseAfter: pauseAfter, probeInterval: probeInterval)
+            st.nextProbeAt = at.addingTimeInterval(probeInterval.seconds)
+            st.generation &+= 1
+            return .pause(since: since)
+        }
+        switch action {
+        case .none: break
+        case .start:
+            await write { try store.setSubscriberFailingSince(id: id, at, at: at) }
+        case .pause(let since):
+            let reason = Dispatcher.autoPauseReason(since: since, pauseAfter: pauseAfter, probeInterval: probeInterval)
+            logger.warning("subscriber failing for pause_after; paused, events keep accumulating and a probe resumes it",
+                           ["REASON": reason])
+            await write { try store.setSubscriberState(id: id, state: .paused, reason: reason, at: at) }
+        }
+    }
+
+    private func write(_ body: @escaping @Sendable () throws -> Void) async {
+        do {
+            try await shared.store.perform { _ in try body() }
+        } catch {
+            logger.error("recording subscriber state failed", error: error)
+        }
+    }
+}

@@ -1,0 +1,116 @@
+// `deltahook status [--json]`: per object last poll / success / cursor / lag / error / events, per subscriber
+// state / backlog / oldest pending / failed. Opens the store read-only (a WAL reader: never blocks the daemon)
+// and works whether or not the daemon runs.
+//
+// The config is read as plain JSON for the state directory and the configured ids only: no validation and no
+// secret resolution, so an operator's shell without $CREDENTIALS_DIRECTORY can run it and nothing secret is
+// ever loaded, let alone printed.
+import Core
+import Daemon
+import Foundation
+import Store
+
+struct StatusCommand: Command {
+    static let name = "status"
+    static let summary = "Show polling and delivery state from the store (read-only)"
+    static let usage = "status [--config PATH] [--state-directory DIR] [--json]"
+    static let details = """
+        Reads the store next to a running daemon without blocking it. The state directory is, in order:
+        --state-directory, the config's "state_directory", $STATE_DIRECTORY, /var/lib/deltahook.
+
+        Options:
+          --json                 machine-readable output: {"generated_at", "daemon", "pending_total",
+                                 "objects": [...], "subscribers": [...]}
+          --state-directory DIR  read the store in DIR instead
+        Exit status: 0 shown, 1 the store cannot be read.
+        """
+
+    let json: Bool
+    let stateDirectory: String?
+    let context: CommandContext
+
+    init(arguments: inout ArgumentList, context: CommandContext) throws {
+        json = arguments.flag("--json")
+        stateDirectory = try arguments.option("--state-directory")
+        self.context = context
+    }
+
+    /// What the config file tells status, without validating it.
+    struct ConfigOutline {
+        var stateDirectory: String?
+        var objects: [(String, String)] = []
+        var subscribers: [String] = []
+        var note: String?
+    }
+
+    static func outline(path: String) -> ConfigOutline {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            return ConfigOutline(note: "config \(path) not readable; showing what the store knows")
+        }
+        guard let root = try? JSONValue.parse(data) else {
+            return ConfigOutline(note: "config \(path) is not valid JSON; showing what the store knows")
+        }
+        var outline = ConfigOutline(stateDirectory: root["state_directory"]?.stringValue)
+        for connection in root["connections"]?.arrayValue ?? [] {
+            guard let id = connection["id"]?.stringValue else { continue }
+            for object in connection["objects"]?.arrayValue ?? [] {
+                if let name = object["name"]?.stringValue { outline.objects.append((id, name)) }
+            }
+        }
+        outline.subscribers = (root["subscribers"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue }
+        return outline
+    }
+
+    func run() async throws -> Int32 {
+        let outline = StatusCommand.outline(path: context.configPath)
+        let directory = stateDirectory ?? outline.stateDirectory
+            ?? context.environment["STATE_DIRECTORY"]?.split(separator: ":").first.map(String.init)
+            ?? "/var/lib/deltahook"
+        let path = directory + "/" + StateStore.fileName
+        guard FileManager.default.fileExists(atPath: path) else {
+            let message = "no store at \(path) yet: the daemon has not run with this state directory"
+            if json {
+                let value: JSONValue = ["generated_at": .string(Timestamps.rfc3339(Date())),
+                                        "store": .string(path), "error": .string(message)]
+                context.output.out(value.serialized() + "\n")
+            } else {
+                context.output.err("deltahook status: \(message)\n")
+            }
+            return ExitCode.failure
+        }
+        let report: StatusReport
+        do {
+            let store = try StateStore(path: path, mode: .readOnly)
+            report = try StatusReport.collect(store: store, subscribers: outline.subscribers, objects: outline.objects,
+                                              now: Date())
+        } catch {
+            context.output.err("deltahook status: cannot read the store \(path): \(error)\n")
+            return ExitCode.failure
+        }
+        let daemon = StatusCommand.daemonFacts(environment: context.environment)
+        if json {
+            var value = report.json(daemon: daemon)
+            if case .object(var object) = value {
+                object["store"] = .string(path)
+                if let note = outline.note { object["note"] = .string(note) }
+                value = .object(object)
+            }
+            context.output.out(value.serialized() + "\n")
+        } else {
+            if let note = outline.note { context.output.err("note: \(note)\n") }
+            context.output.out("store: \(path)\n")
+            if let line = daemon["metrics_file"]?.stringValue { context.output.out("metrics: \(line)\n") }
+            context.output.out("\n" + report.text())
+        }
+        return ExitCode.ok
+    }
+
+    /// Whether a metrics textfile is present (the daemon removes it when it stops).
+    static func daemonFacts(environment: [String: String]) -> JSONValue {
+        let path = MetricsService.textfilePath(environment: environment)
+        guard let path, FileManager.default.fileExists(atPath: path) else {
+            return ["metrics_file": .null]
+        }
+        return ["metrics_file": .string(path)]
+    }
+}

@@ -1,0 +1,261 @@
+// `deltahook run` as systemd runs it (DESIGN §8): the real binary against the GitHub emulator and a webhook
+// receiver, with a fake $NOTIFY_SOCKET. Proves: a bad config exits 78 before READY with every problem printed;
+// a good one sends READY=1 + STATUS=, polls, delivers, writes the metrics textfile and serves /metrics and
+// /healthz; SIGHUP with a broken file keeps running (RELOADING=1 … READY=1, problems logged) and a good file
+// adds a subscriber; WATCHDOG=1 pings stop when the engine stalls; SIGTERM sends STOPPING=1 and exits 0.
+import Emulators
+import Foundation
+import Glibc
+import Testing
+
+private let webhookSecret = "whsec_" + Data((0..<32).map { UInt8($0 &* 7 &+ 3) }).base64EncodedString()
+private let githubToken = "ghp_emulatortoken"
+
+/// One daemon scenario: emulator, receiver, temp dirs, config and environment.
+private final class Scenario {
+    let directory: TemporaryDirectory
+    let github: GitHubEmulator
+    let receiver: ReceiverEmulator
+    let notify: NotifySocket
+    let httpPort: UInt16
+    var configPath: String { directory.path + "/config.json" }
+    var runtimeDirectory: String { directory.path + "/run" }
+    var stateDirectory: String { directory.path + "/state" }
+
+    init() throws {
+        directory = try TemporaryDirectory("daemon")
+        github = try GitHubEmulator()
+        receiver = try ReceiverEmulator(secrets: [webhookSecret])
+        notify = try NotifySocket(directory: directory.path)
+        httpPort = try freeLoopbackPort()
+        try FileManager.default.createDirectory(atPath: runtimeDirectory, withIntermediateDirectories: true)
+    }
+
+    deinit {
+        github.stop()
+        receiver.stop()
+    }
+
+    func subscriber(_ id: String) -> String {
+        """
+        {"id": "\(id)", "url": "\(receiver.url)", "secrets": [{"env": "E2E_WEBHOOK_SECRET"}], "events": ["*"],
+         "allow_insecure_http": true, "allow_private_network": true}
+        """
+    }
+
+    func writeConfig(subscribers: [String] = ["crm"], extra: String = "", shutdownTimeout: String = "5s") throws {
+        let config = """
+            {"state_directory": "\(stateDirectory)", "log_level": "info", "shutdown_timeout": "\(shutdownTimeout)",
+             "http": {"listen": "127.0.0.1:\(httpPort)"},\(extra)
+             "connections": [{"id": "e2e-github", "provider": "github", "base_url": "\(github.baseURL)",
+                              "auth": {"type": "token", "token": {"env": "E2E_GITHUB_TOKEN"}},
+                              "objects": [{"name": "issues", "repository": "octo-org/hello", "model": "ticket",
+                                           "interval": "1s", "initial_sync": "emit"}]}],
+             "subscribers": [\(subscribers.map(subscriber).joined(separator: ","))]}
+            """
+        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    func environment(_ extra: [String: String] = [:]) -> [String: String] {
+        ["NOTIFY_SOCKET": notify.path, "E2E_GITHUB_TOKEN": githubToken, "E2E_WEBHOOK_SECRET": webhookSecret,
+         "RUNTIME_DIRECTORY": runtimeDirectory].merging(extra) { _, new in new }
+    }
+
+    func start(_ extra: [String: String] = [:]) throws -> DaemonProcess {
+        try DaemonProcess(arguments: ["run", "--config", configPath], environment: environment(extra),
+                          directory: directory.path)
+    }
+}
+
+@Suite("deltahook run under a fake systemd", .serialized)
+struct DaemonTests {
+    @Test("a bad config exits 78 with every problem printed and never sends READY=1")
+    func badConfigExits78BeforeReady() throws {
+        let scenario = try Scenario()
+        try scenario.writeConfig(extra: #" "colour": "blue", "log_levle": "debug","#)
+        let daemon = try scenario.start()
+        let status = daemon.waitForExit(timeout: .seconds(20))
+        #expect(status == 78, "\(daemon.stderr)")
+        scenario.notify.read(for: .milliseconds(200))
+        #expect(!scenario.notify.messages.contains { $0.contains("READY=1") }, "\(scenario.notify.messages)")
+        let stderr = daemon.stderr
+        #expect(stderr.contains("colour"), "\(stderr)")
+        #expect(stderr.contains("log_levle"), "\(stderr)")
+        #expect(!stderr.contains(webhookSecret) && !stderr.contains(githubToken))
+    }
+
+    @Test("READY, STATUS, polling and delivery, metrics, reload (broken then good), SIGTERM drain, status --json")
+    func lifecycle() throws {
+        let scenario = try Scenario()
+        scenario.github.createIssue(title: "first issue")
+        try scenario.writeConfig()
+        let daemon = try scenario.start(["WATCHDOG_USEC": "1000000"])
+
+        let ready = scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") }
+        let readyMessage = try #require(ready, "no READY=1; stderr: \(daemon.stderr)")
+        #expect(readyMessage.contains("STATUS=1 connections, 1 subscribers"), "\(readyMessage)")
+
+        // The engine polls at once and the dispatcher delivers the `created` event, signed.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while scenario.receiver.accepted.isEmpty, ContinuousClock.now < deadline { usleep(50_000) }
+        let delivered = try #require(scenario.receiver.accepted.first, "nothing delivered; stderr: \(daemon.stderr)")
+        #expect(delivered.type == "ticket.created")
+
+        // Watchdog pings at half of WATCHDOG_USEC while the engine beats.
+        let pings = scenario.notify.read(for: .seconds(2)).filter { $0.contains("WATCHDOG=1") }
+        #expect(pings.count >= 2, "\(scenario.notify.messages)")
+
+        // Metrics textfile (0644) and the listener.
+        let prom = scenario.runtimeDirectory + "/deltahook.prom"
+        var promText = ""
+        for _ in 0..<150 {
+            promText = (try? String(contentsOfFile: prom, encoding: .utf8)) ?? ""
+            if promText.contains("deltahook_events_total") { break }
+            usleep(100_000)
+        }
+        #expect(promText.contains("deltahook_up 1"), "\(promText)")
+        #expect(promText.contains("deltahook_subscriber_backlog{subscriber=\"crm\"}"))
+        let mode = try FileManager.default.attributesOfItem(atPath: prom)[.posixPermissions] as? Int
+        #expect(mode == 0o644)
+        let health = try loopbackGET(port: scenario.httpPort, path: "/healthz")
+        #expect(health.0 == 200 && health.1 == "ok\n")
+        let metrics = try loopbackGET(port: scenario.httpPort, path: "/metrics")
+        #expect(metrics.0 == 200 && metrics.1.contains("# TYPE deltahook_events_total counter"))
+
+        // SIGHUP with a broken file: RELOADING=1 (+ MONOTONIC_USEC), READY=1, still running, problems logged.
+        scenario.notify.drain()
+        try #"{"connections": [], "bogus": 1}"#.write(toFile: scenario.configPath, atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)
+        let reloading = scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("RELOADING=1") }
+        #expect(reloading?.contains("MONOTONIC_USEC=") == true)
+        #expect(scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("READY=1") } != nil)
+        #expect(daemon.process.isRunning)
+        #expect(daemon.waitForLog("reload rejected", timeout: .seconds(5)))
+        #expect(daemon.stderr.contains("bogus"), "\(daemon.stderr)")
+        #expect(daemon.stderr.contains("connections"))
+
+        // SIGHUP with a good file adding a subscriber: applied without a restart.
+        scenario.notify.drain()
+        try scenario.writeConfig(subscribers: ["crm", "audit"])
+        daemon.signal(SIGHUP)
+        let reloaded = scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("READY=1") }
+        #expect(reloaded?.contains("2 subscribers") == true, "\(String(describing: reloaded))")
+        #expect(daemon.waitForLog("configuration reloaded", timeout: .seconds(5)))
+        let pid = daemon.process.processIdentifier
+
+        // A change after the reload reaches both subscribers.
+        scenario.github.createIssue(title: "second issue")
+        let both = ContinuousClock.now + .seconds(20)
+        while scenario.receiver.accepted.count < 3, ContinuousClock.now < both { usleep(50_000) }
+        #expect(scenario.receiver.accepted.count >= 3, "\(daemon.stderr)")
+        #expect(daemon.process.processIdentifier == pid)
+
+        // SIGTERM: STOPPING=1, exit 0 within shutdown_timeout (5 s) plus start-up slack.
+        daemon.signal(SIGTERM)
+        #expect(scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("STOPPING=1") } != nil)
+        let status = daemon.waitForExit(timeout: .seconds(15))
+        #expect(status == 0, "\(daemon.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: prom), "the textfile is removed on stop")
+        #expect(!daemon.stderr.contains(webhookSecret) && !daemon.stderr.contains(githubToken))
+
+        // status --json reads the store the daemon left behind.
+        try assertStatusShape(configPath: scenario.configPath)
+    }
+
+    private func assertStatusShape(configPath: String) throws {
+        let (root, text) = try statusJSON(configPath: configPath)
+        #expect(!text.contains(webhookSecret) && !text.contains(githubToken))
+        #expect(root["generated_at"] is String)
+        #expect(root["pending_total"] as? Int == 0, "\(text)")
+        let objects = try #require(root["objects"] as? [[String: Any]])
+        let issues = try #require(objects.first { $0["object"] as? String == "issues" }, "\(text)")
+        #expect(issues["connection"] as? String == "e2e-github")
+        #expect(issues["last_success_at"] is String)
+        #expect(issues["last_poll_at"] is String)
+        #expect(issues["cursor"] is String)
+        #expect(issues["lag_seconds"] is Double || issues["lag_seconds"] is Int)
+        #expect((issues["events_total"] as? Int ?? 0) >= 2)
+        #expect(issues["last_error"] is NSNull)
+        let subscribers = try #require(root["subscribers"] as? [[String: Any]])
+        #expect(Set(subscribers.compactMap { $0["id"] as? String }) == ["crm", "audit"])
+        for subscriber in subscribers {
+            #expect(subscriber["state"] as? String == "active")
+            #expect(subscriber["backlog"] as? Int == 0)
+            #expect(subscriber["failed"] as? Int == 0)
+            #expect(subscriber.keys.contains("oldest_pending_age_seconds"))
+            #expect(subscriber.keys.contains("reason"))
+        }
+    }
+
+    @Test("the watchdog stops pinging when the engine's liveness stalls, and /healthz turns 503")
+    func stalledEngineStopsWatchdogPings() throws {
+        let scenario = try Scenario()
+        try scenario.writeConfig()
+        let daemon = try scenario.start(["WATCHDOG_USEC": "400000", "DELTAHOOK_DEBUG_STALL_ENGINE": "1"])
+        #expect(scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") } != nil, "\(daemon.stderr)")
+        // Pings flow until the engine's heartbeat is older than the liveness window, then stop for good.
+        #expect(daemon.waitForLog("liveness probe failed", timeout: .seconds(15)), "\(daemon.stderr)")
+        scenario.notify.drain()
+        let after = scenario.notify.read(for: .milliseconds(1500))
+        #expect(!after.contains { $0.contains("WATCHDOG=1") }, "\(after)")
+        #expect(daemon.process.isRunning, "without systemd nobody kills it; the daemon itself keeps running")
+        let health = try loopbackGET(port: scenario.httpPort, path: "/healthz")
+        #expect(health.0 == 503 && health.1.contains("heartbeat"), "\(health)")
+        daemon.signal(SIGTERM)
+        #expect(daemon.waitForExit(timeout: .seconds(15)) == 0)
+    }
+
+    @Test("SIGTERM waits for a delivery in flight (within shutdown_timeout) and records it")
+    func drainsInFlightDelivery() throws {
+        let scenario = try Scenario()
+        scenario.receiver.setDefault(ReceiverReply.ok.delayed(.milliseconds(1500)))
+        scenario.github.createIssue(title: "slow receiver")
+        try scenario.writeConfig(shutdownTimeout: "10s")
+        let daemon = try scenario.start()
+        #expect(scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") } != nil, "\(daemon.stderr)")
+        let deadline = ContinuousClock.now + .seconds(20)
+        while scenario.receiver.receivedCount == 0, ContinuousClock.now < deadline { usleep(10_000) }
+        try #require(scenario.receiver.receivedCount == 1, "no delivery started; \(daemon.stderr)")
+        daemon.signal(SIGTERM)  // the POST is still waiting for its answer
+        #expect(daemon.waitForExit(timeout: .seconds(20)) == 0, "\(daemon.stderr)")
+        let (root, text) = try statusJSON(configPath: scenario.configPath)
+        #expect(root["pending_total"] as? Int == 0, "the drained delivery was recorded: \(text)")
+        #expect(scenario.receiver.receivedCount == 1, "not sent twice")
+    }
+
+    @Test("a receiver slower than shutdown_timeout does not hold the stop; the delivery stays pending")
+    func drainDeadline() throws {
+        let scenario = try Scenario()
+        scenario.receiver.setDefault(ReceiverReply.ok.delayed(.seconds(60)))
+        scenario.github.createIssue(title: "stuck receiver")
+        try scenario.writeConfig(shutdownTimeout: "500ms")
+        let daemon = try scenario.start()
+        #expect(scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") } != nil, "\(daemon.stderr)")
+        let deadline = ContinuousClock.now + .seconds(20)
+        while scenario.receiver.receivedCount == 0, ContinuousClock.now < deadline { usleep(10_000) }
+        try #require(scenario.receiver.receivedCount == 1, "no delivery started; \(daemon.stderr)")
+        daemon.signal(SIGTERM)
+        // Far below the receiver's 60 s: the drain gave up at its deadline and the process still exited 0.
+        #expect(daemon.waitForExit(timeout: .seconds(20)) == 0, "\(daemon.stderr)")
+        let (root, text) = try statusJSON(configPath: scenario.configPath)
+        #expect(root["pending_total"] as? Int == 1, "the unanswered delivery is due again later: \(text)")
+    }
+}
+
+/// `deltahook status --json` with no environment at all (no secrets reachable): the parsed object and the text.
+func statusJSON(configPath: String) throws -> ([String: Any], String) {
+    let process = Process()
+    process.executableURL = try daemonBinary()
+    process.arguments = ["status", "--json", "--config", configPath]
+    process.environment = [:]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let text = String(decoding: data, as: UTF8.self)
+    #expect(process.terminationStatus == 0, "\(text)")
+    let parsed = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+    return (try #require(parsed, "\(text)"), text)
+}

@@ -1,0 +1,129 @@
+// `deltahook status` against a store prepared through the Store API (no daemon running): per-object poll
+// state, cursor and lag, last error; per-subscriber state with reason, backlog, oldest pending age, failed
+// count; rows for objects/subscribers removed from the config; secrets never printed; no store → exit 1.
+import Core
+import Foundation
+import Store
+import Testing
+
+private let secretMarker = "STATUS-E2E-do-not-print-7781"
+
+private func runStatus(_ arguments: [String], environment: [String: String] = [:]) throws
+    -> (status: Int32, stdout: String, stderr: String)
+{
+    let process = Process()
+    process.executableURL = try daemonBinary()
+    process.arguments = ["status"] + arguments
+    process.environment = environment
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+}
+
+/// A state directory with: acme/incident polled successfully with a cursor, acme/problem failing, crm with two
+/// pending deliveries (one record), ops paused by the operator with one failed delivery, and a subscriber
+/// `gone` the config no longer lists.
+private func prepareStore(in directory: String) throws {
+    let store = try StateStore(path: directory + "/" + StateStore.fileName)
+    let now = Date()
+    let watermark = now.addingTimeInterval(-90)
+    func event(_ n: Int, record: String) -> ChangeEvent {
+        ChangeEvent(id: "evt_status_\(n)", model: "ticket", kind: .updated, connection: "acme", provider: "servicenow",
+                    object: "incident", recordID: record, occurredAt: watermark, detectedAt: now.addingTimeInterval(-60),
+                    record: ["id": .string(record)], changes: nil, raw: ["sys_id": .string(record)])
+    }
+    _ = try store.commitPage(PageCommit(
+        connection: "acme", object: "incident",
+        events: [OutgoingEvent(event: event(1, record: "r1"), subscribers: ["crm", "ops"]),
+                 OutgoingEvent(event: event(2, record: "r1"), subscribers: ["crm", "gone"])],
+        cursor: CursorState(connection: "acme", object: "incident", watermark: watermark),
+        now: now.addingTimeInterval(-60)))
+    try store.recordPoll(PollReport(connection: "acme", object: "incident", at: now.addingTimeInterval(-5), events: 2,
+                                    records: 7))
+    try store.recordPoll(PollReport(connection: "acme", object: "problem", at: now.addingTimeInterval(-3),
+                                    error: "HTTP 403: insufficient rights for table problem"))
+    let claimed = try store.claimDueDeliveries(subscriber: "ops", now: now, leaseUntil: now.addingTimeInterval(30))
+    let opsDelivery = try #require(claimed.first)
+    try store.recordAttempt(AttemptResult(deliveryID: opsDelivery.delivery.id, attemptedAt: now, httpStatus: 410,
+                                          latencyMilliseconds: 12, outcome: .failed))
+    try store.setSubscriberState(id: "ops", state: .paused, reason: "operator: maintenance window", at: now)
+}
+
+@Suite("deltahook status", .serialized)
+struct StatusCommandTests {
+    @Test("--json lists objects and subscribers from config and store, without secrets")
+    func jsonShape() throws {
+        let directory = try TemporaryDirectory("status")
+        try prepareStore(in: directory.path)
+        let config = directory.path + "/config.json"
+        try """
+            {"state_directory": "\(directory.path)",
+             "connections": [{"id": "acme", "provider": "servicenow", "base_url": "https://acme.service-now.com",
+                              "auth": {"type": "basic", "username": "u", "password": {"env": "SNOW_PASSWORD"}},
+                              "objects": [{"name": "incident"}, {"name": "problem"}, {"name": "change_request"}]}],
+             "subscribers": [{"id": "crm", "url": "https://h.example.com/\(secretMarker)", "secrets": [{"env": "X"}]},
+                             {"id": "ops", "url": "https://ops.example.com", "secrets": [{"env": "Y"}]}]}
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let result = try runStatus(["--json", "--config", config], environment: ["SNOW_PASSWORD": secretMarker])
+        #expect(result.status == 0, "\(result.stderr)")
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(root["pending_total"] as? Int == 3)  // crm ×2, gone ×1; ops failed
+        let objects = try #require(root["objects"] as? [[String: Any]])
+        #expect(objects.map { $0["object"] as? String } == ["incident", "problem", "change_request"])
+        let incident = objects[0]
+        #expect(incident["cursor"] is String && incident["last_success_at"] is String)
+        #expect(((incident["lag_seconds"] as? Double) ?? 0) >= 89)
+        #expect(incident["events_total"] as? Int == 2)
+        let problem = objects[1]
+        #expect((problem["last_error"] as? String)?.contains("403") == true)
+        #expect(problem["last_success_at"] is NSNull && problem["cursor"] is NSNull)
+        #expect(objects[2]["last_poll_at"] is NSNull, "configured but never polled")
+
+        let subscribers = try #require(root["subscribers"] as? [[String: Any]])
+        let byID = Dictionary(uniqueKeysWithValues: subscribers.compactMap { s in (s["id"] as? String).map { ($0, s) } })
+        #expect(byID["crm"]?["state"] as? String == "active")
+        #expect(byID["crm"]?["backlog"] as? Int == 2)
+        #expect(((byID["crm"]?["oldest_pending_age_seconds"] as? Double) ?? 0) >= 59)
+        #expect(byID["ops"]?["state"] as? String == "paused")
+        #expect(byID["ops"]?["reason"] as? String == "operator: maintenance window")
+        #expect(byID["ops"]?["failed"] as? Int == 1 && byID["ops"]?["backlog"] as? Int == 0)
+        #expect(byID["gone"]?["configured"] as? Bool == false && byID["gone"]?["backlog"] as? Int == 1)
+        #expect(!result.stdout.contains(secretMarker) && !result.stderr.contains(secretMarker))
+
+        // The human form carries the same facts in tables.
+        let human = try runStatus(["--config", config], environment: ["SNOW_PASSWORD": secretMarker])
+        #expect(human.status == 0)
+        for text in ["CONNECTION", "incident", "HTTP 403", "SUBSCRIBER", "paused", "operator: maintenance window",
+                     "gone (not configured)", "pending deliveries: 3"] {
+            #expect(human.stdout.contains(text), "missing \(text) in\n\(human.stdout)")
+        }
+        #expect(!human.stdout.contains(secretMarker))
+    }
+
+    @Test("--state-directory without a config; a missing store exits 1 and says why")
+    func noConfigAndNoStore() throws {
+        let directory = try TemporaryDirectory("status-nostore")
+        let missing = try runStatus(["--config", directory.path + "/absent.json", "--state-directory", directory.path])
+        #expect(missing.status == 1)
+        #expect(missing.stderr.contains("no store at"), "\(missing.stderr)")
+        let missingJSON = try runStatus(["--json", "--state-directory", directory.path, "--config", "/nonexistent"])
+        #expect(missingJSON.status == 1)
+        #expect(missingJSON.stdout.contains("\"error\""))
+
+        try prepareStore(in: directory.path)
+        let storeOnly = try runStatus(["--json", "--config", directory.path + "/absent.json",
+                                       "--state-directory", directory.path])
+        #expect(storeOnly.status == 0, "\(storeOnly.stderr)")
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(storeOnly.stdout.utf8)) as? [String: Any])
+        #expect((root["note"] as? String)?.contains("not readable") == true)
+        let objects = try #require(root["objects"] as? [[String: Any]])
+        #expect(Set(objects.compactMap { $0["object"] as? String }) == ["incident", "problem"])
+        #expect(objects.allSatisfy { $0["configured"] as? Bool == false })
+    }
+}
