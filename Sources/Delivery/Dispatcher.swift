@@ -11,6 +11,17 @@
 // least every `storePollInterval` — that poll is how the daemon notices what the CLI changed in the shared
 // SQLite file (replay, redeliver, subscribers pause/resume): the CLI and the daemon share nothing else.
 //
+// Wiring (the daemon):
+//   let client = try CurlHTTPClient(configuration: .init(maxCachedConnections: <sum of max_in_flight> + 16,
+//                                                        userAgent: "deltahook/<version>"))
+//   let dispatcher = Dispatcher(store: store, transport: client,
+//                               options: .init(delivery: config.delivery, userAgent: "deltahook/<version>"),
+//                               logger: logger, metrics: metrics)
+//   let (settings, problems) = SubscriberSettings.from(config.subscribers)   // log each problem, run the rest
+//   dispatcher.setSubscribers(settings)
+//   after every commitPage that inserted events:  dispatcher.notifyNewEvents()
+//   SIGHUP: setSubscribers(...) again;  SIGTERM: await dispatcher.shutdown(deadline: config.shutdownTimeout)
+//
 // Crash safety: a claimed delivery's `next_attempt_at` is its lease end. If the process dies (or shutdown's
 // deadline passes) before its result is recorded, it simply becomes due again when the lease ends: at least
 // once, same `webhook-id`.
@@ -71,6 +82,8 @@ public final class Dispatcher: Sendable {
 
     let shared: Shared
     private let runners = Mutex<[String: SubscriberRunner]>([:])
+    /// Removed subscribers whose requests may still be in flight; shutdown waits for them too.
+    private let retiring = Mutex<[SubscriberRunner]>([])
     private let writerTask: Mutex<Task<Void, Never>?> = Mutex(nil)
     private let stopped = Atomic<Bool>(false)
 
@@ -78,8 +91,10 @@ public final class Dispatcher: Sendable {
     ///   - transport: the shared HTTP client (keep-alive across deliveries); tests may pass a fake.
     ///   - ssrfGuard: resolves and vets subscriber hosts; inject a resolver in tests.
     ///   - metrics: optional registry for `deltahook_deliveries_total` and latency histograms.
-    public init(store: StateStore, transport: any HTTPTransport, options: Options = Options(), logger: Logger,
+    ///   - logger: nil discards logs (tests).
+    public init(store: StateStore, transport: any HTTPTransport, options: Options = Options(), logger: Logger? = nil,
                 metrics: MetricsRegistry? = nil, ssrfGuard: SSRFGuard = SSRFGuard()) {
+        let logger = logger ?? Logger(level: .critical, sink: DiscardingSink())
         shared = Shared(store: store, transport: transport, options: options, logger: logger, metrics: metrics,
                         guardian: ssrfGuard, writer: ResultWriter(store: store, logger: logger))
         metrics?.declare("deltahook_deliveries_total", kind: .counter,
@@ -119,6 +134,10 @@ public final class Dispatcher: Sendable {
             return (removed, started)
         }
         for runner in removed { runner.stop() }
+        retiring.withLock { list in
+            list.removeAll(where: \.isDone)
+            list += removed
+        }
         for runner in started { runner.start() }
     }
 
@@ -143,7 +162,7 @@ public final class Dispatcher: Sendable {
         let all = runners.withLock { map -> [SubscriberRunner] in
             defer { map.removeAll() }
             return Array(map.values)
-        }
+        } + retiring.withLock { $0 }
         for runner in all { runner.stop() }
         let finished = await Self.waitAll(all, upTo: deadline)
         if !finished {
@@ -156,21 +175,21 @@ public final class Dispatcher: Sendable {
         await task?.value
     }
 
+    /// Polls rather than awaiting the loop tasks: awaiting a task's value cannot be cancelled, so a deadline
+    /// could not interrupt it.
     private static func waitAll(_ runners: [SubscriberRunner], upTo limit: Duration) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                for runner in runners { await runner.finished() }
-                return true
-            }
-            group.addTask {
-                do { try await Task.sleep(for: limit) } catch {}
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
+        let deadline = ContinuousClock.now + limit
+        while !runners.allSatisfy(\.isDone) {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(5))
         }
+        return true
     }
+}
+
+/// A sink that drops everything (no logger given).
+struct DiscardingSink: LogSink {
+    func write(_ record: LogRecord) {}
 }
 
 /// Everything the loops share.

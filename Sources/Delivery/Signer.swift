@@ -59,6 +59,25 @@ public struct SubscriberSettings: Sendable {
     }
 }
 
+extension SubscriberSettings {
+    /// Settings for every usable subscriber plus a problem per unusable one: one bad subscriber must not stop
+    /// the daemon (DESIGN §5), so the caller logs the problems and runs the rest.
+    public static func from(_ configs: [SubscriberConfig]) -> (settings: [SubscriberSettings], problems: [DeliveryError]) {
+        var settings: [SubscriberSettings] = []
+        var problems: [DeliveryError] = []
+        for config in configs {
+            do {
+                settings.append(try SubscriberSettings(config))
+            } catch let error as DeliveryError {
+                problems.append(error)
+            } catch {
+                problems.append(DeliveryError(message: "subscriber \(config.id): \(error)"))
+            }
+        }
+        return (settings, problems)
+    }
+}
+
 /// An error of the delivery module's own (configuration mismatches); secret-free.
 public struct DeliveryError: Error, Sendable, CustomStringConvertible {
     public var message: String

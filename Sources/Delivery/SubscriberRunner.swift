@@ -48,6 +48,7 @@ final class SubscriberRunner: Sendable {
     private let logger: Logger
     private let state: Mutex<State>
     private let task = Mutex<Task<Void, Never>?>(nil)
+    private let done = Atomic<Bool>(false)
 
     init(settings: SubscriberSettings, shared: Shared) {
         id = settings.id
@@ -81,10 +82,8 @@ final class SubscriberRunner: Sendable {
     /// Cancel requests still in flight (their deliveries keep the lease and become due again).
     func cancel() { task.withLock { $0 }?.cancel() }
 
-    func finished() async {
-        let current = task.withLock { $0 }
-        await current?.value
-    }
+    /// True once the loop and every request it started have ended.
+    var isDone: Bool { done.load(ordering: .acquiring) }
 
     /// Called by the writer once these deliveries' results are durable.
     func released(_ ids: [Int64]) {
@@ -135,18 +134,22 @@ final class SubscriberRunner: Sendable {
             }
         }
         logger.info("delivery loop stopped")
+        done.store(true, ordering: .releasing)
     }
 
     private func claimAndSend(now: Date, state s: State, group: inout DiscardingTaskGroup) async {
         let poll = options.storePollInterval
-        let maxHeld = s.settings.maxInFlight + options.claimBatch
+        // Claim in sizeable batches (one write transaction each), not one slot at a time, but never hold much
+        // more than a few rounds of `max_in_flight`: claimed deliveries wait in memory, new events behind them.
+        let batch = min(options.claimBatch, max(32, s.settings.maxInFlight * 8))
+        let maxHeld = s.settings.maxInFlight + batch
         let room = maxHeld - s.held.count
-        // Claim in sizeable batches (one write transaction each), not one slot at a time.
-        if room <= 0 || (s.held.count >= s.settings.maxInFlight && room < options.claimBatch / 4) {
+        if room <= 0 || (s.held.count >= s.settings.maxInFlight && room < batch / 4) {
             await doorbell.wait(upTo: poll)
             return
         }
-        let claimed = await claim(limit: min(room, options.claimBatch), now: now, settings: s.settings)
+        guard !isStopping else { return }
+        let claimed = await claim(limit: min(room, batch), now: now, settings: s.settings)
         if claimed.isEmpty {
             let next = try? await shared.store.perform { [id] in try $0.nextDueAt(subscriber: id) }
             let wait = next.flatMap { $0 }.map { Self.duration(from: Date(), to: $0) } ?? poll
@@ -159,13 +162,13 @@ final class SubscriberRunner: Sendable {
                 (st.semaphore, st.bucket?.reserve() ?? .zero, st.stopping)
             }
             if stopping || Task.isCancelled {
-                abandon(claimed[index...].map(\.delivery.id))
+                await abandon(claimed[index...].map(\.delivery.id))
                 return
             }
             if wait > .zero {
-                do { try await Task.sleep(for: wait) } catch { abandon(claimed[index...].map(\.delivery.id)); return }
+                do { try await Task.sleep(for: wait) } catch { await abandon(claimed[index...].map(\.delivery.id)); return }
             }
-            do { try await semaphore.acquire() } catch { abandon(claimed[index...].map(\.delivery.id)); return }
+            do { try await semaphore.acquire() } catch { await abandon(claimed[index...].map(\.delivery.id)); return }
             group.addTask {
                 await self.deliver(item, probe: false)
                 semaphore.release()
@@ -187,9 +190,17 @@ final class SubscriberRunner: Sendable {
         }
     }
 
-    /// Claimed but never sent (shutdown): forget them; their lease makes them due again.
-    private func abandon(_ ids: [Int64]) {
+    /// Claimed but not sent, or cancelled in flight (shutdown, removal): forget them and end their lease now so
+    /// they are due again at once (if this write does not happen, the lease still ends on its own).
+    private func abandon(_ ids: [Int64]) async {
+        guard !ids.isEmpty else { return }
         state.withLock { st in for id in ids { st.held.remove(id) } }
+        let now = Date()
+        do {
+            try await shared.store.perform { try $0.releaseLeases(ids, now: now) }
+        } catch {
+            logger.warning("releasing leases failed; the deliveries become due when their lease ends", error: error)
+        }
     }
 
     private func refreshIfDue() async {
@@ -230,10 +241,17 @@ final class SubscriberRunner: Sendable {
     private func deliver(_ item: DueDelivery, probe: Bool) async {
         // A Retry-After pause that began after this delivery was claimed holds it back too.
         while let until = state.withLock({ $0.pausedUntil }), until > Date(), !probe {
-            if isStopping || Task.isCancelled { abandon([item.delivery.id]); return }
+            if isStopping || Task.isCancelled { await abandon([item.delivery.id]); return }
             try? await Task.sleep(for: min(.milliseconds(250), Self.duration(from: Date(), to: until)))
         }
-        let settings = state.withLock { $0.settings }
+        // Disabled (410), paused or stopping since this was claimed: give it back instead of sending.
+        let (settings, blocked) = state.withLock { st in
+            (st.settings, st.stopping || (!probe && st.storeState != .active))
+        }
+        if blocked {
+            await abandon([item.delivery.id])
+            return
+        }
         let started = Date()
         if item.delivery.attempts == 0 {
             shared.metrics?.observe("deltahook_delivery_enqueue_to_send_seconds",
@@ -264,10 +282,10 @@ final class SubscriberRunner: Sendable {
         } catch let refusal as SSRFRefusal {
             observation = .refused(reason: refusal.reason)
         } catch is CancellationError {
-            abandon([item.delivery.id])
+            await abandon([item.delivery.id])
             return
         } catch let error as HTTPClientError {
-            if error.kind == .shutdown { abandon([item.delivery.id]); return }
+            if error.kind == .shutdown { await abandon([item.delivery.id]); return }
             observation = .transportError(reason: error.description)
         } catch {
             observation = .transportError(reason: String(describing: error))

@@ -70,6 +70,12 @@ enum CommandTable {
         EventsCommand.self,
         VersionCommand.self,
         HelpCommand.self,
+        DeliveriesCommand.self,
+        RedeliverCommand.self,
+        ReplayCommand.self,
+        SubscribersCommand.self,
+        SecretsCommand.self,
+        BenchDeliveryCommand.self,
     ]}
 
     static func find(_ name: String) -> (any Command.Type)? { all.first { $0.name == name } }

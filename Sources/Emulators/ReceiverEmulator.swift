@@ -40,6 +40,8 @@ public struct ReceivedWebhook: Sendable {
 
     /// Answered 2xx with a valid signature: what a real receiver would have accepted.
     public var accepted: Bool { verified && (200..<300).contains(answeredStatus) }
+    /// Answered 2xx (signature checked or not).
+    public var answered2xx: Bool { (200..<300).contains(answeredStatus) }
 }
 
 /// What the receiver answers to one request.
@@ -103,16 +105,20 @@ public final class ReceiverEmulator: Sendable {
     private let server: HTTPServer
     private let secrets: [StandardWebhooks.Secret]
     private let keepBodies: Bool
+    private let verifySignatures: Bool
     private let script: Mutex<Script>
 
     /// - Parameters:
     ///   - secrets: `whsec_…` secrets the receiver verifies with (its own copy, as a real receiver has).
     ///   - keepBodies: false keeps only ids and headers-derived fields (long benchmarks).
     ///   - path: the path the receiver answers on (others get 404).
+    ///   - verifySignatures: false skips verification (benchmarks measuring the sender alone); `verified` is
+    ///     then always false.
     public init(secrets: [String], host: String = "127.0.0.1", port: UInt16 = 0, keepBodies: Bool = true,
-                path: String = "/webhook") throws {
+                path: String = "/webhook", verifySignatures: Bool = true) throws {
         self.secrets = try secrets.map { try StandardWebhooks.Secret($0) }
         self.keepBodies = keepBodies
+        self.verifySignatures = verifySignatures
         self.path = path
         let script = Mutex(Script())
         self.script = script
@@ -212,18 +218,24 @@ public final class ReceiverEmulator: Sendable {
         for (name, value) in request.headers { headerMap[name.lowercased()] = value }
         var verified = false
         var verificationError: String?
-        do {
-            try StandardWebhooks.verify(headers: headerMap, body: request.body, secrets: secrets)
-            verified = true
-        } catch {
-            verificationError = error.description
+        if verifySignatures {
+            do {
+                try StandardWebhooks.verify(headers: headerMap, body: request.body, secrets: secrets)
+                verified = true
+            } catch {
+                verificationError = error.description
+            }
+        } else {
+            verificationError = "verification disabled"
         }
         var hubValid: Bool?
         if let hub = headerMap["x-hub-signature-256"], let first = secrets.first {
             hubValid = StandardWebhooks.verifyHubSignature256(header: hub, body: request.body, secret: first)
         }
         var type: String?, recordID: String?, eventID: String?
-        if let json = try? JSONValue.parse(request.body) {
+        if !keepBodies {
+            // Benchmarks: the id is in the header; skip parsing the body.
+        } else if let json = try? JSONValue.parse(request.body) {
             type = json["type"]?.stringValue
             recordID = json["data"]?["record_id"]?.stringValue
             eventID = json["data"]?["event_id"]?.stringValue
@@ -233,7 +245,8 @@ public final class ReceiverEmulator: Sendable {
             let reply = Self.choose(&s, recordID: recordID, now: now)
             s.received.append(ReceivedWebhook(
                 webhookID: headerMap["webhook-id"], type: type, recordID: recordID, eventID: eventID,
-                body: keepBodies ? request.body : [], headers: request.headers.entries, receivedAt: now,
+                body: keepBodies ? request.body : [], headers: keepBodies ? request.headers.entries : [],
+                receivedAt: now,
                 verified: verified, verificationError: verificationError, hubSignatureValid: hubValid,
                 answeredStatus: reply.fault == nil ? reply.status : 0, connectionNumber: request.connectionNumber))
             return reply

@@ -1,0 +1,109 @@
+// `deltahook deliveries list|show`: what was sent where, what failed and why (DESIGN §7). Read-only: opens the
+// store as a WAL reader, so it never blocks the daemon.
+import Core
+import Foundation
+import Store
+
+struct DeliveriesCommand: Command {
+    static let name = "deliveries"
+    static let summary = "List deliveries, or show one event's deliveries with their attempts"
+    static let usage = """
+        deliveries list [--subscriber S] [--failed] [--limit N] [--json] [--state-directory DIR]
+               deltahook deliveries show EVENT_ID [--json] [--state-directory DIR]
+        """
+    static let details = """
+        list   newest first: id, event, subscriber, state, attempts, next attempt, last status, last error.
+               --subscriber S  only this subscriber      --failed  only deliveries that exhausted their schedule
+               --limit N       at most N rows (default 50)
+        show   every subscriber's delivery of the event with its attempts (newest first): time, HTTP status,
+               latency, error and the first bytes of the response body.
+        --json prints machine-readable output; --state-directory overrides the config's state_directory.
+        Exit status: 0 shown, 1 the store cannot be read or the event is unknown, 64 usage.
+        """
+
+    enum Mode { case list(subscriber: String?, failed: Bool, limit: Int), show(eventID: String) }
+
+    let mode: Mode
+    let json: Bool
+    let stateDirectory: String?
+    let context: CommandContext
+
+    init(arguments: inout ArgumentList, context: CommandContext) throws {
+        json = arguments.flag("--json")
+        stateDirectory = try arguments.option("--state-directory")
+        self.context = context
+        switch arguments.nextPositional() {
+        case "list":
+            let subscriber = try arguments.option("--subscriber")
+            let failed = arguments.flag("--failed")
+            let limit = try DeliveryCLI.positiveInt(try arguments.option("--limit"), option: "--limit", default: 50)
+            mode = .list(subscriber: subscriber, failed: failed, limit: limit)
+        case "show":
+            mode = .show(eventID: try arguments.positional("EVENT_ID"))
+        case let other?:
+            throw UsageError("unknown subcommand \"\(other)\" (expected list or show)")
+        case nil:
+            throw UsageError("missing subcommand (list or show)")
+        }
+    }
+
+    func run() async throws -> Int32 {
+        let outline = DeliveryCLI.outline(path: context.configPath)
+        let store = try DeliveryCLI.openStore(
+            path: DeliveryCLI.storePath(context: context, outline: outline, override: stateDirectory), write: false)
+        switch mode {
+        case .list(let subscriber, let failed, let limit):
+            let rows = try store.deliveries(subscriber: subscriber, state: failed ? .failed : nil, limit: limit)
+            if json {
+                context.output.out(JSONValue.array(rows.map(DeliveryCLI.deliveryJSON)).serialized() + "\n")
+            } else if rows.isEmpty {
+                context.output.out("no deliveries\n")
+            } else {
+                context.output.out(DeliveryCLI.table(
+                    ["ID", "EVENT", "TYPE", "SUBSCRIBER", "STATE", "ATTEMPTS", "NEXT ATTEMPT", "STATUS", "ERROR"],
+                    rows.map { d in
+                        [String(d.id), d.eventID, d.eventType, d.subscriber, d.state.rawValue, String(d.attempts),
+                         d.state == .pending ? DeliveryCLI.time(d.nextAttemptAt) : "-",
+                         d.lastStatus.map(String.init) ?? "-", DeliveryCLI.short(d.lastError)]
+                    }))
+            }
+        case .show(let eventID):
+            let deliveries = try store.deliveries(eventID: eventID)
+            guard try !deliveries.isEmpty || store.event(id: eventID) != nil else {
+                throw CommandFailure("no event with id \(eventID) (list events with `deltahook events list`)")
+            }
+            let withAttempts = try deliveries.map { ($0, try store.attempts(deliveryID: $0.id, limit: 50)) }
+            if json {
+                let value = JSONValue.object(JSONObject([
+                    ("event_id", .string(eventID)),
+                    ("deliveries", .array(withAttempts.map { delivery, attempts in
+                        guard case .object(var object) = DeliveryCLI.deliveryJSON(delivery) else { return .null }
+                        object["attempt_history"] = .array(attempts.map(DeliveryCLI.attemptJSON))
+                        return .object(object)
+                    })),
+                ]))
+                context.output.out(value.serialized() + "\n")
+            } else if withAttempts.isEmpty {
+                context.output.out("event \(eventID) was routed to no subscriber\n")
+            } else {
+                var text = ""
+                for (d, attempts) in withAttempts {
+                    text += "\(d.subscriber): \(d.state.rawValue), \(d.attempts) attempt(s)"
+                    if d.state == .pending { text += ", next at \(DeliveryCLI.time(d.nextAttemptAt))" }
+                    if let delivered = d.deliveredAt { text += ", delivered at \(DeliveryCLI.time(delivered))" }
+                    text += "\n"
+                    if !attempts.isEmpty {
+                        text += DeliveryCLI.table(["  ATTEMPTED", "STATUS", "LATENCY", "ERROR", "RESPONSE"],
+                                                  attempts.map { a in
+                            ["  " + Timestamps.rfc3339Milliseconds(a.attemptedAt), a.httpStatus.map(String.init) ?? "-",
+                             "\(a.latencyMilliseconds) ms", DeliveryCLI.short(a.error, 70),
+                             DeliveryCLI.short(a.responseExcerpt, 40)]
+                        })
+                    }
+                }
+                context.output.out(text)
+            }
+        }
+        return ExitCode.ok
+    }
+}

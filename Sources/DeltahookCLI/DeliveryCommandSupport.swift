@@ -1,0 +1,151 @@
+// Shared plumbing of the delivery commands (deliveries, redeliver, replay, subscribers): where the store is,
+// the config read as plain JSON, time arguments, tables and JSON renderings.
+//
+// The config is read without validation or secret resolution (only `state_directory` and the subscribers' ids,
+// event globs and connections), so an operator's shell without $CREDENTIALS_DIRECTORY can run these commands
+// and no secret is ever loaded. The daemon notices what they write by polling the store (every 2 s by default,
+// `Dispatcher.Options.storePollInterval`): the CLI and the daemon share only the SQLite file.
+import Core
+import Foundation
+import Store
+
+/// A failure the command reports with exit status 1 (message already says what to do).
+struct CommandFailure: Error, CustomStringConvertible {
+    let message: String
+    init(_ message: String) { self.message = message }
+    var description: String { message }
+}
+
+enum DeliveryCLI {
+    struct SubscriberOutline {
+        var id: String
+        var url: String?
+        var events: [EventTypeGlob]
+        var connections: [String]?
+
+        func accepts(_ summary: EventSummary) -> Bool {
+            if let connections, !connections.contains(summary.connection) { return false }
+            return EventTypeGlob.anyMatches(events, summary.type)
+        }
+    }
+
+    struct Outline {
+        var stateDirectory: String?
+        var subscribers: [SubscriberOutline] = []
+        var readable = true
+
+        func subscriber(_ id: String) -> SubscriberOutline? { subscribers.first { $0.id == id } }
+    }
+
+    static func outline(path: String) -> Outline {
+        guard let data = FileManager.default.contents(atPath: path), let root = try? JSONValue.parse(data) else {
+            return Outline(readable: false)
+        }
+        var outline = Outline(stateDirectory: root["state_directory"]?.stringValue)
+        for entry in root["subscribers"]?.arrayValue ?? [] {
+            guard let id = entry["id"]?.stringValue else { continue }
+            let globs = (entry["events"]?.arrayValue ?? [.string("*")]).compactMap(\.stringValue).map(EventTypeGlob.init)
+            let connections = entry["connections"]?.arrayValue?.compactMap(\.stringValue)
+            outline.subscribers.append(SubscriberOutline(id: id, url: entry["url"]?.stringValue.map(redactURL),
+                                                         events: globs, connections: connections))
+        }
+        return outline
+    }
+
+    /// `--state-directory`, the config's `state_directory`, `$STATE_DIRECTORY`, `/var/lib/deltahook` (as `status`).
+    static func storePath(context: CommandContext, outline: Outline, override: String?) -> String {
+        let directory = override ?? outline.stateDirectory
+            ?? context.environment["STATE_DIRECTORY"]?.split(separator: ":").first.map(String.init)
+            ?? "/var/lib/deltahook"
+        return directory + "/" + StateStore.fileName
+    }
+
+    /// Opens the store: read-only (a WAL reader beside the daemon) unless the command must write.
+    static func openStore(path: String, write: Bool) throws -> StateStore {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw CommandFailure("no store at \(path) yet: the daemon has not run with this state directory "
+                + "(pass --state-directory DIR or --config PATH)")
+        }
+        do {
+            return try StateStore(path: path, mode: write ? .readWrite : .readOnly)
+        } catch {
+            throw CommandFailure("cannot open the store \(path): \(error)")
+        }
+    }
+
+    /// RFC 3339 (`2026-11-29T06:00:00Z`) or a duration ago (`2h`, `30m`, `5d`).
+    static func parseTime(_ text: String, option: String, now: Date) throws -> Date {
+        if let date = Timestamps.parseRFC3339(text) { return date }
+        if let duration = DurationText.parse(text) { return now.addingTimeInterval(-duration.seconds) }
+        throw UsageError("\(option) \(text): expected an RFC 3339 time (2026-11-29T06:00:00Z) or a duration ago (2h)")
+    }
+
+    static func positiveInt(_ text: String?, option: String, default value: Int) throws -> Int {
+        guard let text else { return value }
+        guard let n = Int(text), n > 0 else { throw UsageError("\(option) \(text): expected a positive integer") }
+        return n
+    }
+
+    /// Plain-text table with left-aligned columns.
+    static func table(_ header: [String], _ rows: [[String]]) -> String {
+        var widths = header.map(\.count)
+        for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
+        func line(_ cells: [String]) -> String {
+            var out = ""
+            for (i, cell) in cells.enumerated() {
+                let last = i == cells.count - 1
+                out += last ? cell : cell + String(repeating: " ", count: widths[i] - cell.count + 2)
+            }
+            return out + "\n"
+        }
+        return line(header) + rows.map(line).joined()
+    }
+
+    static func time(_ date: Date?) -> String { date.map { Timestamps.rfc3339($0) } ?? "-" }
+
+    static func deliveryJSON(_ d: Delivery) -> JSONValue {
+        var object = JSONObject()
+        object["id"] = .integer(d.id)
+        object["event_id"] = .string(d.eventID)
+        object["event_type"] = .string(d.eventType)
+        object["subscriber"] = .string(d.subscriber)
+        object["record_key"] = .string(d.recordKey)
+        object["state"] = .string(d.state.rawValue)
+        object["attempts"] = .integer(Int64(d.attempts))
+        object["next_attempt_at"] = d.state == .pending ? (d.nextAttemptAt.map { .string(Timestamps.rfc3339($0)) } ?? .null) : .null
+        object["last_status"] = d.lastStatus.map { .integer(Int64($0)) } ?? .null
+        object["last_error"] = d.lastError.map { .string($0) } ?? .null
+        object["created_at"] = .string(Timestamps.rfc3339(d.createdAt))
+        object["updated_at"] = .string(Timestamps.rfc3339(d.updatedAt))
+        object["delivered_at"] = d.deliveredAt.map { .string(Timestamps.rfc3339($0)) } ?? .null
+        return .object(object)
+    }
+
+    static func attemptJSON(_ a: Attempt) -> JSONValue {
+        var object = JSONObject()
+        object["attempted_at"] = .string(Timestamps.rfc3339Milliseconds(a.attemptedAt))
+        object["http_status"] = a.httpStatus.map { .integer(Int64($0)) } ?? .null
+        object["latency_ms"] = .integer(a.latencyMilliseconds)
+        object["error"] = a.error.map { .string($0) } ?? .null
+        object["response_excerpt"] = a.responseExcerpt.map { .string($0) } ?? .null
+        return .object(object)
+    }
+
+    /// Scheme, host and path only: a query string can carry a token.
+    static func redactURL(_ url: String) -> String {
+        var text = Substring(url)
+        if let cut = text.firstIndex(where: { $0 == "?" || $0 == "#" }) { text = text[..<cut] }
+        if let schemeEnd = text.range(of: "://"),
+           let at = text[schemeEnd.upperBound...].prefix(while: { $0 != "/" }).lastIndex(of: "@") {
+            return String(text[..<schemeEnd.upperBound]) + String(text[text.index(after: at)...])
+        }
+        return String(text)
+    }
+
+    /// One line, at most `limit` characters (errors in tables).
+    static func short(_ text: String?, _ limit: Int = 60) -> String {
+        guard let text, !text.isEmpty else { return "-" }
+        let flat = text.replacingOccurrences(of: "\n", with: " ")
+        return flat.count > limit ? String(flat.prefix(limit - 1)) + "…" : flat
+    }
+}
