@@ -17,7 +17,9 @@ public enum ProviderFactory {
             return try makeGitHubSources(for: connection, transport: transport, logger: logger)
         case .servicenow:
             return try makeServiceNowSources(for: connection, transport: transport, logger: logger)
-        case .netsuite, .rest:
+        case .netsuite:
+            return try makeNetSuiteSources(for: connection, transport: transport, logger: logger)
+        case .rest:
             throw ProviderError.configuration(
                 message: "the \(connection.provider.rawValue) provider is not available in this build")
         }
@@ -79,6 +81,35 @@ public enum ProviderFactory {
             logger.debug("ServiceNow object configured", [.connection: connection.id, .object: object.name])
             return ServiceNowSource(client: client, table: object.name, model: model, fields: object.fields,
                                     ignoreFields: object.ignoreFields, auditDeletes: object.deleteFeed == .audit)
+        }
+    }
+
+    /// NetSuite: one `NetSuiteClient` per connection (its semaphore is the per-account concurrency limit,
+    /// `max_concurrency`), one `NetSuiteSource` per object (SuiteQL table).
+    public static func makeNetSuiteSources(for connection: ConnectionConfig, transport: any HTTPTransport,
+                                           logger: Logger, options: NetSuiteClient.Options? = nil) throws
+        -> [any ObjectSource]
+    {
+        guard let settings = connection.netsuite else {
+            throw ProviderError.configuration(message: "\(connection.id): a NetSuite connection needs account_id and time_zone")
+        }
+        guard case .netsuiteTBA(let consumerKey, let consumerSecret, let tokenID, let tokenSecret) = connection.auth else {
+            throw ProviderError.configuration(message: "\(connection.id): NetSuite connections authenticate with "
+                + "{\"type\": \"tba\"} (consumer_key, consumer_secret, token_id, token_secret)")
+        }
+        var clientOptions = options ?? NetSuiteClient.Options()
+        clientOptions.maxConcurrency = settings.maxConcurrency
+        let client = NetSuiteClient(connection: connection.id, accountID: settings.accountID,
+                                    baseURL: connection.baseURL.absoluteString, timeZone: settings.timeZone,
+                                    consumerKey: consumerKey.unredactedValue,
+                                    consumerSecret: consumerSecret.unredactedValue,
+                                    tokenID: tokenID.unredactedValue, tokenSecret: tokenSecret.unredactedValue,
+                                    transport: transport, options: clientOptions)
+        return connection.objects.map { object in
+            logger.debug("NetSuite object configured", [.connection: connection.id, .object: object.name])
+            return NetSuiteSource(client: client, object: object.name, model: object.model.rawValue,
+                                  recordType: object.recordType, fields: object.fields,
+                                  usesDeleteFeed: object.deleteFeed == .audit, ignoreFields: object.ignoreFields)
         }
     }
 }

@@ -1,0 +1,533 @@
+// A local NetSuite SuiteQL REST endpoint for tests and `deltahook demo` (provider-wire-facts §2).
+//
+// What it reproduces, because an adapter tested against it must behave the same against NetSuite:
+// - Token-Based Authentication verified the way NetSuite does it (OAuth 1.0a HMAC-SHA256 recomputed from the
+//   consumer and token secrets it knows; realm in the header but not the base string; query parameters signed,
+//   body not); any failure is 401 with `INVALID_LOGIN` in `o:errorDetails`.
+// - `POST /services/rest/query/v1/suiteql?limit&offset` with `Prefer: transient`; limit ≤ 1000, offset a
+//   multiple of limit, at most `rowCap` (100,000) rows per query: rows past the cap are not returned and
+//   `offset + limit > rowCap` is an error.
+// - Response `{links, count, hasMore, items, offset, totalResults}`, every value a string, keys lower-case,
+//   each item starting with `"links":[]`; date-time columns in the user's preference format
+//   (`M/D/YYYY h:mm am`, minutes only, account zone) unless TO_CHAR is used.
+// - TO_TIMESTAMP literals read in the account's time zone; a spring-forward gap is a 400, an ambiguous
+//   fall-back reading resolves to the earlier instant (or the later one, configurable: NetSuite's choice is
+//   undocumented).
+// - The per-account concurrency limit: more than `concurrencyLimit` requests in flight get NetSuite's 429
+//   (`"title":"Bad Request"`, `CONCURRENCY_LIMIT_EXCEEDED`). `responseDelay` makes requests slow enough to
+//   provoke it; `maxObservedConcurrency` reports the peak.
+public import Foundation
+import Crypto
+import HTTPServer
+import Core
+import Synchronization
+
+public final class NetSuiteEmulator: Sendable {
+    public enum AmbiguousReading: Sendable { case earlier, later }
+
+    public struct Options: Sendable {
+        public var accountID: String
+        public var timeZone: TimeZone
+        public var consumerKey: String
+        public var consumerSecret: String
+        public var tokenID: String
+        public var tokenSecret: String
+        public var concurrencyLimit: Int
+        public var responseDelay: Duration
+        public var rowCap: Int
+        public var ambiguousReading: AmbiguousReading
+        /// How far `oauth_timestamp` may be from the emulator's clock.
+        public var timestampTolerance: TimeInterval
+
+        public init(accountID: String = "1234567_SB1", timeZone: TimeZone, consumerKey: String = "ck-emulator",
+                    consumerSecret: String = "cs-emulator", tokenID: String = "token-emulator",
+                    tokenSecret: String = "ts-emulator", concurrencyLimit: Int = 5, responseDelay: Duration = .zero,
+                    rowCap: Int = 100_000, ambiguousReading: AmbiguousReading = .earlier,
+                    timestampTolerance: TimeInterval = 300) {
+            self.accountID = accountID
+            self.timeZone = timeZone
+            self.consumerKey = consumerKey
+            self.consumerSecret = consumerSecret
+            self.tokenID = tokenID
+            self.tokenSecret = tokenSecret
+            self.concurrencyLimit = concurrencyLimit
+            self.responseDelay = responseDelay
+            self.rowCap = rowCap
+            self.ambiguousReading = ambiguousReading
+            self.timestampTolerance = timestampTolerance
+        }
+    }
+
+    /// Counters for assertions.
+    public struct Stats: Sendable {
+        public var requests = 0
+        public var succeeded = 0
+        public var maxObservedConcurrency = 0
+        public var concurrencyRejections = 0
+        public var authenticationFailures = 0
+        /// Every SuiteQL text received, in order.
+        public var queries: [String] = []
+    }
+
+    struct Row {
+        var id: Int64
+        var columns: [(name: String, value: NetSuiteValue)]
+
+        func value(_ name: String) -> NetSuiteValue? {
+            for column in columns where column.name == name { return column.value }
+            return nil
+        }
+
+        mutating func set(_ name: String, _ value: NetSuiteValue?) {
+            if let index = columns.firstIndex(where: { $0.name == name }) {
+                if let value { columns[index].value = value } else { columns.remove(at: index) }
+            } else if let value {
+                columns.append((name, value))
+            }
+        }
+    }
+
+    struct Table {
+        var rows: [Int64: Row] = [:]
+        var sorted: [String: [Row]] = [:]
+    }
+
+    struct State {
+        var options: Options
+        var tables: [String: Table] = [:]
+        var nextDeletedID: Int64 = 1
+        var inFlight = 0
+        var stats = Stats()
+        var nonces: Set<String> = []
+    }
+
+    private let state: Mutex<State>
+    private let server: Mutex<HTTPServer?>
+    /// `http://127.0.0.1:<port>`: pass as the connection's `base_url`.
+    public let baseURL: String
+
+    public init(options: Options) throws {
+        state = Mutex(State(options: options))
+        server = Mutex(nil)
+        let box = WeakBox()
+        let httpServer = try HTTPServer(handler: { request in
+            guard let emulator = box.emulator else { return .text("emulator gone", status: 503) }
+            return await emulator.handle(request)
+        })
+        baseURL = httpServer.baseURL
+        server.withLock { $0 = httpServer }
+        box.set(self)
+    }
+
+    /// Stops the HTTP server. Safe to call twice.
+    public func stop() {
+        let s = server.withLock { s -> HTTPServer? in
+            defer { s = nil }
+            return s
+        }
+        s?.stop()
+    }
+
+    public var stats: Stats { state.withLock { $0.stats } }
+
+    /// Changes the options at run time (concurrency limit, delay, secrets, …).
+    public func configure(_ change: @Sendable (inout Options) -> Void) { state.withLock { change(&$0.options) } }
+
+    // MARK: mutation API
+
+    /// Inserts or updates a row; `fields` are merged over the existing columns. Keys are lower-cased.
+    public func upsert(_ table: String, id: Int64, modifiedAt: Date, fields: [(String, NetSuiteValue)] = []) {
+        state.withLock { s in Self.upsert(&s, table: table.lowercased(), id: id, modifiedAt: modifiedAt, fields: fields) }
+    }
+
+    /// Inserts or updates many rows at once (one lock, one cache invalidation).
+    public func upsertMany(_ table: String, rows: [(id: Int64, modifiedAt: Date, fields: [(String, NetSuiteValue)])]) {
+        state.withLock { s in
+            for row in rows { Self.upsert(&s, table: table.lowercased(), id: row.id, modifiedAt: row.modifiedAt, fields: row.fields) }
+        }
+    }
+
+    /// Like `upsert(_:id:modifiedAt:fields:)` with the modification time given as an account-local reading
+    /// (`YYYY-MM-DD HH:MM:SS`); `reading` picks the instant inside a repeated hour. Throws for a skipped time.
+    @discardableResult
+    public func upsert(_ table: String, id: Int64, modifiedLocal: String, reading: AmbiguousReading = .earlier,
+                       fields: [(String, NetSuiteValue)] = []) throws -> Date {
+        let zone = state.withLock { $0.options.timeZone }
+        guard let naive = Timestamps.parseSQLStyle(modifiedLocal) else {
+            throw SuiteQLError(message: "\(modifiedLocal) is not YYYY-MM-DD HH:MM:SS")
+        }
+        let all = Self.readings(naive, zone: zone)
+        guard let instant = reading == .earlier ? all.first : all.last else {
+            throw SuiteQLError(message: "\(modifiedLocal) does not exist in \(zone.identifier) (DST gap)")
+        }
+        upsert(table, id: id, modifiedAt: instant, fields: fields)
+        return instant
+    }
+
+    /// Deletes a row and records it in `DeletedRecord` with `type` = `recordType` (default: the table name).
+    public func delete(_ table: String, id: Int64, at deletedAt: Date, recordType: String? = nil) {
+        state.withLock { s in
+            let name = table.lowercased()
+            guard s.tables[name]?.rows.removeValue(forKey: id) != nil else { return }
+            s.tables[name]?.sorted = [:]
+            let deletedID = s.nextDeletedID
+            s.nextDeletedID += 1
+            var deleted = s.tables["deletedrecord"] ?? Table()
+            deleted.rows[deletedID] = Row(id: deletedID, columns: [
+                ("id", .number(deletedID)), ("recordid", .number(id)), ("type", .text(recordType ?? name)),
+                ("deleteddate", .instant(deletedAt)), ("deletedby", .text("-4")), ("context", .text("UI")),
+            ])
+            deleted.sorted = [:]
+            s.tables["deletedrecord"] = deleted
+        }
+    }
+
+    /// Removes a row WITHOUT a DeletedRecord entry (a delete only reconciliation can find).
+    public func purge(_ table: String, id: Int64) {
+        state.withLock { s in
+            s.tables[table.lowercased()]?.rows[id] = nil
+            s.tables[table.lowercased()]?.sorted = [:]
+        }
+    }
+
+    public func rowCount(_ table: String) -> Int { state.withLock { $0.tables[table.lowercased()]?.rows.count ?? 0 } }
+
+    static func upsert(_ s: inout State, table: String, id: Int64, modifiedAt: Date, fields: [(String, NetSuiteValue)]) {
+        var t = s.tables[table] ?? Table()
+        var row = t.rows[id] ?? Row(id: id, columns: [("id", .number(id))])
+        for (name, value) in fields where name.lowercased() != "id" { row.set(name.lowercased(), value) }
+        row.set("lastmodifieddate", .instant(Date(timeIntervalSince1970: modifiedAt.timeIntervalSince1970.rounded(.down))))
+        t.rows[id] = row
+        t.sorted = [:]
+        s.tables[table] = t
+    }
+
+    // MARK: time
+
+    static func readings(_ naive: Date, zone: TimeZone) -> [Date] {
+        let offsets = Set([-86_400.0, -10_800, 0, 10_800, 86_400].map { zone.secondsFromGMT(for: naive.addingTimeInterval($0)) })
+        return offsets.map { naive.addingTimeInterval(-Double($0)) }
+            .filter { Double(zone.secondsFromGMT(for: $0)) == naive.timeIntervalSince($0) }
+            .sorted()
+    }
+
+    /// NetSuite's default-looking date-time preference: `11/1/2026 1:30 am` (no seconds), in the account zone.
+    static func preferenceFormat(_ date: Date, zone: TimeZone) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = zone
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute], from: date)
+        let hour = c.hour ?? 0
+        let h12 = hour % 12 == 0 ? 12 : hour % 12
+        return "\(c.month ?? 0)/\(c.day ?? 0)/\(c.year ?? 0) \(h12):\(String(format: "%02d", c.minute ?? 0)) \(hour < 12 ? "am" : "pm")"
+    }
+
+    // MARK: HTTP
+
+    static let suiteQLPath = "/services/rest/query/v1/suiteql"
+    static let errorType = "https://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html"
+
+    static func errorResponse(status: Int, title: String, code: String, detail: String,
+                              topLevelCode: String? = nil) -> HTTPServerResponse {
+        var members: [(String, JSONValue)] = [("type", .string(errorType)), ("title", .string(title)),
+                                              ("status", .integer(Int64(status)))]
+        if let topLevelCode { members.append(("o:errorCode", .string(topLevelCode))) }
+        members.append(("o:errorDetails", .array([.object(JSONObject([("detail", .string(detail)),
+                                                                     ("o:errorCode", .string(code))]))])))
+        return .json(JSONValue.object(JSONObject(members)).serializedBytes(), status: status)
+    }
+
+    static func invalidLogin() -> HTTPServerResponse {
+        errorResponse(status: 401, title: "Unauthorized", code: "INVALID_LOGIN",
+                      detail: "Invalid login attempt. For more details, see the Login Audit Trail in the NetSuite UI at Setup > Users/Roles > User Management > View Login Audit Trail.")
+    }
+
+    static func badQuery(_ message: String) -> HTTPServerResponse {
+        errorResponse(status: 400, title: "Bad Request", code: "INVALID_PARAMETER",
+                      detail: "Invalid search query. Detailed unprocessed description follows. Search error occurred: \(message)")
+    }
+
+    func handle(_ request: HTTPServerRequest) async -> HTTPServerResponse {
+        let (admitted, delay) = state.withLock { s -> (Bool, Duration) in
+            s.stats.requests += 1
+            s.inFlight += 1
+            s.stats.maxObservedConcurrency = max(s.stats.maxObservedConcurrency, s.inFlight)
+            if s.inFlight > s.options.concurrencyLimit {
+                s.stats.concurrencyRejections += 1
+                return (false, s.options.responseDelay)
+            }
+            return (true, s.options.responseDelay)
+        }
+        defer { state.withLock { $0.inFlight -= 1 } }
+        if delay > .zero { try? await Task.sleep(for: delay) }
+        guard admitted else {
+            return Self.errorResponse(status: 429, title: "Bad Request", code: "CONCURRENCY_LIMIT_EXCEEDED",
+                                      detail: "Concurrent request limit exceeded. Request blocked.", topLevelCode: "USER_ERROR")
+        }
+        guard request.path == Self.suiteQLPath else {
+            return Self.errorResponse(status: 404, title: "Not Found", code: "NONEXISTENT_ID",
+                                      detail: "The emulator serves only \(Self.suiteQLPath).")
+        }
+        guard request.method == "POST" else {
+            return Self.errorResponse(status: 405, title: "Method Not Allowed", code: "INVALID_REQUEST",
+                                      detail: "SuiteQL queries are POSTed.")
+        }
+        guard authenticate(request) else {
+            state.withLock { $0.stats.authenticationFailures += 1 }
+            return Self.invalidLogin()
+        }
+        guard request.headers["prefer"]?.lowercased() == "transient" else {
+            return Self.errorResponse(status: 400, title: "Bad Request", code: "INVALID_REQUEST",
+                                      detail: "The 'Prefer: transient' header is required for SuiteQL queries.")
+        }
+        let limitText = request.queryValue("limit") ?? "1000"
+        let offsetText = request.queryValue("offset") ?? "0"
+        guard let limit = Int(limitText), (1...1000).contains(limit), let offset = Int(offsetText), offset >= 0 else {
+            return Self.errorResponse(status: 400, title: "Bad Request", code: "INVALID_PARAMETER",
+                                      detail: "Invalid limit or offset: limit must be 1-1000 (limit=\(limitText), offset=\(offsetText)).")
+        }
+        guard offset % limit == 0 else {
+            return Self.errorResponse(status: 400, title: "Bad Request", code: "INVALID_PARAMETER",
+                                      detail: "Invalid offset: the offset must be a multiple of the limit (Offset=\(offset), Limit=\(limit)).")
+        }
+        guard let body = try? JSONValue.parse(request.body), let sql = body["q"]?.stringValue else {
+            return Self.errorResponse(status: 400, title: "Bad Request", code: "INVALID_CONTENT",
+                                      detail: "The request body must be a JSON object with a \"q\" string.")
+        }
+        state.withLock { $0.stats.queries.append(sql) }
+        let query: SuiteQLQuery
+        do { query = try SuiteQLParser.parse(sql) } catch {
+            return Self.badQuery("\(error)")
+        }
+        return state.withLock { s -> HTTPServerResponse in
+            guard offset + limit <= s.options.rowCap else {
+                return Self.errorResponse(status: 400, title: "Bad Request", code: "INVALID_PARAMETER",
+                                          detail: "Invalid offset: a query returns at most \(s.options.rowCap) rows (offset \(offset) + limit \(limit)).")
+            }
+            do {
+                let response = try Self.execute(query, in: &s, limit: limit, offset: offset, selfURL: baseURL + request.target)
+                s.stats.succeeded += 1
+                return response
+            } catch {
+                return Self.badQuery("\(error)")
+            }
+        }
+    }
+
+    /// NetSuite TBA: realm must be the account (upper-case, underscore); consumer key and token must be known;
+    /// the signature is recomputed over the request URL the client used (this server's base URL + target).
+    func authenticate(_ request: HTTPServerRequest) -> Bool {
+        let options = state.withLock { $0.options }
+        guard let header = request.headers["authorization"],
+              let parsed = try? OAuth1.parseAuthorizationHeader(header),
+              parsed.realm == options.accountID.uppercased().replacingOccurrences(of: "-", with: "_"),
+              parsed.parameters["oauth_consumer_key"] == options.consumerKey,
+              parsed.parameters["oauth_token"] == options.tokenID,
+              let nonce = parsed.parameters["oauth_nonce"], nonce.count >= 6,
+              let stamp = parsed.parameters["oauth_timestamp"].flatMap(Double.init),
+              abs(stamp - Date().timeIntervalSince1970) <= options.timestampTolerance,
+              let url = URL(string: baseURL + request.target) else { return false }
+        do {
+            try OAuth1.verify(method: request.method, url: url, header: parsed, consumerSecret: options.consumerSecret,
+                              tokenSecret: options.tokenSecret)
+        } catch {
+            return false
+        }
+        // A nonce is accepted once (replay protection).
+        return state.withLock { $0.nonces.insert("\(stamp)|\(nonce)").inserted }
+    }
+
+    // MARK: execution
+
+    static func execute(_ query: SuiteQLQuery, in s: inout State, limit: Int, offset: Int, selfURL: String) throws
+        -> HTTPServerResponse
+    {
+        guard var table = s.tables[query.table] ?? (knownEmptyTables.contains(query.table) ? Table() : nil) else {
+            throw SuiteQLError(message: "Record '\(query.table)' was not found.")
+        }
+        let zone = s.options.timeZone
+        let evaluator = Evaluator(zone: zone, ambiguous: s.options.ambiguousReading)
+        let orderKey = query.order.map { "\($0.column) \($0.descending)" }.joined(separator: ",")
+        let ordered: [Row]
+        if let cached = table.sorted[orderKey] {
+            ordered = cached
+        } else {
+            let order = query.order
+            ordered = table.rows.values.sorted { a, b in
+                for (column, descending) in order {
+                    let c = compareForSort(a.value(column), b.value(column))
+                    if c != 0 { return descending ? c > 0 : c < 0 }
+                }
+                return a.id < b.id
+            }
+            table.sorted[orderKey] = ordered
+            s.tables[query.table] = table
+        }
+        var matched = [Row]()
+        if let filter = try query.filter.map(evaluator.fold) {
+            for row in ordered where try evaluator.truth(filter, row) {
+                matched.append(row)
+                if matched.count >= s.options.rowCap { break }
+            }
+        } else {
+            matched = Array(ordered.prefix(s.options.rowCap))
+        }
+        let total = matched.count
+        let pageRows = offset < total ? Array(matched[offset..<min(total, offset + limit)]) : []
+        var items = [JSONValue]()
+        items.reserveCapacity(pageRows.count)
+        for row in pageRows {
+            var object = JSONObject()
+            object["links"] = .array([])
+            for item in query.select {
+                switch item {
+                case .allColumns:
+                    for column in row.columns { object[column.name] = .string(display(column.value, zone: zone)) }
+                case .expression(let expr, let name):
+                    if let value = try evaluator.value(expr, row) { object[name] = .string(display(value, zone: zone)) }
+                }
+            }
+            items.append(.object(object))
+        }
+        let hasMore = offset + pageRows.count < total
+        let base = selfURL.split(separator: "?", maxSplits: 1).first.map(String.init) ?? selfURL
+        func link(_ rel: String, _ o: Int) -> JSONValue {
+            .object(JSONObject([("rel", .string(rel)), ("href", .string("\(base)?limit=\(limit)&offset=\(o)"))]))
+        }
+        var links = [JSONValue]()
+        if offset > 0 { links += [link("previous", max(0, offset - limit)), link("first", 0)] }
+        if hasMore { links += [link("next", offset + limit), link("last", max(0, (total - 1) / limit * limit))] }
+        links.append(link("self", offset))
+        let body = JSONValue.object(JSONObject([
+            ("links", .array(links)), ("count", .integer(Int64(items.count))), ("hasMore", .bool(hasMore)),
+            ("items", .array(items)), ("offset", .integer(Int64(offset))), ("totalResults", .integer(Int64(total))),
+        ]))
+        return .json(body.serializedBytes())
+    }
+
+    /// Tables that exist in every account even when the emulator holds no rows for them.
+    static let knownEmptyTables: Set<String> = ["customer", "employee", "vendor", "transaction", "item", "deletedrecord"]
+
+    static func display(_ value: NetSuiteValue, zone: TimeZone) -> String {
+        switch value {
+        case .text(let s): return s
+        case .number(let n): return String(n)
+        case .instant(let d): return preferenceFormat(d, zone: zone)
+        case .day(let day):
+            let parts = day.split(separator: "-").compactMap { Int($0) }
+            return parts.count == 3 ? "\(parts[1])/\(parts[2])/\(parts[0])" : day
+        }
+    }
+
+    /// Sort order with NULLs last, numbers numerically, instants chronologically.
+    static func compareForSort(_ a: NetSuiteValue?, _ b: NetSuiteValue?) -> Int {
+        switch (a, b) {
+        case (nil, nil): return 0
+        case (nil, _): return 1
+        case (_, nil): return -1
+        case (.number(let x)?, .number(let y)?): return x < y ? -1 : (x > y ? 1 : 0)
+        case (.instant(let x)?, .instant(let y)?): return x < y ? -1 : (x > y ? 1 : 0)
+        case (let x?, let y?):
+            let sx = display(x, zone: .gmt), sy = display(y, zone: .gmt)
+            return sx < sy ? -1 : (sx > sy ? 1 : 0)
+        }
+    }
+
+    struct Evaluator {
+        var zone: TimeZone
+        var ambiguous: AmbiguousReading
+
+        /// Evaluates row-independent literals once.
+        func fold(_ expr: SQLExpr) throws -> SQLExpr {
+            switch expr {
+            case .toTimestamp:
+                guard let value = try value(expr, Row(id: 0, columns: [])) else { return expr }
+                return .constant(value)
+            case .compare(let a, let op, let b): return .compare(try fold(a), op, try fold(b))
+            case .inList(let a, let list): return .inList(try fold(a), try list.map(fold))
+            case .and(let a, let b): return .and(try fold(a), try fold(b))
+            case .or(let a, let b): return .or(try fold(a), try fold(b))
+            case .not(let a): return .not(try fold(a))
+            default: return expr
+            }
+        }
+
+        func value(_ expr: SQLExpr, _ row: Row) throws -> NetSuiteValue? {
+            switch expr {
+            case .constant(let value): return value
+            case .column(let name): return row.value(name)
+            case .text(let s): return .text(s)
+            case .number(let n): return .number(n)
+            case .toTimestamp(let text, _):
+                guard let naive = Timestamps.parseSQLStyle(text) else {
+                    throw SuiteQLError(message: "Parse of date/time \"\(text)\" failed with date format \"YYYY-MM-DD HH24:MI:SS\"")
+                }
+                let all = NetSuiteEmulator.readings(naive, zone: zone)
+                guard let instant = ambiguous == .earlier ? all.first : all.last else {
+                    throw SuiteQLError(message: "Parse of date/time \"\(text)\" failed: the time does not exist in time zone \(zone.identifier)")
+                }
+                return .instant(instant)
+            case .toChar(let column, let format):
+                switch row.value(column) {
+                case nil: return nil
+                case .instant(let d)?:
+                    let local = Timestamps.sqlStyle(d, in: zone)
+                    return .text(format == SuiteQLParser.dayFormat ? String(local.prefix(10)) : local)
+                case .day(let day)?:
+                    return .text(format == SuiteQLParser.dayFormat ? day : day + " 00:00:00")
+                default:
+                    throw SuiteQLError(message: "TO_CHAR(\(column)) needs a date column")
+                }
+            default:
+                return .text(try truth(expr, row) ? "T" : "F")
+            }
+        }
+
+        func truth(_ expr: SQLExpr, _ row: Row) throws -> Bool {
+            switch expr {
+            case .and(let a, let b): return try truth(a, row) && truth(b, row)
+            case .or(let a, let b): return try truth(a, row) || truth(b, row)
+            case .not(let a): return try !truth(a, row)
+            case .inList(let left, let list):
+                guard let l = try value(left, row) else { return false }
+                for item in list { if let r = try value(item, row), try compare(l, r) == 0 { return true } }
+                return false
+            case .compare(let left, let op, let right):
+                guard let l = try value(left, row), let r = try value(right, row) else { return false }
+                let c = try compare(l, r)
+                switch op {
+                case "=": return c == 0
+                case "<>", "!=": return c != 0
+                case "<": return c < 0
+                case "<=": return c <= 0
+                case ">": return c > 0
+                default: return c >= 0
+                }
+            default:
+                throw SuiteQLError(message: "a condition was expected")
+            }
+        }
+
+        func compare(_ a: NetSuiteValue, _ b: NetSuiteValue) throws -> Int {
+            func cmp<T: Comparable>(_ x: T, _ y: T) -> Int { x < y ? -1 : (x > y ? 1 : 0) }
+            switch (a, b) {
+            case (.number(let x), .number(let y)): return cmp(x, y)
+            case (.number(let x), .text(let t)), (.text(let t), .number(let x)):
+                guard let y = Int64(t) else { throw SuiteQLError(message: "cannot compare a number with '\(t)'") }
+                return if case .number = a { cmp(x, y) } else { cmp(y, x) }
+            case (.instant(let x), .instant(let y)): return cmp(x, y)
+            case (.text(let x), .text(let y)): return cmp(x, y)
+            case (.day(let x), .day(let y)): return cmp(x, y)
+            default:
+                throw SuiteQLError(message: "cannot compare \(a) with \(b); wrap date literals in TO_TIMESTAMP")
+            }
+        }
+    }
+}
+
+/// Breaks the emulator ↔ server reference cycle: the server's handler holds the emulator weakly.
+private final class WeakBox: Sendable {
+    private let reference = Mutex<WeakReference?>(nil)
+    private struct WeakReference: @unchecked Sendable { weak var value: NetSuiteEmulator? }
+    var emulator: NetSuiteEmulator? { reference.withLock { $0?.value } }
+    func set(_ emulator: NetSuiteEmulator) { reference.withLock { $0 = WeakReference(value: emulator) } }
+}

@@ -1,0 +1,197 @@
+// One NetSuite account: TBA signing, the per-account concurrency limit, SuiteQL requests and error mapping
+// (DESIGN §2 rules 9 and 11, §3; provider-wire-facts §2). Every object of a connection shares one client,
+// because NetSuite's concurrency limit is per account.
+public import Foundation
+public import Core
+import Crypto
+public import HTTPClient
+
+/// The parts of a SuiteQL response deltahook reads (`{links, count, hasMore, items, offset, totalResults}`).
+public struct SuiteQLPage: Sendable {
+    /// Items in response order; each an object of lower-case keys with string values (and `links`).
+    public var items: [JSONValue]
+    public var hasMore: Bool
+    public var count: Int
+    public var offset: Int
+    public var totalResults: Int
+}
+
+/// A signed, concurrency-limited SuiteQL client for one NetSuite account.
+public final class NetSuiteClient: Sendable {
+    /// Tuning knobs; the defaults are NetSuite's documented limits.
+    public struct Options: Sendable {
+        /// Concurrent requests allowed on this account (config `max_concurrency`, default 5).
+        public var maxConcurrency: Int
+        /// How often a 429 is retried in place before the connection is told to wait (scheduler gate).
+        public var rateLimitRetries: Int
+        /// Longest in-place wait for a 429; longer waits go to the scheduler as `rateLimited`.
+        public var maxInlineWait: Duration
+        /// Backoff for 429s without Retry-After (NetSuite's concurrency 429 carries none).
+        public var backoff: RateLimitBackoff
+        /// SuiteQL's row cap per query (100,000, provider-wire-facts §2.2); lowered only by tests.
+        public var rowCap: Int
+        public var timeout: Duration
+
+        public init(maxConcurrency: Int = 5, rateLimitRetries: Int = 6, maxInlineWait: Duration = .seconds(30),
+                    backoff: RateLimitBackoff = RateLimitBackoff(base: .milliseconds(500), cap: .seconds(30)),
+                    rowCap: Int = 100_000, timeout: Duration = .seconds(120)) {
+            self.maxConcurrency = maxConcurrency
+            self.rateLimitRetries = rateLimitRetries
+            self.maxInlineWait = maxInlineWait
+            self.backoff = backoff
+            self.rowCap = rowCap
+            self.timeout = timeout
+        }
+    }
+
+    public let connection: String
+    /// As configured, e.g. `1234567_SB1`.
+    public let accountID: String
+    /// `https://1234567-sb1.suitetalk.api.netsuite.com` unless overridden (emulators), no trailing slash.
+    public let baseURL: String
+    public let clock: NetSuiteClock
+    public let options: Options
+    private let credentials: OAuth1.Credentials
+    private let http: ProviderHTTP
+    private let semaphore: AsyncSemaphore
+    /// Injected by tests to reproduce the documented signature; nil = fresh nonce and the current time.
+    private let fixedNonce: String?
+    private let fixedTimestamp: Int64?
+
+    /// - Parameters:
+    ///   - baseURL: nil derives the host from the account id (`1234567_SB1` → `1234567-sb1.suitetalk…`).
+    public init(connection: String, accountID: String, baseURL: String?, timeZone: TimeZone,
+                consumerKey: String, consumerSecret: String, tokenID: String, tokenSecret: String,
+                transport: any HTTPTransport, options: Options = Options(),
+                fixedNonce: String? = nil, fixedTimestamp: Int64? = nil) {
+        self.connection = connection
+        self.accountID = accountID
+        let base = baseURL ?? "https://\(Self.hostForm(accountID)).suitetalk.api.netsuite.com"
+        self.baseURL = base.hasSuffix("/") ? String(base.dropLast()) : base
+        clock = NetSuiteClock(zone: timeZone)
+        self.options = options
+        credentials = OAuth1.Credentials(realm: Self.realm(accountID), consumerKey: consumerKey,
+                                         consumerSecret: consumerSecret, token: tokenID, tokenSecret: tokenSecret)
+        http = ProviderHTTP(transport: transport, connection: connection, timeout: options.timeout)
+        semaphore = AsyncSemaphore(value: max(1, options.maxConcurrency))
+        self.fixedNonce = fixedNonce
+        self.fixedTimestamp = fixedTimestamp
+    }
+
+    /// OAuth realm: the account id upper-case with underscores (`1234567_SB1`), provider-wire-facts §2.1.
+    public static func realm(_ accountID: String) -> String {
+        accountID.uppercased().replacingOccurrences(of: "-", with: "_")
+    }
+
+    /// Host label: lower-case with hyphens (`1234567-sb1`), provider-wire-facts §2.1.
+    public static func hostForm(_ accountID: String) -> String {
+        accountID.lowercased().replacingOccurrences(of: "_", with: "-")
+    }
+
+    /// The SuiteQL endpoint with `limit` and `offset`, which are signed (they are query parameters).
+    public func suiteQLURL(limit: Int, offset: Int) -> String {
+        "\(baseURL)/services/rest/query/v1/suiteql?limit=\(limit)&offset=\(offset)"
+    }
+
+    /// The `Authorization` header for one request (fresh nonce and timestamp unless fixed for tests).
+    public func authorization(method: String, url: String) throws -> String {
+        guard let parsed = URL(string: url) else {
+            throw ProviderError.configuration(message: "\(connection): \(HTTPClientError.redact(url)) is not a valid URL")
+        }
+        do {
+            return try OAuth1.authorizationHeader(method: method, url: parsed, credentials: credentials,
+                                                  nonce: fixedNonce, timestamp: fixedTimestamp)
+        } catch let error as OAuth1.OAuthError {
+            throw ProviderError.configuration(message: "\(connection): cannot sign the request: \(error.description)")
+        }
+    }
+
+    /// Runs one SuiteQL page. `limit` must be 1…1000 and `offset` a multiple of it (NetSuite rejects others);
+    /// `offset + limit` must stay within the row cap. 429s are retried with backoff; other failures throw.
+    public func query(_ sql: String, limit: Int, offset: Int) async throws -> SuiteQLPage {
+        guard (1...1000).contains(limit), offset >= 0, offset % limit == 0 else {
+            throw ProviderError.configuration(message: "\(connection): SuiteQL needs 1 ≤ limit ≤ 1000 and an offset that is a multiple of the limit (limit \(limit), offset \(offset))")
+        }
+        guard offset + limit <= options.rowCap else {
+            throw ProviderError.configuration(message: "\(connection): SuiteQL cannot page past \(options.rowCap) rows (offset \(offset)) for: \(sql)")
+        }
+        let url = suiteQLURL(limit: limit, offset: offset)
+        let body = JSONValue.object(JSONObject([("q", .string(sql))])).serializedBytes()
+        var rateLimitAttempts = 0
+        var authRetried = false
+        while true {
+            try Task.checkCancellation()
+            let response = try await semaphore.withPermit {
+                // Signed inside the permit so the timestamp is fresh when the request actually leaves.
+                let auth = try authorization(method: "POST", url: url)
+                return try await http.send(method: "POST", url: url, headers: [
+                    (name: "Authorization", value: auth),
+                    (name: "Content-Type", value: "application/json"),
+                    (name: "Accept", value: "application/json"),
+                    (name: "Prefer", value: "transient"),
+                ], body: body)
+            }
+            switch response.status {
+            case 200..<300:
+                options.backoff.reset()
+                return try parsePage(response, sql: sql)
+            case 429:
+                let detail = Self.errorSummary(response.body)
+                let wait = ProviderHTTP.retryAfter(response.headers) ?? options.backoff.nextWait()
+                rateLimitAttempts += 1
+                if rateLimitAttempts > options.rateLimitRetries || wait > options.maxInlineWait {
+                    throw ProviderError.rateLimited(retryAfter: wait, message: "\(connection): NetSuite answered 429 (\(detail)); the account's concurrency limit is shared with other integrations — lower max_concurrency if this persists")
+                }
+                try await Task.sleep(for: wait)
+            case 401:
+                // TBA has nothing to refresh; one retry with a fresh nonce and timestamp rules out a one-off
+                // nonce or clock hiccup (DESIGN §2 rule 11), then it is an authentication failure.
+                if !authRetried {
+                    authRetried = true
+                    continue
+                }
+                throw ProviderError.authentication(
+                    message: "\(connection): NetSuite rejected the Token-Based Authentication signature (HTTP 401: \(Self.errorSummary(response.body)))",
+                    hint: "check the machine clock and the token/consumer secrets; TBA signatures expire (also check account_id \(credentials.realm ?? accountID) and that the token's role is active)")
+            case 403:
+                throw ProviderError.permission(message: "\(connection): NetSuite refused the query (HTTP 403: \(Self.errorSummary(response.body))) for: \(sql)")
+            default:
+                throw ProviderError.http(status: response.status,
+                                         message: "\(connection): SuiteQL failed (\(Self.errorSummary(response.body))) for: \(sql)")
+            }
+        }
+    }
+
+    private func parsePage(_ response: ProviderResponse, sql: String) throws -> SuiteQLPage {
+        let json = try response.json(context: "\(connection): SuiteQL response")
+        guard case .array(let items)? = json["items"] else {
+            throw ProviderError.malformed(path: "$.items", message: "\(connection): expected an array of rows for: \(sql)")
+        }
+        func int(_ key: String) throws -> Int {
+            guard let value = json[key]?.int64Value else {
+                throw ProviderError.malformed(path: "$.\(key)", message: "\(connection): expected a number")
+            }
+            return Int(value)
+        }
+        guard let hasMore = json["hasMore"]?.boolValue else {
+            throw ProviderError.malformed(path: "$.hasMore", message: "\(connection): expected a boolean")
+        }
+        return SuiteQLPage(items: items, hasMore: hasMore, count: try int("count"), offset: try int("offset"),
+                           totalResults: try int("totalResults"))
+    }
+
+    /// `title`, then each `o:errorDetails[].o:errorCode: detail` (provider-wire-facts §2.4), or a body excerpt.
+    public static func errorSummary(_ body: [UInt8]) -> String {
+        guard let json = try? JSONValue.parse(body), case .object = json else {
+            return body.isEmpty ? "empty body" : ProviderHTTP.excerpt(body)
+        }
+        var parts = [String]()
+        if let title = json["title"]?.stringValue { parts.append(title) }
+        for detail in json["o:errorDetails"]?.arrayValue ?? [] {
+            let code = detail["o:errorCode"]?.stringValue ?? "?"
+            let text = detail["detail"]?.stringValue ?? ""
+            parts.append(text.isEmpty ? code : "\(code): \(String(text.prefix(300)))")
+        }
+        return parts.isEmpty ? ProviderHTTP.excerpt(body) : parts.joined(separator: "; ")
+    }
+}
