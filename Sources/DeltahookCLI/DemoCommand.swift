@@ -141,7 +141,7 @@ struct DemoCommand: Command {
           servicenow  \(world.servicenow.baseURL)  incident → ticket, sys_user → user  (OAuth client credentials)
           github      \(world.github.baseURL)  \(DemoWorld.githubOwner)/\(DemoWorld.githubRepository) issues → ticket  (token)
           netsuite    \(world.netsuite.baseURL)  customer → customer  (TBA, \(DemoWorld.netsuiteTimeZone))
-          receiver    \(world.receiver.url)  (its own copy of the whsec_ secret)
+          receiver    \(world.receiver.url)  (its own copy of the signing secret)
           state       \(directory.path)  (removed at exit)
         Polling every second; a generator edits records every second. \(stopHint)
 

@@ -97,7 +97,7 @@ public struct DemoDelivery: Sendable {
                 ($0.field, .object(JSONObject([("from", $0.from), ("to", $0.to)])))
             }))))
         }
-        members.append(("latency_ms", latency.map { .double(Self.ms($0)) } ?? .null))
+        members.append(("latency_ms", latency.map { .double((Self.ms($0) * 1000).rounded() / 1000) } ?? .null))
         members.append(("signature_verified", .bool(verified)))
         return .object(JSONObject(members))
     }
