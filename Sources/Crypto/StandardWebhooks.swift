@@ -17,7 +17,7 @@ public enum StandardWebhooks {
         public var description: String {
             switch self {
             case .empty:
-                "webhook secret is empty; expected whsec_<base64> (generate one with `deltahook secret generate`)"
+                "webhook secret is empty; expected whsec_<base64> (generate one with `deltahook secrets generate`)"
             case .notBase64:
                 "webhook secret is not valid standard base64 after the whsec_ prefix"
             case .wrongLength(let n):

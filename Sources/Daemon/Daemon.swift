@@ -184,8 +184,14 @@ public enum Daemon {
             try await pipeline.apply(new)
             state.setConfig(new)
             registry.increment(DaemonMetric.reloads, labels: ["ok"])
-            if new.stateDirectory != old.stateDirectory || new.http != old.http || new.logLevel != old.logLevel {
-                logger.warning("state_directory, http and log_level changes take effect after a restart")
+            let delivery = (new.delivery.retrySchedule, new.delivery.jitter, new.delivery.pauseAfter,
+                            new.delivery.probeInterval, new.delivery.maxRetryAfter)
+            let oldDelivery = (old.delivery.retrySchedule, old.delivery.jitter, old.delivery.pauseAfter,
+                               old.delivery.probeInterval, old.delivery.maxRetryAfter)
+            if new.stateDirectory != old.stateDirectory || new.http != old.http || new.logLevel != old.logLevel
+                || delivery != oldDelivery
+            {
+                logger.warning("state_directory, http, log_level and delivery changes take effect after a restart")
             }
             logger.notice("configuration reloaded", ["CONNECTIONS": String(new.connections.count),
                                                      "SUBSCRIBERS": String(new.subscribers.count)])
@@ -241,7 +247,8 @@ final class ControlService: Service {
                 }
             case .terminate, .interrupt:
                 if !trigger.isFired {
-                    notifier.stopping(status: "stopping: draining deliveries")
+                    state.markStopping()
+                    notifier.stopping(status: state.statusLine)
                     logger.notice("stopping", ["SIGNAL": signal.description])
                     trigger.fire(reason: signal.description)
                 }

@@ -10,6 +10,7 @@ public final class DaemonState: Sendable {
         var report: StatusReport?
         var alive = true
         var aliveReason = "starting"
+        var stopping = false
     }
 
     private let facts: Mutex<Facts>
@@ -32,9 +33,13 @@ public final class DaemonState: Sendable {
         }
     }
 
-    /// "3 connections, 2 subscribers, 0 failing, backlog 12".
+    /// Set on SIGTERM/SIGINT, so later STATUS= updates keep saying so.
+    func markStopping() { facts.withLock { $0.stopping = true } }
+
+    /// "3 connections, 2 subscribers, 0 failing, backlog 12" ("stopping: …" once shutdown began).
     public var statusLine: String {
         facts.withLock { f in
+            if f.stopping { return "stopping: draining deliveries, backlog \(f.report?.pendingTotal ?? 0)" }
             let c = f.config.connections.count
             let s = f.config.subscribers.count
             guard let report = f.report else { return "\(c) connections, \(s) subscribers, starting" }

@@ -1,5 +1,5 @@
-// The real pipeline: provider adapters (ProviderFactory) → Engine (one PollRunner per object, routing events to
-// subscribers inside the page commit) → store → Dispatcher (signed POSTs), sharing one curl client.
+// The real pipeline: provider adapters (ProviderFactory, through Wiring) → Engine (one PollRunner per object,
+// routing events to subscribers inside the page commit) → store → Dispatcher (signed POSTs), one curl client.
 public import Config
 import Core
 import Delivery
@@ -7,7 +7,6 @@ import Engine
 import Foundation
 import HTTPClient
 import Logging
-import Providers
 public import Store
 import Synchronization
 
@@ -58,9 +57,10 @@ public final class DeltahookPipeline: Pipeline {
     /// Builds every source, plan and subscriber setting first; only when all succeed are they handed to the
     /// engine and the dispatcher, so a config that cannot be applied leaves the running one untouched.
     public func apply(_ config: DeltahookConfig) async throws {
-        let targets = try DeltahookPipeline.targets(for: config, transport: transport, logger: logger)
+        let targets: [PollTarget]
+        var problems: [ConfigProblem]
+        (targets, problems) = DeltahookPipeline.targets(for: config, transport: transport, logger: logger)
         var settings: [SubscriberSettings] = []
-        var problems: [ConfigProblem] = []
         for (index, subscriber) in config.subscribers.enumerated() {
             do {
                 settings.append(try SubscriberSettings(subscriber))
@@ -88,38 +88,28 @@ public final class DeltahookPipeline: Pipeline {
                     + (debugStall ? " (DELTAHOOK_DEBUG_STALL_ENGINE=1)" : ""))
     }
 
-    /// One `PollTarget` per configured object. A provider that refuses its configuration becomes a config problem
-    /// with the connection's JSON path (exit 78 at start, a rejected reload later).
-    static func targets(for config: DeltahookConfig, transport: any HTTPTransport, logger: Logger) throws
-        -> [PollTarget]
+    /// One `PollTarget` per configured object (built by `Wiring`, shared with `poll-once`). A connection whose
+    /// adapters cannot be built becomes a config problem with its JSON path: exit 78 at start, a rejected reload
+    /// later — the daemon never runs a config with a connection silently missing.
+    static func targets(for config: DeltahookConfig, transport: any HTTPTransport, logger: Logger)
+        -> (targets: [PollTarget], problems: [ConfigProblem])
     {
-        var targets: [PollTarget] = []
-        var problems: [ConfigProblem] = []
-        for (index, connection) in config.connections.enumerated() {
-            let sources: [any ObjectSource]
-            do {
-                sources = try ProviderFactory.makeSources(for: connection, transport: transport, logger: logger)
-            } catch {
-                problems.append(ConfigProblem(path: "connections[\(index)]", message: String(describing: error)))
-                continue
-            }
-            for (object, source) in zip(connection.objects, sources) {
-                let plan = ObjectPlan(descriptor: source.descriptor, interval: object.interval,
-                                      lookback: object.lookback, reconcileEvery: object.reconcileEvery,
-                                      initialSync: object.initialSync == .emit ? .emit : .silent,
-                                      pageSize: object.pageSize, useDeleteFeed: object.deleteFeed == .audit)
-                targets.append(PollTarget(plan: plan, source: source))
-            }
+        let wired = Wiring.build(config, transport: transport, logger: logger)
+        let problems = wired.failures.map { failure in
+            let index = config.connections.firstIndex { $0.id == failure.connection }
+            return ConfigProblem(path: index.map { "connections[\($0)]" } ?? "connections",
+                                 message: String(describing: failure.error))
         }
-        if !problems.isEmpty { throw ConfigError(file: nil, problems: problems) }
-        return targets
+        return (wired.targets, problems)
     }
 
-    /// Subscribers whose `events` globs and `connections` list accept the event (DESIGN §6). Called by the engine
-    /// inside each page commit, so routing and the delivery rows are one transaction.
+    /// `Wiring.router` (subscribers whose `events` globs and `connections` accept the event, DESIGN §6), plus a
+    /// ring of the commit bell. The engine calls it inside each page commit, so routing and the delivery rows are
+    /// one transaction.
     static func router(for subscribers: [SubscriberConfig], bell: CommitBell) -> EventRouter {
-        { event in
-            let ids = subscribers.filter { $0.accepts(eventType: event.type, connection: event.connection) }.map(\.id)
+        let route = Wiring.router(for: subscribers)
+        return { event in
+            let ids = route(event)
             if !ids.isEmpty { bell.eventsRouted() }
             return ids
         }

@@ -89,7 +89,9 @@ public enum ServiceGroup {
     /// `shutdownTimeout` (plus a short wind-down). Services still running after that are cancelled; if they ignore
     /// cancellation for `cancellationGrace` too, this returns anyway (`abandoned`) so the process can exit before
     /// systemd's TimeoutStopSec= escalates to SIGKILL.
-    public static func run(_ services: [any Service], trigger: ShutdownTrigger, shutdownTimeout: Duration,
+    /// `shutdownTimeout` is read when shutdown starts, so a reloaded `shutdown_timeout` applies.
+    public static func run(_ services: [any Service], trigger: ShutdownTrigger,
+                           shutdownTimeout: @autoclosure @escaping @Sendable () -> Duration,
                            cancellationGrace: Duration = .seconds(5), logger: Logger) async -> ServiceGroupOutcome
     {
         let first = FirstResult<ServiceGroupOutcome>()
@@ -98,7 +100,7 @@ public enum ServiceGroup {
         }
         let guardian = Task {
             await trigger.wait()
-            guard (try? await Task.sleep(for: shutdownTimeout + windDown + cancellationGrace)) != nil else { return }
+            guard (try? await Task.sleep(for: shutdownTimeout() + windDown + cancellationGrace)) != nil else { return }
             logger.critical("services ignored cancellation; exiting without them")
             first.resume(ServiceGroupOutcome(failures: [("shutdown", "services ignored cancellation")],
                                              deadlineExceeded: true, abandoned: true))
@@ -109,8 +111,9 @@ public enum ServiceGroup {
         return outcome
     }
 
-    private static func runGroup(_ services: [any Service], trigger: ShutdownTrigger, shutdownTimeout: Duration,
-                                 logger: Logger) async -> ServiceGroupOutcome
+    private static func runGroup(_ services: [any Service], trigger: ShutdownTrigger,
+                                 shutdownTimeout: @escaping @Sendable () -> Duration, logger: Logger) async
+        -> ServiceGroupOutcome
     {
         let finished = services.map { _ in Doorbell() }
         var failures: [(service: String, error: String)] = []
@@ -131,7 +134,7 @@ public enum ServiceGroup {
             }
             group.addTask {
                 await trigger.wait()
-                let deadline = ContinuousClock.now.advanced(by: shutdownTimeout)
+                let deadline = ContinuousClock.now.advanced(by: shutdownTimeout())
                 let hard = deadline.advanced(by: windDown)
                 for index in services.indices.reversed() {
                     let service = services[index]
@@ -168,7 +171,7 @@ public enum ServiceGroup {
                     if let overdue {
                         deadlineExceeded = true
                         logger.warning("shutdown deadline passed; cancelling remaining work",
-                                       ["SERVICE": overdue, "TIMEOUT": DurationText.format(shutdownTimeout)])
+                                       ["SERVICE": overdue, "TIMEOUT": DurationText.format(shutdownTimeout())])
                         group.cancelAll()
                     }
                 }

@@ -43,7 +43,8 @@ public final class UnixSignals: @unchecked Sendable {
         sources = installed
     }
 
-    /// Stops listening and restores default dispositions.
+    /// Stops listening. Dispositions stay SIG_IGN on purpose: a second SIGTERM arriving while the daemon writes
+    /// its final checkpoint is ignored instead of killing it mid-write.
     public func cancel() {
         for source in sources { source.cancel() }
         continuation.finish()

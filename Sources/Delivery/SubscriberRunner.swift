@@ -141,7 +141,9 @@ final class SubscriberRunner: Sendable {
         let poll = options.storePollInterval
         // Claim in sizeable batches (one write transaction each), not one slot at a time, but never hold much
         // more than a few rounds of `max_in_flight`: claimed deliveries wait in memory, new events behind them.
-        let batch = min(options.claimBatch, max(32, s.settings.maxInFlight * 8))
+        var batch = min(options.claimBatch, max(32, s.settings.maxInFlight * 8))
+        // A rate-limited subscriber holds at most ~5 s of its rate, well inside the lease.
+        if let rate = s.settings.rateLimit { batch = min(batch, max(1, Int(rate * 5))) }
         let maxHeld = s.settings.maxInFlight + batch
         let room = maxHeld - s.held.count
         if room <= 0 || (s.held.count >= s.settings.maxInFlight && room < batch / 4) {
@@ -157,19 +159,27 @@ final class SubscriberRunner: Sendable {
             await doorbell.wait(upTo: max(.milliseconds(1), min(poll, wait)))
             return
         }
+        // Every claimed delivery gets its task at once and waits for an in-flight permit there, so the loop is
+        // free to claim the next batch while this one is being sent (no gap while a claim transaction runs).
         for (index, item) in claimed.enumerated() {
-            let (semaphore, wait, stopping) = state.withLock { st in
-                (st.semaphore, st.bucket?.reserve() ?? .zero, st.stopping)
-            }
+            let (semaphore, stopping) = state.withLock { st in (st.semaphore, st.stopping) }
             if stopping || Task.isCancelled {
                 await abandon(claimed[index...].map(\.delivery.id))
                 return
             }
-            if wait > .zero {
-                do { try await Task.sleep(for: wait) } catch { await abandon(claimed[index...].map(\.delivery.id)); return }
-            }
-            do { try await semaphore.acquire() } catch { await abandon(claimed[index...].map(\.delivery.id)); return }
             group.addTask {
+                do { try await semaphore.acquire() } catch {
+                    await self.abandon([item.delivery.id])
+                    return
+                }
+                let wait = self.state.withLock { $0.bucket?.reserve() ?? .zero }
+                if wait > .zero {
+                    do { try await Task.sleep(for: wait) } catch {
+                        semaphore.release()
+                        await self.abandon([item.delivery.id])
+                        return
+                    }
+                }
                 await self.deliver(item, probe: false)
                 semaphore.release()
             }

@@ -90,7 +90,14 @@ func peakRSSMiB() -> Double {
     return Double(usage.ru_maxrss) / 1024  // Linux: kilobytes
 }
 
-func seconds(_ duration: Duration) -> Double { duration.seconds }
+/// Process CPU time (user + system, all threads) in seconds: on a shared machine, records per CPU-second
+/// says more about the code than wall time, which includes waiting for other processes.
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+}
 
 func rate(_ count: Int, _ duration: Duration) -> String {
     let perSecond = Double(count) / max(duration.seconds, 1e-9)
@@ -99,8 +106,9 @@ func rate(_ count: Int, _ duration: Duration) -> String {
 
 /// Fills `rows` random 32-hex-key rows with a payload of about the size of an engine row, 1000 per
 /// transaction, through one cached prepared upsert.
-func rawBaseline(path: String, rows: Int, payload: Int) throws -> Duration {
+func rawBaseline(path: String, rows: Int, payload: Int, pragma: String?) throws -> Duration {
     let database = try Database(path: path)
+    if let pragma { try database.withConnection { try $0.executeScript(pragma) } }
     try database.write { db in
         try db.executeScript("CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v TEXT NOT NULL, ts INTEGER NOT NULL)")
     }
@@ -135,6 +143,11 @@ struct Bench {
         defer { try? FileManager.default.removeItem(at: directory) }
 
         let store = try StateStore(path: directory.appendingPathComponent(StateStore.fileName).path)
+        // Experiment knob: BENCH_CACHE_MIB sets SQLite's page cache on both the store and the raw baseline
+        // (SQLite's default is 2 MiB). Unset: both run with the store's defaults, like the daemon.
+        let cachePragma = ProcessInfo.processInfo.environment["BENCH_CACHE_MIB"].flatMap(Int.init)
+            .map { "PRAGMA cache_size = -\($0 * 1024)" }
+        if let cachePragma { try store.database.withConnection { try $0.executeScript(cachePragma) } }
         let source = SyntheticSource(count: count)
         let plan = ObjectPlan(descriptor: source.descriptor, interval: .seconds(60), lookback: .seconds(1),
                               reconcileEvery: nil, initialSync: .silent, pageSize: pageSize, useDeleteFeed: false)
@@ -147,6 +160,7 @@ struct Bench {
               + "load average \(load) at start")
 
         // Phase 0: what generating the synthetic pages costs on its own.
+        var cpu: [Double] = [cpuSeconds()]
         let sourceOnly = try await clock.measure {
             var position: ScanPosition? = nil
             repeat {
@@ -155,13 +169,17 @@ struct Bench {
             } while position != nil
         }
 
+        cpu.append(cpuSeconds())
         var initial = CycleReport(connection: "", object: "", dryRun: false)
         let loadTime = try await clock.measure { initial = try await runner.runCycle() }
+        cpu.append(cpuSeconds())
         var unchanged = CycleReport(connection: "", object: "", dryRun: false)
         let unchangedTime = try await clock.measure { unchanged = try await runner.runCycle() }
+        cpu.append(cpuSeconds())
         source.bump()
         var changed = CycleReport(connection: "", object: "", dryRun: false)
         let changedTime = try await clock.measure { changed = try await runner.runCycle() }
+        cpu.append(cpuSeconds())
         guard initial.snapshotsWritten == count, unchanged.unchanged == count, changed.eventCount == count else {
             print("unexpected counts: load \(initial.snapshotsWritten), unchanged \(unchanged.unchanged), "
                   + "changed events \(changed.eventCount)")
@@ -170,7 +188,11 @@ struct Bench {
         // Rows the changed phase wrote: snapshot + event + delivery per record, plus one cursor row per page.
         let changedRows = 3 * count + changed.pages
         let rawTime = try rawBaseline(path: directory.appendingPathComponent("raw.sqlite").path, rows: changedRows,
-                                      payload: 300)
+                                      payload: 300, pragma: cachePragma)
+        cpu.append(cpuSeconds())
+        // CPU seconds of phase i (0 source, 1 load, 2 unchanged, 3 changed, 4 raw).
+        let phaseCPU = (0..<5).map { cpu[$0 + 1] - cpu[$0] }
+        func perCPU(_ n: Int, _ i: Int) -> String { String(format: "%9.0f", Double(n) / max(phaseCPU[i], 1e-9)) }
         let rawRows = Double(changedRows) / rawTime.seconds
         let engineRows = Double(changedRows) / changedTime.seconds
         let net = max(changedTime.seconds - sourceOnly.seconds, 1e-9)
@@ -201,18 +223,24 @@ struct Bench {
         }
 
         print("")
-        print("phase                           time s   records/s   rows/s      note")
-        print(String(format: "source only (page generation)  %7.2f   ", sourceOnly.seconds) + rate(count, sourceOnly))
+        print("phase                           time s   records/s   rows/s      per CPU-s   note")
+        print(String(format: "source only (page generation)  %7.2f   ", sourceOnly.seconds) + rate(count, sourceOnly)
+              + "           -   " + perCPU(count, 0) + " rec")
         print(String(format: "initial load (silent)          %7.2f   ", loadTime.seconds) + rate(count, loadTime)
-              + String(format: "   %9.0f   snapshot + cursor rows", Double(count + initial.pages) / loadTime.seconds))
+              + String(format: "   %9.0f   ", Double(count + initial.pages) / loadTime.seconds) + perCPU(count, 1)
+              + " rec   snapshot + cursor rows")
         print(String(format: "(a) unchanged re-read          %7.2f   ", unchangedTime.seconds) + rate(count, unchangedTime)
-              + "           -   hash compare, no writes (target >= 100000/s)")
+              + "           -   " + perCPU(count, 2) + " rec   hash compare, no writes (target >= 100000/s)")
         print(String(format: "(b) changed                    %7.2f   ", changedTime.seconds) + rate(count, changedTime)
-              + String(format: "   %9.0f   snapshot + event + delivery per record", engineRows))
+              + String(format: "   %9.0f   ", engineRows) + perCPU(changedRows, 3)
+              + " rows  snapshot + event + delivery per record")
         print(String(format: "    raw SQLite baseline        %7.2f           -   %9.0f   ", rawTime.seconds, rawRows)
-              + "\(changedRows) rows, 32-hex keys, WAL, NORMAL, 1000/tx")
-        print(String(format: "    engine / raw (row writes)  %6.0f %%   (target >= 50 %%); net of page generation: %.0f %%",
-                     100 * engineRows / rawRows, 100 * (Double(changedRows) / net) / rawRows))
+              + perCPU(changedRows, 4) + " rows  \(changedRows) rows, 32-hex keys, WAL, NORMAL, 1000/tx")
+        print(String(format: "    engine / raw (row writes)  %6.0f %%   (target >= 50 %%); net of page generation: %.0f %%; "
+                     + "per CPU-second: %.0f %%",
+                     100 * engineRows / rawRows, 100 * (Double(changedRows) / net) / rawRows,
+                     100 * phaseCPU[4] / max(phaseCPU[3], 1e-9)))
+        if let cachePragma { print("    (experiment: \(cachePragma) on both)") }
         print(String(format: "(c) peak RSS                   %7.1f MiB", peakRSSMiB()))
     }
 }

@@ -11,6 +11,7 @@ import Foundation
 import HTTPClient
 import Store
 import Synchronization
+import Glibc
 
 struct BenchDeliveryCommand: Command {
     static let name = "bench-delivery"
@@ -57,7 +58,9 @@ struct BenchDeliveryCommand: Command {
 
         // Phase 1: loopback limit.
         let sample = WebhookSigner.body(for: Self.event(0, now: Date()), includeRaw: false)
+        let cpu0 = Self.cpuSeconds()
         let limitRate = try await loopbackLimit(client: client, url: receiver.url, body: sample, count: events)
+        let limitPerCPU = Double(events) / max(0.001, Self.cpuSeconds() - cpu0)
         receiver.clearReceived()
         out.err("loopback limit: \(Int(limitRate)) requests/s\n")
 
@@ -71,6 +74,7 @@ struct BenchDeliveryCommand: Command {
         dispatcher.setSubscribers([SubscriberSettings(
             id: "bench", url: url, secrets: [try StandardWebhooks.Secret(secret)], timeout: .seconds(15),
             maxInFlight: maxInFlight, allowInsecureHTTP: true, allowPrivateNetwork: true)])
+        let cpu1 = Self.cpuSeconds()
         let start = ContinuousClock.now
         var next = 0
         while next < events {
@@ -85,6 +89,7 @@ struct BenchDeliveryCommand: Command {
         try await waitDurable(store: store, timeout: .seconds(600))
         let elapsed = ContinuousClock.now - start
         let rate = Double(events) / elapsed.seconds
+        let ratePerCPU = Double(events) / max(0.001, Self.cpuSeconds() - cpu1)
         let received = receiver.received
         let okCount = received.filter { verify ? $0.accepted : $0.answered2xx }.count
         out.err("throughput: \(Int(rate)) deliveries/s (\(events) events, enqueue took \(DurationText.format(enqueued)))\n")
@@ -128,6 +133,8 @@ struct BenchDeliveryCommand: Command {
             "receiver_verifies": .bool(verify),
             "loopback_limit_per_second": .integer(Int64(limitRate)),
             "deliveries_per_second": .integer(Int64(rate)),
+            "loopback_requests_per_cpu_second": .integer(Int64(limitPerCPU)),
+            "deliveries_per_cpu_second": .integer(Int64(ratePerCPU)),
             "accepted": .integer(Int64(okCount)), "requests": .integer(Int64(received.count)),
             "latency_phase_rate_per_second": .integer(Int64(targetRate)),
             "latency_p50_ms": .double((percentile(0.50) * 10).rounded() / 10),
@@ -137,9 +144,10 @@ struct BenchDeliveryCommand: Command {
             out.out(result.serialized() + "\n")
         } else {
             out.out("""
-                loopback limit (client alone):   \(Int(limitRate)) requests/s
-                delivery throughput (durable):   \(Int(rate)) deliveries/s  (\(okCount)/\(events) accepted, \
-                \(received.count) requests)
+                loopback limit (client alone):   \(Int(limitRate)) requests/s  (\(Int(limitPerCPU)) per CPU-second)
+                delivery throughput (durable):   \(Int(rate)) deliveries/s  (\(Int(ratePerCPU)) per CPU-second; \
+                \(okCount)/\(events) accepted, \(received.count) requests)
+                (CPU-seconds include the receiver, which runs in this process; they do not depend on other load)
                 enqueue→POST at \(Int(targetRate))/s:        p50 \(String(format: "%.1f", percentile(0.5))) ms, \
                 p99 \(String(format: "%.1f", percentile(0.99))) ms
 
@@ -155,6 +163,14 @@ struct BenchDeliveryCommand: Command {
             id: "evt_bench_\(UUID().uuidString.prefix(8))_\(n)", model: "ticket", kind: .updated, connection: "bench",
             provider: "servicenow", object: "incident", recordID: "rec\(n)", occurredAt: now, detectedAt: now,
             record: record, changes: ["status": FieldChange(from: "open", to: "in_progress")], raw: record)
+    }
+
+    /// User + system CPU time of this process so far.
+    static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+            + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
     }
 
     private func waitDurable(store: StateStore, timeout: Duration) async throws {

@@ -109,25 +109,14 @@ struct PollOnceCommand: Command {
             return
         }
         for report in reports {
-            var line = "\(report.connection)/\(report.object): "
-            if report.notModified {
-                line += "not modified (conditional request, no quota used)"
-            } else {
-                line += "\(report.pages) page(s), \(report.records) record(s), \(report.eventCount) event(s)"
-                    + (report.dryRun ? " that would be committed (dry run)" : "")
-            }
-            if report.initialSync { line += report.silent ? "; initial sync (silent baseline)" : "; initial sync" }
-            if report.resumed { line += "; resumed an interrupted scan" }
-            if report.reconciled { line += "; reconciled \(report.reconcileIDs) id(s)" }
-            if !report.duplicates.isEmpty { line += "; \(report.duplicates.count) already in the outbox" }
-            context.output.out(line + "\n")
+            // The engine's one-line summary (pages, records, events per type, initial sync, resume, 304, …).
+            context.output.out(report.description + "\n")
             for event in report.events {
                 var text = "  \(event.id)  \(event.type)  record \(event.recordID)"
                 if !event.changedFields.isEmpty { text += "  changed: " + event.changedFields.joined(separator: ", ") }
                 context.output.out(text + "\n")
             }
             for warning in report.warnings { context.output.out("  warning: \(warning)\n") }
-            if let error = report.reconcileError { context.output.out("  reconciliation failed: \(error)\n") }
         }
         if let errorText { context.output.err("deltahook poll-once: \(errorText)\n") }
     }

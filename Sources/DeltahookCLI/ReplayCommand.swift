@@ -4,6 +4,7 @@
 import Core
 import Foundation
 import Store
+import Config
 
 struct ReplayCommand: Command {
     static let name = "replay"
@@ -14,7 +15,7 @@ struct ReplayCommand: Command {
         [since, until) that match the subscriber's "events" and "connections" in the config get a pending
         delivery due now (existing ones are re-armed). Per-record order is kept. The running daemon notices
         within its store poll interval (2 s).
-        Exit status: 0 done, 1 store not writable, 64 usage (unknown subscriber, bad time).
+        Exit status: 0 done, 1 store not writable, 64 usage (unknown subscriber, bad time), 78 config unreadable.
         """
 
     let subscriber: String
@@ -40,8 +41,9 @@ struct ReplayCommand: Command {
     func run() async throws -> Int32 {
         let outline = DeliveryCLI.outline(path: context.configPath)
         guard outline.readable else {
-            throw CommandFailure("cannot read the config \(context.configPath): replay needs the subscriber's "
-                + "events and connections (pass --config PATH)")
+            throw ConfigError(file: context.configPath, problems: [ConfigProblem(
+                path: "", message: "cannot read \(context.configPath) as JSON: replay needs the subscriber's events "
+                    + "and connections (pass --config PATH)")])
         }
         guard let target = outline.subscriber(subscriber) else {
             let known = outline.subscribers.map(\.id).joined(separator: ", ")

@@ -105,12 +105,13 @@ struct StatusCommand: Command {
         return ExitCode.ok
     }
 
-    /// Whether a metrics textfile is present (the daemon removes it when it stops).
+    /// Whether a metrics textfile is present: a hint that the daemon runs, since it removes the file when it
+    /// stops. Looked up where the daemon writes it ($RUNTIME_DIRECTORY, /run/deltahook), readable is enough.
     static func daemonFacts(environment: [String: String]) -> JSONValue {
-        let path = MetricsService.textfilePath(environment: environment)
-        guard let path, FileManager.default.fileExists(atPath: path) else {
-            return ["metrics_file": .null]
-        }
-        return ["metrics_file": .string(path)]
+        var candidates: [String] = []
+        if let runtime = environment["RUNTIME_DIRECTORY"]?.split(separator: ":").first { candidates.append(String(runtime)) }
+        candidates.append("/run/deltahook")
+        let path = candidates.map { $0 + "/deltahook.prom" }.first { FileManager.default.isReadableFile(atPath: $0) }
+        return ["metrics_file": path.map(JSONValue.string) ?? .null]
     }
 }

@@ -88,3 +88,25 @@ public struct CycleReport: Sendable {
         if dryRun { previewEvents.append(event) }
     }
 }
+
+extension CycleReport: CustomStringConvertible {
+    /// One line for `poll-once` and logs, e.g.
+    /// `acme/incident: 3 pages, 250 records (240 unchanged), 10 events (ticket.created 2, ticket.updated 8), …`.
+    public var description: String {
+        var parts = ["\(pages) page\(pages == 1 ? "" : "s")", "\(records) records (\(unchanged) unchanged)"]
+        let types = eventTypes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        parts.append("\(eventCount) event\(eventCount == 1 ? "" : "s")\(dryRun ? " would be committed" : "")"
+                     + (types.isEmpty ? "" : " (\(types))"))
+        if notModified { parts.append("not modified (304)") }
+        if silent { parts.append("silent initial sync") } else if initialSync { parts.append("initial sync") }
+        if resumed { parts.append("resumed an unfinished scan") }
+        if suppressed > 0 { parts.append("\(suppressed) changes without events") }
+        if !duplicates.isEmpty { parts.append("\(duplicates.count) already committed") }
+        if deleteFeedRead { parts.append("delete feed read") }
+        if reconciled { parts.append("reconciled \(reconcileIDs) ids") }
+        if let reconcileError { parts.append("reconciliation failed: \(reconcileError)") }
+        if !warnings.isEmpty { parts.append("\(warnings.count) warning\(warnings.count == 1 ? "" : "s")") }
+        if let watermark { parts.append("watermark \(Timestamps.rfc3339(watermark))") }
+        return "\(connection)/\(object): " + parts.joined(separator: ", ")
+    }
+}

@@ -152,6 +152,7 @@ public final class PollRunner: Sendable {
         // the store's write. Its diff still starts only after the commit, so it sees this page's snapshots.
         var prefetch: Task<HashedPage, any Error>? = nil
         defer { prefetch?.cancel() }
+        var unwrittenIdlePages = 0
 
         while true {
             try Task.checkCancellation()
@@ -218,9 +219,15 @@ public final class PollRunner: Sendable {
             // A complete initial scan listed every record: the first sweep is due one period later.
             if initial && page.next == nil && cursor.lastReconcileAt == nil { cursor.lastReconcileAt = scanStart }
 
-            if dryRun {
+            // A page that changed nothing need not move the cursor at once: skipping the write only means a
+            // crash re-reads it (unchanged by hash). The end of the scan and every tenth page are written.
+            let idle = diff.snapshots.isEmpty && diff.events.isEmpty && page.next != nil
+            if idle && unwrittenIdlePages < Self.idlePagesPerCursorWrite - 1 {
+                unwrittenIdlePages += 1
+            } else if dryRun {
                 for event in diff.events { report.add(event) }
             } else {
+                unwrittenIdlePages = 0
                 let routed = diff.events.map { OutgoingEvent(event: $0, subscribers: router($0)) }
                 let commit = PageCommit(connection: descriptor.connection, object: descriptor.object,
                                         snapshots: diff.snapshots, events: routed, cursor: cursor, now: detectedAt)
@@ -255,6 +262,9 @@ public final class PollRunner: Sendable {
     /// in one query; full prior records are loaded only for ids whose hash changed, to build `changes`.
     /// `carry` holds states decided earlier in this page (or, in a dry run, this scan), so a record read
     /// twice is compared with its newest state, not with the stale stored one.
+    /// At most this many consecutive unchanged pages share one cursor write.
+    static let idlePagesPerCursorWrite = 10
+
     /// A page and the content hashes of its records.
     struct HashedPage: Sendable {
         var page: DeltaPage

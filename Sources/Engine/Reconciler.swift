@@ -173,8 +173,13 @@ public final class Reconciler: Sendable {
         let since: Date?
         if state.position != nil {
             since = state.readSince
+        } else if let newest = state.newest {
+            since = newest.addingTimeInterval(-max(descriptor.granularity.seconds, 0))
         } else {
-            since = state.newest.map { $0.addingTimeInterval(-max(descriptor.granularity.seconds, 0)) }
+            // First read: the feed's history before the delta watermark cannot hold a delete of a record the
+            // scan snapshotted (it was read alive, so its delete came later); start there, not at the feed's
+            // beginning (ServiceNow keeps years of sys_audit_delete rows). Sweeps cover anything else.
+            since = plan.lowerBound(fromWatermark: cursor.watermark)
         }
         var position = state.position
         var seen = Set<ScanPosition>()

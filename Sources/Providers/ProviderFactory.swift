@@ -20,8 +20,7 @@ public enum ProviderFactory {
         case .netsuite:
             return try makeNetSuiteSources(for: connection, transport: transport, logger: logger)
         case .rest:
-            throw ProviderError.configuration(
-                message: "the \(connection.provider.rawValue) provider is not available in this build")
+            return try connection.objects.map { try RestSource(connection: connection, object: $0, transport: transport) }
         }
     }
 

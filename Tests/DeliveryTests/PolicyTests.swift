@@ -245,6 +245,12 @@ import Store
             try await guardian.vet(url: URL(string: "https://[::ffff:10.0.0.1]/")!, allowInsecureHTTP: false,
                                    allowPrivateNetwork: false)
         }
+        // Numeric spellings getaddrinfo (inet_aton) accepts still land on loopback and are refused.
+        for spelled in ["https://2130706433/", "https://0x7f.0.0.1/", "https://127.1/"] {
+            await #expect(throws: SSRFRefusal.self, "\(spelled)") {
+                try await guardian.vet(url: URL(string: spelled)!, allowInsecureHTTP: false, allowPrivateNetwork: false)
+            }
+        }
         // getaddrinfo path: "localhost" resolves to loopback.
         await #expect(throws: SSRFRefusal.self) {
             try await guardian.vet(url: URL(string: "https://localhost/")!, allowInsecureHTTP: false,

@@ -20,8 +20,8 @@ func daemonBinary() throws -> URL {
                         "build the package first (swift build) so .build/debug/deltahook exists")
 }
 
-/// A temporary directory removed on deinit.
-final class TemporaryDirectory {
+/// A temporary directory removed on deinit (TestSupport.TemporaryDirectory needs an explicit remove()).
+final class ScratchDirectory {
     let path: String
     init(_ label: String) throws {
         path = FileManager.default.temporaryDirectory

@@ -3,6 +3,7 @@
 // a good one sends READY=1 + STATUS=, polls, delivers, writes the metrics textfile and serves /metrics and
 // /healthz; SIGHUP with a broken file keeps running (RELOADING=1 … READY=1, problems logged) and a good file
 // adds a subscriber; WATCHDOG=1 pings stop when the engine stalls; SIGTERM sends STOPPING=1 and exits 0.
+import Core
 import Emulators
 import Foundation
 import Glibc
@@ -13,7 +14,7 @@ private let githubToken = "ghp_emulatortoken"
 
 /// One daemon scenario: emulator, receiver, temp dirs, config and environment.
 private final class Scenario {
-    let directory: TemporaryDirectory
+    let directory: ScratchDirectory
     let github: GitHubEmulator
     let receiver: ReceiverEmulator
     let notify: NotifySocket
@@ -23,7 +24,7 @@ private final class Scenario {
     var stateDirectory: String { directory.path + "/state" }
 
     init() throws {
-        directory = try TemporaryDirectory("daemon")
+        directory = try ScratchDirectory("daemon")
         github = try GitHubEmulator()
         receiver = try ReceiverEmulator(secrets: [webhookSecret])
         notify = try NotifySocket(directory: directory.path)
@@ -43,14 +44,21 @@ private final class Scenario {
         """
     }
 
-    func writeConfig(subscribers: [String] = ["crm"], extra: String = "", shutdownTimeout: String = "5s") throws {
+    func connection(_ id: String) -> String {
+        """
+        {"id": "\(id)", "provider": "github", "base_url": "\(github.baseURL)",
+         "auth": {"type": "token", "token": {"env": "E2E_GITHUB_TOKEN"}},
+         "objects": [{"name": "issues", "repository": "octo-org/hello", "model": "ticket",
+                      "interval": "1s", "initial_sync": "emit"}]}
+        """
+    }
+
+    func writeConfig(subscribers: [String] = ["crm"], connections: [String] = ["e2e-github"], extra: String = "",
+                     shutdownTimeout: String = "5s") throws {
         let config = """
             {"state_directory": "\(stateDirectory)", "log_level": "info", "shutdown_timeout": "\(shutdownTimeout)",
              "http": {"listen": "127.0.0.1:\(httpPort)"},\(extra)
-             "connections": [{"id": "e2e-github", "provider": "github", "base_url": "\(github.baseURL)",
-                              "auth": {"type": "token", "token": {"env": "E2E_GITHUB_TOKEN"}},
-                              "objects": [{"name": "issues", "repository": "octo-org/hello", "model": "ticket",
-                                           "interval": "1s", "initial_sync": "emit"}]}],
+             "connections": [\(connections.map(connection).joined(separator: ","))],
              "subscribers": [\(subscribers.map(subscriber).joined(separator: ","))]}
             """
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
@@ -94,6 +102,8 @@ struct DaemonTests {
         let ready = scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") }
         let readyMessage = try #require(ready, "no READY=1; stderr: \(daemon.stderr)")
         #expect(readyMessage.contains("STATUS=1 connections, 1 subscribers"), "\(readyMessage)")
+        let stateMode = try FileManager.default.attributesOfItem(atPath: scenario.stateDirectory)[.posixPermissions]
+        #expect(stateMode as? Int == 0o700, "the daemon creates its state directory private")
 
         // The engine polls at once and the dispatcher delivers the `created` event, signed.
         let deadline = ContinuousClock.now + .seconds(20)
@@ -141,14 +151,13 @@ struct DaemonTests {
         let reloaded = scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("READY=1") }
         #expect(reloaded?.contains("2 subscribers") == true, "\(String(describing: reloaded))")
         #expect(daemon.waitForLog("configuration reloaded", timeout: .seconds(5)))
-        let pid = daemon.process.processIdentifier
 
         // A change after the reload reaches both subscribers.
         scenario.github.createIssue(title: "second issue")
         let both = ContinuousClock.now + .seconds(20)
         while scenario.receiver.accepted.count < 3, ContinuousClock.now < both { usleep(50_000) }
         #expect(scenario.receiver.accepted.count >= 3, "\(daemon.stderr)")
-        #expect(daemon.process.processIdentifier == pid)
+        #expect(daemon.process.isRunning, "the reloads did not restart or stop the process")
 
         // SIGTERM: STOPPING=1, exit 0 within shutdown_timeout (5 s) plus start-up slack.
         daemon.signal(SIGTERM)
@@ -239,6 +248,40 @@ struct DaemonTests {
         #expect(daemon.waitForExit(timeout: .seconds(20)) == 0, "\(daemon.stderr)")
         let (root, text) = try statusJSON(configPath: scenario.configPath)
         #expect(root["pending_total"] as? Int == 1, "the unanswered delivery is due again later: \(text)")
+    }
+
+    @Test("SIGHUP adds and removes connections without a restart")
+    func reloadAddsAndRemovesConnections() throws {
+        let scenario = try Scenario()
+        scenario.github.createIssue(title: "seen by both connections")
+        try scenario.writeConfig()
+        let daemon = try scenario.start()
+        #expect(scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") } != nil, "\(daemon.stderr)")
+        func connections() -> Set<String> {
+            Set(scenario.receiver.accepted.compactMap { try? JSONValue.parse($0.body)["data"]?["connection"]?.stringValue })
+        }
+        var deadline = ContinuousClock.now + .seconds(20)
+        while !connections().contains("e2e-github"), ContinuousClock.now < deadline { usleep(50_000) }
+        #expect(connections() == ["e2e-github"])
+
+        try scenario.writeConfig(connections: ["e2e-github", "e2e-second"])
+        daemon.signal(SIGHUP)
+        #expect(scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("READY=1") }?.contains("2 connections") == true)
+        deadline = ContinuousClock.now + .seconds(20)
+        while !connections().contains("e2e-second"), ContinuousClock.now < deadline { usleep(50_000) }
+        #expect(connections() == ["e2e-github", "e2e-second"], "the new connection polls at once: \(daemon.stderr)")
+
+        try scenario.writeConfig(connections: ["e2e-second"])
+        daemon.signal(SIGHUP)
+        #expect(scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("READY=1") }?.contains("1 connections") == true)
+        #expect(daemon.process.isRunning, "reloads never restart the process")
+        daemon.signal(SIGTERM)
+        #expect(daemon.waitForExit(timeout: .seconds(15)) == 0, "\(daemon.stderr)")
+        let (root, text) = try statusJSON(configPath: scenario.configPath)
+        let objects = try #require(root["objects"] as? [[String: Any]], "\(text)")
+        let removed = objects.first { $0["connection"] as? String == "e2e-github" }
+        #expect(removed?["configured"] as? Bool == false, "the removed connection's history is kept, marked: \(text)")
+        #expect(objects.first { $0["connection"] as? String == "e2e-second" }?["configured"] as? Bool == true)
     }
 }
 

@@ -59,7 +59,7 @@ private func prepareStore(in directory: String) throws {
 struct StatusCommandTests {
     @Test("--json lists objects and subscribers from config and store, without secrets")
     func jsonShape() throws {
-        let directory = try TemporaryDirectory("status")
+        let directory = try ScratchDirectory("status")
         try prepareStore(in: directory.path)
         let config = directory.path + "/config.json"
         try """
@@ -108,7 +108,7 @@ struct StatusCommandTests {
 
     @Test("--state-directory without a config; a missing store exits 1 and says why")
     func noConfigAndNoStore() throws {
-        let directory = try TemporaryDirectory("status-nostore")
+        let directory = try ScratchDirectory("status-nostore")
         let missing = try runStatus(["--config", directory.path + "/absent.json", "--state-directory", directory.path])
         #expect(missing.status == 1)
         #expect(missing.stderr.contains("no store at"), "\(missing.stderr)")

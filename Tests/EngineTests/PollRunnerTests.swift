@@ -4,6 +4,7 @@ import Engine
 import Foundation
 import Logging
 import Store
+import Synchronization
 import Testing
 
 @Suite("PollRunner")
@@ -296,6 +297,8 @@ struct PollRunnerTests {
         #expect(try temp.store.pollStatuses().isEmpty)
         let real = try await runner.runCycle()
         #expect(real.events.map(\.id) == preview.previewEvents.map(\.id))
+        #expect(preview.description.hasPrefix("acme/incident: 3 pages, 5 records (0 unchanged), 5 events would be committed (record.created 5)"))
+        #expect(!real.description.contains("would be"))
     }
 
     @Test("delete feed: live records become deleted with the feed's time; stale notices and re-reads emit nothing (rule 6)")
@@ -364,5 +367,54 @@ struct PollRunnerTests {
         let fields = Dictionary(record.fields.map { ($0.field.name, $0.value) }, uniquingKeysWith: { a, _ in a })
         #expect(fields["CONNECTION"] == "acme" && fields["OBJECT"] == "incident")
         #expect(fields["DETAIL"]?.contains("ACLs") == true)
+    }
+}
+
+@Suite("Delete feed start")
+struct DeleteFeedStartTests {
+    @Test("the first delete-feed read starts at the delta watermark's lower bound, not the feed's beginning (rule 6)")
+    func firstReadStartsAtWatermark() async throws {
+        final class FeedProbe: ObjectSource {
+            let inner = FakeSource()
+            let sinces = Mutex<[Date?]>([])
+            var descriptor: ObjectDescriptor { inner.descriptor }
+            func fetchDelta(_ request: DeltaRequest) async throws -> DeltaPage { try await inner.fetchDelta(request) }
+            func fetchIDs(after token: String?, pageSize: Int) async throws -> IDPage {
+                try await inner.fetchIDs(after: token, pageSize: pageSize)
+            }
+            func fetchDeletions(since: Date?, after: ScanPosition?, pageSize: Int) async throws -> DeletionPage? {
+                sinces.withLock { $0.append(since) }
+                return DeletionPage(deletions: [], next: nil)
+            }
+        }
+        let temp = try TempStore()
+        let probe = FeedProbe()
+        probe.inner.upsert("a", at: at(100), ["v": "1"])
+        let plan = ObjectPlan(descriptor: probe.descriptor, interval: .seconds(1), lookback: .seconds(2),
+                              reconcileEvery: nil)
+        let runner = PollRunner(target: PollTarget(plan: plan, source: probe), store: temp.store, router: { _ in [] },
+                                logger: Logger(sink: MemoryLogSink()), now: StepClock().function)
+        _ = try await runner.runCycle()
+        #expect(probe.sinces.withLock { $0 } == [at(100 - 2 - 1)])
+    }
+}
+
+@Suite("Idle pages")
+struct IdlePageTests {
+    @Test("unchanged pages may defer the cursor write; an error then only causes an unchanged re-read (rule 1)")
+    func idlePagesDeferCursor() async throws {
+        let temp = try TempStore()
+        let source = FakeSource()
+        for i in 0..<30 { source.upsert(String(format: "id%02d", i), at: at(i), ["n": .integer(Int64(i))]) }
+        let runner = makeRunner(source, temp, initialSync: .silent, pageSize: 10, lookback: .seconds(3600))
+        _ = try await runner.runCycle()
+        let settled = try temp.cursor(source)
+        source.state.withLock { $0.deltaErrors[$0.deltaCalls + 3] = .transport(message: "reset") }
+        await #expect(throws: ProviderError.self) { _ = try await runner.runCycle() }
+        #expect(try temp.cursor(source)?.resumeState == settled?.resumeState)  // nothing written for idle pages
+        source.upsert("id29", at: at(29), ["n": 2900])
+        let report = try await runner.runCycle()
+        #expect(!report.resumed && report.records == 30 && report.unchanged == 29)
+        #expect(try temp.events().map(\.recordID) == ["id29"])
     }
 }

@@ -63,8 +63,11 @@ struct SchedulerTests {
             ScheduledJob(key: b, interval: .milliseconds(10)) { log.note(b) },
             ScheduledJob(key: c, interval: .milliseconds(10)) { log.note(c) },
         ])
-        // Wait until A has been retried after the block.
-        let retried = await eventually { aCalls.withLock { $0 } >= 3 }
+        // Wait until A has been retried after the block and B has polled again too.
+        let retried = await eventually {
+            guard let thrown = thrownAt.withLock({ $0 }) else { return false }
+            return aCalls.withLock { $0 } >= 3 && log.all.contains { $0.key == b && $0.at >= thrown + retryAfter }
+        }
         await scheduler.shutdown()
         #expect(retried)
         let thrown = try #require(thrownAt.withLock { $0 })

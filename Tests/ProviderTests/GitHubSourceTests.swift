@@ -132,6 +132,42 @@ struct GitHubSourceTests {
         }
     }
 
+    @Test("Rule 3: rows leaving a same-second run between page requests do not make the walk skip a row of the run")
+    func runShiftIsCaught() async throws {
+        let f = try GitHubFixture()
+        defer { f.stop() }
+        for i in 0..<250 { f.emulator.createIssue(title: "run \(i)", at: t0) }
+        // After the second request (page 1 from since=t0), three rows already read leave the run: every later
+        // row moves back three places. Fixed 100-row pages would now skip rows 101–103 of the run.
+        f.emulator.queueFaults([.none, .none, .hook { emulator in
+            for number: Int64 in [5, 6, 7] { emulator.updateIssue(number, at: t0 + 100) { $0.title = "moved" } }
+        }])
+        let (records, _) = try await GitHubFixture.scan(f.source(), from: nil, pageSize: 100)
+        let all = Set(f.emulator.issues.map { String($0.id) })
+        #expect(all.subtracting(records.map(\.id)).sorted() == [], "no row of the run is skipped")
+        #expect(records.filter { $0.record["title"] == "moved" }.count == 3)
+        // Windows inside the run overlap: the page after the first full run page starts before row 100.
+        let windows = f.emulator.listRequests.compactMap { r -> (Int, Int)? in
+            guard let page = r.query["page"].flatMap({ Int($0) }), let size = r.query["per_page"].flatMap({ Int($0) })
+            else { return nil }
+            return ((page - 1) * size, page * size)
+        }
+        #expect(windows.first.map { $0.0 < 100 && $0.1 > 100 } == true)
+    }
+
+    @Test("The next window inside a run overlaps the rows read and always moves forward")
+    func windowArithmetic() {
+        for maximum in [1, 2, 3, 10, 50, 99, 100] {
+            for end in 1...450 {
+                let (page, size) = GitHubIssuesSource.nextWindow(after: end, maximum: maximum)
+                let start = (page - 1) * size
+                #expect(size >= 1 && size <= maximum)
+                #expect(page * size > end, "progress past row \(end) with maximum \(maximum)")
+                if maximum >= 10 { #expect(end - start >= min(end, maximum / 10), "overlap at \(end), maximum \(maximum)") }
+            }
+        }
+    }
+
     @Test("Rule 3: after a mixed page the walk asks page 1 again from the newest updated_at seen")
     func sinceWalk() async throws {
         let f = try GitHubFixture()

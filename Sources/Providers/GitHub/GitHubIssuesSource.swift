@@ -8,15 +8,17 @@
 //   newest `updated_at` seen; rows at exactly that instant that were already on the previous page are
 //   filtered out (their ids travel in the position's `seen` hint);
 // - only when a whole page shares one timestamp T and `since` is already T (a run of identical timestamps
-//   longer than a page) does the walk use `page=N+1` — the one place where nothing else advances.
+//   longer than a page) does the walk use page numbers — the one place where nothing else advances.
+//   Inside a run, consecutive windows overlap by about a tenth of a page (GitHub pages are offset windows
+//   `[(page−1)·per_page, page·per_page)`, so a different `per_page` moves the window start): when rows of the
+//   run are updated between two requests they leave the run and everything after them moves back; the
+//   overlap catches up to that many moved rows instead of skipping them, and the `seen` ids drop the repeats.
 // Only an empty page or a response without a `next` link ends the scan (rule 4). The position's hints
-// (`since`, `page`, `seen`) are persisted by the engine with the page, so a restarted scan asks exactly the
-// request that was next.
+// (`since`, `page`, `per_page`, `seen`) are persisted by the engine with the page, so a restarted scan asks
+// exactly the request that was next.
 //
-// Known limit (inherent to page numbers): inside a multi-page run of one timestamp, a row of the run that is
-// updated between two page requests leaves the run and shifts the rest back by one; the row that moves into
-// the already-read page is missed by this scan if it also changed in that very second. The next cycle's
-// lookback re-reads the run only when the watermark has not moved past it.
+// Known limit (inherent to page numbers): if more rows than the overlap leave a multi-page run between two
+// page requests, a row of the run can still be skipped by this scan.
 public import Core
 public import Foundation
 import HTTPClient
@@ -63,9 +65,10 @@ public struct GitHubIssuesSource: ObjectSource {
         if let after = request.after {
             step = WalkStep(since: after.hints["since"].flatMap(Timestamps.parseRFC3339) ?? Self.floorSecond(after.timestamp),
                             page: after.hints["page"].flatMap { Int($0) }.map { max(1, $0) } ?? 1,
+                            perPage: after.hints["per_page"].flatMap { Int($0) }.map { min(max(1, $0), 100) },
                             seen: Set((after.hints["seen"] ?? "").split(separator: ",").map(String.init)))
         } else {
-            step = WalkStep(since: request.lowerBound.map(Self.floorSecond), page: 1, seen: [])
+            step = WalkStep(since: request.lowerBound.map(Self.floorSecond), page: 1, perPage: nil, seen: [])
         }
         let firstPage = request.after == nil
         let result = try await walk(step, pageSize: request.pageSize,
@@ -84,6 +87,8 @@ public struct GitHubIssuesSource: ObjectSource {
     struct WalkStep: Equatable {
         var since: Date?
         var page: Int
+        /// Set inside a same-second run to place the window (nil: the configured page size).
+        var perPage: Int?
         /// Ids at exactly `since` already returned by the previous page.
         var seen: Set<String>
     }
@@ -99,7 +104,8 @@ public struct GitHubIssuesSource: ObjectSource {
     /// Reads one page of `state=all&sort=updated&direction=asc` from `step` and works out the next step
     /// (see the file comment: page 1 from the newest `updated_at` seen, `page=N+1` only inside a run).
     func walk(_ step: WalkStep, pageSize: Int, ifNoneMatch: String?) async throws -> WalkResult {
-        let perPage = min(max(pageSize, 1), 100)
+        let maximum = min(max(pageSize, 1), 100)
+        let perPage = step.perPage ?? maximum
         var query = "state=all&sort=updated&direction=asc"
         if let since = step.since { query += "&since=" + Self.queryEscape(Timestamps.rfc3339(since)) }
         query += "&per_page=\(perPage)"
@@ -121,17 +127,19 @@ public struct GitHubIssuesSource: ObjectSource {
             return !(at == since && step.seen.contains(row.id))
         }
         guard hasNext else { return result }
+        let atNewest = rows.filter { $0.updatedAt == newest }.map(\.id)
         let nextStep: WalkStep
         if let since = step.since, newest == since {
-            // A whole page of one timestamp, already asked from that timestamp: step the page number.
-            nextStep = WalkStep(since: newest, page: step.page + 1, seen: [])
+            // A whole page of one timestamp, already asked from that timestamp: the next window of the run.
+            let end = (step.page - 1) * perPage + rows.count
+            let window = Self.nextWindow(after: end, maximum: maximum)
+            nextStep = WalkStep(since: newest, page: window.page, perPage: window.perPage, seen: Set(atNewest))
         } else {
-            nextStep = WalkStep(since: newest, page: 1, seen: Set(rows.filter { $0.updatedAt == newest }.map(\.id)))
+            nextStep = WalkStep(since: newest, page: 1, perPage: nil, seen: Set(atNewest))
         }
         var hints = ["since": Timestamps.rfc3339(newest), "page": String(nextStep.page)]
-        if !nextStep.seen.isEmpty {
-            hints["seen"] = rows.filter { $0.updatedAt == newest }.map(\.id).joined(separator: ",")
-        }
+        if let windowSize = nextStep.perPage { hints["per_page"] = String(windowSize) }
+        if !atNewest.isEmpty { hints["seen"] = atNewest.joined(separator: ",") }
         result.next = (nextStep, ScanPosition(timestamp: newest, recordID: last.id, hints: hints))
         return result
     }
@@ -173,7 +181,7 @@ public struct GitHubIssuesSource: ObjectSource {
     /// The token is the next step, as JSON. Deleted and transferred issues vanish from this listing (GitHub
     /// has no delete feed for issues), which is how reconciliation finds them.
     public func fetchIDs(after token: String?, pageSize: Int) async throws -> IDPage {
-        var step = WalkStep(since: nil, page: 1, seen: [])
+        var step = WalkStep(since: nil, page: 1, perPage: nil, seen: [])
         if let token {
             guard let decoded = Self.decodeStep(token) else {
                 throw ProviderError.malformed(path: "token", message: "\(client.connection): not an id-listing token "
@@ -189,6 +197,7 @@ public struct GitHubIssuesSource: ObjectSource {
         var object = JSONObject()
         if let since = step.since { object["since"] = .string(Timestamps.rfc3339(since)) }
         object["page"] = .integer(Int64(step.page))
+        if let perPage = step.perPage { object["per_page"] = .integer(Int64(perPage)) }
         object["seen"] = .array(step.seen.sorted().map(JSONValue.string))
         return JSONValue.object(object).serialized()
     }
@@ -203,7 +212,8 @@ public struct GitHubIssuesSource: ObjectSource {
             since = date
         }
         let seen = (value["seen"]?.arrayValue ?? []).compactMap(\.stringValue)
-        return WalkStep(since: since, page: max(1, Int(page)), seen: Set(seen))
+        let perPage = value["per_page"]?.int64Value.map { min(max(1, Int($0)), 100) }
+        return WalkStep(since: since, page: max(1, Int(page)), perPage: perPage, seen: Set(seen))
     }
 
     /// GitHub has no delete feed for issues: deleted and transferred issues are found by reconciliation.
@@ -212,6 +222,22 @@ public struct GitHubIssuesSource: ObjectSource {
     }
 
     // MARK: Helpers
+
+    /// The next offset window `[(page−1)·perPage, page·perPage)` inside a run after `end` rows were read: it
+    /// starts at least `overlap` rows before `end` (about a tenth of a page) and reaches as far past `end` as
+    /// possible, with `perPage` between half the maximum and the maximum. Always moves past `end`.
+    static func nextWindow(after end: Int, maximum: Int) -> (page: Int, perPage: Int) {
+        guard maximum > 1, end > 0 else { return (end / max(maximum, 1) + 1, max(maximum, 1)) }
+        let overlap = max(1, maximum / 10)
+        var best: (page: Int, perPage: Int, progress: Int)?
+        for size in stride(from: maximum, through: max(1, maximum / 2), by: -1) {
+            let startIndex = max(0, end - overlap) / size
+            let progress = (startIndex + 1) * size - end
+            if progress > 0, progress > (best?.progress ?? 0) { best = (startIndex + 1, size, progress) }
+        }
+        if let best { return (best.page, best.perPage) }
+        return (end / maximum + 1, maximum)
+    }
 
     static func floorSecond(_ date: Date) -> Date {
         Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down))

@@ -1,1 +1,0 @@
-// Emulators module: see ARCHITECTURE.md.
