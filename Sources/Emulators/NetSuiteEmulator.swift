@@ -172,13 +172,12 @@ public final class NetSuiteEmulator: Sendable {
             s.tables[name]?.sorted = [:]
             let deletedID = s.nextDeletedID
             s.nextDeletedID += 1
-            var deleted = s.tables["deletedrecord"] ?? Table()
-            deleted.rows[deletedID] = Row(id: deletedID, columns: [
+            if s.tables["deletedrecord"] == nil { s.tables["deletedrecord"] = Table() }
+            s.tables["deletedrecord"]?.rows[deletedID] = Row(id: deletedID, columns: [
                 ("id", .number(deletedID)), ("recordid", .number(id)), ("type", .text(recordType ?? name)),
                 ("deleteddate", .instant(deletedAt)), ("deletedby", .text("-4")), ("context", .text("UI")),
             ])
-            deleted.sorted = [:]
-            s.tables["deletedrecord"] = deleted
+            s.tables["deletedrecord"]?.sorted = [:]
         }
     }
 
@@ -193,13 +192,13 @@ public final class NetSuiteEmulator: Sendable {
     public func rowCount(_ table: String) -> Int { state.withLock { $0.tables[table.lowercased()]?.rows.count ?? 0 } }
 
     static func upsert(_ s: inout State, table: String, id: Int64, modifiedAt: Date, fields: [(String, NetSuiteValue)]) {
-        var t = s.tables[table] ?? Table()
-        var row = t.rows[id] ?? Row(id: id, columns: [("id", .number(id))])
+        // Mutated in place (no copy of the table per row: 120,000 upserts must stay linear).
+        if s.tables[table] == nil { s.tables[table] = Table() }
+        var row = s.tables[table]?.rows[id] ?? Row(id: id, columns: [("id", .number(id))])
         for (name, value) in fields where name.lowercased() != "id" { row.set(name.lowercased(), value) }
         row.set("lastmodifieddate", .instant(Date(timeIntervalSince1970: modifiedAt.timeIntervalSince1970.rounded(.down))))
-        t.rows[id] = row
-        t.sorted = [:]
-        s.tables[table] = t
+        s.tables[table]?.rows[id] = row
+        if s.tables[table]?.sorted.isEmpty == false { s.tables[table]?.sorted = [:] }
     }
 
     // MARK: time
@@ -341,26 +340,25 @@ public final class NetSuiteEmulator: Sendable {
     static func execute(_ query: SuiteQLQuery, in s: inout State, limit: Int, offset: Int, selfURL: String) throws
         -> HTTPServerResponse
     {
-        guard var table = s.tables[query.table] ?? (knownEmptyTables.contains(query.table) ? Table() : nil) else {
+        guard s.tables[query.table] != nil || knownEmptyTables.contains(query.table) else {
             throw SuiteQLError(message: "Record '\(query.table)' was not found.")
         }
         let zone = s.options.timeZone
         let evaluator = Evaluator(zone: zone, ambiguous: s.options.ambiguousReading)
         let orderKey = query.order.map { "\($0.column) \($0.descending)" }.joined(separator: ",")
         let ordered: [Row]
-        if let cached = table.sorted[orderKey] {
+        if let cached = s.tables[query.table]?.sorted[orderKey] {
             ordered = cached
         } else {
             let order = query.order
-            ordered = table.rows.values.sorted { a, b in
+            ordered = (s.tables[query.table]?.rows.values ?? [:].values).sorted { a, b in
                 for (column, descending) in order {
                     let c = compareForSort(a.value(column), b.value(column))
                     if c != 0 { return descending ? c > 0 : c < 0 }
                 }
                 return a.id < b.id
             }
-            table.sorted[orderKey] = ordered
-            s.tables[query.table] = table
+            s.tables[query.table]?.sorted[orderKey] = ordered
         }
         var matched = [Row]()
         if let filter = try query.filter.map(evaluator.fold) {

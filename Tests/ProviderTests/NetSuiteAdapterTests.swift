@@ -4,6 +4,7 @@ import Core
 import Foundation
 import HTTPClient
 @testable import Providers
+import Synchronization
 import Testing
 
 /// A transport that must never be used (pure unit tests).
@@ -154,5 +155,100 @@ struct NetSuiteAdapterTests {
         #expect(NetSuiteClient.errorSummary(Array(body.utf8))
             == "Bad Request; CONCURRENCY_LIMIT_EXCEEDED: Concurrent request limit exceeded. Request blocked.")
         #expect(NetSuiteClient.errorSummary(Array("oops".utf8)) == "oops")
+    }
+}
+
+/// Answers from a script, recording each request (no network).
+final class ScriptedTransport: HTTPTransport, Sendable {
+    private struct State: Sendable {
+        var script: [HTTPResponse]
+        var requests: [HTTPRequest] = []
+    }
+    private let state: Mutex<State>
+
+    init(_ script: [HTTPResponse]) { state = Mutex(State(script: script)) }
+
+    var requests: [HTTPRequest] { state.withLock { $0.requests } }
+
+    func send(_ request: HTTPRequest) async throws -> HTTPResponse {
+        state.withLock { s in
+            s.requests.append(request)
+            return s.script.isEmpty ? HTTPResponse(status: 500) : s.script.removeFirst()
+        }
+    }
+}
+
+@Suite("NetSuite client error handling")
+struct NetSuiteClientErrorTests {
+    static let concurrency429 = HTTPResponse(status: 429, body: Array(#"{"type":"https://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html","title":"Bad Request","status":429,"o:errorCode":"USER_ERROR","o:errorDetails":[{"detail":"Concurrent request limit exceeded. Request blocked.","o:errorCode":"CONCURRENCY_LIMIT_EXCEEDED"}]}"#.utf8))
+    static let ok = HTTPResponse(status: 200, body: Array(#"{"links":[],"count":1,"hasMore":false,"items":[{"links":[],"id":"1","lastmodified_local":"2026-10-01 00:00:00"}],"offset":0,"totalResults":1}"#.utf8))
+
+    func client(_ transport: ScriptedTransport, retries: Int) -> NetSuiteClient {
+        NetSuiteClient(connection: "ns", accountID: "1234567_SB1", baseURL: "https://ns.example", timeZone: losAngeles,
+                       consumerKey: "ck", consumerSecret: "cs", tokenID: "tid", tokenSecret: "ts", transport: transport,
+                       options: .init(rateLimitRetries: retries, maxInlineWait: .seconds(5),
+                                      backoff: RateLimitBackoff(base: .milliseconds(1), cap: .milliseconds(5))))
+    }
+
+    @Test("Rule 9: the concurrency 429 is retried with backoff and the query then succeeds; each try is freshly signed")
+    func retriesConcurrency429() async throws {
+        let transport = ScriptedTransport([Self.concurrency429, Self.concurrency429, Self.ok])
+        let page = try await client(transport, retries: 3).query("SELECT id FROM customer", limit: 10, offset: 0)
+        #expect(page.items.count == 1 && transport.requests.count == 3)
+        let auths = transport.requests.compactMap { $0.headers.first { $0.name == "Authorization" }?.value }
+        #expect(Set(auths).count == 3, "fresh nonce per attempt")
+        #expect(transport.requests.allSatisfy { r in r.headers.contains { $0.name == "Prefer" && $0.value == "transient" } })
+        #expect(transport.requests.allSatisfy { $0.url == "https://ns.example/services/rest/query/v1/suiteql?limit=10&offset=0" })
+        #expect(String(decoding: transport.requests[0].body, as: UTF8.self) == #"{"q":"SELECT id FROM customer"}"#)
+    }
+
+    @Test("Rules 9, 10: persistent 429s become rateLimited (a connection-wide wait) with the error details")
+    func persistent429() async throws {
+        let transport = ScriptedTransport(Array(repeating: Self.concurrency429, count: 3))
+        do {
+            _ = try await client(transport, retries: 2).query("SELECT id FROM customer", limit: 10, offset: 0)
+            Issue.record("expected rateLimited")
+        } catch ProviderError.rateLimited(_, let message) {
+            #expect(message.contains("CONCURRENCY_LIMIT_EXCEEDED") && message.contains("max_concurrency"))
+        }
+        #expect(transport.requests.count == 3)
+    }
+
+    @Test("Rule 9: Retry-After is honoured exactly; too long to wait in place, it goes to the scheduler")
+    func retryAfterExact() async throws {
+        var limited = Self.concurrency429
+        limited.headers = HTTPHeaders([(name: "Retry-After", value: "3600")])
+        let transport = ScriptedTransport([limited])
+        do {
+            _ = try await client(transport, retries: 5).query("SELECT id FROM customer", limit: 10, offset: 0)
+            Issue.record("expected rateLimited")
+        } catch ProviderError.rateLimited(let wait, _) {
+            #expect(wait == .seconds(3600))
+        }
+    }
+
+    @Test("Paging rules are checked before sending: limit ≤ 1000, offset a multiple of limit, within the row cap")
+    func pagingRules() async throws {
+        let transport = ScriptedTransport([])
+        let c = client(transport, retries: 0)
+        for (limit, offset) in [(1001, 0), (10, 5), (0, 0), (1000, 100_000)] {
+            await #expect(throws: ProviderError.self) { try await c.query("SELECT id FROM customer", limit: limit, offset: offset) }
+        }
+        #expect(transport.requests.isEmpty)
+    }
+
+    @Test("A 400 surfaces o:errorDetails and the SuiteQL text; a 403 is a permission error")
+    func otherErrors() async throws {
+        let bad = HTTPResponse(status: 400, body: Array(#"{"title":"Bad Request","status":400,"o:errorDetails":[{"detail":"Invalid search query. Unknown identifier 'foo'.","o:errorCode":"INVALID_PARAMETER"}]}"#.utf8))
+        do {
+            _ = try await client(ScriptedTransport([bad]), retries: 0).query("SELECT foo FROM customer", limit: 10, offset: 0)
+            Issue.record("expected an HTTP error")
+        } catch ProviderError.http(let status, let message) {
+            #expect(status == 400 && message.contains("INVALID_PARAMETER: Invalid search query") && message.contains("SELECT foo FROM customer"))
+        }
+        let denied = HTTPResponse(status: 403, body: Array(#"{"title":"Forbidden","status":403,"o:errorDetails":[{"detail":"Permission Violation","o:errorCode":"INSUFFICIENT_PERMISSION"}]}"#.utf8))
+        await #expect(throws: ProviderError.self) {
+            try await client(ScriptedTransport([denied]), retries: 0).query("SELECT id FROM deletedrecord", limit: 10, offset: 0)
+        }
     }
 }

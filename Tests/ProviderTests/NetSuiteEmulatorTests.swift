@@ -93,6 +93,10 @@ struct NetSuiteEmulatorTests {
         #expect(item["id"] == "7" && item["companyname"] == "Acme" && item["balance"] == "12")
         #expect(item["lastmodifieddate"] == "11/29/2026 12:05 am", "preference format, account zone, no seconds")
         #expect(item["lastmod"] == "2026-11-29 00:05:30", "TO_CHAR in the account zone, alias lower-cased")
+        // Mutation API with local readings: the chosen DST reading, and a skipped time refused.
+        #expect(try f.emulator.upsert("customer", id: 8, modifiedLocal: "2026-11-01 01:30:00", reading: .later)
+            == utc("2026-11-01 09:30:00"))
+        #expect(throws: (any Error).self) { try f.emulator.upsert("customer", id: 9, modifiedLocal: "2026-03-08 02:30:00") }
     }
 
     @Test("Emulator enforces NetSuite's paging rules and rejects SQL outside the subset loudly")
@@ -155,6 +159,33 @@ struct NetSuiteEmulatorTests {
         // Order is (lastmodifieddate, id) throughout.
         let keys = records.map { ($0.updatedAt!, Int64($0.id)!) }
         #expect(zip(keys, keys.dropFirst()).allSatisfy { $0 < $1 })
+    }
+
+    @Test("Rules 1, 3: a scan interrupted inside a window resumes in the same window from the persisted position")
+    func resumeInsideWindow() async throws {
+        let f = try NetSuiteFixture(emulator: .init(timeZone: losAngeles, rowCap: 1000))
+        defer { f.stop() }
+        let start = utc("2026-10-01 07:00:00")
+        f.emulator.upsertMany("customer", rows: (1...1200).map { (Int64($0), start + Double($0), []) })
+        let first = try await f.source().fetchDelta(DeltaRequest(lowerBound: nil, after: nil, pageSize: 100))
+        let position = try #require(first.next)
+        let end = try #require(position.hints[NetSuiteSource.windowEndHint])
+        // The engine persists the position (JSON) with the page; a restarted daemon decodes it.
+        let restored = try JSONDecoder().decode(ScanPosition.self, from: JSONEncoder().encode(position))
+        let queriesBefore = f.emulator.stats.queries.count
+        var records = first.records
+        var after: ScanPosition? = restored
+        var pages = 0
+        while let current = after, pages < 100 {
+            let page = try await f.source().fetchDelta(DeltaRequest(lowerBound: nil, after: current, pageSize: 100))
+            records += page.records
+            after = page.next
+            pages += 1
+        }
+        #expect(records.count == 1200 && Set(records.map(\.id)).count == 1200)
+        let resumedQuery = f.emulator.stats.queries[queriesBefore]
+        let endLocal = NetSuiteClock(zone: losAngeles).local(Date(timeIntervalSince1970: Double(end)!))
+        #expect(resumedQuery.contains("customer.lastmodifieddate < TO_TIMESTAMP('\(endLocal)'"), "same window after the restart")
     }
 
     @Test("Rule 3 + cap: more rows than the cap in ONE second cannot be split by time; keyset by id reads them once")
@@ -229,7 +260,7 @@ struct NetSuiteEmulatorTests {
     @Test("Rule 9: concurrency 429s back off and recover; requests never exceed the client's semaphore")
     func concurrencyLimit() async throws {
         let f = try NetSuiteFixture(emulator: .init(timeZone: losAngeles, concurrencyLimit: 2,
-                                                    responseDelay: .milliseconds(40)),
+                                                    responseDelay: .milliseconds(80)),
                                     client: NetSuiteFixture.fastOptions(maxConcurrency: 4))
         defer { f.stop() }
         for i in 1...5 { f.emulator.upsert("customer", id: Int64(i), modifiedAt: utc("2026-10-01 00:00:00") + Double(i)) }

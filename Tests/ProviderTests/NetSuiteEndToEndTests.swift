@@ -32,15 +32,47 @@ final class NetSuiteE2E: @unchecked Sendable {
     }
 
     /// - Parameters:
-    ///   - clientSecret: the token secret deltahook is configured with (the emulator knows `ts-emulator`).
+    ///   - tokenSecret: the token secret deltahook is configured with (the emulator knows `ts-emulator`).
     init(emulator options: NetSuiteEmulator.Options, objects: [ObjectSpec], maxConcurrency: Int = 5,
          initialSync: InitialSyncMode = .emit, reconcileEvery: Duration? = nil,
          tokenSecret: String = "ts-emulator") throws {
-        emulator = try NetSuiteEmulator(options: options)
-        transport = try CurlHTTPClient()
-        directory = try TemporaryDirectory(prefix: "deltahook-netsuite")
-        store = try StateStore(path: directory.file(StateStore.fileName))
+        let emulator = try NetSuiteEmulator(options: options)
+        let transport: CurlHTTPClient
+        do { transport = try CurlHTTPClient() } catch {
+            emulator.stop()
+            throw error
+        }
+        self.emulator = emulator
+        self.transport = transport
+        do {
+            directory = try TemporaryDirectory(prefix: "deltahook-netsuite")
+        } catch {
+            emulator.stop()
+            transport.shutdown()
+            throw error
+        }
+        do {
+            store = try StateStore(path: directory.file(StateStore.fileName))
+        } catch {
+            emulator.stop()
+            transport.shutdown()
+            directory.remove()
+            throw error
+        }
         engine = Engine(store: store, logger: Logger(level: .debug, sink: sink), router: { _ in ["crm"] })
+        do {
+            try configure(options: options, objects: objects, maxConcurrency: maxConcurrency, initialSync: initialSync,
+                          reconcileEvery: reconcileEvery, tokenSecret: tokenSecret)
+        } catch {
+            emulator.stop()
+            transport.shutdown()
+            directory.remove()
+            throw error
+        }
+    }
+
+    private func configure(options: NetSuiteEmulator.Options, objects: [ObjectSpec], maxConcurrency: Int,
+                           initialSync: InitialSyncMode, reconcileEvery: Duration?, tokenSecret: String) throws {
         let objectsJSON = objects.map { o in
             "{\"name\": \"\(o.name)\", \"model\": \"\(o.model)\", \"interval\": \"1m\", \"page_size\": \(o.pageSize), "
                 + "\"delete_feed\": \"\(o.deleteFeed)\"" + (o.recordType.map { ", \"record_type\": \"\($0)\"" } ?? "") + "}"
@@ -187,7 +219,7 @@ struct NetSuiteEndToEndTests {
 
     @Test("Rules 9, 10: the account's concurrency limit is hit, backed off, recovered; the semaphore is never exceeded")
     func concurrencyLimit() async throws {
-        let e = try NetSuiteE2E(emulator: .init(timeZone: losAngeles, concurrencyLimit: 2, responseDelay: .milliseconds(30)),
+        let e = try NetSuiteE2E(emulator: .init(timeZone: losAngeles, concurrencyLimit: 2, responseDelay: .milliseconds(80)),
                                 objects: [.init(name: "customer"), .init(name: "employee", model: "employee"),
                                           .init(name: "vendor"), .init(name: "item"),
                                           .init(name: "transaction", model: "invoice", recordType: "CustInvc")],

@@ -5,9 +5,9 @@
 // read, `(lastmodifieddate > T OR (lastmodifieddate = T AND id > N)) ORDER BY lastmodifieddate, id`, at
 // offset 0. Offsets (multiples of the limit) are used only to step over rows re-read because a position inside
 // a repeated DST hour cannot be written as a local literal. When an open-ended query reports a result set near
-// the row cap (`totalResults`), the time range is split: an upper bound `lastmodifieddate < U` is added and
-// halved until the window holds fewer rows than the cap; the window end rides in ScanPosition.hints so a
-// restarted scan resumes inside the same window.
+// the row cap (`totalResults`), the time range is split: an upper bound `lastmodifieddate < U` is added, U
+// found by galloping up from the lower bound and then halving, until the window holds fewer rows than the cap;
+// the window end rides in ScanPosition.hints so a restarted scan resumes inside the same window.
 public import Foundation
 public import Core
 
@@ -99,26 +99,27 @@ public struct NetSuiteSource: ObjectSource {
     }
 
     /// Searches for a window end U with 0 < rows(bound, U) ≤ threshold: galloping from the lower bound (new
-    /// changes usually sit just above the cursor), then bisecting. Each probe is a real page request, so the
-    /// successful probe is the page itself. nil when more than `threshold` rows share one second.
+    /// changes usually sit just above the cursor) while windows hold under a quarter of the threshold (so
+    /// windows are not needlessly small: each costs an extra query), then bisecting once one holds too many.
+    /// Each probe is a real page request, so the accepted probe is the page itself. nil (with `denseSecond`
+    /// set) when more than `threshold` rows share one second.
     func findWindow(_ keyset: Keyset, bound: Bound, firstRow: Row, limit: Int, threshold: Int,
                     denseSecond: inout Date?) async throws -> (Date, PageResult)?
     {
         let clock = client.clock
         var lo = NetSuiteClock.wholeSeconds(bound.context ?? firstRow.instant)
         var hi: Date?
+        var fallback: (Date, PageResult)?
         var width: TimeInterval = 64
+        let comfortable = max(1, threshold / 4)
         for _ in 0..<64 {
             var end: Date
             if let hi {
-                guard hi.timeIntervalSince(lo) > 1 else {
-                    denseSecond = lo
-                    return nil
-                }
+                guard hi.timeIntervalSince(lo) > 1 else { break }
                 let mid = lo.addingTimeInterval((hi.timeIntervalSince(lo) / 2).rounded(.down))
                 end = clock.upperBoundLiteral(mid).instant
                 if end >= hi { end = clock.lowerBoundLiteral(mid).instant }
-                guard end > lo, end < hi else { return nil }
+                guard end > lo, end < hi else { break }
             } else {
                 end = clock.upperBoundLiteral(lo.addingTimeInterval(width)).instant
                 width *= 4
@@ -126,12 +127,15 @@ public struct NetSuiteSource: ObjectSource {
             let probe = try await readPage(keyset, bound: bound, upper: end, limit: limit, build: sql.delta)
             if probe.totalResults > threshold {
                 hi = end
-            } else if probe.rows.isEmpty {
+            } else if probe.rows.isEmpty || (hi == nil && probe.totalResults < comfortable) {
+                if !probe.rows.isEmpty { fallback = (end, probe) }
                 lo = end
             } else {
                 return (end, probe)
             }
         }
+        if let fallback { return fallback }
+        if let hi, hi.timeIntervalSince(lo) <= 1 { denseSecond = lo }
         return nil
     }
 
@@ -260,7 +264,7 @@ public struct NetSuiteSource: ObjectSource {
             var rows = [Row](), all = [Row]()
             rows.reserveCapacity(page.items.count)
             for (i, item) in page.items.enumerated() {
-                let row = try parseRow(item, keyset: keyset, path: "$.items[\(i)]", context: context, sql: text)
+                let row = try parseRow(item, keyset: keyset, path: "$.items[\(i)]", context: context)
                 context = row.instant
                 all.append(row)
                 if let skip = bound.skipThrough,
@@ -278,7 +282,7 @@ public struct NetSuiteSource: ObjectSource {
         }
     }
 
-    func parseRow(_ item: JSONValue, keyset: Keyset, path: String, context: Date?, sql: String) throws -> Row {
+    func parseRow(_ item: JSONValue, keyset: Keyset, path: String, context: Date?) throws -> Row {
         guard case .object = item else {
             throw ProviderError.malformed(path: path, message: "\(descriptor.connection)/\(descriptor.object): expected a row object")
         }
