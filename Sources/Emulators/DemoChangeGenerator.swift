@@ -65,7 +65,8 @@ public final class DemoChangeGenerator: Sendable {
         }
         initial.users = world.servicenow.ids("sys_user")
         initial.issues = world.github.issues.map(\.number)
-        initial.customers = [101, 102, 103]
+        initial.customers = DemoWorld.seededCustomers.map(\.id)
+        initial.nextCustomer = (initial.customers.max() ?? 100) + 1
         state = Mutex(initial)
     }
 

@@ -47,6 +47,10 @@ public final class DemoWorld: Sendable {
     public static let netsuiteAccount = "1234567_SB1"
     public static let githubOwner = "octo-org"
     public static let githubRepository = "hello"
+    /// NetSuite internal ids of the seeded customers (the emulator has no id listing to read them back from).
+    public static let seededCustomers: [(id: Int64, company: String, status: String)] = [
+        (101, "Acme Corporation", "13"), (102, "Globex Inc.", "13"), (103, "Initech", "6"),
+    ]
 
     public let secrets: DemoSecrets
     public let servicenow: ServiceNowEmulator
@@ -135,12 +139,10 @@ public final class DemoWorld: Sendable {
             github.createIssue(title: issue.0, labels: issue.1, at: past.addingTimeInterval(Double(20 + index)))
         }
 
-        let customers: [(Int64, String, String)] = [
-            (101, "Acme Corporation", "13"), (102, "Globex Inc.", "13"), (103, "Initech", "6"),
-        ]
-        for (index, customer) in customers.enumerated() {
-            netsuite.upsert("customer", id: customer.0, modifiedAt: past.addingTimeInterval(Double(30 + index)),
-                            fields: DemoWorld.customerFields(id: customer.0, company: customer.1, status: customer.2))
+        for (index, customer) in Self.seededCustomers.enumerated() {
+            netsuite.upsert("customer", id: customer.id, modifiedAt: past.addingTimeInterval(Double(30 + index)),
+                            fields: DemoWorld.customerFields(id: customer.id, company: customer.company,
+                                                            status: customer.status))
         }
     }
 
