@@ -239,10 +239,14 @@ final class DemoFeedPrinter: Sendable {
         drain()
     }
 
-    /// The final pass; returns the summary.
+    /// The final pass (after the daemon stopped); returns the summary with what the outbox still holds.
     func finish() -> DemoSummary {
         drain()
         return state.withLock { s in
+            if s.store == nil, FileManager.default.fileExists(atPath: storePath) {
+                s.store = try? StateStore(path: storePath, mode: .readOnly)
+            }
+            s.summary.pendingAtStop = try? s.store?.pendingCount()
             s.store = nil
             return s.summary
         }

@@ -153,6 +153,9 @@ public struct DemoSummary: Sendable {
     private var seen: Set<String> = []
     private var latenciesMS: [Double] = []
     public var duration: Duration = .zero
+    /// Deliveries the store still held as pending when the daemon stopped (committed but not yet sent: the next
+    /// start would send them); nil when unknown.
+    public var pendingAtStop: Int?
 
     public init() {}
 
@@ -200,6 +203,9 @@ public struct DemoSummary: Sendable {
             "  signatures verified by the receiver: \(verified)/\(deliveries); signature failures: \(signatureFailures)",
             "  delivery latency (enqueue → receipt): p50 \(ms(latencyPercentile(50))), p99 \(ms(latencyPercentile(99)))",
         ]
+        if let pendingAtStop, pendingAtStop > 0 {
+            lines.append("  still pending at stop: \(pendingAtStop) (kept in the outbox; the next start would deliver them)")
+        }
         if !eventsByType.isEmpty { lines += ["  events by type:", table(eventsByType)] }
         if !eventsByProvider.isEmpty { lines += ["  events by provider:", table(eventsByProvider)] }
         if !eventsBySource.isEmpty { lines += ["  events by provider/object:", table(eventsBySource)] }
@@ -218,6 +224,7 @@ public struct DemoSummary: Sendable {
             ("redeliveries", .integer(Int64(duplicates))),
             ("signatures_verified", .integer(Int64(verified))),
             ("signature_failures", .integer(Int64(signatureFailures))),
+            ("pending_at_stop", pendingAtStop.map { .integer(Int64($0)) } ?? .null),
             ("latency_p50_ms", latencyPercentile(50).map(JSONValue.double) ?? .null),
             ("latency_p99_ms", latencyPercentile(99).map(JSONValue.double) ?? .null),
             ("events_by_type", counts(eventsByType)), ("events_by_provider", counts(eventsByProvider)),

@@ -46,6 +46,26 @@ struct DemoTests {
         #expect(!result.stdout.contains("whsec_") && !result.stderr.contains("whsec_"), "\(report)")
     }
 
+    @Test("--json: one parseable object per event, every signature verified, then the summary")
+    func jsonOutput() async throws {
+        let binary = try #require(BuiltBinary.deltahook(), "build first: swift build")
+        let result = try await ProcessRunner.run(binary, ["demo", "--duration", "4s", "--json"], environment: environment,
+                                                 timeout: .seconds(60))
+        let report = "stdout:\n\(result.stdout)\nstderr:\n\(result.stderr)"
+        #expect(result.status == 0 && !result.timedOut, "\(report)")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        let objects = try lines.map { try JSONValue.parse(Array($0.utf8)) }
+        let summary = try #require(objects.last?["summary"], "\(report)")
+        let events = objects.dropLast()
+        #expect(!events.isEmpty)
+        #expect(events.allSatisfy { $0["signature_verified"] == .bool(true) }, "\(report)")
+        #expect(Set(events.compactMap { $0["provider"]?.stringValue }) == ["servicenow", "github", "netsuite"], "\(report)")
+        #expect(events.allSatisfy { $0["webhook_id"]?.stringValue?.hasPrefix("evt_") == true })
+        #expect(summary["signature_failures"] == .integer(0) && summary["ok"] == .bool(true), "\(report)")
+        #expect(summary["events"]?.int64Value == Int64(Set(events.compactMap { $0["webhook_id"]?.stringValue }).count))
+        #expect(result.stderr.contains("deltahook demo"), "the banner goes to stderr in --json mode")
+    }
+
     @Test("usage mistakes exit 64")
     func usage() async throws {
         let binary = try #require(BuiltBinary.deltahook(), "build first: swift build")
