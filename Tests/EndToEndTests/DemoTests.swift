@@ -6,6 +6,7 @@ import Core
 import Crypto
 import Emulators
 import Foundation
+import Glibc
 import HTTPClient
 import Testing
 import TestSupport
@@ -64,6 +65,27 @@ struct DemoTests {
         #expect(summary["signature_failures"] == .integer(0) && summary["ok"] == .bool(true), "\(report)")
         #expect(summary["events"]?.int64Value == Int64(Set(events.compactMap { $0["webhook_id"]?.stringValue }).count))
         #expect(result.stderr.contains("deltahook demo"), "the banner goes to stderr in --json mode")
+    }
+
+    @Test("Ctrl-C (SIGINT) without --duration: the daemon drains, the summary is printed, exit 0, cleanup")
+    func interruptStopsTheDemo() async throws {
+        let binary = try #require(BuiltBinary.deltahook(), "build first: swift build")
+        let process = try RunningProcess(binary, ["demo"], environment: environment)
+        let flowing = await Wait.until(timeout: .seconds(30), interval: .milliseconds(100)) {
+            process.stdout.contains(" ✓ ")
+        }
+        #expect(flowing, "no event within 30 s: \(process.stdout)\n\(process.stderr)")
+        process.kill(signal: SIGINT)
+        let result = await process.wait(timeout: .seconds(30))
+        let report = "stdout:\n\(result.stdout)\nstderr:\n\(result.stderr)"
+        #expect(!result.timedOut && result.status == 0, "\(report)")
+        #expect(result.stdout.contains("signature failures: 0"), "\(report)")
+        let stateLine = result.stdout.split(separator: "\n").first { $0.hasPrefix("  state ") }
+        if let path = stateLine?.split(separator: " ").dropFirst().first.map(String.init) {
+            #expect(!FileManager.default.fileExists(atPath: path), "\(path) was left behind")
+        } else {
+            Issue.record("no state line in the banner: \(report)")
+        }
     }
 
     @Test("usage mistakes exit 64")
