@@ -63,6 +63,7 @@ extension Command {
 /// Every command, in the order `help` lists them.
 enum CommandTable {
     static var all: [any Command.Type] {[
+        DemoCommand.self,
         RunCommand.self,
         CheckConfigCommand.self,
         StatusCommand.self,

@@ -14,7 +14,7 @@ private let token = "ghp_emulatortoken"
 
 /// One emulator + one config + one state directory; `stop()` tears everything down.
 private struct GitHubE2E {
-    let dir: TemporaryDirectory
+    let dir: TestSupport.TemporaryDirectory
     let emulator: GitHubEmulator
     let binary: String
     let configPath: String
@@ -25,7 +25,7 @@ private struct GitHubE2E {
     init(initialSync: String = "emit", pageSize: Int = 100, options: GitHubEmulator.Options = .init(),
          appKeyPEM: String? = nil) throws {
         binary = try #require(BuiltBinary.deltahook(), "build first: swift build (needs .build/debug/deltahook)")
-        dir = try TemporaryDirectory(prefix: "deltahook-gh-e2e")
+        dir = try TestSupport.TemporaryDirectory(prefix: "deltahook-gh-e2e")
         emulator = try GitHubEmulator(options: options)
         var auth = #"{"type": "token", "token": {"env": "GITHUB_TOKEN"}}"#
         if let appKeyPEM {

@@ -1,0 +1,292 @@
+// `deltahook demo`: the README's first command. Emulated ServiceNow, GitHub and NetSuite with a change generator,
+// a receiver that verifies every signature, and the REAL daemon (`Daemon.run` with `DeltahookPipeline.make`, the
+// exact code `deltahook run` runs) pointed at them through a generated config — all on 127.0.0.1, secrets in a
+// temporary $CREDENTIALS_DIRECTORY, state in a temporary directory removed at exit. No network, no config.
+//
+// Stopping: the daemon handles SIGINT (Ctrl-C) and SIGTERM itself (drain, exit 0), then the demo prints its
+// summary. `--duration` ends the run the way an operator would, by sending the process SIGTERM. The demo must not
+// install a signal source of its own: with libdispatch on Linux a second DispatchSource for the same signal
+// leaves the daemon's source deaf (seen here: the daemon never stopped). Instead both signals are ignored from the
+// start, so one that arrives before the daemon listens cannot kill the process and leave the temporary directory
+// behind; SIGTERM is re-sent until the daemon is down in case the first one came too early.
+import Core
+import Daemon
+import Emulators
+import Foundation
+import Glibc
+import Logging
+import Store
+import Synchronization
+
+struct DemoCommand: Command {
+    static let name = "demo"
+    static let summary = "Run the built-in demo: emulated providers, a verifying receiver and a live event feed"
+    static let usage = "demo [--duration D] [--json] [--verbose]"
+    static let details = """
+        Starts emulated ServiceNow (incident → ticket, sys_user → user, OAuth client credentials), GitHub
+        (issues → ticket, token) and NetSuite (customer → customer, TBA) on 127.0.0.1 with a few records each,
+        a webhook receiver that verifies every Standard Webhooks signature with its own copy of the secret, and
+        the real daemon (the supervisor, engine and dispatcher of `deltahook run`) against them. A change
+        generator edits records every second; each delivered event is printed as it arrives. Nothing leaves
+        the machine; state lives in a temporary directory that is removed at exit.
+
+        Options:
+          --duration D   stop after D (e.g. 20s, 2m); default: run until Ctrl-C
+          --json         one JSON object per delivered event on stdout, then {"summary": …}
+          --verbose      the daemon logs at info level, and the generator's edits are shown (stderr)
+
+        Exit status: 0 when events arrived and every signature verified, 1 otherwise (or on a start-up
+        failure), 64 for usage mistakes.
+        """
+
+    let duration: Duration?
+    let json: Bool
+    let verbose: Bool
+    let context: CommandContext
+
+    init(arguments: inout ArgumentList, context: CommandContext) throws {
+        if let text = try arguments.option("--duration") {
+            guard let parsed = DurationText.parse(text), parsed > .zero else {
+                throw UsageError("--duration needs a positive duration like 20s or 2m, got \"\(text)\"")
+            }
+            duration = parsed
+        } else {
+            duration = nil
+        }
+        json = arguments.flag("--json")
+        verbose = arguments.flag("--verbose", "-v")
+        self.context = context
+    }
+
+    func run() async throws -> Int32 {
+        let output = context.output
+        // First, so a Ctrl-C during start-up cannot kill the process before clean-up (the daemon installs its own
+        // handling for both signals as it starts).
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+
+        let directory = try DemoDirectory()
+        defer { directory.remove() }
+        let world = try DemoWorld(secrets: try DemoSecrets.generate())
+        defer { world.stop() }
+        try directory.writeCredentials(world.secrets.credentialFiles)
+        let configPath = try directory.writeConfig(world.configJSON(stateDirectory: directory.state,
+                                                                    logLevel: verbose ? "info" : "warning"))
+
+        let info = json ? output.err : output.out
+        info(banner(world: world, directory: directory))
+        if !json { output.out(DemoCommand.columns) }
+
+        let feed = DemoFeedPrinter(receiver: world.receiver, storePath: directory.state + "/" + StateStore.fileName,
+                                   json: json, output: output)
+        let generator = DemoChangeGenerator(world: world)
+        let lifecycle = DemoLifecycle()
+        let started = ContinuousClock.now
+
+        let feedTask = Task { await feed.run(every: .milliseconds(100)) }
+        let generatorTask = Task { [verbose] in
+            // The first poll shows the seeded records (initial_sync emit); edits start right after it.
+            try? await Task.sleep(for: .seconds(2))
+            await generator.run(every: .seconds(1)) { change in
+                if verbose { output.err("  · edit \(change)\n") }
+            }
+        }
+        // Ctrl-C reaches the daemon directly; --duration stops it as an operator would (repeated in case the daemon
+        // had not installed its handler yet).
+        let stopTask = Task { [duration] in
+            guard let duration else { return }
+            try? await Task.sleep(for: duration)
+            while !Task.isCancelled && !lifecycle.daemonFinished {
+                kill(getpid(), SIGTERM)
+                try? await Task.sleep(for: .seconds(2))
+            }
+        }
+
+        let environment = ["CREDENTIALS_DIRECTORY": directory.credentials, "RUNTIME_DIRECTORY": directory.runtime]
+        let options = DaemonOptions(configPath: configPath, environment: environment,
+                                    makePipeline: DeltahookPipeline.make,
+                                    errorOutput: { output.err("deltahook demo: daemon: " + $0) },
+                                    logSink: StderrSink(fd: 2, syslogPrefixes: false))
+        let daemonCode = await Daemon.run(options)
+        lifecycle.finish()
+        stopTask.cancel()
+        generatorTask.cancel()
+        await generatorTask.value
+        // The daemon drained its in-flight deliveries before returning: one last pass shows them all.
+        feedTask.cancel()
+        await feedTask.value
+        var summary = feed.finish()
+        summary.duration = started.duration(to: .now)
+        world.stop()
+
+        if json {
+            output.out(summary.json.serialized() + "\n")
+        } else {
+            output.out("\n" + summary.render())
+        }
+        if daemonCode != DaemonExitCode.ok {
+            output.err("deltahook demo: the daemon exited with status \(daemonCode)\n")
+            return ExitCode.failure
+        }
+        return summary.succeeded ? ExitCode.ok : ExitCode.failure
+    }
+
+    static let columns = DemoDelivery.pad("TIME", 12) + "  " + DemoDelivery.pad("EVENT", 16) + "  "
+        + DemoDelivery.pad("SOURCE", 20) + "  " + DemoDelivery.pad("RECORD", 10) + "  LATENCY SIG  WHAT\n"
+
+    func banner(world: DemoWorld, directory: DemoDirectory) -> String {
+        """
+        deltahook demo — emulated ServiceNow, GitHub and NetSuite on 127.0.0.1, a receiver that verifies every
+        Standard Webhooks signature, and the real engine and dispatcher under the `deltahook run` supervisor.
+          servicenow  \(world.servicenow.baseURL)  incident → ticket, sys_user → user  (OAuth client credentials)
+          github      \(world.github.baseURL)  \(DemoWorld.githubOwner)/\(DemoWorld.githubRepository) issues → ticket  (token)
+          netsuite    \(world.netsuite.baseURL)  customer → customer  (TBA, \(DemoWorld.netsuiteTimeZone))
+          receiver    \(world.receiver.url)  (its own copy of the signing secret)
+          state       \(directory.path)  (removed at exit)
+        Polling every second; a generator edits records every second. \(stopHint)
+
+        """
+    }
+
+    var stopHint: String {
+        if let duration { return "Stops after \(DurationText.format(duration)) or on Ctrl-C." }
+        return "Ctrl-C stops it."
+    }
+}
+
+/// Whether `Daemon.run` has returned (read by the task that keeps asking it to stop).
+final class DemoLifecycle: Sendable {
+    private let finished = Mutex(false)
+    var daemonFinished: Bool { finished.withLock { $0 } }
+    func finish() { finished.withLock { $0 = true } }
+}
+
+/// The run's private directory (mkdtemp, 0700): `state/`, `credentials/` (files 0600), `run/` and the config.
+struct DemoDirectory {
+    let path: String
+    var state: String { path + "/state" }
+    var credentials: String { path + "/credentials" }
+    var runtime: String { path + "/run" }
+
+    init() throws {
+        var template = Array((NSTemporaryDirectory() + "/deltahook-demo-XXXXXX").utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { buffer -> String? in
+            guard let base = buffer.baseAddress, mkdtemp(base) != nil else { return nil }
+            return String(cString: base)
+        }
+        guard let made else {
+            throw DemoError("cannot create a temporary directory under \(NSTemporaryDirectory()): errno \(errno)")
+        }
+        path = URL(fileURLWithPath: made).standardizedFileURL.path
+        for sub in [credentials, runtime] {
+            try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: false,
+                                                    attributes: [.posixPermissions: 0o700])
+        }
+    }
+
+    func writeCredentials(_ files: [(name: String, value: String)]) throws {
+        for file in files {
+            try write(credentials + "/" + file.name, file.value)
+        }
+    }
+
+    func writeConfig(_ text: String) throws -> String {
+        let target = path + "/config.json"
+        try write(target, text)
+        return target
+    }
+
+    /// Created 0600 before any byte is written, so a secret is never readable by others even for a moment.
+    private func write(_ target: String, _ text: String) throws {
+        guard FileManager.default.createFile(atPath: target, contents: nil, attributes: [.posixPermissions: 0o600])
+        else { throw DemoError("cannot create \(target)") }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: target))
+        defer { try? handle.close() }
+        try handle.write(contentsOf: Data(text.utf8))
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// Prints each webhook the receiver got, once, in arrival order, with its enqueue → receipt latency from the
+/// store (a read-only WAL reader beside the daemon, as `deltahook status` uses), and keeps the summary.
+final class DemoFeedPrinter: Sendable {
+    private struct State {
+        var printed = 0
+        var summary = DemoSummary()
+        var store: StateStore?
+    }
+
+    private let receiver: ReceiverEmulator
+    private let storePath: String
+    private let json: Bool
+    private let output: Output
+    private let state = Mutex(State())
+
+    init(receiver: ReceiverEmulator, storePath: String, json: Bool, output: Output) {
+        self.receiver = receiver
+        self.storePath = storePath
+        self.json = json
+        self.output = output
+    }
+
+    /// Prints new arrivals every `interval` until cancelled, then once more.
+    func run(every interval: Duration) async {
+        while !Task.isCancelled {
+            drain()
+            try? await Task.sleep(for: interval)
+        }
+        drain()
+    }
+
+    /// The final pass (after the daemon stopped); returns the summary with what the outbox still holds.
+    func finish() -> DemoSummary {
+        drain()
+        return state.withLock { s in
+            if s.store == nil, FileManager.default.fileExists(atPath: storePath) {
+                s.store = try? StateStore(path: storePath, mode: .readOnly)
+            }
+            s.summary.pendingAtStop = try? s.store?.pendingCount()
+            s.store = nil
+            return s.summary
+        }
+    }
+
+    private func drain() {
+        let received = receiver.received
+        state.withLock { s in
+            guard s.printed < received.count else { return }
+            if s.store == nil, FileManager.default.fileExists(atPath: storePath) {
+                s.store = try? StateStore(path: storePath, mode: .readOnly)
+            }
+            var text = ""
+            for webhook in received[s.printed...] {
+                let latency = enqueuedAt(webhook, store: s.store).map { $0.duration(to: webhook.receivedAt) }
+                guard let delivery = DemoDelivery(webhook, latency: latency) else {
+                    s.summary.addUnparsed(verified: webhook.verified)
+                    text += "?  a request the demo could not read (status \(webhook.answeredStatus))\n"
+                    continue
+                }
+                s.summary.add(delivery)
+                text += (json ? delivery.json.serialized() : delivery.line()) + "\n"
+            }
+            s.printed = received.count
+            output.out(text)
+        }
+    }
+
+    /// When the engine's page commit created this event's delivery row for the demo's subscriber.
+    private func enqueuedAt(_ webhook: ReceivedWebhook, store: StateStore?) -> Date? {
+        guard let store, let id = webhook.webhookID,
+              let delivery = try? store.deliveries(eventID: id).first(where: { $0.subscriber == DemoWorld.subscriber })
+        else { return nil }
+        return delivery.createdAt
+    }
+}
+
+extension Date {
+    /// `later - self` as a Duration (negative when `later` is earlier).
+    fileprivate func duration(to later: Date) -> Duration {
+        .nanoseconds(Int64((later.timeIntervalSince(self) * 1e9).rounded()))
+    }
+}

@@ -1,0 +1,211 @@
+// The world `deltahook demo` runs against: emulated ServiceNow, GitHub and NetSuite with a few seeded records, and a
+// receiver that verifies every signature with its own copy of the secret. Everything listens on 127.0.0.1 with
+// ephemeral ports; every secret is generated per run (OpenSSL's CSPRNG) and known only to the emulator it belongs
+// to, the receiver and the credential files the demo writes for the daemon.
+public import Foundation
+import Core
+import Crypto
+
+/// Secrets of one demo run. Each one lives in three places, as in production: the provider (emulator), the
+/// credential file deltahook reads, and — for the webhook secret — the receiver.
+public struct DemoSecrets: Sendable {
+    public var serviceNowClientID = "deltahook-demo"
+    public var serviceNowClientSecret: String
+    public var githubToken: String
+    public var netsuiteConsumerKey: String
+    public var netsuiteConsumerSecret: String
+    public var netsuiteTokenID: String
+    public var netsuiteTokenSecret: String
+    public var webhookSecret: String
+
+    /// Fresh random secrets.
+    public static func generate() throws -> DemoSecrets {
+        func hex(_ count: Int) throws -> String { try SecureRandom.bytes(count).hexString }
+        return DemoSecrets(serviceNowClientSecret: try hex(16), githubToken: "ghp_" + (try hex(18)),
+                           netsuiteConsumerKey: try hex(32), netsuiteConsumerSecret: try hex(32),
+                           netsuiteTokenID: try hex(32), netsuiteTokenSecret: try hex(32),
+                           webhookSecret: try StandardWebhooks.generateSecret())
+    }
+
+    /// Credential file name → content, for a `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=` layout).
+    public var credentialFiles: [(name: String, value: String)] {
+        [("snow-client-secret", serviceNowClientSecret), ("github-token", githubToken),
+         ("ns-consumer-key", netsuiteConsumerKey), ("ns-consumer-secret", netsuiteConsumerSecret),
+         ("ns-token-id", netsuiteTokenID), ("ns-token-secret", netsuiteTokenSecret),
+         ("demo-webhook-secret", webhookSecret)]
+    }
+}
+
+/// The three emulated providers and the verifying receiver of one demo run. `stop()` closes every listener.
+public final class DemoWorld: Sendable {
+    public static let serviceNowConnection = "demo-servicenow"
+    public static let githubConnection = "demo-github"
+    public static let netsuiteConnection = "demo-netsuite"
+    public static let subscriber = "demo-receiver"
+    /// NetSuite answers in the account's zone; a zone away from UTC shows the conversion doing its job.
+    public static let netsuiteTimeZone = "America/Los_Angeles"
+    public static let netsuiteAccount = "1234567_SB1"
+    public static let githubOwner = "octo-org"
+    public static let githubRepository = "hello"
+    /// NetSuite internal ids of the seeded customers (the emulator has no id listing to read them back from).
+    public static let seededCustomers: [(id: Int64, company: String, status: String)] = [
+        (101, "Acme Corporation", "13"), (102, "Globex Inc.", "13"), (103, "Initech", "6"),
+    ]
+
+    public let secrets: DemoSecrets
+    public let servicenow: ServiceNowEmulator
+    public let github: GitHubEmulator
+    public let netsuite: NetSuiteEmulator
+    public let receiver: ReceiverEmulator
+
+    /// Starts every server (stopping the ones already started when a later one fails) and seeds the records.
+    public init(secrets: DemoSecrets, now: Date = Date()) throws {
+        self.secrets = secrets
+        guard let zone = TimeZone(identifier: Self.netsuiteTimeZone) else {
+            throw DemoError("the time zone database has no \(Self.netsuiteTimeZone); install the tzdata package")
+        }
+        var started: [@Sendable () -> Void] = []
+        do {
+            let servicenow = try ServiceNowEmulator(options: .init(
+                users: [:], oauthClients: [secrets.serviceNowClientID: secrets.serviceNowClientSecret],
+                refreshTokens: [], clientCredentialsEnabled: true))
+            started.append(servicenow.stop)
+            // A demo may run for hours at one poll a second; the primary limit must not be the story it tells.
+            let github = try GitHubEmulator(options: .init(owner: Self.githubOwner, repository: Self.githubRepository,
+                                                           tokens: [secrets.githubToken], rateLimit: 1_000_000))
+            started.append(github.stop)
+            let netsuite = try NetSuiteEmulator(options: .init(
+                accountID: Self.netsuiteAccount, timeZone: zone, consumerKey: secrets.netsuiteConsumerKey,
+                consumerSecret: secrets.netsuiteConsumerSecret, tokenID: secrets.netsuiteTokenID,
+                tokenSecret: secrets.netsuiteTokenSecret))
+            started.append(netsuite.stop)
+            let receiver = try ReceiverEmulator(secrets: [secrets.webhookSecret])
+            started.append(receiver.stop)
+            self.servicenow = servicenow
+            self.github = github
+            self.netsuite = netsuite
+            self.receiver = receiver
+        } catch {
+            for stop in started.reversed() { stop() }
+            throw error
+        }
+        try seed(now: now)
+    }
+
+    /// Stops every listener. Safe to call twice.
+    public func stop() {
+        servicenow.stop()
+        github.stop()
+        netsuite.stop()
+        receiver.stop()
+    }
+
+    /// A handful of records per provider, dated a little in the past, so the first poll (initial_sync `emit`)
+    /// shows one `created` event per record.
+    private func seed(now: Date) throws {
+        let past = now.addingTimeInterval(-120)
+        let users: [(String, String, String, String)] = [
+            ("abel.tuter", "Abel", "Tuter", "Service Desk Analyst"),
+            ("beth.anglin", "Beth", "Anglin", "Network Engineer"),
+            ("fred.luddy", "Fred", "Luddy", "IT Manager"),
+        ]
+        var userIDs: [String] = []
+        for (index, user) in users.enumerated() {
+            userIDs.append(try servicenow.insert("sys_user", [
+                "user_name": user.0, "first_name": user.1, "last_name": user.2, "name": "\(user.1) \(user.2)",
+                "email": "\(user.0)@example.com", "title": user.3, "active": "true",
+            ], at: past.addingTimeInterval(Double(index))))
+        }
+        let incidents: [(String, String, String)] = [
+            ("Email server is down", "1", "1"),
+            ("VPN disconnects every hour", "2", "2"),
+            ("Printer on floor 3 jams", "1", "4"),
+        ]
+        for (index, incident) in incidents.enumerated() {
+            try servicenow.insert("incident", [
+                "number": String(format: "INC%07d", 10001 + index), "short_description": incident.0,
+                "state": incident.1, "priority": incident.2, "active": "true", "category": "inquiry",
+                "caller_id": userIDs[index % userIDs.count],
+                "opened_at": Timestamps.sqlStyle(past.addingTimeInterval(Double(10 + index))),
+            ], at: past.addingTimeInterval(Double(10 + index)))
+        }
+
+        let issues: [(String, [String])] = [
+            ("Crash when the config file is empty", ["bug"]),
+            ("Document the retry schedule", ["docs"]),
+            ("Support GitHub Enterprise base URLs", ["enhancement"]),
+        ]
+        for (index, issue) in issues.enumerated() {
+            github.createIssue(title: issue.0, labels: issue.1, at: past.addingTimeInterval(Double(20 + index)))
+        }
+
+        for (index, customer) in Self.seededCustomers.enumerated() {
+            netsuite.upsert("customer", id: customer.id, modifiedAt: past.addingTimeInterval(Double(30 + index)),
+                            fields: DemoWorld.customerFields(id: customer.id, company: customer.company,
+                                                            status: customer.status))
+        }
+    }
+
+    /// The columns of a NetSuite customer row as SuiteQL returns them (strings, "T"/"F" booleans).
+    static func customerFields(id: Int64, company: String, status: String) -> [(String, NetSuiteValue)] {
+        let slug = company.lowercased().filter { $0.isLetter }
+        return [("entityid", .text("CUST\(id)")), ("companyname", .text(company)), ("isperson", .text("F")),
+                ("email", .text("billing@\(slug).example")), ("phone", .text(String(format: "555-01%02d", Int(id % 100)))),
+                ("entitystatus", .text(status)), ("isinactive", .text("F"))]
+    }
+
+    /// The deltahook configuration for this world (DESIGN §6): one connection per provider polled every second,
+    /// initial_sync `emit` (the seeded records appear at once), secrets from `$CREDENTIALS_DIRECTORY`, and the
+    /// receiver as the only subscriber (plain HTTP on loopback, allowed explicitly).
+    public func configJSON(stateDirectory: String, logLevel: String) -> String {
+        func object(_ name: String, _ model: String, extra: [(String, JSONValue)] = []) -> JSONValue {
+            .object(JSONObject([("name", .string(name)), ("model", .string(model)), ("interval", .string("1s")),
+                                ("reconcile_every", .string("1m")), ("initial_sync", .string("emit"))] + extra))
+        }
+        func credential(_ name: String) -> JSONValue { .object(JSONObject([("credential", .string(name))])) }
+        let connections: [JSONValue] = [
+            .object(JSONObject([
+                ("id", .string(Self.serviceNowConnection)), ("provider", .string("servicenow")),
+                ("base_url", .string(servicenow.baseURL)),
+                ("auth", .object(JSONObject([("type", .string("oauth2")), ("grant", .string("client_credentials")),
+                                             ("client_id", .string(secrets.serviceNowClientID)),
+                                             ("client_secret", credential("snow-client-secret"))]))),
+                ("objects", .array([object("incident", "ticket"), object("sys_user", "user")])),
+            ])),
+            .object(JSONObject([
+                ("id", .string(Self.githubConnection)), ("provider", .string("github")),
+                ("base_url", .string(github.baseURL)),
+                ("auth", .object(JSONObject([("type", .string("token")), ("token", credential("github-token"))]))),
+                ("objects", .array([object("issues", "ticket",
+                                           extra: [("repository", .string("\(Self.githubOwner)/\(Self.githubRepository)"))])])),
+            ])),
+            .object(JSONObject([
+                ("id", .string(Self.netsuiteConnection)), ("provider", .string("netsuite")),
+                ("account_id", .string(Self.netsuiteAccount)), ("base_url", .string(netsuite.baseURL)),
+                ("time_zone", .string(Self.netsuiteTimeZone)),
+                ("auth", .object(JSONObject([("type", .string("tba")),
+                                             ("consumer_key", credential("ns-consumer-key")),
+                                             ("consumer_secret", credential("ns-consumer-secret")),
+                                             ("token_id", credential("ns-token-id")),
+                                             ("token_secret", credential("ns-token-secret"))]))),
+                ("objects", .array([object("customer", "customer")])),
+            ])),
+        ]
+        let subscriber: JSONValue = .object(JSONObject([
+            ("id", .string(Self.subscriber)), ("url", .string(receiver.url)),
+            ("secrets", .array([credential("demo-webhook-secret")])), ("events", .array([.string("*")])),
+            ("allow_insecure_http", .bool(true)), ("allow_private_network", .bool(true)),
+        ]))
+        let root: JSONValue = .object(JSONObject([
+            ("state_directory", .string(stateDirectory)), ("log_level", .string(logLevel)),
+            ("shutdown_timeout", .string("3s")),
+            ("connections", .array(connections)), ("subscribers", .array([subscriber])),
+        ]))
+        return root.serialized() + "\n"
+    }
+}
+
+public struct DemoError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
