@@ -287,7 +287,9 @@ func interleaved(records: [String], perRecord: Int) -> [ChangeEvent] {
             let during = h.receiver.received.dropFirst(before)
             #expect(during.count <= 4)
             let probeTimes = during.map(\.receivedAt)
-            for (a, b) in zip(probeTimes, probeTimes.dropFirst()) { #expect(b.timeIntervalSince(a) >= 0.14) }
+            // Probes are 150 ms apart when sent; arrival times can bunch by a few ms on a loaded machine. Anything
+            // well above the 40 ms retry spacing proves these are probes, not the retry schedule.
+            for (a, b) in zip(probeTimes, probeTimes.dropFirst()) { #expect(b.timeIntervalSince(a) >= 0.1) }
 
             h.receiver.setDefault(.ok)
             let caughtUp = await h.receiver.waitUntil(timeout: .seconds(20)) { $0.filter(\.accepted).count == 6 }
