@@ -63,20 +63,21 @@ extension Command {
 /// Every command, in the order `help` lists them.
 enum CommandTable {
     static var all: [any Command.Type] {[
-        DemoCommand.self,
+        // In the order `deltahook help` lists them: daemon and setup, then inspection, then repair, then tools.
         RunCommand.self,
         CheckConfigCommand.self,
         StatusCommand.self,
         PollOnceCommand.self,
         EventsCommand.self,
-        VersionCommand.self,
-        HelpCommand.self,
         DeliveriesCommand.self,
         RedeliverCommand.self,
         ReplayCommand.self,
         SubscribersCommand.self,
         SecretsCommand.self,
+        DemoCommand.self,
         BenchDeliveryCommand.self,
+        VersionCommand.self,
+        HelpCommand.self,
     ]}
 
     static func find(_ name: String) -> (any Command.Type)? { all.first { $0.name == name } }
