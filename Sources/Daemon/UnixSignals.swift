@@ -21,6 +21,9 @@ public enum UnixSignal: Int32, Sendable, CustomStringConvertible {
 
 /// Delivers the given signals as an AsyncStream. Sources are installed before `init` returns, so a signal
 /// sent right after cannot be lost. Cancel by dropping the stream (`finish`).
+///
+/// - Important: create one `UnixSignals` per signal per process. On Linux a second DispatchSource for the same
+///   signal starves the first (seen with `deltahook demo`, which therefore leaves SIGINT/SIGTERM to the daemon).
 public final class UnixSignals: @unchecked Sendable {
     // @unchecked: `sources` is written once in init; DispatchSource.cancel() is thread-safe.
     public let stream: AsyncStream<UnixSignal>
