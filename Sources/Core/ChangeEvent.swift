@@ -108,9 +108,7 @@ public enum ContentHash {
 
     /// Canonical bytes of `record` minus volatile top-level fields.
     public static func canonicalBytes(_ record: JSONValue, ignoring volatile: Set<String>) -> [UInt8] {
-        guard !volatile.isEmpty, case .object(var object) = record else { return record.canonicalBytes() }
-        for field in volatile { object[field] = nil }
-        return JSONValue.object(object).canonicalBytes()
+        record.canonicalBytes(skipping: volatile)
     }
 
     /// Field-level changes between two normalized records (top-level keys), skipping `ignoring`.
@@ -120,12 +118,20 @@ public enum ContentHash {
         let oldObject = old.objectValue ?? JSONObject()
         let newObject = new.objectValue ?? JSONObject()
         var result = [String: FieldChange]()
-        for key in Set(oldObject.keys).union(newObject.keys) where !volatile.contains(key) {
-            let before = oldObject[key] ?? .null
-            let after = newObject[key] ?? .null
-            // Compare canonical forms, as the content hash does, so 1 vs 1.0 is not reported as a change.
-            if before.canonicalBytes() != after.canonicalBytes() { result[key] = FieldChange(from: before, to: after) }
+        // Compare canonical forms, as the content hash does, so 1 vs 1.0 is not reported as a change (and
+        // two strings Swift calls equal but whose bytes differ are). Two buffers serve every field.
+        var before = [UInt8]()
+        var after = [UInt8]()
+        func compare(_ key: String, _ from: JSONValue, _ to: JSONValue) {
+            guard !volatile.contains(key) else { return }
+            before.removeAll(keepingCapacity: true)
+            after.removeAll(keepingCapacity: true)
+            from.write(into: &before, sortKeys: true)
+            to.write(into: &after, sortKeys: true)
+            if before != after { result[key] = FieldChange(from: from, to: to) }
         }
+        for (key, value) in newObject.members { compare(key, oldObject[key] ?? .null, value) }
+        for (key, value) in oldObject.members where !newObject.contains(key) { compare(key, value, .null) }
         return result
     }
 }
