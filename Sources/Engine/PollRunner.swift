@@ -275,7 +275,7 @@ public final class PollRunner: Sendable {
         -> HashedPage
     {
         let page = try await source.fetchDelta(request)
-        return HashedPage(page: page, hashes: ContentHashing.hashes(of: page.records, differ: differ))
+        return HashedPage(page: page, hashes: differ.contentHashes(of: page.records))
     }
 
     func diffPage(_ records: [SourceRecord], hashes: [String], differ: Differ, silent: Bool,
@@ -343,18 +343,23 @@ enum ContentHashing {
     static let parallelThreshold = 512
 
     static func hashes(of records: [SourceRecord], differ: Differ) -> [String] {
-        guard records.count >= parallelThreshold else { return records.map(differ.contentHash(of:)) }
         let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8))
-        guard workers > 1 else { return records.map(differ.contentHash(of:)) }
+        guard records.count >= parallelThreshold, workers > 1 else { return hashes(records[...], differ: differ) }
         let chunk = (records.count + workers - 1) / workers
         let results = Mutex<[[String]]>(Array(repeating: [], count: workers))
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             let start = worker * chunk
             let end = min(records.count, start + chunk)
             guard start < end else { return }
-            let part = records[start..<end].map(differ.contentHash(of:))
+            let part = hashes(records[start..<end], differ: differ)
             results.withLock { $0[worker] = part }
         }
         return results.withLock { $0.flatMap { $0 } }
+    }
+
+    /// One hasher (buffer + SHA-256 context) per run of records.
+    private static func hashes(_ records: ArraySlice<SourceRecord>, differ: Differ) -> [String] {
+        let hasher = CanonicalHasher()
+        return records.map { differ.contentHash(of: $0, using: hasher) }
     }
 }

@@ -49,6 +49,24 @@ struct DifferTests {
                 == "f0ba99f7b91d5fba5621118a28efb3849531f03de9be48c5151deb51f56d5807")
     }
 
+    @Test("a page of content hashes (split across cores, hashers reused) equals one-by-one hashes, in order")
+    func pageHashesMatchOneByOne() {
+        let descriptor = ObjectDescriptor(connection: "c", provider: "p", object: "o", model: "record",
+                                          volatileFields: ["sys_updated_on", "sys_mod_count"])
+        let differ = Differ(descriptor: descriptor)
+        // More than the parallel threshold, mixing the awkward values with distinct records.
+        let records = (0..<1300).map { i -> SourceRecord in
+            let value: JSONValue = i % 7 == 0
+                ? Self.awkward[i % Self.awkward.count]
+                : ["id": .integer(Int64(i)), "name": .string("record \(i) \u{e9}"), "sys_mod_count": .integer(Int64(i))]
+            return SourceRecord(id: String(i), updatedAt: nil, raw: value, record: value)
+        }
+        let hashes = differ.contentHashes(of: records)
+        #expect(hashes == records.map { ContentHash.of($0.raw, ignoring: descriptor.volatileFields) })
+        #expect(differ.contentHashes(of: Array(records.prefix(3))) == hashes.prefix(3).map { $0 })
+        #expect(differ.contentHashes(of: []).isEmpty)
+    }
+
     @Test("tombstoned priors diff as created; equal hashes as unchanged; changes name record fields (rules 5, 6)")
     func outcomes() {
         let descriptor = ObjectDescriptor(connection: "c", provider: "p", object: "o", model: "ticket",
