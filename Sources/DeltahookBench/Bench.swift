@@ -198,28 +198,45 @@ struct Bench {
         let net = max(changedTime.seconds - sourceOnly.seconds, 1e-9)
 
         if ProcessInfo.processInfo.environment["BENCH_COMPONENTS"] != nil {
+            // Single-threaded costs of the pieces of one record's path, in microseconds per record.
             let differ = Differ(descriptor: source.descriptor)
             let page = try await source.fetchDelta(DeltaRequest(lowerBound: nil, after: nil, pageSize: pageSize))
             let ids = page.records.map(\.id)
-            let hashTime = clock.measure { for _ in 0..<20 { _ = page.records.map(differ.contentHash(of:)) } }
+            let rounds = 20
+            func micros(_ duration: Duration, _ n: Int) -> String { String(format: "%.2f", duration.seconds * 1e6 / Double(n)) }
+            let n = rounds * page.records.count
+            let generate = try await clock.measure {
+                for _ in 0..<rounds { _ = try await source.fetchDelta(DeltaRequest(lowerBound: nil, after: nil, pageSize: pageSize)) }
+            }
+            let oneShot = clock.measure { for _ in 0..<rounds { _ = page.records.map(differ.contentHash(of:)) } }
+            let pageHash = clock.measure { for _ in 0..<rounds { _ = differ.contentHashes(of: page.records) } }
             let sample = page.records[0].raw
-            let canonicalTime = clock.measure {
-                for _ in 0..<20_000 { _ = ContentHash.canonicalBytes(sample, ignoring: source.descriptor.volatileFields) }
+            let canonical = clock.measure {
+                for _ in 0..<n { _ = sample.canonicalBytes(skipping: source.descriptor.volatileFields) }
             }
-            let plainTime = clock.measure { for _ in 0..<20_000 { _ = sample.canonicalBytes() } }
+            let serialize = clock.measure { for _ in 0..<n { _ = sample.serialized() } }
+            let text = sample.serialized()
+            let parse = try clock.measure { for _ in 0..<n { _ = try JSONValue.parse(text) } }
             let bytes = sample.canonicalBytes()
-            let digestTime = clock.measure { for _ in 0..<20_000 { _ = Digest.sha256(bytes) } }
-            print("one record (\(bytes.count) canonical bytes): canonical minus volatile \(canonicalTime / 20_000), "
-                  + "canonical \(plainTime / 20_000), sha256 \(digestTime / 20_000)")
-            let headTime = try clock.measure {
-                for _ in 0..<20 { _ = try store.snapshotHeads(connection: "bench", object: "incident", ids: ids) }
+            let digest = clock.measure { for _ in 0..<n { _ = Digest.sha256(bytes) } }
+            let hasher = SHA256Hasher()
+            let reused = clock.measure { for _ in 0..<n { _ = hasher.hexHash(bytes) } }
+            let heads = try clock.measure {
+                for _ in 0..<rounds { _ = try store.snapshotHeads(connection: "bench", object: "incident", ids: ids) }
             }
-            let fullTime = try clock.measure {
-                for _ in 0..<20 { _ = try store.snapshots(connection: "bench", object: "incident", ids: ids) }
+            let records = try clock.measure {
+                for _ in 0..<rounds { _ = try store.snapshotRecords(connection: "bench", object: "incident", ids: ids) }
             }
-            let hopTime = try await clock.measure { for _ in 0..<1000 { try await store.perform { _ in () } } }
-            print("components per record: hash \(hashTime / (20 * pageSize)), heads \(headTime / (20 * pageSize)), "
-                  + "full snapshots \(fullTime / (20 * pageSize)); one store hop \(hopTime / 1000)")
+            let full = try clock.measure {
+                for _ in 0..<rounds { _ = try store.snapshots(connection: "bench", object: "incident", ids: ids) }
+            }
+            let hop = try await clock.measure { for _ in 0..<1000 { try await store.perform { _ in () } } }
+            print("components, µs per record (\(bytes.count) canonical bytes, one thread unless noted): "
+                  + "generate \(micros(generate, n)), canonical minus volatile \(micros(canonical, n)), "
+                  + "serialize \(micros(serialize, n)), parse \(micros(parse, n)), sha256 one-shot \(micros(digest, n)), "
+                  + "sha256 reused \(micros(reused, n)), content hash one-shot \(micros(oneShot, n)), "
+                  + "page of content hashes (all cores) \(micros(pageHash, n)), heads \(micros(heads, n)), "
+                  + "prior records \(micros(records, n)), full snapshots \(micros(full, n)); one store hop \(micros(hop, 1000))")
         }
 
         print("")

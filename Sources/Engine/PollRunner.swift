@@ -302,7 +302,7 @@ public final class PollRunner: Sendable {
         }
         let changedIDs = changed
         let priors = changedIDs.isEmpty ? [:] : try await store.perform {
-            try $0.snapshots(connection: descriptor.connection, object: descriptor.object, ids: changedIDs)
+            try $0.snapshotRecords(connection: descriptor.connection, object: descriptor.object, ids: changedIDs)
         }
         for (index, record) in records.enumerated() {
             if let stamp = record.updatedAt, result.maxTimestamp.map({ stamp > $0 }) ?? true {
@@ -312,7 +312,7 @@ public final class PollRunner: Sendable {
             if let carried = carry[record.id] {
                 prior = carried
             } else if let head = heads[record.id] {
-                prior = PriorState(contentHash: head.contentHash, record: priors[record.id]?.record ?? .null,
+                prior = PriorState(contentHash: head.contentHash, record: priors[record.id] ?? .null,
                                    tombstoned: head.tombstoned)
             } else {
                 prior = nil

@@ -5,7 +5,7 @@
 // Memory stays flat: every listing is bounded by a limit and pages by keyset (seq, id), never by OFFSET, and no
 // method materializes a whole table.
 public import Foundation
-import Core
+public import Core
 import Dispatch
 
 /// The state store over one SQLite file.
@@ -198,6 +198,24 @@ public final class StateStore: Sendable {
                     record: try Self.parseJSON(row.text(2), "\(context) record"),
                     raw: try Self.parseJSON(row.text(3), "\(context) raw"), sourceTimestamp: row.date(4),
                     tombstoned: row.bool(5), tombstonedAt: row.date(6), updatedAt: row.date(7) ?? Date(timeIntervalSince1970: 0))
+            }
+            return result
+        }
+    }
+
+    /// The stored normalized records of the given ids (those that exist), keyed by record id: what the differ
+    /// needs for an `updated` event's field-level `changes`. Unlike ``snapshots(connection:object:ids:)`` it
+    /// does not read or parse `raw`, which only deletes need.
+    public func snapshotRecords(connection: String, object: String, ids: [String]) throws -> [String: JSONValue] {
+        guard !ids.isEmpty else { return [:] }
+        return try database.read { db in
+            var result = [String: JSONValue](minimumCapacity: ids.count)
+            try db.query("""
+                SELECT record_id, record FROM snapshots
+                WHERE connection = ? AND object = ? AND record_id IN (SELECT value FROM json_each(?))
+                """, [.text(connection), .text(object), .text(Self.jsonArray(ids))]) { row in
+                let id = row.text(0)
+                result[id] = try Self.parseJSON(row.text(1), "snapshot \(connection)/\(object)/\(id) record")
             }
             return result
         }

@@ -236,6 +236,10 @@ final class LockedBox<Value>: @unchecked Sendable {
         let full = try store.snapshots(connection: "c", object: "o", ids: ["r2"])
         #expect(full["r2"]?.record == ["id": "r2", "n": 1])
         #expect(full["r2"]?.tombstoned == false)
+        // The differ's lighter read: records only, existing ids only.
+        let records = try store.snapshotRecords(connection: "c", object: "o", ids: ["r2", "r4", "missing"])
+        #expect(records == ["r2": ["id": "r2", "n": 1], "r4": ["id": "r4", "n": 1]])
+        #expect(try store.snapshotRecords(connection: "c", object: "o", ids: []).isEmpty)
 
         // Keyset pages over live ids.
         var walked: [String] = []
