@@ -66,11 +66,25 @@ public final class StateStore: Sendable {
             var result = PageCommitResult(inserted: [], duplicateEventIDs: [], deliveriesCreated: 0,
                                           snapshotsWritten: 0)
             for snapshot in commit.snapshots {
+                let record = snapshot.record.canonicalString()
+                let raw = snapshot.raw.serialized()
+                if !snapshot.tombstoned {
+                    // The common case: a new record or a new version of a live one. Changes nothing when the
+                    // stored row is a tombstone; then the full upsert below clears it (an undelete).
+                    let changed = try db.execute(Self.upsertLiveSnapshotSQL, [
+                        .text(commit.connection), .text(commit.object), .text(snapshot.recordID),
+                        .text(snapshot.contentHash), .text(record), .text(raw), .date(snapshot.sourceTimestamp),
+                        .integer(now), .integer(now),
+                    ])
+                    if changed == 1 {
+                        result.snapshotsWritten += 1
+                        continue
+                    }
+                }
                 try db.execute(Self.upsertSnapshotSQL, [
                     .text(commit.connection), .text(commit.object), .text(snapshot.recordID),
-                    .text(snapshot.contentHash), .text(snapshot.record.canonicalString()),
-                    .text(snapshot.raw.serialized()), .date(snapshot.sourceTimestamp), .bool(snapshot.tombstoned),
-                    snapshot.tombstoned ? .integer(now) : .null, .integer(now), .integer(now),
+                    .text(snapshot.contentHash), .text(record), .text(raw), .date(snapshot.sourceTimestamp),
+                    .bool(snapshot.tombstoned), snapshot.tombstoned ? .integer(now) : .null, .integer(now), .integer(now),
                 ])
                 result.snapshotsWritten += 1
             }
@@ -109,6 +123,20 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// Inserts a live snapshot, or replaces a live one; leaves a tombstoned row untouched (0 changes). It sets
+    /// none of `snapshots_live`'s columns (record_id, last_seen_sweep, tombstoned), so SQLite does not rewrite
+    /// that index entry on every update (Schema.version2).
+    static let upsertLiveSnapshotSQL = """
+        INSERT INTO snapshots (connection, object, record_id, content_hash, record, raw, source_ts, tombstoned,
+                               tombstoned_at, last_seen_sweep, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?)
+        ON CONFLICT (connection, object, record_id) DO UPDATE SET
+            content_hash = excluded.content_hash, record = excluded.record, raw = excluded.raw,
+            source_ts = excluded.source_ts, updated_at = excluded.updated_at
+        WHERE snapshots.tombstoned = 0
+        """
+
+    /// Any snapshot write: tombstones (deletes) and undeletes.
     static let upsertSnapshotSQL = """
         INSERT INTO snapshots (connection, object, record_id, content_hash, record, raw, source_ts, tombstoned,
                                tombstoned_at, last_seen_sweep, updated_at)
@@ -236,8 +264,8 @@ public final class StateStore: Sendable {
     }
 
     /// Marks ids as seen by the reconciliation sweep that started at `sweep` (DESIGN §2 rule 6). Snapshots written
-    /// by ``commitPage(_:)`` count as seen at their write time, so records created during a sweep are not
-    /// mistaken for deletions.
+    /// by ``commitPage(_:)`` count as seen at their write time (`updated_at`), so records created or changed during
+    /// a sweep are not mistaken for deletions.
     public func markSeen(connection: String, object: String, ids: [String], sweep: Date) throws {
         guard !ids.isEmpty else { return }
         try database.write { db in
@@ -248,9 +276,10 @@ public final class StateStore: Sendable {
         }
     }
 
-    /// One page (keyset on record id) of live ids NOT seen by the sweep that started at `sweep`: after a complete,
-    /// successful sweep these are the deleted records. Call only then — deletes are never inferred from a
-    /// partial sweep.
+    /// One page (keyset on record id) of live ids NOT seen by the sweep that started at `sweep` — neither marked
+    /// by ``markSeen(connection:object:ids:sweep:)`` nor written by ``commitPage(_:)`` since it started: after a
+    /// complete, successful sweep these are the deleted records. Call only then — deletes are never inferred from
+    /// a partial sweep.
     public func unseenLiveIDs(connection: String, object: String, sweep: Date, after: String? = nil,
                               limit: Int = 1000) throws -> [String]
     {
@@ -258,8 +287,10 @@ public final class StateStore: Sendable {
             try db.queryAll("""
                 SELECT record_id FROM snapshots
                 WHERE connection = ? AND object = ? AND tombstoned = 0 AND record_id > ? AND last_seen_sweep < ?
+                  AND updated_at < ?
                 ORDER BY record_id LIMIT ?
-                """, [.text(connection), .text(object), .text(after ?? ""), .date(sweep), .integer(Int64(limit))]) {
+                """, [.text(connection), .text(object), .text(after ?? ""), .date(sweep), .date(sweep),
+                      .integer(Int64(limit))]) {
                 $0.text(0)
             }
         }
