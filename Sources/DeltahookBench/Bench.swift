@@ -84,6 +84,19 @@ extension String {
     func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }
 
+/// Profiling only the changed phase: with BENCH_PERF_CTL=FIFO the bench writes `enable`/`disable` to a
+/// `perf record --control fifo:FIFO -D -1` control FIFO around phase 3.
+struct PerfControl {
+    let path: String?
+    func enable() { send("enable\n") }
+    func disable() { send("disable\n") }
+    private func send(_ command: String) {
+        guard let path, let handle = FileHandle(forWritingAtPath: path) else { return }
+        handle.write(Data(command.utf8))
+        try? handle.close()
+    }
+}
+
 func peakRSSMiB() -> Double {
     var usage = rusage()
     getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
@@ -169,6 +182,7 @@ struct Bench {
                                 router: { _ in ["bench-subscriber"] },
                                 logger: Logger(level: .warning, sink: StderrSink(syslogPrefixes: false)))
         let clock = ContinuousClock()
+        let profiler = PerfControl(path: ProcessInfo.processInfo.environment["BENCH_PERF_CTL"])
         let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first ?? "?"
         print("deltahook-bench: \(count) records, pages of \(pageSize), \(ProcessInfo.processInfo.activeProcessorCount) cores, "
               + "load average \(load) at start")
@@ -192,7 +206,9 @@ struct Bench {
         cpu.append(cpuSeconds())
         source.bump()
         var changed = CycleReport(connection: "", object: "", dryRun: false)
+        profiler.enable()
         let changedTime = try await clock.measure { changed = try await runner.runCycle() }
+        profiler.disable()
         cpu.append(cpuSeconds())
         guard initial.snapshotsWritten == count, unchanged.unchanged == count, changed.eventCount == count else {
             print("unexpected counts: load \(initial.snapshotsWritten), unchanged \(unchanged.unchanged), "

@@ -7,6 +7,35 @@
 public import Foundation
 public import Core
 import Dispatch
+import Synchronization
+
+/// The result of one job on the store's queue, handed to whoever awaits it (before or after it is ready).
+private final class QueuedOutcome<T: Sendable>: Sendable {
+    private struct State {
+        var result: Result<T, any Error>?
+        var waiter: CheckedContinuation<T, any Error>?
+    }
+    private let state = Mutex(State())
+
+    func resolve(_ result: Result<T, any Error>) {
+        let waiter = state.withLock { state -> CheckedContinuation<T, any Error>? in
+            state.result = result
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(with: result)
+    }
+
+    func value() async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready = state.withLock { state -> Result<T, any Error>? in
+                if state.result == nil { state.waiter = continuation }
+                return state.result
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+}
 
 /// The state store over one SQLite file.
 ///
@@ -42,6 +71,15 @@ public final class StateStore: Sendable {
         try await withCheckedThrowingContinuation { continuation in
             queue.async { continuation.resume(with: Result { try body(self) }) }
         }
+    }
+
+    /// Puts `body` on the store's serial queue now — before anything enqueued after this call returns — and
+    /// returns a task that delivers its result. Lets a caller order jobs (a read before a commit) and await
+    /// them later, doing other work meanwhile.
+    public func enqueue<T: Sendable>(_ body: @escaping @Sendable (StateStore) throws -> T) -> Task<T, any Error> {
+        let outcome = QueuedOutcome<T>()
+        queue.async { outcome.resolve(Result { try body(self) }) }
+        return Task { try await outcome.value() }
     }
 
     // MARK: - Page commit (DESIGN §2 rule 1)
