@@ -211,6 +211,26 @@ extension JSONValue {
         }
     }
 
+    /// True only if `self` and `other` serialize to the same text: same cases, same member order, same string
+    /// bytes, same number bits (so it may say false for a few that would, like 0.0 and -0.0). Stricter than `==`,
+    /// which ignores member order and compares strings by Unicode equivalence. Lets a caller render once for both.
+    public func serializesIdentically(to other: JSONValue) -> Bool {
+        switch (self, other) {
+        case (.null, .null): return true
+        case (.bool(let a), .bool(let b)): return a == b
+        case (.integer(let a), .integer(let b)): return a == b
+        case (.double(let a), .double(let b)): return a.bitPattern == b.bitPattern
+        case (.string(let a), .string(let b)): return a.utf8.elementsEqual(b.utf8)
+        case (.array(let a), .array(let b)):
+            return a.count == b.count && zip(a, b).allSatisfy { $0.serializesIdentically(to: $1) }
+        case (.object(let a), .object(let b)):
+            return a.count == b.count && zip(a.members, b.members).allSatisfy {
+                $0.key.utf8.elementsEqual($1.key.utf8) && $0.value.serializesIdentically(to: $1.value)
+            }
+        default: return false
+        }
+    }
+
     /// Canonical bytes of `self`, leaving out the `skipping` members when `self` is an object (top level
     /// only: nested objects keep every member). The content hash's input (DESIGN §2 rule 5).
     public func canonicalBytes(skipping volatile: Set<String>) -> [UInt8] {

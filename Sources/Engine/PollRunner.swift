@@ -286,7 +286,7 @@ public final class PollRunner: Sendable {
         let looked = try await lookupTask.value
         let detectedAt = now()
         let diff = diffPage(page.records, hashes: hashed.hashes, lookup: looked, differ: differ, silent: silent,
-                            carry: &carry, detectedAt: detectedAt)
+                            render: !dryRun, carry: &carry, detectedAt: detectedAt)
         try await settle(&commits, report: &report, log: log)
         // The previous page is committed now: only this page's writes need carrying to the next one.
         if !dryRun {
@@ -325,7 +325,9 @@ public final class PollRunner: Sendable {
             for event in diff.events { report.add(event) }
         } else {
             unwrittenIdlePages = 0
-            let routed = diff.events.map { OutgoingEvent(event: $0, subscribers: router($0)) }
+            let routed = zip(diff.events, diff.eventTexts).map { event, texts in
+                OutgoingEvent(event: event, subscribers: router(event), recordText: texts.record, rawText: texts.raw)
+            }
             commits.pending = PendingCommit(
                 commit: PageCommit(connection: descriptor.connection, object: descriptor.object,
                                    snapshots: diff.snapshots, events: routed, cursor: cursor, now: detectedAt),
@@ -340,6 +342,8 @@ public final class PollRunner: Sendable {
     struct PageDiff {
         var snapshots: [SnapshotWrite] = []
         var events: [ChangeEvent] = []
+        /// Pre-rendered (record, raw) texts of `events`, index for index.
+        var eventTexts: [(record: String?, raw: String?)] = []
         var unchanged = 0
         var suppressed = 0
         var maxTimestamp: Date?
@@ -421,8 +425,9 @@ public final class PollRunner: Sendable {
     /// Diffs one page against what the lookup found. `carry` holds states decided earlier in this page (a record
     /// read twice is compared with its newest state, not with the stale stored one) and the previous page's writes
     /// (whose commit may still be running); in a dry run, the whole scan's.
+    /// `render`: also serialize what the commit will store (not in a dry run).
     func diffPage(_ records: [SourceRecord], hashes: [String], lookup: PageLookup, differ: Differ, silent: Bool,
-                  carry: inout [String: PriorState], detectedAt: Date) -> PageDiff {
+                  render: Bool, carry: inout [String: PriorState], detectedAt: Date) -> PageDiff {
         var result = PageDiff()
         for (index, record) in records.enumerated() {
             if let stamp = record.updatedAt, result.maxTimestamp.map({ stamp > $0 }) ?? true {
@@ -444,11 +449,18 @@ public final class PollRunner: Sendable {
             }
             // The snapshot is written even when no event is emitted (silent initial sync, pull requests,
             // typed-model no-ops), so the next read compares with what the provider really holds.
+            // Rendered here, while the store commits the previous page, rather than inside this page's commit;
+            // the raw text serves the snapshot and the event, and the event's record when it is the raw record.
+            let rawText = render ? record.raw.serialized() : nil
             result.snapshots.append(SnapshotWrite(recordID: record.id, contentHash: hash, record: record.record,
-                                                  raw: record.raw, sourceTimestamp: record.updatedAt))
+                                                  raw: record.raw, sourceTimestamp: record.updatedAt,
+                                                  recordText: render ? record.record.canonicalString() : nil,
+                                                  rawText: rawText))
             carry[record.id] = PriorState(contentHash: hash, record: record.record, tombstoned: false)
             if !silent, let event = differ.event(for: record, outcome: outcome, detectedAt: detectedAt) {
                 result.events.append(event)
+                let recordText = render ? (record.record.serializesIdentically(to: record.raw) ? rawText : record.record.serialized()) : nil
+                result.eventTexts.append((recordText, rawText))
             } else {
                 result.suppressed += 1
             }

@@ -104,8 +104,8 @@ public final class StateStore: Sendable {
             var result = PageCommitResult(inserted: [], duplicateEventIDs: [], deliveriesCreated: 0,
                                           snapshotsWritten: 0)
             for snapshot in commit.snapshots {
-                let record = snapshot.record.canonicalString()
-                let raw = snapshot.raw.serialized()
+                let record = snapshot.recordText ?? snapshot.record.canonicalString()
+                let raw = snapshot.rawText ?? snapshot.raw.serialized()
                 if !snapshot.tombstoned {
                     // The common case: a new record or a new version of a live one. Changes nothing when the
                     // stored row is a tombstone; then the full upsert below clears it (an undelete).
@@ -131,7 +131,8 @@ public final class StateStore: Sendable {
             var newEvents: [(seq: Int64, outgoing: OutgoingEvent)] = []
             for outgoing in commit.events {
                 let event = outgoing.event
-                let changed = try db.execute(Self.insertEventSQL, Self.eventArguments(event))
+                let changed = try db.execute(Self.insertEventSQL, Self.eventArguments(
+                    event, recordText: outgoing.recordText, rawText: outgoing.rawText))
                 if changed == 1 {
                     let seq = db.lastInsertRowID
                     result.inserted.append(.init(id: event.id, seq: seq))
@@ -209,7 +210,9 @@ public final class StateStore: Sendable {
         recordKey(connection: event.connection, object: event.object, recordID: event.recordID)
     }
 
-    static func eventArguments(_ event: ChangeEvent) -> [SQLValue] {
+    static func eventArguments(_ event: ChangeEvent, recordText: String? = nil, rawText: String? = nil)
+        -> [SQLValue]
+    {
         var changes: SQLValue = .null
         if let fieldChanges = event.changes {
             var object = JSONObject()
@@ -222,8 +225,8 @@ public final class StateStore: Sendable {
         return [
             .text(event.id), .text(event.type), .text(event.model), .text(event.kind.rawValue),
             .text(event.connection), .text(event.provider), .text(event.object), .text(event.recordID),
-            .date(event.occurredAt), .date(event.detectedAt), .text(event.record.serialized()), changes,
-            .text(event.raw.serialized()),
+            .date(event.occurredAt), .date(event.detectedAt), .text(recordText ?? event.record.serialized()), changes,
+            .text(rawText ?? event.raw.serialized()),
         ]
     }
 

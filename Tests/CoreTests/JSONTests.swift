@@ -181,6 +181,23 @@ import Testing
                 == "f0ba99f7b91d5fba5621118a28efb3849531f03de9be48c5151deb51f56d5807")
     }
 
+    @Test func serializesIdenticallyIsExactAboutOrderBytesAndNumbers() throws {
+        let value = Self.pinned
+        #expect(value.serializesIdentically(to: try JSONValue.parse(value.serialized())) == false,
+                "4.0 reparses as the integer 4")
+        let text = #"{"a":[1,2.5,"x",null,true,{"k":"v"}],"b":"café"}"#
+        #expect(try JSONValue.parse(text).serializesIdentically(to: JSONValue.parse(text)))
+        // == ignores member order and Unicode normalization; serialization does not.
+        let reordered = try JSONValue.parse(#"{"b":"café","a":[1,2.5,"x",null,true,{"k":"v"}]}"#)
+        #expect(try reordered == JSONValue.parse(text))
+        #expect(!reordered.serializesIdentically(to: try JSONValue.parse(text)))
+        let decomposed: JSONValue = ["b": "cafe\u{301}"], precomposed: JSONValue = ["b": "caf\u{e9}"]
+        #expect(decomposed == precomposed)
+        #expect(!decomposed.serializesIdentically(to: precomposed))
+        #expect(!JSONValue.integer(1).serializesIdentically(to: .double(1)))
+        #expect(!JSONValue.double(0).serializesIdentically(to: .double(-0.0)), "conservative: both render as 0")
+    }
+
     @Test func rule5FieldLevelChanges() throws {
         let old: JSONValue = ["status": "open", "title": "x", "gone": 1, "updated_at": "t1", "n": 1]
         let new: JSONValue = ["status": "in_progress", "title": "x", "added": true, "updated_at": "t2", "n": 1.0]
