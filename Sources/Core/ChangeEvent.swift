@@ -66,10 +66,17 @@ public struct ChangeEvent: Sendable, Hashable {
     public static func makeID(connection: String, object: String, recordID: String, sourceTimestamp: Date?,
                               contentHash: String, kind: ChangeKind) -> String {
         let stamp = sourceTimestamp.map { String(Int64(($0.timeIntervalSince1970 * 1000).rounded())) } ?? "-"
-        // Unit separators (0x1F) cannot appear ambiguously: ids are length-prefixed.
-        let parts = [connection, object, recordID, stamp, contentHash, kind.rawValue]
-        let material = parts.map { "\($0.utf8.count):\($0)" }.joined(separator: "\u{1F}")
-        return "evt_" + String(Digest.sha256Hex(material).prefix(32))
+        // Unit separators (0x1F) cannot appear ambiguously: ids are length-prefixed. The bytes are those of
+        // `parts.map { "\(utf8 count):\(part)" }.joined(separator: "\u{1F}")`, written into one buffer.
+        var material = [UInt8]()
+        material.reserveCapacity(192)
+        for (index, part) in [connection, object, recordID, stamp, contentHash, kind.rawValue].enumerated() {
+            if index > 0 { material.append(0x1F) }
+            material.append(contentsOf: String(part.utf8.count).utf8)
+            material.append(UInt8(ascii: ":"))
+            material.append(contentsOf: part.utf8)
+        }
+        return "evt_" + Digest.sha256(material).prefix(16).hexString
     }
 
     /// The JSON body a subscriber receives. Key order is fixed so the same event renders to the same bytes.
