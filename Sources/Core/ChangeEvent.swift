@@ -66,10 +66,17 @@ public struct ChangeEvent: Sendable, Hashable {
     public static func makeID(connection: String, object: String, recordID: String, sourceTimestamp: Date?,
                               contentHash: String, kind: ChangeKind) -> String {
         let stamp = sourceTimestamp.map { String(Int64(($0.timeIntervalSince1970 * 1000).rounded())) } ?? "-"
-        // Unit separators (0x1F) cannot appear ambiguously: ids are length-prefixed.
-        let parts = [connection, object, recordID, stamp, contentHash, kind.rawValue]
-        let material = parts.map { "\($0.utf8.count):\($0)" }.joined(separator: "\u{1F}")
-        return "evt_" + String(Digest.sha256Hex(material).prefix(32))
+        // Unit separators (0x1F) cannot appear ambiguously: ids are length-prefixed. The bytes are those of
+        // `parts.map { "\(utf8 count):\(part)" }.joined(separator: "\u{1F}")`, written into one buffer.
+        var material = [UInt8]()
+        material.reserveCapacity(192)
+        for (index, part) in [connection, object, recordID, stamp, contentHash, kind.rawValue].enumerated() {
+            if index > 0 { material.append(0x1F) }
+            material.append(contentsOf: String(part.utf8.count).utf8)
+            material.append(UInt8(ascii: ":"))
+            material.append(contentsOf: part.utf8)
+        }
+        return "evt_" + Digest.sha256(material).prefix(16).hexString
     }
 
     /// The JSON body a subscriber receives. Key order is fixed so the same event renders to the same bytes.
@@ -108,9 +115,7 @@ public enum ContentHash {
 
     /// Canonical bytes of `record` minus volatile top-level fields.
     public static func canonicalBytes(_ record: JSONValue, ignoring volatile: Set<String>) -> [UInt8] {
-        guard !volatile.isEmpty, case .object(var object) = record else { return record.canonicalBytes() }
-        for field in volatile { object[field] = nil }
-        return JSONValue.object(object).canonicalBytes()
+        record.canonicalBytes(skipping: volatile)
     }
 
     /// Field-level changes between two normalized records (top-level keys), skipping `ignoring`.
@@ -120,12 +125,20 @@ public enum ContentHash {
         let oldObject = old.objectValue ?? JSONObject()
         let newObject = new.objectValue ?? JSONObject()
         var result = [String: FieldChange]()
-        for key in Set(oldObject.keys).union(newObject.keys) where !volatile.contains(key) {
-            let before = oldObject[key] ?? .null
-            let after = newObject[key] ?? .null
-            // Compare canonical forms, as the content hash does, so 1 vs 1.0 is not reported as a change.
-            if before.canonicalBytes() != after.canonicalBytes() { result[key] = FieldChange(from: before, to: after) }
+        // Compare canonical forms, as the content hash does, so 1 vs 1.0 is not reported as a change (and
+        // two strings Swift calls equal but whose bytes differ are). Two buffers serve every field.
+        var before = [UInt8]()
+        var after = [UInt8]()
+        func compare(_ key: String, _ from: JSONValue, _ to: JSONValue) {
+            guard !volatile.contains(key) else { return }
+            before.removeAll(keepingCapacity: true)
+            after.removeAll(keepingCapacity: true)
+            from.write(into: &before, sortKeys: true)
+            to.write(into: &after, sortKeys: true)
+            if before != after { result[key] = FieldChange(from: from, to: to) }
         }
+        for (key, value) in newObject.members { compare(key, oldObject[key] ?? .null, value) }
+        for (key, value) in oldObject.members where !newObject.contains(key) { compare(key, value, .null) }
         return result
     }
 }

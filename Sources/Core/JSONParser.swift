@@ -82,12 +82,13 @@ struct JSONParser {
         }
     }
 
-    mutating func expectLiteral(_ literal: String) throws(JSONSyntaxError) {
-        let expected = Array(literal.utf8)
-        guard bytes.count - position >= expected.count, Array(bytes[position..<position + expected.count]) == expected else {
-            throw error("invalid literal; expected '\(literal)'")
+    mutating func expectLiteral(_ literal: StaticString) throws(JSONSyntaxError) {
+        let count = literal.utf8CodeUnitCount
+        let matches = bytes.count - position >= count && literal.withUTF8Buffer { expected in
+            bytes[position..<position + count].elementsEqual(expected)
         }
-        position += expected.count
+        guard matches else { throw error("invalid literal; expected '\(literal)'") }
+        position += count
     }
 
     mutating func enter() throws(JSONSyntaxError) {
@@ -110,14 +111,14 @@ struct JSONParser {
             }
             let keyOffset = position
             let key = try parseString()
-            if object[key] != nil { throw error("duplicate member name \"\(key)\"", at: keyOffset) }
+            if object.contains(key) { throw error("duplicate member name \"\(key)\"", at: keyOffset) }
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else {
                 throw error("expected ':' after member name \"\(key)\"")
             }
             position += 1
             skipWhitespace()
-            object[key] = try parseValue()
+            object.appendNew(key, try parseValue())
             skipWhitespace()
             guard position < bytes.count else { throw error("unexpected end of input inside an object; expected ',' or '}'") }
             if bytes[position] == UInt8(ascii: ",") { position += 1; continue }
@@ -147,6 +148,20 @@ struct JSONParser {
     mutating func parseString() throws(JSONSyntaxError) -> String {
         let start = position
         position += 1
+        // Most strings have no escapes: find the closing quote and validate the bytes in place.
+        var end = position
+        while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\"), bytes[end] >= 0x20 {
+            end += 1
+        }
+        if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+            let first = position
+            let string = bytes.withUnsafeBufferPointer {
+                String(validating: UnsafeBufferPointer(rebasing: $0[first..<end]), as: UTF8.self)
+            }
+            guard let string else { throw error("string is not valid UTF-8", at: start) }
+            position = end + 1
+            return string
+        }
         var out = [UInt8]()
         var runStart = position
         while true {
@@ -242,6 +257,14 @@ struct JSONParser {
             if position < bytes.count, bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-") { position += 1 }
             guard position < bytes.count, isDigit(bytes[position]) else { throw error("invalid number: expected an exponent") }
             while position < bytes.count, isDigit(bytes[position]) { position += 1 }
+        }
+        // Up to 18 digits cannot overflow Int64: accumulate them without building a String.
+        let negative = bytes[start] == UInt8(ascii: "-")
+        let firstDigit = negative ? start + 1 : start
+        if isInteger && position - firstDigit <= 18 {
+            var magnitude: Int64 = 0
+            for index in firstDigit..<position { magnitude = magnitude * 10 + Int64(bytes[index] - UInt8(ascii: "0")) }
+            return .integer(negative ? -magnitude : magnitude)
         }
         let text = String(decoding: bytes[start..<position], as: UTF8.self)
         if isInteger, let integer = Int64(text) { return .integer(integer) }

@@ -53,33 +53,65 @@ public enum JSONValue: Sendable, Hashable {
     }
 }
 
-/// An ordered JSON object. Lookup is linear for small objects and hashed for large ones.
+/// An ordered JSON object. Lookup is linear for small objects and hashed for large ones: provider records
+/// are mostly small, and building a dictionary per object (hashing every key) cost more than it saved.
 public struct JSONObject: Sendable, Hashable, Sequence {
     public private(set) var members: [(key: String, value: JSONValue)]
-    private var index: [String: Int]
+    /// Key → position in `members`; nil until the object grows past ``indexThreshold`` members.
+    private var index: [String: Int]?
 
-    public init() { members = []; index = [:] }
+    /// Objects with more members than this get a hash index.
+    static let indexThreshold = 12
 
+    public init() { members = []; index = nil }
+
+    /// Members in order; a later duplicate key replaces the earlier value (as assigning would).
     public init(_ pairs: [(String, JSONValue)]) {
         self.init()
+        members.reserveCapacity(pairs.count)
         for (k, v) in pairs { self[k] = v }
     }
 
     public var count: Int { members.count }
     public var keys: [String] { members.map(\.key) }
 
+    /// The position of `key` in `members`.
+    func position(of key: String) -> Int? {
+        if let index { return index[key] }
+        for position in members.indices where members[position].key == key { return position }
+        return nil
+    }
+
+    /// Whether the object has a member `key`.
+    public func contains(_ key: String) -> Bool { position(of: key) != nil }
+
+    /// Appends a member whose key the caller knows is not present yet (the parser checks for duplicates
+    /// first), without a second lookup.
+    mutating func appendNew(_ key: String, _ value: JSONValue) {
+        members.append((key, value))
+        if index != nil {
+            index?[key] = members.count - 1
+        } else if members.count > Self.indexThreshold {
+            rebuildIndex()
+        }
+    }
+
+    private mutating func rebuildIndex() {
+        var built = [String: Int](minimumCapacity: members.count)
+        for (i, m) in members.enumerated() { built[m.key] = i }
+        index = built
+    }
+
     public subscript(key: String) -> JSONValue? {
-        get { index[key].map { members[$0].value } }
+        get { position(of: key).map { members[$0].value } }
         set {
-            if let position = index[key] {
+            if let position = position(of: key) {
                 if let newValue { members[position].value = newValue } else {
                     members.remove(at: position)
-                    index = [:]
-                    for (i, m) in members.enumerated() { index[m.key] = i }
+                    if index != nil { rebuildIndex() }
                 }
             } else if let newValue {
-                index[key] = members.count
-                members.append((key, newValue))
+                appendNew(key, newValue)
             }
         }
     }
@@ -164,38 +196,131 @@ extension JSONValue {
             }
             out.append(UInt8(ascii: "]"))
         case .object(let object):
+            if sortKeys {
+                JSONValue.writeSortedObject(object, skipping: [], into: &out)
+                return
+            }
             out.append(UInt8(ascii: "{"))
-            let members = sortKeys
-                ? object.members.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
-                : object.members
-            for (i, member) in members.enumerated() {
+            for (i, member) in object.members.enumerated() {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
                 JSONValue.writeString(member.key, into: &out)
                 out.append(UInt8(ascii: ":"))
-                member.value.write(into: &out, sortKeys: sortKeys)
+                member.value.write(into: &out, sortKeys: false)
             }
             out.append(UInt8(ascii: "}"))
         }
     }
 
+    /// True only if `self` and `other` serialize to the same text: same cases, same member order, same string
+    /// bytes, same number bits (so it may say false for a few that would, like 0.0 and -0.0). Stricter than `==`,
+    /// which ignores member order and compares strings by Unicode equivalence. Lets a caller render once for both.
+    public func serializesIdentically(to other: JSONValue) -> Bool {
+        switch (self, other) {
+        case (.null, .null): return true
+        case (.bool(let a), .bool(let b)): return a == b
+        case (.integer(let a), .integer(let b)): return a == b
+        case (.double(let a), .double(let b)): return a.bitPattern == b.bitPattern
+        case (.string(let a), .string(let b)): return a.utf8.elementsEqual(b.utf8)
+        case (.array(let a), .array(let b)):
+            return a.count == b.count && zip(a, b).allSatisfy { $0.serializesIdentically(to: $1) }
+        case (.object(let a), .object(let b)):
+            return a.count == b.count && zip(a.members, b.members).allSatisfy {
+                $0.key.utf8.elementsEqual($1.key.utf8) && $0.value.serializesIdentically(to: $1.value)
+            }
+        default: return false
+        }
+    }
+
+    /// Canonical bytes of `self`, leaving out the `skipping` members when `self` is an object (top level
+    /// only: nested objects keep every member). The content hash's input (DESIGN §2 rule 5).
+    public func canonicalBytes(skipping volatile: Set<String>) -> [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(512)
+        writeCanonical(into: &out, skipping: volatile)
+        return out
+    }
+
+    /// Appends the canonical bytes of `self` minus the top-level `skipping` members to `out`.
+    public func writeCanonical(into out: inout [UInt8], skipping volatile: Set<String>) {
+        if case .object(let object) = self {
+            JSONValue.writeSortedObject(object, skipping: volatile, into: &out)
+        } else {
+            write(into: &out, sortKeys: true)
+        }
+    }
+
+    /// Members sorted by UTF-8 key bytes, `volatile` keys left out. Sorts member positions in a stack buffer
+    /// rather than copying the (key, value) pairs.
+    static func writeSortedObject(_ object: JSONObject, skipping volatile: Set<String>, into out: inout [UInt8]) {
+        let members = object.members
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: members.count) { order in
+            var count = 0
+            for position in members.indices {
+                // Few volatile fields: a linear check is cheaper than hashing every key.
+                if !volatile.isEmpty && volatile.contains(where: { $0 == members[position].key }) { continue }
+                order[count] = position
+                count += 1
+            }
+            var sorted = UnsafeMutableBufferPointer(rebasing: order[0..<count])
+            sorted.sort { utf8Precedes(members[$0].key, members[$1].key) }
+            out.append(UInt8(ascii: "{"))
+            for (i, position) in sorted.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                writeString(members[position].key, into: &out)
+                out.append(UInt8(ascii: ":"))
+                members[position].value.write(into: &out, sortKeys: true)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    /// UTF-8 byte order (the canonical member order; Swift's `<` on String is not byte order in general).
+    @inline(__always)
+    static func utf8Precedes(_ a: String, _ b: String) -> Bool {
+        let fast = a.utf8.withContiguousStorageIfAvailable { pa in
+            b.utf8.withContiguousStorageIfAvailable { pb -> Bool in
+                let n = min(pa.count, pb.count)
+                for i in 0..<n where pa[i] != pb[i] { return pa[i] < pb[i] }
+                return pa.count < pb.count
+            }
+        }
+        if let result = fast ?? nil { return result }
+        return a.utf8.lexicographicallyPrecedes(b.utf8)
+    }
+
+    /// A JSON string with minimal escapes. Runs of bytes that need no escape are appended in one copy.
     static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        for byte in s.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): out.append(contentsOf: [0x5C, 0x22])
-            case UInt8(ascii: "\\"): out.append(contentsOf: [0x5C, 0x5C])
-            case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-            case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-            case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-            case 0x08: out.append(contentsOf: [0x5C, UInt8(ascii: "b")])
-            case 0x0C: out.append(contentsOf: [0x5C, UInt8(ascii: "f")])
-            case 0x00..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
-            default: out.append(byte)
+        var s = s
+        s.withUTF8 { bytes in
+            var runStart = 0
+            for i in 0..<bytes.count {
+                let byte = bytes[i]
+                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
+                if runStart < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i])) }
+                appendEscape(byte, into: &out)
+                runStart = i + 1
+            }
+            if runStart < bytes.count {
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<bytes.count]))
             }
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    private static func appendEscape(_ byte: UInt8, into out: inout [UInt8]) {
+        switch byte {
+        case UInt8(ascii: "\""): out.append(contentsOf: [0x5C, 0x22])
+        case UInt8(ascii: "\\"): out.append(contentsOf: [0x5C, 0x5C])
+        case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
+        case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
+        case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
+        case 0x08: out.append(contentsOf: [0x5C, UInt8(ascii: "b")])
+        case 0x0C: out.append(contentsOf: [0x5C, UInt8(ascii: "f")])
+        default:
+            let hex = Array("0123456789abcdef".utf8)
+            out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+        }
     }
 }
 

@@ -38,6 +38,67 @@ public enum Digest {
     }
 }
 
+/// A SHA-256 context set up once and reused for many messages. A one-shot `EVP_Digest` allocates a context and,
+/// under OpenSSL 3, looks the SHA-256 implementation up again on every call (the "implicit fetch" of
+/// `EVP_sha256()`, see OpenSSL's migration guide, "Fetching algorithms"); for the differ, which hashes every
+/// record it reads, that set-up cost more than hashing a few hundred bytes.
+///
+/// Not `Sendable` and not thread-safe: use one per thread or task.
+public final class SHA256Hasher {
+    private let algorithm: OpaquePointer
+    private let context: OpaquePointer
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    public init() {
+        let fetched = EVP_MD_fetch(nil, "SHA256", nil)
+        let context = EVP_MD_CTX_new()
+        guard let fetched, let context else {
+            EVP_MD_free(fetched)
+            EVP_MD_CTX_free(context)
+            preconditionFailure("OpenSSL could not set up SHA-256 (out of memory or no default provider)")
+        }
+        algorithm = fetched
+        self.context = context
+    }
+
+    deinit {
+        EVP_MD_CTX_free(context)
+        EVP_MD_free(algorithm)
+    }
+
+    /// SHA-256 of `bytes` (32 bytes); equal to ``Digest/sha256(_:)``.
+    public func hash(_ bytes: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        out.withUnsafeMutableBufferPointer { digest(bytes, into: $0) }
+        return out
+    }
+
+    /// Lower-case hex SHA-256 of `bytes` (64 characters); equal to `Digest.sha256(bytes).hexString`.
+    public func hexHash(_ bytes: [UInt8]) -> String {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { raw in
+            digest(bytes, into: raw)
+            let digits = Self.hexDigits
+            return String(unsafeUninitializedCapacity: 64) { text in
+                for (i, byte) in raw.enumerated() {
+                    text[2 * i] = digits[Int(byte >> 4)]
+                    text[2 * i + 1] = digits[Int(byte & 0x0f)]
+                }
+                return 64
+            }
+        }
+    }
+
+    private func digest(_ bytes: [UInt8], into out: UnsafeMutableBufferPointer<UInt8>) {
+        var length: UInt32 = 0
+        let ok = bytes.withUnsafeBytes { raw in
+            EVP_DigestInit_ex2(context, algorithm, nil) == 1
+                && EVP_DigestUpdate(context, raw.baseAddress, raw.count) == 1
+                && EVP_DigestFinal_ex(context, out.baseAddress, &length) == 1
+        }
+        precondition(ok && length == 32, "SHA-256 cannot fail on valid input")
+    }
+}
+
 public enum HMAC {
     /// HMAC-SHA256(key, message): 32 bytes.
     public static func sha256<K: DataProtocol, M: DataProtocol>(key: K, message: M) -> [UInt8] {

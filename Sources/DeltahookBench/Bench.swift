@@ -84,6 +84,19 @@ extension String {
     func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }
 
+/// Profiling only the changed phase: with BENCH_PERF_CTL=FIFO the bench writes `enable`/`disable` to a
+/// `perf record --control fifo:FIFO -D -1` control FIFO around phase 3.
+struct PerfControl {
+    let path: String?
+    func enable() { send("enable\n") }
+    func disable() { send("disable\n") }
+    private func send(_ command: String) {
+        guard let path, let handle = FileHandle(forWritingAtPath: path) else { return }
+        handle.write(Data(command.utf8))
+        try? handle.close()
+    }
+}
+
 func peakRSSMiB() -> Double {
     var usage = rusage()
     getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
@@ -104,6 +117,19 @@ func rate(_ count: Int, _ duration: Duration) -> String {
     return String(format: "%9.0f", perSecond)
 }
 
+/// SplitMix64 (Steele, Lea, Flood 2014): random keys for the baseline without a getrandom(2) system call per
+/// 8 bytes, which SystemRandomNumberGenerator makes and which is no part of "the raw SQLite rate".
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
 /// Fills `rows` random 32-hex-key rows with a payload of about the size of an engine row, 1000 per
 /// transaction, through one cached prepared upsert.
 func rawBaseline(path: String, rows: Int, payload: Int, pragma: String?) throws -> Duration {
@@ -112,7 +138,8 @@ func rawBaseline(path: String, rows: Int, payload: Int, pragma: String?) throws 
     try database.write { db in
         try db.executeScript("CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v TEXT NOT NULL, ts INTEGER NOT NULL)")
     }
-    var generator = SystemRandomNumberGenerator()
+    var seed = SystemRandomNumberGenerator()
+    var generator = SplitMix64(state: seed.next())
     let filler = String(repeating: "x", count: payload)
     let sql = "INSERT INTO t (k, v, ts) VALUES (?, ?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v, ts = excluded.ts"
     let clock = ContinuousClock()
@@ -155,6 +182,7 @@ struct Bench {
                                 router: { _ in ["bench-subscriber"] },
                                 logger: Logger(level: .warning, sink: StderrSink(syslogPrefixes: false)))
         let clock = ContinuousClock()
+        let profiler = PerfControl(path: ProcessInfo.processInfo.environment["BENCH_PERF_CTL"])
         let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first ?? "?"
         print("deltahook-bench: \(count) records, pages of \(pageSize), \(ProcessInfo.processInfo.activeProcessorCount) cores, "
               + "load average \(load) at start")
@@ -178,7 +206,9 @@ struct Bench {
         cpu.append(cpuSeconds())
         source.bump()
         var changed = CycleReport(connection: "", object: "", dryRun: false)
+        profiler.enable()
         let changedTime = try await clock.measure { changed = try await runner.runCycle() }
+        profiler.disable()
         cpu.append(cpuSeconds())
         guard initial.snapshotsWritten == count, unchanged.unchanged == count, changed.eventCount == count else {
             print("unexpected counts: load \(initial.snapshotsWritten), unchanged \(unchanged.unchanged), "
@@ -198,28 +228,45 @@ struct Bench {
         let net = max(changedTime.seconds - sourceOnly.seconds, 1e-9)
 
         if ProcessInfo.processInfo.environment["BENCH_COMPONENTS"] != nil {
+            // Single-threaded costs of the pieces of one record's path, in microseconds per record.
             let differ = Differ(descriptor: source.descriptor)
             let page = try await source.fetchDelta(DeltaRequest(lowerBound: nil, after: nil, pageSize: pageSize))
             let ids = page.records.map(\.id)
-            let hashTime = clock.measure { for _ in 0..<20 { _ = page.records.map(differ.contentHash(of:)) } }
+            let rounds = 20
+            func micros(_ duration: Duration, _ n: Int) -> String { String(format: "%.2f", duration.seconds * 1e6 / Double(n)) }
+            let n = rounds * page.records.count
+            let generate = try await clock.measure {
+                for _ in 0..<rounds { _ = try await source.fetchDelta(DeltaRequest(lowerBound: nil, after: nil, pageSize: pageSize)) }
+            }
+            let oneShot = clock.measure { for _ in 0..<rounds { _ = page.records.map(differ.contentHash(of:)) } }
+            let pageHash = clock.measure { for _ in 0..<rounds { _ = differ.contentHashes(of: page.records) } }
             let sample = page.records[0].raw
-            let canonicalTime = clock.measure {
-                for _ in 0..<20_000 { _ = ContentHash.canonicalBytes(sample, ignoring: source.descriptor.volatileFields) }
+            let canonical = clock.measure {
+                for _ in 0..<n { _ = sample.canonicalBytes(skipping: source.descriptor.volatileFields) }
             }
-            let plainTime = clock.measure { for _ in 0..<20_000 { _ = sample.canonicalBytes() } }
+            let serialize = clock.measure { for _ in 0..<n { _ = sample.serialized() } }
+            let text = sample.serialized()
+            let parse = try clock.measure { for _ in 0..<n { _ = try JSONValue.parse(text) } }
             let bytes = sample.canonicalBytes()
-            let digestTime = clock.measure { for _ in 0..<20_000 { _ = Digest.sha256(bytes) } }
-            print("one record (\(bytes.count) canonical bytes): canonical minus volatile \(canonicalTime / 20_000), "
-                  + "canonical \(plainTime / 20_000), sha256 \(digestTime / 20_000)")
-            let headTime = try clock.measure {
-                for _ in 0..<20 { _ = try store.snapshotHeads(connection: "bench", object: "incident", ids: ids) }
+            let digest = clock.measure { for _ in 0..<n { _ = Digest.sha256(bytes) } }
+            let hasher = SHA256Hasher()
+            let reused = clock.measure { for _ in 0..<n { _ = hasher.hexHash(bytes) } }
+            let heads = try clock.measure {
+                for _ in 0..<rounds { _ = try store.snapshotHeads(connection: "bench", object: "incident", ids: ids) }
             }
-            let fullTime = try clock.measure {
-                for _ in 0..<20 { _ = try store.snapshots(connection: "bench", object: "incident", ids: ids) }
+            let records = try clock.measure {
+                for _ in 0..<rounds { _ = try store.snapshotRecords(connection: "bench", object: "incident", ids: ids) }
             }
-            let hopTime = try await clock.measure { for _ in 0..<1000 { try await store.perform { _ in () } } }
-            print("components per record: hash \(hashTime / (20 * pageSize)), heads \(headTime / (20 * pageSize)), "
-                  + "full snapshots \(fullTime / (20 * pageSize)); one store hop \(hopTime / 1000)")
+            let full = try clock.measure {
+                for _ in 0..<rounds { _ = try store.snapshots(connection: "bench", object: "incident", ids: ids) }
+            }
+            let hop = try await clock.measure { for _ in 0..<1000 { try await store.perform { _ in () } } }
+            print("components, µs per record (\(bytes.count) canonical bytes, one thread unless noted): "
+                  + "generate \(micros(generate, n)), canonical minus volatile \(micros(canonical, n)), "
+                  + "serialize \(micros(serialize, n)), parse \(micros(parse, n)), sha256 one-shot \(micros(digest, n)), "
+                  + "sha256 reused \(micros(reused, n)), content hash one-shot \(micros(oneShot, n)), "
+                  + "page of content hashes (all cores) \(micros(pageHash, n)), heads \(micros(heads, n)), "
+                  + "prior records \(micros(records, n)), full snapshots \(micros(full, n)); one store hop \(micros(hop, 1000))")
         }
 
         print("")

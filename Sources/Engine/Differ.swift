@@ -46,7 +46,18 @@ public struct Differ: Sendable {
     /// without volatile fields, so a change in a field the normalized model omits still counts as a change
     /// of the source record — but `changes` is reported on the normalized model's fields.
     public func contentHash(of record: SourceRecord) -> String {
-        CanonicalHash.of(record.raw, ignoring: descriptor.volatileFields)
+        ContentHash.of(record.raw, ignoring: descriptor.volatileFields)
+    }
+
+    /// The content hashes of a page of records, in order; large pages are split across cores, and each worker
+    /// reuses one buffer and SHA-256 context.
+    public func contentHashes(of records: [SourceRecord]) -> [String] {
+        ContentHashing.hashes(of: records, differ: self)
+    }
+
+    /// As ``contentHash(of:)``, reusing `hasher`'s buffer and SHA-256 context (the poll runner hashes whole pages).
+    func contentHash(of record: SourceRecord, using hasher: CanonicalHasher) -> String {
+        hasher.hash(record.raw, ignoring: descriptor.volatileFields)
     }
 
     public func diff(_ record: SourceRecord, prior: PriorState?) -> DiffOutcome {

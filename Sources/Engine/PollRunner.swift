@@ -147,123 +147,229 @@ public final class PollRunner: Sendable {
         var watermark = base?.watermark
         report.watermark = watermark
         var freshValidator: String?
+        // Decided states not (yet) readable from the store: the previous page's writes, whose commit may still be
+        // running while this page is diffed, plus this page's own (a record read twice); in a dry run, the scan's.
         var carry: [String: PriorState] = [:]
-        // The next page is fetched (and hashed) while this page commits: provider latency and hashing overlap
-        // the store's write. Its diff still starts only after the commit, so it sees this page's snapshots.
-        var prefetch: Task<HashedPage, any Error>? = nil
-        defer { prefetch?.cancel() }
+        // The next page is fetched (and hashed) while this page is diffed and committed.
+        var prefetch: Prefetch? = nil
+        defer { prefetch?.task.cancel() }
         var unwrittenIdlePages = 0
+        // The previous page's commit. When the next page is already fetched, the commit waits (`pending`) until
+        // that page's snapshot lookup is on the store's queue, then follows it (`inFlight`): the store commits
+        // while the next page is diffed, and the lookup, which ran first, is completed by `carry`. When the next
+        // page is not there yet, the commit goes to the store at once: a slow provider never holds back a
+        // finished page. Either way each page is its own transaction, committed in page order.
+        var commits = Commits()
 
         while true {
-            try Task.checkCancellation()
-            let firstPageOfFreshScan = position == nil
-            var ifNoneMatch: String? = nil
-            if firstPageOfFreshScan, let validator = resume.validator, resume.validatorLowerBound == lowerBound {
-                ifNoneMatch = validator
-            }
-            let request = DeltaRequest(lowerBound: lowerBound, after: position, pageSize: plan.pageSize,
-                                       ifNoneMatch: ifNoneMatch)
-            let hashed: HashedPage
-            if let pending = prefetch {
-                prefetch = nil
-                hashed = try await pending.value
-            } else {
-                hashed = try await Self.fetch(request, from: target.source, differ: differ)
-            }
-            let page = hashed.page
-            report.pages += 1
-            for warning in page.warnings {
-                log.warning("provider page warning", ["DETAIL": warning])
-                report.warnings.append(warning)
-            }
-            if page.notModified {
-                // 304: nothing changed since the validator's page; no quota spent, nothing to write.
-                report.notModified = true
-                return
-            }
-            if let next = page.next, !seenPositions.insert(next).inserted {
-                throw EngineError.paginationStalled(connection: descriptor.connection, object: descriptor.object,
-                                                    position: next.summary)
-            }
-            if firstPageOfFreshScan { freshValidator = page.validator }
-            report.records += page.records.count
-            if !dryRun { metrics.recordsRead(descriptor, page.records.count) }
-            if let next = page.next {
-                let nextRequest = DeltaRequest(lowerBound: lowerBound, after: next, pageSize: plan.pageSize)
-                let source = target.source
-                prefetch = Task { try await Self.fetch(nextRequest, from: source, differ: differ) }
-            }
-
-            if !dryRun { carry.removeAll(keepingCapacity: true) }
-            let detectedAt = now()
-            let diff = try await diffPage(page.records, hashes: hashed.hashes, differ: differ, silent: silent,
-                                          carry: &carry,
-                                          detectedAt: detectedAt)
-            report.unchanged += diff.unchanged
-            report.suppressed += diff.suppressed
-            if let newest = diff.maxTimestamp, watermark.map({ newest > $0 }) ?? true { watermark = newest }
-
-            var resumeOut = ResumeState()
-            if let next = page.next {
-                resumeOut.position = next
-                resumeOut.scanLowerBound = lowerBound
-                resumeOut.initial = initial
-            } else if let freshValidator {
-                resumeOut.validator = freshValidator
-                resumeOut.validatorLowerBound = lowerBound
-            }
-            var cursor = base ?? CursorState(connection: descriptor.connection, object: descriptor.object,
-                                             partition: descriptor.partition)
-            cursor.watermark = watermark
-            cursor.resumeState = resumeOut.encoded()
-            // A complete initial scan listed every record: the first sweep is due one period later.
-            if initial && page.next == nil && cursor.lastReconcileAt == nil { cursor.lastReconcileAt = scanStart }
-
-            // A page that changed nothing need not move the cursor at once: skipping the write only means a
-            // crash re-reads it (unchanged by hash). The end of the scan and every tenth page are written.
-            let idle = diff.snapshots.isEmpty && diff.events.isEmpty && page.next != nil
-            if idle && unwrittenIdlePages < Self.idlePagesPerCursorWrite - 1 {
-                unwrittenIdlePages += 1
-            } else if dryRun {
-                for event in diff.events { report.add(event) }
-            } else {
-                unwrittenIdlePages = 0
-                let routed = diff.events.map { OutgoingEvent(event: $0, subscribers: router($0)) }
-                let commit = PageCommit(connection: descriptor.connection, object: descriptor.object,
-                                        snapshots: diff.snapshots, events: routed, cursor: cursor, now: detectedAt)
-                let result = try await store.perform { try $0.commitPage(commit) }
-                report.snapshotsWritten += result.snapshotsWritten
-                let duplicates = Set(result.duplicateEventIDs)
-                for event in diff.events where !duplicates.contains(event.id) {
-                    report.add(event)
-                    metrics.eventCommitted(descriptor, type: event.type)
+            do {
+                let next = try await scanPage(
+                    target, router: router, dryRun: dryRun, differ: differ, lowerBound: lowerBound, initial: initial,
+                    silent: silent, base: base, scanStart: scanStart, resume: resume, position: position,
+                    seenPositions: &seenPositions, watermark: &watermark, freshValidator: &freshValidator,
+                    carry: &carry, prefetch: &prefetch, unwrittenIdlePages: &unwrittenIdlePages, commits: &commits,
+                    report: &report, log: log)
+                guard let next else {
+                    try await finish(&commits, report: &report, log: log)
+                    return
                 }
-                report.duplicates += result.duplicateEventIDs
-                if !result.duplicateEventIDs.isEmpty {
-                    log.info("re-read events already committed (skipped)",
-                             ["COUNT": String(result.duplicateEventIDs.count)])
-                }
+                position = next
+            } catch {
+                // Whatever failed (a provider error on the next page, cancellation), the pages before it commit,
+                // as the serial loop committed each page before fetching on.
+                try? await finish(&commits, report: &report, log: log)
+                throw error
             }
-            report.watermark = watermark
-            guard let next = page.next else { return }
-            position = next
         }
+    }
+
+    /// The previous page's commit: built but not handed to the store yet, or handed over and running.
+    struct Commits {
+        var pending: PendingCommit?
+        var inFlight: (task: Task<PageCommitResult, any Error>, commit: PendingCommit)?
+    }
+
+    /// Hands `commits.pending` to the store (after whatever is on its queue).
+    private func submit(_ commits: inout Commits) {
+        guard let waiting = commits.pending else { return }
+        commits.pending = nil
+        commits.inFlight = (store.enqueue { try $0.commitPage(waiting.commit) }, waiting)
+    }
+
+    /// Waits for the running commit and reports it.
+    private func settle(_ commits: inout Commits, report: inout CycleReport, log: Logger) async throws {
+        guard let running = commits.inFlight else { return }
+        commits.inFlight = nil
+        record(try await running.task.value, of: running.commit, report: &report, log: log)
+    }
+
+    /// Commits everything outstanding and waits for it.
+    private func finish(_ commits: inout Commits, report: inout CycleReport, log: Logger) async throws {
+        try await settle(&commits, report: &report, log: log)
+        submit(&commits)
+        try await settle(&commits, report: &report, log: log)
+    }
+
+    /// A page's commit waiting to be handed to the store, with the events it reports once committed.
+    struct PendingCommit: Sendable {
+        var commit: PageCommit
+        var events: [ChangeEvent]
+        var descriptor: ObjectDescriptor
+    }
+
+    private func record(_ result: PageCommitResult, of commit: PendingCommit, report: inout CycleReport, log: Logger) {
+        report.snapshotsWritten += result.snapshotsWritten
+        let duplicates = Set(result.duplicateEventIDs)
+        for event in commit.events where !duplicates.contains(event.id) {
+            report.add(event)
+            metrics.eventCommitted(commit.descriptor, type: event.type)
+        }
+        report.duplicates += result.duplicateEventIDs
+        if !result.duplicateEventIDs.isEmpty {
+            log.info("re-read events already committed (skipped)", ["COUNT": String(result.duplicateEventIDs.count)])
+        }
+    }
+
+    /// One page of the scan: fetch, look up, diff (overlapping the previous page's commit), build this page's
+    /// commit into `pending`. Returns the next position, nil when the scan is over.
+    private func scanPage(
+        _ target: PollTarget, router: EventRouter, dryRun: Bool, differ: Differ, lowerBound: Date?, initial: Bool,
+        silent: Bool, base: CursorState?, scanStart: Date, resume: ResumeState, position: ScanPosition?,
+        seenPositions: inout Set<ScanPosition>, watermark: inout Date?, freshValidator: inout String?,
+        carry: inout [String: PriorState], prefetch: inout Prefetch?,
+        unwrittenIdlePages: inout Int, commits: inout Commits, report: inout CycleReport, log: Logger
+    ) async throws -> ScanPosition? {
+        let plan = target.plan
+        let descriptor = plan.descriptor
+        try Task.checkCancellation()
+        let firstPageOfFreshScan = position == nil
+        var ifNoneMatch: String? = nil
+        if firstPageOfFreshScan, let validator = resume.validator, resume.validatorLowerBound == lowerBound {
+            ifNoneMatch = validator
+        }
+        let request = DeltaRequest(lowerBound: lowerBound, after: position, pageSize: plan.pageSize,
+                                   ifNoneMatch: ifNoneMatch)
+        let hashed: HashedPage
+        if let running = prefetch {
+            prefetch = nil
+            hashed = try await running.task.value
+        } else {
+            hashed = try await Self.fetch(request, from: target.source, differ: differ)
+        }
+        let page = hashed.page
+        report.pages += 1
+        for warning in page.warnings {
+            log.warning("provider page warning", ["DETAIL": warning])
+            report.warnings.append(warning)
+        }
+        if page.notModified {
+            // 304: nothing changed since the validator's page; no quota spent, nothing to write.
+            report.notModified = true
+            return nil
+        }
+        if let next = page.next, !seenPositions.insert(next).inserted {
+            throw EngineError.paginationStalled(connection: descriptor.connection, object: descriptor.object,
+                                                position: next.summary)
+        }
+        if firstPageOfFreshScan { freshValidator = page.validator }
+        report.records += page.records.count
+        if !dryRun { metrics.recordsRead(descriptor, page.records.count) }
+        if let next = page.next {
+            let nextRequest = DeltaRequest(lowerBound: lowerBound, after: next, pageSize: plan.pageSize)
+            prefetch = Prefetch(nextRequest, from: target.source, differ: differ)
+        }
+
+        // This page's lookup goes on the store's queue before the previous page's commit (if that still waits);
+        // the diff below then runs while that commit does.
+        let lookupTask = lookup(page.records, hashes: hashed.hashes, descriptor: descriptor, carry: carry)
+        submit(&commits)
+        let looked = try await lookupTask.value
+        let detectedAt = now()
+        let diff = diffPage(page.records, hashes: hashed.hashes, lookup: looked, differ: differ, silent: silent,
+                            render: !dryRun, carry: &carry, detectedAt: detectedAt)
+        try await settle(&commits, report: &report, log: log)
+        // The previous page is committed now: only this page's writes need carrying to the next one.
+        if !dryRun {
+            carry = [:]
+            for snapshot in diff.snapshots {
+                carry[snapshot.recordID] = PriorState(contentHash: snapshot.contentHash, record: snapshot.record,
+                                                      tombstoned: false)
+            }
+        }
+        report.unchanged += diff.unchanged
+        report.suppressed += diff.suppressed
+        if let newest = diff.maxTimestamp, watermark.map({ newest > $0 }) ?? true { watermark = newest }
+
+        var resumeOut = ResumeState()
+        if let next = page.next {
+            resumeOut.position = next
+            resumeOut.scanLowerBound = lowerBound
+            resumeOut.initial = initial
+        } else if let freshValidator {
+            resumeOut.validator = freshValidator
+            resumeOut.validatorLowerBound = lowerBound
+        }
+        var cursor = base ?? CursorState(connection: descriptor.connection, object: descriptor.object,
+                                         partition: descriptor.partition)
+        cursor.watermark = watermark
+        cursor.resumeState = resumeOut.encoded()
+        // A complete initial scan listed every record: the first sweep is due one period later.
+        if initial && page.next == nil && cursor.lastReconcileAt == nil { cursor.lastReconcileAt = scanStart }
+
+        // A page that changed nothing need not move the cursor at once: skipping the write only means a
+        // crash re-reads it (unchanged by hash). The end of the scan and every tenth page are written.
+        let idle = diff.snapshots.isEmpty && diff.events.isEmpty && page.next != nil
+        if idle && unwrittenIdlePages < Self.idlePagesPerCursorWrite - 1 {
+            unwrittenIdlePages += 1
+        } else if dryRun {
+            for event in diff.events { report.add(event) }
+        } else {
+            unwrittenIdlePages = 0
+            let routed = zip(diff.events, diff.eventTexts).map { event, texts in
+                OutgoingEvent(event: event, subscribers: router(event), recordText: texts.record, rawText: texts.raw)
+            }
+            commits.pending = PendingCommit(
+                commit: PageCommit(connection: descriptor.connection, object: descriptor.object,
+                                   snapshots: diff.snapshots, events: routed, cursor: cursor, now: detectedAt),
+                events: diff.events, descriptor: descriptor)
+            // The next page is not fetched yet (or there is none): commit now rather than wait for it.
+            if !(prefetch?.isReady ?? false) { submit(&commits) }
+        }
+        report.watermark = watermark
+        return page.next
     }
 
     struct PageDiff {
         var snapshots: [SnapshotWrite] = []
         var events: [ChangeEvent] = []
+        /// Pre-rendered (record, raw) texts of `events`, index for index.
+        var eventTexts: [(record: String?, raw: String?)] = []
         var unchanged = 0
         var suppressed = 0
         var maxTimestamp: Date?
     }
 
-    /// Diffs one page against the stored snapshots. Heads (hash, tombstone) are looked up for the whole page
-    /// in one query; full prior records are loaded only for ids whose hash changed, to build `changes`.
-    /// `carry` holds states decided earlier in this page (or, in a dry run, this scan), so a record read
-    /// twice is compared with its newest state, not with the stale stored one.
     /// At most this many consecutive unchanged pages share one cursor write.
     static let idlePagesPerCursorWrite = 10
+
+    /// The next page, fetched and hashed in the background; `isReady` once it has arrived (or failed).
+    final class Prefetch: Sendable {
+        private final class Flag: Sendable {
+            let value = Mutex(false)
+        }
+        let task: Task<HashedPage, any Error>
+        private let done = Flag()
+
+        init(_ request: DeltaRequest, from source: any ObjectSource, differ: Differ) {
+            let done = self.done
+            task = Task {
+                defer { done.value.withLock { $0 = true } }
+                return try await PollRunner.fetch(request, from: source, differ: differ)
+            }
+        }
+
+        var isReady: Bool { done.value.withLock { $0 } }
+    }
 
     /// A page and the content hashes of its records.
     struct HashedPage: Sendable {
@@ -275,35 +381,54 @@ public final class PollRunner: Sendable {
         -> HashedPage
     {
         let page = try await source.fetchDelta(request)
-        return HashedPage(page: page, hashes: ContentHashing.hashes(of: page.records, differ: differ))
+        return HashedPage(page: page, hashes: differ.contentHashes(of: page.records))
     }
 
-    func diffPage(_ records: [SourceRecord], hashes: [String], differ: Differ, silent: Bool,
-                  carry: inout [String: PriorState],
-                  detectedAt: Date) async throws -> PageDiff {
-        var result = PageDiff()
-        guard !records.isEmpty else { return result }
-        let descriptor = differ.descriptor
-        var lookup: [String] = []
+    /// What the store holds for a page: heads (hash, tombstone) of every id looked up, in one query, and — loaded
+    /// only for ids whose hash changed — the prior records `changes` is built from.
+    struct PageLookup: Sendable {
+        var heads: [String: SnapshotHead] = [:]
+        var priors: [String: JSONValue] = [:]
+    }
+
+    /// Enqueues the page's lookup (one store job): heads of ids not in `carry`, then — for live ids whose stored
+    /// hash differs from the fresh one — their prior records, which `changes` needs.
+    func lookup(_ records: [SourceRecord], hashes: [String], descriptor: ObjectDescriptor,
+                carry: [String: PriorState]) -> Task<PageLookup, any Error> {
+        var ids: [String] = []
         var queued = Set<String>()
-        for record in records where carry[record.id] == nil && queued.insert(record.id).inserted {
-            lookup.append(record.id)
+        var reads: [(id: String, hash: String)] = []
+        for (index, record) in records.enumerated() where carry[record.id] == nil {
+            reads.append((record.id, hashes[index]))
+            if queued.insert(record.id).inserted { ids.append(record.id) }
         }
-        let ids = lookup
-        let heads = ids.isEmpty ? [:] : try await store.perform {
-            try $0.snapshotHeads(connection: descriptor.connection, object: descriptor.object, ids: ids)
+        let (connection, object, wanted, fresh) = (descriptor.connection, descriptor.object, ids, reads)
+        return store.enqueue { store in
+            guard !wanted.isEmpty else { return PageLookup() }
+            var result = PageLookup()
+            result.heads = try store.snapshotHeads(connection: connection, object: object, ids: wanted)
+            // Any read of an id whose hash differs from the live stored one needs the prior record.
+            var changed: [String] = []
+            var changedSet = Set<String>()
+            for (id, hash) in fresh {
+                guard let head = result.heads[id], !head.tombstoned, head.contentHash != hash,
+                      changedSet.insert(id).inserted else { continue }
+                changed.append(id)
+            }
+            if !changed.isEmpty {
+                result.priors = try store.snapshotRecords(connection: connection, object: object, ids: changed)
+            }
+            return result
         }
-        var changed: [String] = []
-        var changedSet = Set<String>()
-        for (index, record) in records.enumerated() {
-            guard carry[record.id] == nil, let head = heads[record.id], !head.tombstoned,
-                  head.contentHash != hashes[index], changedSet.insert(record.id).inserted else { continue }
-            changed.append(record.id)
-        }
-        let changedIDs = changed
-        let priors = changedIDs.isEmpty ? [:] : try await store.perform {
-            try $0.snapshots(connection: descriptor.connection, object: descriptor.object, ids: changedIDs)
-        }
+    }
+
+    /// Diffs one page against what the lookup found. `carry` holds states decided earlier in this page (a record
+    /// read twice is compared with its newest state, not with the stale stored one) and the previous page's writes
+    /// (whose commit may still be running); in a dry run, the whole scan's.
+    /// `render`: also serialize what the commit will store (not in a dry run).
+    func diffPage(_ records: [SourceRecord], hashes: [String], lookup: PageLookup, differ: Differ, silent: Bool,
+                  render: Bool, carry: inout [String: PriorState], detectedAt: Date) -> PageDiff {
+        var result = PageDiff()
         for (index, record) in records.enumerated() {
             if let stamp = record.updatedAt, result.maxTimestamp.map({ stamp > $0 }) ?? true {
                 result.maxTimestamp = stamp
@@ -311,8 +436,8 @@ public final class PollRunner: Sendable {
             let prior: PriorState?
             if let carried = carry[record.id] {
                 prior = carried
-            } else if let head = heads[record.id] {
-                prior = PriorState(contentHash: head.contentHash, record: priors[record.id]?.record ?? .null,
+            } else if let head = lookup.heads[record.id] {
+                prior = PriorState(contentHash: head.contentHash, record: lookup.priors[record.id] ?? .null,
                                    tombstoned: head.tombstoned)
             } else {
                 prior = nil
@@ -324,11 +449,18 @@ public final class PollRunner: Sendable {
             }
             // The snapshot is written even when no event is emitted (silent initial sync, pull requests,
             // typed-model no-ops), so the next read compares with what the provider really holds.
+            // Rendered here, while the store commits the previous page, rather than inside this page's commit;
+            // the raw text serves the snapshot and the event, and the event's record when it is the raw record.
+            let rawText = render ? record.raw.serialized() : nil
             result.snapshots.append(SnapshotWrite(recordID: record.id, contentHash: hash, record: record.record,
-                                                  raw: record.raw, sourceTimestamp: record.updatedAt))
+                                                  raw: record.raw, sourceTimestamp: record.updatedAt,
+                                                  recordText: render ? record.record.canonicalString() : nil,
+                                                  rawText: rawText))
             carry[record.id] = PriorState(contentHash: hash, record: record.record, tombstoned: false)
             if !silent, let event = differ.event(for: record, outcome: outcome, detectedAt: detectedAt) {
                 result.events.append(event)
+                let recordText = render ? (record.record.serializesIdentically(to: record.raw) ? rawText : record.record.serialized()) : nil
+                result.eventTexts.append((recordText, rawText))
             } else {
                 result.suppressed += 1
             }
@@ -343,18 +475,23 @@ enum ContentHashing {
     static let parallelThreshold = 512
 
     static func hashes(of records: [SourceRecord], differ: Differ) -> [String] {
-        guard records.count >= parallelThreshold else { return records.map(differ.contentHash(of:)) }
         let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8))
-        guard workers > 1 else { return records.map(differ.contentHash(of:)) }
+        guard records.count >= parallelThreshold, workers > 1 else { return hashes(records[...], differ: differ) }
         let chunk = (records.count + workers - 1) / workers
         let results = Mutex<[[String]]>(Array(repeating: [], count: workers))
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             let start = worker * chunk
             let end = min(records.count, start + chunk)
             guard start < end else { return }
-            let part = records[start..<end].map(differ.contentHash(of:))
+            let part = hashes(records[start..<end], differ: differ)
             results.withLock { $0[worker] = part }
         }
         return results.withLock { $0.flatMap { $0 } }
+    }
+
+    /// One hasher (buffer + SHA-256 context) per run of records.
+    private static func hashes(_ records: ArraySlice<SourceRecord>, differ: Differ) -> [String] {
+        let hasher = CanonicalHasher()
+        return records.map { differ.contentHash(of: $0, using: hasher) }
     }
 }

@@ -105,15 +105,21 @@ public struct SnapshotWrite: Sendable, Hashable {
     public var sourceTimestamp: Date?
     /// true for a delete: the last known record is kept so an undelete becomes `created` again (rule 6).
     public var tombstoned: Bool
+    /// `record.canonicalString()` and `raw.serialized()` when the caller has rendered them already (the poll
+    /// runner does, off the store's queue); nil: ``StateStore/commitPage(_:)`` renders them.
+    public var recordText: String?
+    public var rawText: String?
 
     public init(recordID: String, contentHash: String, record: JSONValue, raw: JSONValue, sourceTimestamp: Date?,
-                tombstoned: Bool = false) {
+                tombstoned: Bool = false, recordText: String? = nil, rawText: String? = nil) {
         self.recordID = recordID
         self.contentHash = contentHash
         self.record = record
         self.raw = raw
         self.sourceTimestamp = sourceTimestamp
         self.tombstoned = tombstoned
+        self.recordText = recordText
+        self.rawText = rawText
     }
 }
 
@@ -123,10 +129,16 @@ public struct SnapshotWrite: Sendable, Hashable {
 public struct OutgoingEvent: Sendable, Hashable {
     public var event: ChangeEvent
     public var subscribers: [String]
+    /// `event.record.serialized()` and `event.raw.serialized()` when the caller has rendered them already; nil:
+    /// ``StateStore/commitPage(_:)`` renders them.
+    public var recordText: String?
+    public var rawText: String?
 
-    public init(event: ChangeEvent, subscribers: [String]) {
+    public init(event: ChangeEvent, subscribers: [String], recordText: String? = nil, rawText: String? = nil) {
         self.event = event
         self.subscribers = subscribers
+        self.recordText = recordText
+        self.rawText = rawText
     }
 }
 

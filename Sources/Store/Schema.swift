@@ -7,7 +7,7 @@
 enum Schema {
     /// Migrations in order; index + 1 is the `user_version` each one produces. Never edit a shipped migration:
     /// append a new one.
-    static let migrations: [String] = [version1]
+    static let migrations: [String] = [version1, version2]
 
     /// The newest schema version this binary knows.
     static var currentVersion: Int { migrations.count }
@@ -124,6 +124,19 @@ enum Schema {
             records_total   INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (connection, object)
         ) WITHOUT ROWID;
+        """
+
+    /// Write cost of a changed record (DESIGN §9 measures it against raw SQLite row writes).
+    /// - `events_record` served no query: nothing reads events by record id.
+    /// - `snapshots_live` carried `updated_at`, and the page upsert set `last_seen_sweep` and `tombstoned`, so every
+    ///   snapshot write deleted and re-inserted the record's entry in it. The index now holds only what the sweep
+    ///   filters on, and the upsert of a live record (`StateStore.upsertLiveSnapshotSQL`) sets none of its columns,
+    ///   so SQLite leaves it alone. A write still counts as "seen" by a running sweep through `updated_at`, which
+    ///   `unseenLiveIDs` checks for the few candidates the index yields.
+    static let version2 = """
+        DROP INDEX events_record;
+        DROP INDEX snapshots_live;
+        CREATE INDEX snapshots_live ON snapshots (connection, object, record_id, last_seen_sweep) WHERE tombstoned = 0;
         """
 
     /// Brings the file up to ``currentVersion``, or refuses a newer one. Idempotent.

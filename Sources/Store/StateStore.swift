@@ -5,8 +5,37 @@
 // Memory stays flat: every listing is bounded by a limit and pages by keyset (seq, id), never by OFFSET, and no
 // method materializes a whole table.
 public import Foundation
-import Core
+public import Core
 import Dispatch
+import Synchronization
+
+/// The result of one job on the store's queue, handed to whoever awaits it (before or after it is ready).
+private final class QueuedOutcome<T: Sendable>: Sendable {
+    private struct State {
+        var result: Result<T, any Error>?
+        var waiter: CheckedContinuation<T, any Error>?
+    }
+    private let state = Mutex(State())
+
+    func resolve(_ result: Result<T, any Error>) {
+        let waiter = state.withLock { state -> CheckedContinuation<T, any Error>? in
+            state.result = result
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(with: result)
+    }
+
+    func value() async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready = state.withLock { state -> Result<T, any Error>? in
+                if state.result == nil { state.waiter = continuation }
+                return state.result
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+}
 
 /// The state store over one SQLite file.
 ///
@@ -44,6 +73,15 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// Puts `body` on the store's serial queue now — before anything enqueued after this call returns — and
+    /// returns a task that delivers its result. Lets a caller order jobs (a read before a commit) and await
+    /// them later, doing other work meanwhile.
+    public func enqueue<T: Sendable>(_ body: @escaping @Sendable (StateStore) throws -> T) -> Task<T, any Error> {
+        let outcome = QueuedOutcome<T>()
+        queue.async { outcome.resolve(Result { try body(self) }) }
+        return Task { try await outcome.value() }
+    }
+
     // MARK: - Page commit (DESIGN §2 rule 1)
 
     /// Where ``commitPage(_:)`` is; tests inject failures between stages.
@@ -66,11 +104,25 @@ public final class StateStore: Sendable {
             var result = PageCommitResult(inserted: [], duplicateEventIDs: [], deliveriesCreated: 0,
                                           snapshotsWritten: 0)
             for snapshot in commit.snapshots {
+                let record = snapshot.recordText ?? snapshot.record.canonicalString()
+                let raw = snapshot.rawText ?? snapshot.raw.serialized()
+                if !snapshot.tombstoned {
+                    // The common case: a new record or a new version of a live one. Changes nothing when the
+                    // stored row is a tombstone; then the full upsert below clears it (an undelete).
+                    let changed = try db.execute(Self.upsertLiveSnapshotSQL, [
+                        .text(commit.connection), .text(commit.object), .text(snapshot.recordID),
+                        .text(snapshot.contentHash), .text(record), .text(raw), .date(snapshot.sourceTimestamp),
+                        .integer(now), .integer(now),
+                    ])
+                    if changed == 1 {
+                        result.snapshotsWritten += 1
+                        continue
+                    }
+                }
                 try db.execute(Self.upsertSnapshotSQL, [
                     .text(commit.connection), .text(commit.object), .text(snapshot.recordID),
-                    .text(snapshot.contentHash), .text(snapshot.record.canonicalString()),
-                    .text(snapshot.raw.serialized()), .date(snapshot.sourceTimestamp), .bool(snapshot.tombstoned),
-                    snapshot.tombstoned ? .integer(now) : .null, .integer(now), .integer(now),
+                    .text(snapshot.contentHash), .text(record), .text(raw), .date(snapshot.sourceTimestamp),
+                    .bool(snapshot.tombstoned), snapshot.tombstoned ? .integer(now) : .null, .integer(now), .integer(now),
                 ])
                 result.snapshotsWritten += 1
             }
@@ -79,7 +131,8 @@ public final class StateStore: Sendable {
             var newEvents: [(seq: Int64, outgoing: OutgoingEvent)] = []
             for outgoing in commit.events {
                 let event = outgoing.event
-                let changed = try db.execute(Self.insertEventSQL, Self.eventArguments(event))
+                let changed = try db.execute(Self.insertEventSQL, Self.eventArguments(
+                    event, recordText: outgoing.recordText, rawText: outgoing.rawText))
                 if changed == 1 {
                     let seq = db.lastInsertRowID
                     result.inserted.append(.init(id: event.id, seq: seq))
@@ -109,6 +162,20 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// Inserts a live snapshot, or replaces a live one; leaves a tombstoned row untouched (0 changes). It sets
+    /// none of `snapshots_live`'s columns (record_id, last_seen_sweep, tombstoned), so SQLite does not rewrite
+    /// that index entry on every update (Schema.version2).
+    static let upsertLiveSnapshotSQL = """
+        INSERT INTO snapshots (connection, object, record_id, content_hash, record, raw, source_ts, tombstoned,
+                               tombstoned_at, last_seen_sweep, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?)
+        ON CONFLICT (connection, object, record_id) DO UPDATE SET
+            content_hash = excluded.content_hash, record = excluded.record, raw = excluded.raw,
+            source_ts = excluded.source_ts, updated_at = excluded.updated_at
+        WHERE snapshots.tombstoned = 0
+        """
+
+    /// Any snapshot write: tombstones (deletes) and undeletes.
     static let upsertSnapshotSQL = """
         INSERT INTO snapshots (connection, object, record_id, content_hash, record, raw, source_ts, tombstoned,
                                tombstoned_at, last_seen_sweep, updated_at)
@@ -143,7 +210,9 @@ public final class StateStore: Sendable {
         recordKey(connection: event.connection, object: event.object, recordID: event.recordID)
     }
 
-    static func eventArguments(_ event: ChangeEvent) -> [SQLValue] {
+    static func eventArguments(_ event: ChangeEvent, recordText: String? = nil, rawText: String? = nil)
+        -> [SQLValue]
+    {
         var changes: SQLValue = .null
         if let fieldChanges = event.changes {
             var object = JSONObject()
@@ -156,8 +225,8 @@ public final class StateStore: Sendable {
         return [
             .text(event.id), .text(event.type), .text(event.model), .text(event.kind.rawValue),
             .text(event.connection), .text(event.provider), .text(event.object), .text(event.recordID),
-            .date(event.occurredAt), .date(event.detectedAt), .text(event.record.serialized()), changes,
-            .text(event.raw.serialized()),
+            .date(event.occurredAt), .date(event.detectedAt), .text(recordText ?? event.record.serialized()), changes,
+            .text(rawText ?? event.raw.serialized()),
         ]
     }
 
@@ -203,6 +272,24 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// The stored normalized records of the given ids (those that exist), keyed by record id: what the differ
+    /// needs for an `updated` event's field-level `changes`. Unlike ``snapshots(connection:object:ids:)`` it
+    /// does not read or parse `raw`, which only deletes need.
+    public func snapshotRecords(connection: String, object: String, ids: [String]) throws -> [String: JSONValue] {
+        guard !ids.isEmpty else { return [:] }
+        return try database.read { db in
+            var result = [String: JSONValue](minimumCapacity: ids.count)
+            try db.query("""
+                SELECT record_id, record FROM snapshots
+                WHERE connection = ? AND object = ? AND record_id IN (SELECT value FROM json_each(?))
+                """, [.text(connection), .text(object), .text(Self.jsonArray(ids))]) { row in
+                let id = row.text(0)
+                result[id] = try Self.parseJSON(row.text(1), "snapshot \(connection)/\(object)/\(id) record")
+            }
+            return result
+        }
+    }
+
     /// One page of live (non-tombstoned) record ids in id order, after `after` (keyset paging; pass the last id
     /// of the previous page, nil to start). An empty result ends the walk.
     public func liveRecordIDs(connection: String, object: String, after: String? = nil, limit: Int = 1000) throws
@@ -218,8 +305,8 @@ public final class StateStore: Sendable {
     }
 
     /// Marks ids as seen by the reconciliation sweep that started at `sweep` (DESIGN §2 rule 6). Snapshots written
-    /// by ``commitPage(_:)`` count as seen at their write time, so records created during a sweep are not
-    /// mistaken for deletions.
+    /// by ``commitPage(_:)`` count as seen at their write time (`updated_at`), so records created or changed during
+    /// a sweep are not mistaken for deletions.
     public func markSeen(connection: String, object: String, ids: [String], sweep: Date) throws {
         guard !ids.isEmpty else { return }
         try database.write { db in
@@ -230,9 +317,10 @@ public final class StateStore: Sendable {
         }
     }
 
-    /// One page (keyset on record id) of live ids NOT seen by the sweep that started at `sweep`: after a complete,
-    /// successful sweep these are the deleted records. Call only then — deletes are never inferred from a
-    /// partial sweep.
+    /// One page (keyset on record id) of live ids NOT seen by the sweep that started at `sweep` — neither marked
+    /// by ``markSeen(connection:object:ids:sweep:)`` nor written by ``commitPage(_:)`` since it started: after a
+    /// complete, successful sweep these are the deleted records. Call only then — deletes are never inferred from
+    /// a partial sweep.
     public func unseenLiveIDs(connection: String, object: String, sweep: Date, after: String? = nil,
                               limit: Int = 1000) throws -> [String]
     {
@@ -240,8 +328,10 @@ public final class StateStore: Sendable {
             try db.queryAll("""
                 SELECT record_id FROM snapshots
                 WHERE connection = ? AND object = ? AND tombstoned = 0 AND record_id > ? AND last_seen_sweep < ?
+                  AND updated_at < ?
                 ORDER BY record_id LIMIT ?
-                """, [.text(connection), .text(object), .text(after ?? ""), .date(sweep), .integer(Int64(limit))]) {
+                """, [.text(connection), .text(object), .text(after ?? ""), .date(sweep), .date(sweep),
+                      .integer(Int64(limit))]) {
                 $0.text(0)
             }
         }

@@ -21,6 +21,18 @@ import Core
         #expect(Self.id(nil, "hashA") == Self.id(nil, "hashA"))
     }
 
+    @Test func rule8IDsArePinned() {
+        // Computed outside Swift (Python hashlib over the length-prefixed, 0x1F-separated parts), so a faster
+        // makeID cannot change the webhook-ids of events already delivered.
+        #expect(ChangeEvent.makeID(connection: "octo", object: "issues", recordID: "12345",
+                                   sourceTimestamp: Date(timeIntervalSince1970: 1_764_000_000.5),
+                                   contentHash: String(repeating: "ab", count: 32), kind: .updated)
+                == "evt_2d930ef219f35db14b2e505935da1763")
+        #expect(ChangeEvent.makeID(connection: "sn", object: "incident", recordID: "café✓", sourceTimestamp: nil,
+                                   contentHash: String(repeating: "cd", count: 32), kind: .created)
+                == "evt_b4c01325a80bf7852c38642e41640fe3")
+    }
+
     @Test func rule8ABABYieldsDistinctEvents() {
         // A → B → A → B: same two contents, each at a new source timestamp.
         let ids = [("hashA", 0.0), ("hashB", 60), ("hashA", 120), ("hashB", 180)]

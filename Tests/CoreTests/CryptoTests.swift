@@ -11,6 +11,19 @@ import Testing
         #expect(Digest.sha256Hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     }
 
+    @Test func reusableSHA256HasherMatchesOneShot() {
+        let hasher = SHA256Hasher()
+        // The same context, reused: FIPS 180-2 vectors, the empty input, then a multi-block message twice.
+        #expect(hasher.hexHash(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(hasher.hexHash([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        let long = Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)
+        #expect(hasher.hexHash(long) == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        #expect(hasher.hash(long) == Digest.sha256(long))
+        let big = [UInt8](repeating: 0x61, count: 1000)
+        #expect(hasher.hexHash(big) == Digest.sha256(big).hexString)
+        #expect(hasher.hexHash(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    }
+
     @Test func hmacSHA256RFC4231Case2() {
         let mac = HMAC.sha256(key: Array("Jefe".utf8), message: Array("what do ya want for nothing?".utf8))
         #expect(mac.hexString == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")

@@ -155,6 +155,49 @@ import Testing
         #expect(ContentHash.of(nestedA, ignoring: volatile) != ContentHash.of(nestedB, ignoring: volatile))
     }
 
+    /// A record with every awkward form in one object. The literals were computed outside Swift (Python's
+    /// `json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)` and `hashlib.sha256`), so a
+    /// faster serializer cannot silently change stored hashes or event ids.
+    static let pinned: JSONValue = [
+        "sys_id": "9d385017c611228701d22104cc95c371", "number": "INC0010001",
+        "short_description": "Printer \"3rd floor\" jams\nagain\\ – café ✓ 🎉 \u{1}",
+        "priority": 2, "impact": -3, "big": .integer(Int64.max), "price": 12.30, "ratio": 1e300, "whole": 4.0,
+        "tiny": 0.1, "active": true, "closed_at": nil, "tags": ["b", "a", 1, [:], []],
+        "nested": ["z": 1, "a": ["y": 2, "x": 1], "sys_updated_on": "kept"],
+        "é": "accent key", "B": "upper", "a\u{0}": "nul key",
+        "sys_updated_on": "2026-11-29 06:00:00", "sys_mod_count": 7,
+    ]
+
+    @Test func rule5PinnedBytesAndHashes() throws {
+        let value = Self.pinned
+        #expect(value.canonicalString() == #"{"B":"upper","a\u0000":"nul key","active":true,"big":9223372036854775807,"closed_at":null,"impact":-3,"nested":{"a":{"x":1,"y":2},"sys_updated_on":"kept","z":1},"number":"INC0010001","price":12.3,"priority":2,"ratio":1e+300,"short_description":"Printer \"3rd floor\" jams\nagain\\ – café ✓ 🎉 \u0001","sys_id":"9d385017c611228701d22104cc95c371","sys_mod_count":7,"sys_updated_on":"2026-11-29 06:00:00","tags":["b","a",1,{},[]],"tiny":0.1,"whole":4,"é":"accent key"}"#)
+        #expect(value.serialized() == #"{"sys_id":"9d385017c611228701d22104cc95c371","number":"INC0010001","short_description":"Printer \"3rd floor\" jams\nagain\\ – café ✓ 🎉 \u0001","priority":2,"impact":-3,"big":9223372036854775807,"price":12.3,"ratio":1e+300,"whole":4,"tiny":0.1,"active":true,"closed_at":null,"tags":["b","a",1,{},[]],"nested":{"z":1,"a":{"y":2,"x":1},"sys_updated_on":"kept"},"é":"accent key","B":"upper","a\u0000":"nul key","sys_updated_on":"2026-11-29 06:00:00","sys_mod_count":7}"#)
+        #expect(ContentHash.of(value) == "ae6699c64112635e53bbb053dbba6633b7cb9222febe02b643e0ae1b7d9e7c1d")
+        #expect(ContentHash.of(value, ignoring: ["sys_updated_on", "sys_mod_count"])
+                == "f0ba99f7b91d5fba5621118a28efb3849531f03de9be48c5151deb51f56d5807")
+        // Parsing the wire form gives the same hash (4.0 comes back as the integer 4: same canonical bytes).
+        let reparsed = try JSONValue.parse(value.serialized())
+        #expect(ContentHash.of(reparsed, ignoring: ["sys_updated_on", "sys_mod_count"])
+                == "f0ba99f7b91d5fba5621118a28efb3849531f03de9be48c5151deb51f56d5807")
+    }
+
+    @Test func serializesIdenticallyIsExactAboutOrderBytesAndNumbers() throws {
+        let value = Self.pinned
+        #expect(value.serializesIdentically(to: try JSONValue.parse(value.serialized())) == false,
+                "4.0 reparses as the integer 4")
+        let text = #"{"a":[1,2.5,"x",null,true,{"k":"v"}],"b":"café"}"#
+        #expect(try JSONValue.parse(text).serializesIdentically(to: JSONValue.parse(text)))
+        // == ignores member order and Unicode normalization; serialization does not.
+        let reordered = try JSONValue.parse(#"{"b":"café","a":[1,2.5,"x",null,true,{"k":"v"}]}"#)
+        #expect(try reordered == JSONValue.parse(text))
+        #expect(!reordered.serializesIdentically(to: try JSONValue.parse(text)))
+        let decomposed: JSONValue = ["b": "cafe\u{301}"], precomposed: JSONValue = ["b": "caf\u{e9}"]
+        #expect(decomposed == precomposed)
+        #expect(!decomposed.serializesIdentically(to: precomposed))
+        #expect(!JSONValue.integer(1).serializesIdentically(to: .double(1)))
+        #expect(!JSONValue.double(0).serializesIdentically(to: .double(-0.0)), "conservative: both render as 0")
+    }
+
     @Test func rule5FieldLevelChanges() throws {
         let old: JSONValue = ["status": "open", "title": "x", "gone": 1, "updated_at": "t1", "n": 1]
         let new: JSONValue = ["status": "in_progress", "title": "x", "added": true, "updated_at": "t2", "n": 1.0]

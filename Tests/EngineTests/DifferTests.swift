@@ -36,6 +36,37 @@ struct DifferTests {
         #expect(hash(a) == hash(b) && hash(a) != hash(c))
     }
 
+    @Test("Differ.contentHash of a pinned record equals a hash computed outside Swift (rule 5)")
+    func pinnedHash() throws {
+        // Python: json.dumps(record minus volatile, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+        // then hashlib.sha256. Stored snapshot hashes and event ids must not move when the hasher gets faster.
+        let text = #"{"sys_id":"9d385017c611228701d22104cc95c371","number":"INC0010001","short_description":"Printer \"3rd floor\" jams\nagain\\ – café ✓ 🎉 \u0001","priority":2,"impact":-3,"big":9223372036854775807,"price":12.3,"ratio":1e+300,"whole":4,"tiny":0.1,"active":true,"closed_at":null,"tags":["b","a",1,{},[]],"nested":{"z":1,"a":{"y":2,"x":1},"sys_updated_on":"kept"},"é":"accent key","B":"upper","a\u0000":"nul key","sys_updated_on":"2026-11-29 06:00:00","sys_mod_count":7}"#
+        let value = try JSONValue.parse(text)
+        let descriptor = ObjectDescriptor(connection: "c", provider: "p", object: "o", model: "record",
+                                          volatileFields: ["sys_updated_on", "sys_mod_count"])
+        let record = SourceRecord(id: "x", updatedAt: nil, raw: value, record: value)
+        #expect(Differ(descriptor: descriptor).contentHash(of: record)
+                == "f0ba99f7b91d5fba5621118a28efb3849531f03de9be48c5151deb51f56d5807")
+    }
+
+    @Test("a page of content hashes (split across cores, hashers reused) equals one-by-one hashes, in order")
+    func pageHashesMatchOneByOne() {
+        let descriptor = ObjectDescriptor(connection: "c", provider: "p", object: "o", model: "record",
+                                          volatileFields: ["sys_updated_on", "sys_mod_count"])
+        let differ = Differ(descriptor: descriptor)
+        // More than the parallel threshold, mixing the awkward values with distinct records.
+        let records = (0..<1300).map { i -> SourceRecord in
+            let value: JSONValue = i % 7 == 0
+                ? Self.awkward[i % Self.awkward.count]
+                : ["id": .integer(Int64(i)), "name": .string("record \(i) \u{e9}"), "sys_mod_count": .integer(Int64(i))]
+            return SourceRecord(id: String(i), updatedAt: nil, raw: value, record: value)
+        }
+        let hashes = differ.contentHashes(of: records)
+        #expect(hashes == records.map { ContentHash.of($0.raw, ignoring: descriptor.volatileFields) })
+        #expect(differ.contentHashes(of: Array(records.prefix(3))) == hashes.prefix(3).map { $0 })
+        #expect(differ.contentHashes(of: []).isEmpty)
+    }
+
     @Test("tombstoned priors diff as created; equal hashes as unchanged; changes name record fields (rules 5, 6)")
     func outcomes() {
         let descriptor = ObjectDescriptor(connection: "c", provider: "p", object: "o", model: "ticket",

@@ -67,6 +67,36 @@ struct InjectedFailure: Error {}
         #expect(try reader.cursor(connection: "c", object: "o") != nil)
     }
 
+    @Test func version1FileIsMigratedWithItsData() throws {
+        let dir = try TempDir()
+        do {
+            // A file as the first release wrote it.
+            let database = try Database(path: dir.dbPath)
+            try database.write { db in
+                try db.executeScript(Schema.version1)
+                try db.executeScript("PRAGMA user_version = 1")
+                try db.execute("""
+                    INSERT INTO snapshots (connection, object, record_id, content_hash, record, raw, source_ts,
+                                           tombstoned, last_seen_sweep, updated_at)
+                    VALUES ('c', 'o', 'r1', 'h1', '{"id":"r1"}', '{"sys_id":"r1"}', 1, 0, 5, 5)
+                    """)
+            }
+        }
+        let store = try StateStore(path: dir.dbPath)
+        #expect(try userVersion(store) == StateStore.schemaVersion)
+        let indexes = try store.database.read {
+            try $0.queryAll("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name") {
+                ($0.text(0), $0.text(1))
+            }
+        }
+        #expect(!indexes.contains { $0.0 == "events_record" })
+        let live = try #require(indexes.first { $0.0 == "snapshots_live" })
+        #expect(live.1.contains("(connection, object, record_id, last_seen_sweep)"))
+        #expect(try store.liveRecordIDs(connection: "c", object: "o") == ["r1"])
+        #expect(try store.snapshotHeads(connection: "c", object: "o", ids: ["r1"])["r1"]?.contentHash == "h1")
+        #expect(try store.unseenLiveIDs(connection: "c", object: "o", sweep: Date(timeIntervalSince1970: 1)) == ["r1"])
+    }
+
     @Test func newerSchemaIsRefused() throws {
         let dir = try TempDir()
         do {
@@ -236,6 +266,10 @@ final class LockedBox<Value>: @unchecked Sendable {
         let full = try store.snapshots(connection: "c", object: "o", ids: ["r2"])
         #expect(full["r2"]?.record == ["id": "r2", "n": 1])
         #expect(full["r2"]?.tombstoned == false)
+        // The differ's lighter read: records only, existing ids only.
+        let records = try store.snapshotRecords(connection: "c", object: "o", ids: ["r2", "r4", "missing"])
+        #expect(records == ["r2": ["id": "r2", "n": 1], "r4": ["id": "r4", "n": 1]])
+        #expect(try store.snapshotRecords(connection: "c", object: "o", ids: []).isEmpty)
 
         // Keyset pages over live ids.
         var walked: [String] = []
@@ -262,6 +296,40 @@ final class LockedBox<Value>: @unchecked Sendable {
         _ = try store.commitPage(PageCommit(connection: "c", object: "o", snapshots: [snapshotWrite("r6", 1)],
                                             now: sweep.addingTimeInterval(1)))
         #expect(try store.unseenLiveIDs(connection: "c", object: "o", sweep: sweep) == ["r3"])
+        // So does a new version of a live record the listing did not mark (it changed during the sweep).
+        _ = try store.commitPage(PageCommit(connection: "c", object: "o", snapshots: [snapshotWrite("r3", 2)],
+                                            now: sweep.addingTimeInterval(2)))
+        #expect(try store.unseenLiveIDs(connection: "c", object: "o", sweep: sweep).isEmpty)
+        #expect(try store.snapshotRecords(connection: "c", object: "o", ids: ["r3"])["r3"] == ["id": "r3", "n": 2])
+        // The next sweep has not seen it yet.
+        #expect(try store.unseenLiveIDs(connection: "c", object: "o", sweep: sweep.addingTimeInterval(10)).contains("r3"))
+    }
+
+    @Test func liveWritesReplaceLiveSnapshotsAndUndeleteTombstones() throws {
+        let dir = try TempDir()
+        let store = try StateStore(path: dir.dbPath)
+        let first = try store.commitPage(PageCommit(connection: "c", object: "o",
+                                                    snapshots: [snapshotWrite("r1", 1), snapshotWrite("r2", 1)], now: t0))
+        #expect(first.snapshotsWritten == 2)
+        // A new version of a live record replaces every stored column.
+        let t1 = t0.addingTimeInterval(5)
+        let second = try store.commitPage(PageCommit(connection: "c", object: "o", snapshots: [snapshotWrite("r1", 2)],
+                                                     now: t1))
+        #expect(second.snapshotsWritten == 1)
+        let r1 = try #require(try store.snapshots(connection: "c", object: "o", ids: ["r1"])["r1"])
+        #expect(r1.contentHash == snapshotWrite("r1", 2).contentHash && r1.record == ["id": "r1", "n": 2])
+        #expect(r1.sourceTimestamp == t0.addingTimeInterval(2) && r1.updatedAt == t1 && !r1.tombstoned)
+        // Tombstone r2, then a live write brings it back (an undelete), clearing the tombstone.
+        _ = try store.commitPage(PageCommit(connection: "c", object: "o",
+                                            snapshots: [snapshotWrite("r2", 1, tombstoned: true)], now: t1))
+        #expect(try store.liveRecordIDs(connection: "c", object: "o") == ["r1"])
+        let t2 = t0.addingTimeInterval(9)
+        let undelete = try store.commitPage(PageCommit(connection: "c", object: "o", snapshots: [snapshotWrite("r2", 3)],
+                                                       now: t2))
+        #expect(undelete.snapshotsWritten == 1)
+        let r2 = try #require(try store.snapshots(connection: "c", object: "o", ids: ["r2"])["r2"])
+        #expect(!r2.tombstoned && r2.tombstonedAt == nil && r2.record == ["id": "r2", "n": 3] && r2.updatedAt == t2)
+        #expect(try store.liveRecordIDs(connection: "c", object: "o") == ["r1", "r2"])
     }
 }
 
