@@ -17,7 +17,6 @@ public final class DeltahookPipeline: Pipeline {
     let store: StateStore
     let logger: Logger
     let debugStall: Bool
-    let bell: CommitBell
     /// The engine beats every second; three missed beats mean it is stuck.
     static let livenessWindow: Duration = .seconds(3)
 
@@ -32,11 +31,14 @@ public final class DeltahookPipeline: Pipeline {
                                 options: Dispatcher.Options(delivery: config.delivery,
                                                             userAgent: "deltahook/\(Daemon.version)"),
                                 logger: context.logger, metrics: context.metrics)
-        bell = CommitBell(store: store, dispatcher: dispatcher)
+        // A committed page with new events wakes the dispatcher at once (its own store poll, every 2 s, only
+        // picks up what the CLI writes from another process).
+        let wake = dispatcher
+        store.observeCommittedEvents { _ in wake.notifyNewEvents() }
         engine = Engine(store: store, logger: context.logger, metrics: context.metrics,
-                        router: DeltahookPipeline.router(for: config.subscribers, bell: bell))
+                        router: Wiring.router(for: config.subscribers))
         // Start order: dispatcher, engine — so shutdown (reverse) stops polling before draining deliveries.
-        services = [DispatcherService(dispatcher: dispatcher, transport: transport, bell: bell),
+        services = [DispatcherService(dispatcher: dispatcher, transport: transport, store: store),
                     EngineService(engine: engine, stallAfterStart: context.debugStallEngine, logger: context.logger)]
     }
 
@@ -70,7 +72,7 @@ public final class DeltahookPipeline: Pipeline {
         }
         if !problems.isEmpty { throw ConfigError(file: nil, problems: problems) }
         dispatcher.setSubscribers(settings)
-        engine.update(targets: targets, router: DeltahookPipeline.router(for: config.subscribers, bell: bell))
+        engine.update(targets: targets, router: Wiring.router(for: config.subscribers))
         for connection in config.connections {
             logger.info("polling connection", [.connection: connection.id, "PROVIDER": connection.provider.rawValue,
                                                "OBJECTS": connection.objects.map(\.name).joined(separator: ",")])
@@ -101,52 +103,6 @@ public final class DeltahookPipeline: Pipeline {
                                  message: String(describing: failure.error))
         }
         return (wired.targets, problems)
-    }
-
-    /// `Wiring.router` (subscribers whose `events` globs and `connections` accept the event, DESIGN §6), plus a
-    /// ring of the commit bell. The engine calls it inside each page commit, so routing and the delivery rows are
-    /// one transaction.
-    static func router(for subscribers: [SubscriberConfig], bell: CommitBell) -> EventRouter {
-        let route = Wiring.router(for: subscribers)
-        return { event in
-            let ids = route(event)
-            if !ids.isEmpty { bell.eventsRouted() }
-            return ids
-        }
-    }
-}
-
-/// Rings the dispatcher once events that were just routed are committed, so deliveries start at once instead of
-/// at the dispatcher's next store poll (2 s).
-///
-/// The engine offers no commit callback; what it guarantees is that it routes a page's events and then commits
-/// the page through the store's serial queue. So after a routing, one round trip through that queue happens
-/// after the commit in all but a rare race (this task can enqueue before the engine does); a second round trip
-/// a moment later covers that race. Rings coalesce: a burst of pages costs a few rings.
-final class CommitBell: Sendable {
-    private let pending = Doorbell()
-    private let store: StateStore
-    private let dispatcher: Dispatcher
-
-    init(store: StateStore, dispatcher: Dispatcher) {
-        self.store = store
-        self.dispatcher = dispatcher
-    }
-
-    func eventsRouted() { pending.ring() }
-
-    func close() { pending.close() }
-
-    func run() async {
-        while !Task.isCancelled {
-            await pending.wait()
-            if pending.isClosed { return }
-            _ = try? await store.perform { _ in () }
-            dispatcher.notifyNewEvents()
-            try? await Task.sleep(for: .milliseconds(20))
-            _ = try? await store.perform { _ in () }
-            dispatcher.notifyNewEvents()
-        }
     }
 }
 
@@ -186,26 +142,22 @@ final class DispatcherService: Service {
     let name = "dispatcher"
     let dispatcher: Dispatcher
     let transport: CurlHTTPClient
-    let bell: CommitBell
+    let store: StateStore
     private let stop = Doorbell()
 
-    init(dispatcher: Dispatcher, transport: CurlHTTPClient, bell: CommitBell) {
+    init(dispatcher: Dispatcher, transport: CurlHTTPClient, store: StateStore) {
         self.dispatcher = dispatcher
         self.transport = transport
-        self.bell = bell
+        self.store = store
     }
 
     func run() async throws {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.bell.run() }
-            await stop.wait()
-            bell.close()
-        }
+        await stop.wait()
     }
 
     /// Drains in-flight deliveries until `deadline` (the daemon's `shutdown_timeout`), then the HTTP client.
     func shutdown(deadline: ContinuousClock.Instant) async {
-        bell.close()
+        store.observeCommittedEvents(nil)
         await dispatcher.shutdown(deadline: max(.zero, ContinuousClock.now.duration(to: deadline)))
         transport.shutdown()
         stop.close()

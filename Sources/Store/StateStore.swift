@@ -51,6 +51,15 @@ public final class StateStore: Sendable {
 
     public let database: Database
     private let queue: DispatchQueue
+    /// Told after every committed page that inserted events (see ``observeCommittedEvents(_:)``).
+    private let eventsObserver = Mutex<(@Sendable (Int) -> Void)?>(nil)
+
+    /// Registers the one observer told, after the transaction committed, how many new events a page commit
+    /// inserted. The daemon wakes the dispatcher with it, so a delivery starts as soon as its row is durable,
+    /// whichever engine path (delta scan, delete feed, sweep) committed it.
+    public func observeCommittedEvents(_ observer: (@Sendable (Int) -> Void)?) {
+        eventsObserver.withLock { $0 = observer }
+    }
 
     /// Opens the store. `.readWrite` (the daemon) creates the file and applies migrations; `.readOnly` (the CLI
     /// beside a running daemon) opens it as a WAL reader and requires the current schema.
@@ -95,7 +104,9 @@ public final class StateStore: Sendable {
     /// Deliveries are created only for newly inserted events: a duplicate id means the event and its deliveries
     /// were committed before.
     public func commitPage(_ commit: PageCommit) throws -> PageCommitResult {
-        try commitPage(commit, checkpoint: { _ in })
+        let result = try commitPage(commit, checkpoint: { _ in })
+        if !result.inserted.isEmpty, let observer = eventsObserver.withLock({ $0 }) { observer(result.inserted.count) }
+        return result
     }
 
     func commitPage(_ commit: PageCommit, checkpoint: (CommitStage) throws -> Void) throws -> PageCommitResult {

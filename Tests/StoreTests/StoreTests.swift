@@ -1,6 +1,7 @@
 // Tests of the state store: migrations, transactions, cross-process WAL reading, atomic page commits,
 // per-record delivery ordering and secret-free errors.
 import Foundation
+import Synchronization
 import Testing
 import Core
 @testable import Store
@@ -234,6 +235,25 @@ final class LockedBox<Value>: @unchecked Sendable {
         #expect(try store.pendingCount() == 4)
         #expect(try store.cursor(connection: "c", object: "o")?.resumeState == #"{"after":"r2"}"#)
         #expect(try store.event(id: events[1].id)?.event == events[1])
+    }
+
+    @Test func commitObserverHearsOnlyCommittedNewEvents() throws {
+        let dir = try TempDir()
+        let store = try StateStore(path: dir.dbPath)
+        let heard = Mutex<[Int]>([])
+        store.observeCommittedEvents { count in
+            // Called after the transaction: the events are already readable.
+            #expect((try? store.pendingCount()) ?? 0 > 0)
+            heard.withLock { $0.append(count) }
+        }
+        let events = [makeEvent("r1", 2), makeEvent("r2", 3)]
+        _ = try store.commitPage(page(events))
+        _ = try store.commitPage(page(events))          // duplicates only: nothing new, no call
+        _ = try store.commitPage(page([]))              // cursor-only page: no call
+        #expect(heard.withLock { $0 } == [2])
+        store.observeCommittedEvents(nil)
+        _ = try store.commitPage(page([makeEvent("r3", 4)]))
+        #expect(heard.withLock { $0 } == [2])
     }
 
     @Test func duplicateEventIDsAreIgnored() throws {
