@@ -125,15 +125,7 @@ public final class Database: @unchecked Sendable {
         guard mode == .readWrite else {
             throw StoreError(code: .readOnly, message: "this connection is read-only", path: path)
         }
-        try connection.execute("BEGIN IMMEDIATE")
-        do {
-            let result = try body(connection)
-            try connection.execute("COMMIT")
-            return result
-        } catch {
-            connection.rollbackIfNeeded()
-            throw error
-        }
+        return try transaction("BEGIN IMMEDIATE", body)
     }
 
     /// Runs `body` inside a deferred (read) transaction, so several queries see one consistent snapshot.
@@ -142,7 +134,12 @@ public final class Database: @unchecked Sendable {
     public func read<T>(_ body: (SQLConnection) throws -> T) throws -> T {
         lock.lock()
         defer { lock.unlock() }
-        try connection.execute("BEGIN DEFERRED")
+        return try transaction("BEGIN DEFERRED", body)
+    }
+
+    /// `begin`, `body`, COMMIT; on any error a rollback (when SQLite has not already rolled back). Lock held.
+    private func transaction<T>(_ begin: String, _ body: (SQLConnection) throws -> T) throws -> T {
+        try connection.execute(begin)
         do {
             let result = try body(connection)
             try connection.execute("COMMIT")
