@@ -51,22 +51,7 @@ public enum OAuth1 {
 
     /// RFC 3986 §2.1 percent-encoding as RFC 5849 §3.6 requires: every byte outside `A-Za-z0-9-._~` becomes
     /// `%XX` (upper-case hex) of its UTF-8.
-    public static func percentEncode(_ text: String) -> String {
-        let hex = Array("0123456789ABCDEF".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(text.utf8.count)
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
-                 UInt8(ascii: "~"):
-                out.append(byte)
-            default:
-                out.append(contentsOf: [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]])
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    public static func percentEncode(_ text: String) -> String { PercentEncoding.rfc3986(text) }
 
     /// RFC 5849 §3.4.1.3.2: encode names and values, sort by encoded name then encoded value (byte order),
     /// join `name=value` with `&`.

@@ -21,6 +21,7 @@
 // page requests, a row of the run can still be skipped by this scan.
 public import Core
 public import Foundation
+import Crypto
 import HTTPClient
 
 public struct GitHubIssuesSource: ObjectSource {
@@ -244,15 +245,8 @@ public struct GitHubIssuesSource: ObjectSource {
     }
 
     /// Query-component escaping: `2024-05-01T00:00:00Z` → `2024-05-01T00%3A00%3A00Z` (as GitHub's own links do).
-    static func queryEscape(_ text: String) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
-    }
+    static func queryEscape(_ text: String) -> String { PercentEncoding.rfc3986(text) }
 
-    static func pathEscape(_ text: String) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
-    }
+    /// A path segment (owner, repository) escaped the same way.
+    static func pathEscape(_ text: String) -> String { PercentEncoding.rfc3986(text) }
 }

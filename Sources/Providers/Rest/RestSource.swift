@@ -10,6 +10,7 @@
 public import Config
 public import Core
 public import HTTPClient
+import Crypto
 public import Foundation
 
 public struct RestSource: ObjectSource {
@@ -213,11 +214,7 @@ public struct RestSource: ObjectSource {
         }
     }
 
-    static func percentEncode(_ value: String) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        return value.addingPercentEncoding(withAllowedCharacters: allowed) ?? value
-    }
+    static func percentEncode(_ value: String) -> String { PercentEncoding.rfc3986(value) }
 }
 
 /// Where the next request of a scan goes: the cursor value of the query, and the API's own pagination

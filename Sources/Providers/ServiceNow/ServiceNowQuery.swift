@@ -14,6 +14,7 @@
 // docs (`active=true^ORDERBYnumber^ORDERBYDESCcategory`).
 public import Foundation
 public import Core
+import Crypto
 
 /// Builds `sysparm_query` strings. Datetime literals are bare UTC `YYYY-MM-DD HH:MM:SS` (a bare literal is
 /// compared as UTC; `gs.dateGenerate` would be the session user's zone — wire facts §1.3).
@@ -60,23 +61,7 @@ public enum ServiceNowQuery {
 
     /// Percent-encodes a query component: everything but RFC 3986 unreserved characters, so `^`, `=`,
     /// `>`, spaces, `:` and `,` never reach the server raw.
-    public static func encode(_ text: String) -> String {
-        var out = ""
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
-                 UInt8(ascii: "~"):
-                out.unicodeScalars.append(Unicode.Scalar(byte))
-            default:
-                let hex = Array("0123456789ABCDEF".utf8)
-                out.unicodeScalars.append("%")
-                out.unicodeScalars.append(Unicode.Scalar(hex[Int(byte >> 4)]))
-                out.unicodeScalars.append(Unicode.Scalar(hex[Int(byte & 0x0F)]))
-            }
-        }
-        return out
-    }
+    public static func encode(_ text: String) -> String { PercentEncoding.rfc3986(text) }
 
     /// `name=value&…` with both sides encoded.
     public static func queryString(_ items: [(String, String)]) -> String {
