@@ -75,15 +75,24 @@ public enum Daemon {
         let logger = Logger(level: LogLevel(name: config.logLevel.rawValue) ?? .info, sink: sink,
                             redactions: redactions)
 
-        // 2. Store.
+        // 2. Store, and the one-poller-per-state-directory lock (held until this function returns).
         let store: StateStore
+        let pollerLock: PollerLock
         do {
             store = try openStore(directory: config.stateDirectory)
+            guard let lock = try PollerLock.acquire(directory: config.stateDirectory) else {
+                options.errorOutput("deltahook run: another deltahook process is polling \(config.stateDirectory) "
+                    + "(\(PollerLock.fileName) is locked); stop it first, or give this one its own state_directory\n")
+                notifier.notify("STATUS=refusing to start: the state directory is in use")
+                return DaemonExitCode.failure
+            }
+            pollerLock = lock
         } catch {
             logger.critical("cannot open the state store", ["STATE_DIRECTORY": config.stateDirectory], error: error)
             notifier.notify("STATUS=cannot open the state store")
             return DaemonExitCode.failure
         }
+        defer { withExtendedLifetime(pollerLock) {} }
 
         // 3. Pipeline and the daemon's own services.
         let registry = MetricsRegistry()

@@ -61,6 +61,18 @@ struct PollOnceCommand: Command {
                             sink: StderrSink(variables: context.environment), redactions: redactions)
 
         try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true)
+        // A cycle that writes must not interleave its cursor writes with a running daemon's; a dry run writes
+        // nothing and may run beside it.
+        var pollerLock: PollerLock? = nil
+        if !dryRun {
+            pollerLock = try PollerLock.acquire(directory: config.stateDirectory)
+            guard pollerLock != nil else {
+                context.output.err("deltahook poll-once: deltahook run is polling \(config.stateDirectory); use "
+                    + "--dry-run beside it, or stop the daemon first\n")
+                return ExitCode.failure
+            }
+        }
+        defer { withExtendedLifetime(pollerLock) {} }
         let store = try StateStore(path: config.stateDirectory + "/" + StateStore.fileName)
         let transport = try CurlHTTPClient()
         defer { transport.shutdown() }

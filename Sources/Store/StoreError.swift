@@ -21,6 +21,8 @@ public struct StoreError: Error, CustomStringConvertible, Sendable, Equatable {
         case corruptData
         /// Something the caller named does not exist (e.g. an event id).
         case notFound
+        /// The poller lock file could not be opened or locked (`errno` from open/flock).
+        case lockFile(errno: Int32)
     }
 
     public var code: Code

@@ -6,6 +6,7 @@ import Crypto
 import Emulators
 import Foundation
 import Glibc
+import Store
 import Testing
 import TestSupport
 
@@ -322,6 +323,26 @@ struct GitHubPollOnceTests {
         let error = try #require(report["error"]?.stringValue)
         #expect(error.contains("authentication failed") && error.contains("JWT"))
         #expect(!error.contains("PRIVATE KEY"))
+    }
+
+    @Test("poll-once refuses to write while another process polls the state directory; --dry-run still runs")
+    func pollOnceRespectsThePollerLock() async throws {
+        let e = try GitHubE2E()
+        defer { e.stop() }
+        _ = e.emulator.createIssue(title: "locked", at: e.base)
+        try FileManager.default.createDirectory(atPath: e.dir.file("state"), withIntermediateDirectories: true)
+        // Stands in for a running `deltahook run` (a separate process: flock locks are per open file).
+        var held = try PollerLock.acquire(directory: e.dir.file("state"))
+        #expect(held != nil)
+        let refused = try await e.run(["poll-once", "--connection", "octo"])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("--dry-run"))
+        let dry = try await e.run(["poll-once", "--connection", "octo", "--dry-run"])
+        #expect(dry.status == 0)
+        held = nil
+        let written = try await e.run(["poll-once", "--connection", "octo"])
+        #expect(written.status == 0)
+        #expect(written.stdout.contains("ticket.created"))
     }
 
     @Test("poll-once without --json prints one line per object and one per event with its changed fields")

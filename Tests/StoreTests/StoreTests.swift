@@ -256,6 +256,17 @@ final class LockedBox<Value>: @unchecked Sendable {
         #expect(heard.withLock { $0 } == [2])
     }
 
+    @Test func pollerLockAdmitsOneHolderAndIsFreedWithIt() throws {
+        let dir = try TempDir()
+        let directory = (dir.dbPath as NSString).deletingLastPathComponent
+        var first = try PollerLock.acquire(directory: directory)
+        #expect(first != nil)
+        #expect(try PollerLock.acquire(directory: directory) == nil)
+        first = nil
+        #expect(try PollerLock.acquire(directory: directory) != nil)
+        #expect(throws: StoreError.self) { try PollerLock.acquire(directory: directory + "/missing") }
+    }
+
     @Test func duplicateEventIDsAreIgnored() throws {
         let dir = try TempDir()
         let store = try StateStore(path: dir.dbPath)
