@@ -84,6 +84,42 @@ public struct ConnectionConfig: Sendable {
     public var objects: [ObjectConfig]
     /// Present exactly when `provider == .netsuite`.
     public var netsuite: NetSuiteSettings?
+    /// Bounds on what this provider's answers may make the daemon do (docs/DESIGN.md §2 rules 12, 14, 18).
+    public var limits: ConnectionLimits = .defaults
+}
+
+/// Per-connection bounds on untrusted provider answers (docs/DESIGN.md §2 rules 12, 14, 18).
+public struct ConnectionLimits: Sendable, Hashable {
+    /// `max_provider_wait`: provider waits (`Retry-After`, `x-ratelimit-reset`) are clamped to `[0, this]`.
+    public var maxProviderWait: Duration
+    /// `max_clock_skew`: a record dated later than scan start + this does not move the cursor.
+    public var maxClockSkew: Duration
+    /// `max_response_bytes`: the largest provider response read; a larger page halves the page size.
+    public var maxResponseBytes: Int
+
+    public static let defaults = ConnectionLimits(maxProviderWait: .seconds(3600), maxClockSkew: .seconds(300),
+                                                  maxResponseBytes: 32 << 20)
+
+    public init(maxProviderWait: Duration, maxClockSkew: Duration, maxResponseBytes: Int) {
+        self.maxProviderWait = maxProviderWait
+        self.maxClockSkew = maxClockSkew
+        self.maxResponseBytes = maxResponseBytes
+    }
+}
+
+/// `delete_guard` of an object (docs/DESIGN.md §2 rule 17): a sweep that would tombstone more than
+/// `maxFraction` of the live records AND more than `minRecords`, or that listed nothing while live records
+/// exist, is held for an operator.
+public struct DeleteGuardConfig: Sendable, Hashable {
+    public var maxFraction: Double
+    public var minRecords: Int
+
+    public static let defaults = DeleteGuardConfig(maxFraction: 0.2, minRecords: 10)
+
+    public init(maxFraction: Double, minRecords: Int) {
+        self.maxFraction = maxFraction
+        self.minRecords = minRecords
+    }
 }
 
 public struct NetSuiteSettings: Sendable {
@@ -190,6 +226,10 @@ public struct ObjectConfig: Sendable {
     public var recordType: String?
     /// rest: how to request and read pages.
     public var request: RestRequestConfig?
+    /// nil when `"delete_guard": false` (docs/DESIGN.md §2 rule 17).
+    public var deleteGuard: DeleteGuardConfig? = .defaults
+    /// Cap on the pages of one delta scan (`max_pages_per_scan`, default 10000, rule 18).
+    public var maxPagesPerScan: Int = 10_000
 }
 
 /// The generic REST provider's declarative request description (see config.example.json, "request").

@@ -153,10 +153,45 @@ struct Validator {
                 o.reportUnknownKeys(context: "for \(provider.rawValue) objects")
             }
         }
+        let limits = validateLimits(c)
         guard let baseURL, let auth, let connectionID = c.object["id"]?.stringValue else { return nil }
         if provider == .netsuite && netsuite == nil { return nil }
         return ConnectionConfig(id: connectionID, provider: provider, baseURL: baseURL, auth: auth, objects: objects,
-                                netsuite: netsuite)
+                                netsuite: netsuite, limits: limits)
+    }
+
+    /// `max_provider_wait`, `max_clock_skew`, `max_response_bytes` (docs/DESIGN.md §2 rules 12, 14, 18).
+    func validateLimits(_ c: Fields) -> ConnectionLimits {
+        let defaults = ConnectionLimits.defaults
+        let wait = c.duration("max_provider_wait", minimum: .seconds(1)) ?? defaults.maxProviderWait
+        if wait > .seconds(7 * 86_400) {
+            problems.add(c.child("max_provider_wait"), "is longer than 7d; a provider wait that long stops the connection for days")
+        }
+        let skew = c.duration("max_clock_skew") ?? defaults.maxClockSkew
+        if skew > .seconds(86_400) {
+            problems.add(c.child("max_clock_skew"), "is longer than 1d; a cursor that far ahead of the clock misses changes")
+        }
+        let bytes = c.integer("max_response_bytes", in: 65_536...(1 << 30)) ?? defaults.maxResponseBytes
+        return ConnectionLimits(maxProviderWait: wait, maxClockSkew: skew, maxResponseBytes: bytes)
+    }
+
+    /// `delete_guard`: `false`, `true` (defaults) or `{"max_fraction": 0.2, "min_records": 10}` (rule 17).
+    func validateDeleteGuard(_ o: Fields) -> DeleteGuardConfig? {
+        guard let value = o.raw("delete_guard") else { return .defaults }
+        switch value {
+        case .bool(let on): return on ? .defaults : nil
+        case .object:
+            guard let g = o.object("delete_guard") else { return .defaults }
+            defer { g.reportUnknownKeys() }
+            let defaults = DeleteGuardConfig.defaults
+            let fraction = g.number("max_fraction", in: 0...1, expected: "a fraction between 0 and 1, e.g. 0.2")
+                ?? defaults.maxFraction
+            let minimum = g.integer("min_records", in: 0...1_000_000_000) ?? defaults.minRecords
+            return DeleteGuardConfig(maxFraction: fraction, minRecords: minimum)
+        default:
+            problems.add(o.child("delete_guard"), "expected false, true or {\"max_fraction\": 0.2, \"min_records\": 10}, found \(value.typeName)")
+            return .defaults
+        }
     }
 
     func validateNetSuite(_ c: Fields) -> NetSuiteSettings? {
@@ -406,13 +441,16 @@ struct Validator {
         case .servicenow:
             break
         }
+        let deleteGuard = validateDeleteGuard(o)
+        let maxPages = o.integer("max_pages_per_scan", in: 1...10_000_000) ?? 10_000
         guard let name else { return nil }
         if provider == .github && repository == nil { return nil }
         if provider == .rest && request == nil { return nil }
         return ObjectConfig(name: name, model: model, interval: interval, lookback: lookback, reconcileEvery: reconcile,
                             ignoreFields: ignore, initialSync: initialSync, pageSize: pageSize, fields: fields,
                             deleteFeed: deleteFeed, includePullRequests: includePRs, repository: repository,
-                            recordType: recordType, request: request)
+                            recordType: recordType, request: request, deleteGuard: deleteGuard,
+                            maxPagesPerScan: maxPages)
     }
 
     func fieldName(_ name: String, _ path: String) -> Bool {

@@ -75,15 +75,68 @@ public struct DeltaPage: Sendable {
     public var validator: String?
     /// Things an operator should know (a page emptied by ACLs, a window split), logged by the engine.
     public var warnings: [String]
+    /// Records of this page the adapter could not accept (docs/DESIGN.md §2 rule 16). The engine quarantines
+    /// them; `next` must still step past them, so one poison record never stalls the object.
+    public var rejected: [RejectedRecord]
 
     public init(records: [SourceRecord], next: ScanPosition?, notModified: Bool = false, validator: String? = nil,
-                warnings: [String] = []) {
+                warnings: [String] = [], rejected: [RejectedRecord] = []) {
         self.records = records
         self.next = next
         self.notModified = notModified
         self.validator = validator
         self.warnings = warnings
+        self.rejected = rejected
     }
+}
+
+/// A record an adapter refused (bad id, timestamp outside 1970–9999, a field its model needs unparseable),
+/// kept for the operator instead of failing the whole page (docs/DESIGN.md §2 rule 16).
+public struct RejectedRecord: Sendable, Hashable {
+    /// The provider id when one could be read (even if it failed the id grammar), else nil.
+    public var id: String?
+    /// Where the record sat in the response, as a JSON path (`$.result[3]`); the quarantine key when `id` is nil.
+    public var position: String
+    /// What was wrong, with the JSON path of the field (`$.result[3].sys_id: "a^ORb" is not a 32-hex sys_id`).
+    public var reason: String
+    /// The record's raw text, at most ``RejectedRecord/excerptLimit`` bytes (cut on a UTF-8 boundary).
+    public var rawExcerpt: String
+
+    /// First 4 KB of the raw text are kept: enough to see what is wrong, never a whole page.
+    public static let excerptLimit = 4096
+
+    public init(id: String?, position: String, reason: String, rawExcerpt: String) {
+        self.id = id
+        self.position = position
+        self.reason = reason
+        self.rawExcerpt = Self.clip(rawExcerpt)
+    }
+
+    /// `raw` serialized and clipped to the excerpt limit.
+    public init(id: String?, position: String, reason: String, raw: JSONValue) {
+        self.init(id: id, position: position, reason: reason, rawExcerpt: raw.serialized())
+    }
+
+    /// The quarantine key: the id when known, else the position.
+    public var key: String { id ?? position }
+
+    static func clip(_ text: String) -> String {
+        var utf8 = Array(text.utf8)
+        guard utf8.count > excerptLimit else { return text }
+        utf8.removeLast(utf8.count - excerptLimit)
+        // Drop a cut multi-byte sequence (continuation bytes 10xxxxxx and the lead byte before them).
+        while let last = utf8.last, last & 0xC0 == 0x80 { utf8.removeLast() }
+        if let last = utf8.last, last & 0x80 != 0 { utf8.removeLast() }
+        return String(decoding: utf8, as: UTF8.self)
+    }
+}
+
+/// Provider auth state that must outlive the process (a rotated ServiceNow refresh token), kept in the
+/// state store. Declared here so adapters can use it without seeing the store (docs/DESIGN.md §2 rule 11).
+/// Values are secrets: implementations never log them.
+public protocol AuthStateStore: Sendable {
+    func loadAuthState(connection: String, key: String) async throws -> String?
+    func saveAuthState(connection: String, key: String, value: String) async throws
 }
 
 /// One page of a full id listing, for reconciliation sweeps (DESIGN §2 rule 6).
@@ -180,6 +233,9 @@ public enum ProviderError: Error, Sendable, CustomStringConvertible {
     case transport(message: String)
     /// The configuration cannot work against this provider (unknown table, bad record type).
     case configuration(message: String)
+    /// The response was larger than the connection's `max_response_bytes`. The engine halves the page size
+    /// for the rest of the scan and asks again (docs/DESIGN.md §2 rule 18).
+    case responseTooLarge(limit: Int, message: String)
 
     public var description: String {
         switch self {
@@ -190,6 +246,9 @@ public enum ProviderError: Error, Sendable, CustomStringConvertible {
         case .malformed(let path, let message): "malformed response at \(path): \(message)"
         case .transport(let message): "transport error: \(message)"
         case .configuration(let message): "configuration problem: \(message)"
+        case .responseTooLarge(let limit, let message):
+            "response larger than max_response_bytes (\(limit)): \(message) "
+                + "(hint: lower page_size or raise the connection's max_response_bytes)"
         }
     }
 }

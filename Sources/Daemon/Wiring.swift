@@ -65,7 +65,11 @@ public enum Wiring {
                           reconcileEvery: object.reconcileEvery,
                           initialSync: object.initialSync == .emit ? .emit : .silent,
                           pageSize: object.pageSize,
-                          useDeleteFeed: object.deleteFeed == .audit && connection.provider.hasDeleteFeed)
+                          useDeleteFeed: object.deleteFeed == .audit && connection.provider.hasDeleteFeed,
+                          maxClockSkew: connection.limits.maxClockSkew, maxPagesPerScan: object.maxPagesPerScan,
+                          deleteGuard: object.deleteGuard.map {
+                              DeleteGuardPolicy(maxFraction: $0.maxFraction, minRecords: $0.minRecords)
+                          })
     }
 
     /// Routes an event to every subscriber whose `events` globs and `connections` list accept it.

@@ -32,10 +32,18 @@ public struct ObjectPlan: Sendable {
     /// Read the provider's delete feed after each delta scan (ServiceNow `sys_audit_delete`,
     /// NetSuite `DeletedRecord`), when the source has one.
     public var useDeleteFeed: Bool
+    /// A record dated later than scan start + this is emitted but left out of the watermark
+    /// (docs/DESIGN.md §2 rule 14: one record dated 2099 must not freeze the cursor).
+    public var maxClockSkew: Duration
+    /// Pages one delta scan may read before it stops with a warning (rule 18); the next cycle resumes.
+    public var maxPagesPerScan: Int
+    /// nil: sweeps apply whatever they find (`"delete_guard": false`). Rule 17.
+    public var deleteGuard: DeleteGuardPolicy?
 
     public init(descriptor: ObjectDescriptor, interval: Duration, lookback: Duration = .seconds(1),
                 reconcileEvery: Duration? = .seconds(6 * 3600), initialSync: InitialSyncMode = .silent,
-                pageSize: Int = 1000, useDeleteFeed: Bool = true) {
+                pageSize: Int = 1000, useDeleteFeed: Bool = true, maxClockSkew: Duration = .seconds(300),
+                maxPagesPerScan: Int = 10_000, deleteGuard: DeleteGuardPolicy? = .defaults) {
         self.descriptor = descriptor
         self.interval = interval
         self.lookback = lookback
@@ -43,6 +51,9 @@ public struct ObjectPlan: Sendable {
         self.initialSync = initialSync
         self.pageSize = max(1, pageSize)
         self.useDeleteFeed = useDeleteFeed
+        self.maxClockSkew = maxClockSkew
+        self.maxPagesPerScan = max(1, maxPagesPerScan)
+        self.deleteGuard = deleteGuard
     }
 
     public var key: JobKey { JobKey(connection: descriptor.connection, object: descriptor.object) }
@@ -54,6 +65,29 @@ public struct ObjectPlan: Sendable {
         guard let watermark else { return nil }
         let overlap = lookback.seconds + descriptor.granularity.seconds
         return watermark.addingTimeInterval(-max(0, overlap))
+    }
+}
+
+/// The mass-delete guard of one object (docs/DESIGN.md §2 rule 17).
+public struct DeleteGuardPolicy: Sendable, Hashable {
+    /// Hold a sweep that would tombstone more than this fraction of the live records…
+    public var maxFraction: Double
+    /// …and more than this many records.
+    public var minRecords: Int
+
+    public static let defaults = DeleteGuardPolicy(maxFraction: 0.2, minRecords: 10)
+
+    public init(maxFraction: Double, minRecords: Int) {
+        self.maxFraction = maxFraction
+        self.minRecords = minRecords
+    }
+
+    /// Whether tombstoning `wouldDelete` of `live` records, after a listing of `listed` ids, must wait for an
+    /// operator: too large a share (both thresholds), or an empty listing while live records exist.
+    public func holds(wouldDelete: Int, live: Int, listed: Int) -> Bool {
+        guard wouldDelete > 0, live > 0 else { return false }
+        if listed == 0 { return true }
+        return wouldDelete > minRecords && Double(wouldDelete) > maxFraction * Double(live)
     }
 }
 

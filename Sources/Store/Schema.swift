@@ -7,7 +7,7 @@
 enum Schema {
     /// Migrations in order; index + 1 is the `user_version` each one produces. Never edit a shipped migration:
     /// append a new one.
-    static let migrations: [String] = [version1, version2]
+    static let migrations: [String] = [version1, version2, version3]
 
     /// The newest schema version this binary knows.
     static var currentVersion: Int { migrations.count }
@@ -137,6 +137,51 @@ enum Schema {
         DROP INDEX events_record;
         DROP INDEX snapshots_live;
         CREATE INDEX snapshots_live ON snapshots (connection, object, record_id, last_seen_sweep) WHERE tombstoned = 0;
+        """
+
+    /// Untrusted provider answers (docs/DESIGN.md §2 rules 11, 16, 17):
+    /// - `quarantine`: records an adapter could not accept, so one poison record no longer stalls its object.
+    /// - `held_sweeps`: reconciliation results the mass-delete guard refused to apply until an operator says so.
+    /// - `auth_state`: provider auth state that must survive a restart (a rotated ServiceNow refresh token).
+    static let version3 = """
+        -- A record the adapter rejected (bad id, timestamp out of range, unparseable model field, too large).
+        -- `record_key` is the provider id when one could be read, else the position in the page ("$.result[3]").
+        CREATE TABLE quarantine (
+            connection     TEXT    NOT NULL,
+            object         TEXT    NOT NULL,
+            record_key     TEXT    NOT NULL,
+            record_id      TEXT,                -- the provider id, when it could be read at all
+            reason         TEXT    NOT NULL,
+            raw_excerpt    TEXT    NOT NULL,    -- first 4 KB of the record's raw text
+            first_seen_at  INTEGER NOT NULL,
+            last_seen_at   INTEGER NOT NULL,
+            seen_count     INTEGER NOT NULL DEFAULT 1,
+            PRIMARY KEY (connection, object, record_key)
+        ) WITHOUT ROWID;
+
+        -- A sweep the mass-delete guard held: it would have tombstoned `would_delete` of `live` records.
+        -- One row per object; `reconcile --apply-held` applies the stored ids once and deletes the row.
+        CREATE TABLE held_sweeps (
+            connection     TEXT    NOT NULL,
+            object         TEXT    NOT NULL,
+            sweep_started  INTEGER NOT NULL,
+            held_at        INTEGER NOT NULL,
+            would_delete   INTEGER NOT NULL,
+            live           INTEGER NOT NULL,
+            listed         INTEGER NOT NULL,
+            record_ids     TEXT    NOT NULL,    -- JSON array of the ids the sweep would tombstone
+            apply_requested INTEGER NOT NULL DEFAULT 0 CHECK (apply_requested IN (0, 1)),
+            PRIMARY KEY (connection, object)
+        ) WITHOUT ROWID;
+
+        -- Provider auth state kept across restarts (never logged, never shown by status).
+        CREATE TABLE auth_state (
+            connection  TEXT    NOT NULL,
+            key         TEXT    NOT NULL,
+            value       TEXT    NOT NULL,
+            updated_at  INTEGER NOT NULL,
+            PRIMARY KEY (connection, key)
+        ) WITHOUT ROWID;
         """
 
     /// Brings the file up to ``currentVersion``, or refuses a newer one. Idempotent.
