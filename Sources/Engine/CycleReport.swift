@@ -64,6 +64,8 @@ public struct CycleReport: Sendable {
     public var reconcileIDs = 0
     /// Why a due sweep failed (it inferred nothing); the next attempt comes later.
     public var reconcileError: String?
+    /// Changed records dated beyond scan start + `max_clock_skew`: emitted, left out of the watermark (rule 14).
+    public var futureRecords = 0
     /// The watermark after the cycle.
     public var watermark: Date?
     /// Dry run only: the full events that would be committed, up to ``eventListLimit``.

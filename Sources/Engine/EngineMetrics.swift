@@ -9,6 +9,9 @@ struct EngineMetrics: Sendable {
     static let events = "deltahook_events_total"
     static let cursorLag = "deltahook_cursor_lag_seconds"
     static let lastSuccess = "deltahook_last_success_timestamp_seconds"
+    static let futureRecords = "deltahook_future_records_total"
+    static let scansCapped = "deltahook_scans_capped_total"
+    static let pageShrinks = "deltahook_page_size_halved_total"
 
     /// Poll outcomes, the values of the `outcome` label.
     enum Outcome: String { case success, notModified = "not_modified", error, rateLimited = "rate_limited" }
@@ -29,6 +32,28 @@ struct EngineMetrics: Sendable {
                          labels: ["connection", "object"])
         registry.declare(Self.lastSuccess, kind: .gauge, help: "Unix time of the last successful poll cycle.",
                          labels: ["connection", "object"])
+        registry.declare(Self.futureRecords, kind: .counter,
+                         help: "Changed records dated later than scan start + max_clock_skew (left out of the watermark).",
+                         labels: ["connection", "object"])
+        registry.declare(Self.scansCapped, kind: .counter,
+                         help: "Delta scans stopped at max_pages_per_scan (resumed by the next cycle).",
+                         labels: ["connection", "object"])
+        registry.declare(Self.pageShrinks, kind: .counter,
+                         help: "Pages over max_response_bytes that halved the page size for the rest of a scan.",
+                         labels: ["connection", "object"])
+    }
+
+    func futureRecords(_ descriptor: ObjectDescriptor, _ count: Int) {
+        guard count > 0 else { return }
+        registry?.increment(Self.futureRecords, by: Double(count), labels: [descriptor.connection, descriptor.object])
+    }
+
+    func scanCapped(_ descriptor: ObjectDescriptor) {
+        registry?.increment(Self.scansCapped, labels: [descriptor.connection, descriptor.object])
+    }
+
+    func pageSizeHalved(_ descriptor: ObjectDescriptor) {
+        registry?.increment(Self.pageShrinks, labels: [descriptor.connection, descriptor.object])
     }
 
     func cycle(_ descriptor: ObjectDescriptor, outcome: Outcome) {

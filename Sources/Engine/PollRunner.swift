@@ -160,6 +160,7 @@ public final class PollRunner: Sendable {
         // page is not there yet, the commit goes to the store at once: a slow provider never holds back a
         // finished page. Either way each page is its own transaction, committed in page order.
         var commits = Commits()
+        var budget = ScanBudget(plan: plan, scanStart: scanStart)
 
         while true {
             do {
@@ -168,7 +169,7 @@ public final class PollRunner: Sendable {
                     silent: silent, base: base, scanStart: scanStart, resume: resume, position: position,
                     seenPositions: &seenPositions, watermark: &watermark, freshValidator: &freshValidator,
                     carry: &carry, prefetch: &prefetch, unwrittenIdlePages: &unwrittenIdlePages, commits: &commits,
-                    report: &report, log: log)
+                    budget: &budget, report: &report, log: log)
                 guard let next else {
                     try await finish(&commits, report: &report, log: log)
                     return
@@ -180,6 +181,22 @@ public final class PollRunner: Sendable {
                 try? await finish(&commits, report: &report, log: log)
                 throw error
             }
+        }
+    }
+
+    /// What bounds one delta scan against hostile answers (docs/DESIGN.md §2 rules 14 and 18).
+    struct ScanBudget {
+        /// Records per request; halved for the rest of the scan by a page over `max_response_bytes`.
+        var pageSize: Int
+        /// Pages this cycle may read before it stops and leaves the rest to the next cycle.
+        let maxPages: Int
+        /// Records dated after this instant (scan start + `max_clock_skew`) do not move the watermark.
+        let futureLimit: Date
+
+        init(plan: ObjectPlan, scanStart: Date) {
+            pageSize = plan.pageSize
+            maxPages = plan.maxPagesPerScan
+            futureLimit = scanStart.addingTimeInterval(max(0, plan.maxClockSkew.seconds))
         }
     }
 
@@ -237,7 +254,8 @@ public final class PollRunner: Sendable {
         silent: Bool, base: CursorState?, scanStart: Date, resume: ResumeState, position: ScanPosition?,
         seenPositions: inout Set<ScanPosition>, watermark: inout Date?, freshValidator: inout String?,
         carry: inout [String: PriorState], prefetch: inout Prefetch?,
-        unwrittenIdlePages: inout Int, commits: inout Commits, report: inout CycleReport, log: Logger
+        unwrittenIdlePages: inout Int, commits: inout Commits, budget: inout ScanBudget, report: inout CycleReport,
+        log: Logger
     ) async throws -> ScanPosition? {
         let plan = target.plan
         let descriptor = plan.descriptor
@@ -247,15 +265,12 @@ public final class PollRunner: Sendable {
         if firstPageOfFreshScan, let validator = resume.validator, resume.validatorLowerBound == lowerBound {
             ifNoneMatch = validator
         }
-        let request = DeltaRequest(lowerBound: lowerBound, after: position, pageSize: plan.pageSize,
+        let request = DeltaRequest(lowerBound: lowerBound, after: position, pageSize: budget.pageSize,
                                    ifNoneMatch: ifNoneMatch)
-        let hashed: HashedPage
-        if let running = prefetch {
-            prefetch = nil
-            hashed = try await running.task.value
-        } else {
-            hashed = try await Self.fetch(request, from: target.source, differ: differ)
-        }
+        let prefetched = prefetch
+        prefetch = nil
+        let hashed = try await fetchAdapting(request, prefetched: prefetched, from: target.source, differ: differ,
+                                             budget: &budget, descriptor: descriptor, report: &report, log: log)
         let page = hashed.page
         report.pages += 1
         for warning in page.warnings {
@@ -274,8 +289,19 @@ public final class PollRunner: Sendable {
         if firstPageOfFreshScan { freshValidator = page.validator }
         report.records += page.records.count
         if !dryRun { metrics.recordsRead(descriptor, page.records.count) }
-        if let next = page.next {
-            let nextRequest = DeltaRequest(lowerBound: lowerBound, after: next, pageSize: plan.pageSize)
+        // Rule 18: a scan stops at max_pages_per_scan; the position is committed and the next cycle resumes there.
+        let capped = page.next != nil && report.pages >= budget.maxPages
+        let continues = page.next != nil && !capped
+        if capped {
+            let warning = "stopped this scan after \(budget.maxPages) pages (max_pages_per_scan); the next cycle "
+                + "resumes at \(page.next?.summary ?? "?")"
+            log.warning("delta scan reached max_pages_per_scan; resuming next cycle",
+                        ["PAGES": String(budget.maxPages)])
+            report.warnings.append(warning)
+            if !dryRun { metrics.scanCapped(descriptor) }
+        }
+        if continues, let next = page.next {
+            let nextRequest = DeltaRequest(lowerBound: lowerBound, after: next, pageSize: budget.pageSize)
             prefetch = Prefetch(nextRequest, from: target.source, differ: differ)
         }
 
@@ -286,7 +312,9 @@ public final class PollRunner: Sendable {
         let looked = try await lookupTask.value
         let detectedAt = now()
         let diff = diffPage(page.records, hashes: hashed.hashes, lookup: looked, differ: differ, silent: silent,
-                            render: !dryRun, carry: &carry, detectedAt: detectedAt)
+                            render: !dryRun, carry: &carry, detectedAt: detectedAt, futureLimit: budget.futureLimit)
+        reportFuture(diff.future, descriptor: descriptor, limit: budget.futureLimit, dryRun: dryRun, report: &report,
+                     log: log)
         try await settle(&commits, report: &report, log: log)
         // The previous page is committed now: only this page's writes need carrying to the next one.
         if !dryRun {
@@ -318,7 +346,7 @@ public final class PollRunner: Sendable {
 
         // A page that changed nothing need not move the cursor at once: skipping the write only means a
         // crash re-reads it (unchanged by hash). The end of the scan and every tenth page are written.
-        let idle = diff.snapshots.isEmpty && diff.events.isEmpty && page.next != nil
+        let idle = diff.snapshots.isEmpty && diff.events.isEmpty && continues
         if idle && unwrittenIdlePages < Self.idlePagesPerCursorWrite - 1 {
             unwrittenIdlePages += 1
         } else if dryRun {
@@ -336,7 +364,48 @@ public final class PollRunner: Sendable {
             if !(prefetch?.isReady ?? false) { submit(&commits) }
         }
         report.watermark = watermark
-        return page.next
+        return continues ? page.next : nil
+    }
+
+    /// Fetches one page (or takes the prefetched one). A page over `max_response_bytes` halves the page size for
+    /// the rest of the scan and asks again, down to one record (docs/DESIGN.md §2 rule 18); a single record over
+    /// the cap fails the page with the provider's hint to raise `max_response_bytes`.
+    private func fetchAdapting(_ request: DeltaRequest, prefetched: Prefetch?, from source: any ObjectSource,
+                               differ: Differ, budget: inout ScanBudget, descriptor: ObjectDescriptor,
+                               report: inout CycleReport, log: Logger) async throws -> HashedPage {
+        var request = request
+        var pending = prefetched
+        while true {
+            do {
+                if let running = pending {
+                    pending = nil
+                    return try await running.task.value
+                }
+                return try await Self.fetch(request, from: source, differ: differ)
+            } catch ProviderError.responseTooLarge(let limit, _) where min(budget.pageSize, request.pageSize) > 1 {
+                budget.pageSize = min(budget.pageSize, request.pageSize) / 2
+                request.pageSize = budget.pageSize
+                metrics.pageSizeHalved(descriptor)
+                log.warning("provider page larger than max_response_bytes; halving the page size for the rest of this scan",
+                            ["PAGE_SIZE": String(budget.pageSize), "MAX_RESPONSE_BYTES": String(limit)])
+                report.warnings.append("a page exceeded max_response_bytes (\(limit)); page size halved to "
+                    + "\(budget.pageSize) for the rest of this scan")
+            }
+        }
+    }
+
+    /// Records dated beyond scan start + `max_clock_skew` that changed: emitted like any change, but left out of the
+    /// watermark (rule 14). Logged per record (only when it changed, so a re-read does not repeat the warning).
+    private func reportFuture(_ future: [(id: String, at: Date)], descriptor: ObjectDescriptor, limit: Date,
+                              dryRun: Bool, report: inout CycleReport, log: Logger) {
+        guard !future.isEmpty else { return }
+        report.futureRecords += future.count
+        if !dryRun { metrics.futureRecords(descriptor, future.count) }
+        for record in future.prefix(20) {
+            log.warning("record dated in the future; emitted, but the cursor does not move to its timestamp",
+                        [.recordID: record.id, "SOURCE_TIMESTAMP": Timestamps.rfc3339(record.at),
+                         "LIMIT": Timestamps.rfc3339(limit)])
+        }
     }
 
     struct PageDiff {
@@ -346,7 +415,10 @@ public final class PollRunner: Sendable {
         var eventTexts: [(record: String?, raw: String?)] = []
         var unchanged = 0
         var suppressed = 0
+        /// The newest source timestamp not beyond the scan's future limit (the watermark candidate, rule 14).
         var maxTimestamp: Date?
+        /// Changed records dated beyond the future limit.
+        var future: [(id: String, at: Date)] = []
     }
 
     /// At most this many consecutive unchanged pages share one cursor write.
@@ -427,11 +499,18 @@ public final class PollRunner: Sendable {
     /// (whose commit may still be running); in a dry run, the whole scan's.
     /// `render`: also serialize what the commit will store (not in a dry run).
     func diffPage(_ records: [SourceRecord], hashes: [String], lookup: PageLookup, differ: Differ, silent: Bool,
-                  render: Bool, carry: inout [String: PriorState], detectedAt: Date) -> PageDiff {
+                  render: Bool, carry: inout [String: PriorState], detectedAt: Date, futureLimit: Date = .distantFuture)
+        -> PageDiff
+    {
         var result = PageDiff()
         for (index, record) in records.enumerated() {
-            if let stamp = record.updatedAt, result.maxTimestamp.map({ stamp > $0 }) ?? true {
-                result.maxTimestamp = stamp
+            var fromTheFuture = false
+            if let stamp = record.updatedAt {
+                if stamp > futureLimit {
+                    fromTheFuture = true
+                } else if result.maxTimestamp.map({ stamp > $0 }) ?? true {
+                    result.maxTimestamp = stamp
+                }
             }
             let prior: PriorState?
             if let carried = carry[record.id] {
@@ -447,6 +526,7 @@ public final class PollRunner: Sendable {
                 result.unchanged += 1
                 continue
             }
+            if fromTheFuture, let stamp = record.updatedAt { result.future.append((record.id, stamp)) }
             // The snapshot is written even when no event is emitted (silent initial sync, pull requests,
             // typed-model no-ops), so the next read compares with what the provider really holds.
             // Rendered here, while the store commits the previous page, rather than inside this page's commit;

@@ -40,6 +40,8 @@ final class FakeSource: ObjectSource {
         /// Answer every page with this `next` (a broken adapter).
         var stuckNext: ScanPosition? = nil
         var etags = false
+        /// Pages asked with a larger page size fail with `responseTooLarge` (a response over max_response_bytes).
+        var largestAnsweredPageSize: Int? = nil
         var deltaCalls = 0
         var idCalls = 0
         var requests: [DeltaRequest] = []
@@ -104,6 +106,9 @@ final class FakeSource: ObjectSource {
             state.requests.append(request)
             if let mutate = state.beforeDelta[state.deltaCalls] { mutate(&state.records) }
             if let error = state.deltaErrors[state.deltaCalls] { return (nil, error) }
+            if let largest = state.largestAnsweredPageSize, request.pageSize > largest {
+                return (nil, ProviderError.responseTooLarge(limit: 1024, message: "page of \(request.pageSize) records"))
+            }
             let matching = state.records.values
                 .filter { record in
                     if let bound = request.lowerBound, record.updatedAt < bound { return false }
@@ -206,10 +211,11 @@ let testLogSink = MemoryLogSink()
 func makeRunner(_ source: FakeSource, _ temp: TempStore, clock: StepClock = StepClock(),
                 initialSync: InitialSyncMode = .emit, pageSize: Int = 100, lookback: Duration = .seconds(1),
                 reconcileEvery: Duration? = nil, useDeleteFeed: Bool = true, metrics: MetricsRegistry? = nil,
-                sink: MemoryLogSink = testLogSink) -> PollRunner {
-    let plan = ObjectPlan(descriptor: source.descriptor, interval: .milliseconds(10), lookback: lookback,
+                sink: MemoryLogSink = testLogSink, configure: (inout ObjectPlan) -> Void = { _ in }) -> PollRunner {
+    var plan = ObjectPlan(descriptor: source.descriptor, interval: .milliseconds(10), lookback: lookback,
                           reconcileEvery: reconcileEvery, initialSync: initialSync, pageSize: pageSize,
                           useDeleteFeed: useDeleteFeed)
+    configure(&plan)
     return PollRunner(target: PollTarget(plan: plan, source: source), store: temp.store, router: { _ in ["crm"] },
                       logger: Logger(level: .debug, sink: sink), metrics: metrics, now: clock.function)
 }
