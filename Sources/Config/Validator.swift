@@ -102,6 +102,8 @@ struct Validator {
 
     func validateConnection(_ c: Fields) -> ConnectionConfig? {
         let id = c.object["id"]?.stringValue ?? "?"
+        // Provider-independent: checked even when the provider is unknown, so every problem is listed at once.
+        let limits = validateLimits(c)
         guard let provider = c.choice("provider", Provider.self, required: true) else {
             // Without a provider the provider-specific keys cannot be judged; accept them all to avoid noise.
             c.allow(["base_url", "auth", "objects"] + Validator.connectionKeys.values.flatMap { $0 })
@@ -153,7 +155,6 @@ struct Validator {
                 o.reportUnknownKeys(context: "for \(provider.rawValue) objects")
             }
         }
-        let limits = validateLimits(c)
         guard let baseURL, let auth, let connectionID = c.object["id"]?.stringValue else { return nil }
         if provider == .netsuite && netsuite == nil { return nil }
         return ConnectionConfig(id: connectionID, provider: provider, baseURL: baseURL, auth: auth, objects: objects,

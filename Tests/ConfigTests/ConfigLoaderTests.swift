@@ -15,6 +15,8 @@ import Core
         #expect(snow.objects[0].deleteFeed == .audit)
         #expect(snow.objects[0].lookback == .seconds(5))
         #expect(snow.objects[1].model == .user)
+        #expect(snow.limits == .defaults)
+        #expect(snow.objects[0].deleteGuard == .defaults && snow.objects[0].maxPagesPerScan == 10_000)
         guard case .oauth2(let grant, let clientID, let secret, _, _, let refresh) = snow.auth else {
             Issue.record("expected oauth2 auth"); return
         }
@@ -125,6 +127,47 @@ import Core
             #"connections[0].objects[0].intervall: unknown key; did you mean "interval"?"#,
             #"delivry: unknown key; did you mean "delivery"?"#,
         ])
+    }
+
+    @Test("rules 12, 14, 17, 18: limits and the delete guard have defaults and are range-checked")
+    func untrustedInputLimits() throws {
+        let config = try ConfigLoader.load(data: Data(Self.minimal.utf8), environment: env)
+        #expect(config.connections[0].limits == .defaults)
+        #expect(config.connections[0].limits.maxProviderWait == .seconds(3600))
+        #expect(config.connections[0].limits.maxClockSkew == .seconds(300))
+        #expect(config.connections[0].limits.maxResponseBytes == 32 << 20)
+        #expect(config.connections[0].objects[0].deleteGuard == DeleteGuardConfig(maxFraction: 0.2, minRecords: 10))
+        #expect(config.connections[0].objects[0].maxPagesPerScan == 10_000)
+
+        let tuned = """
+            {"connections": [{"id": "gh", "provider": "github", "auth": {"type": "token", "token": {"env": "T"}},
+                              "max_provider_wait": "10m", "max_clock_skew": "0s", "max_response_bytes": 1048576,
+                              "objects": [{"name": "a", "repository": "o/r", "delete_guard": false, "max_pages_per_scan": 5},
+                                          {"name": "b", "repository": "o/r", "delete_guard": {"max_fraction": 0.5}}]}]}
+            """
+        let custom = try ConfigLoader.load(data: Data(tuned.utf8), environment: env)
+        let connection = custom.connections[0]
+        #expect(connection.limits == ConnectionLimits(maxProviderWait: .seconds(600), maxClockSkew: .zero,
+                                                      maxResponseBytes: 1 << 20))
+        #expect(connection.objects[0].deleteGuard == nil && connection.objects[0].maxPagesPerScan == 5)
+        #expect(connection.objects[1].deleteGuard == DeleteGuardConfig(maxFraction: 0.5, minRecords: 10))
+
+        let bad = """
+            {"connections": [{"id": "gh", "provider": "gitlab", "max_provider_wait": "30d", "max_clock_skew": 5,
+                              "max_response_bytes": 9223372036854775807, "objects": []},
+                             {"id": "g2", "provider": "github", "auth": {"type": "token", "token": {"env": "T"}},
+                              "objects": [{"name": "a", "repository": "o/r", "max_pages_per_scan": 0,
+                                           "delete_guard": {"max_fraction": 1.5, "min_records": -1, "typo": 1}},
+                                          {"name": "b", "repository": "o/r", "delete_guard": "off"}]}]}
+            """
+        let found = problems(bad, environment: env).map(\.path)
+        for path in ["connections[0].max_provider_wait", "connections[0].max_clock_skew",
+                     "connections[0].max_response_bytes", "connections[1].objects[0].max_pages_per_scan",
+                     "connections[1].objects[0].delete_guard.max_fraction",
+                     "connections[1].objects[0].delete_guard.min_records", "connections[1].objects[0].delete_guard.typo",
+                     "connections[1].objects[1].delete_guard"] {
+            #expect(found.contains(path), "missing problem at \(path): \(found)")
+        }
     }
 
     @Test func providerSpecificKeysAreOnlyAcceptedForTheirProvider() {
