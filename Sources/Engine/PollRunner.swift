@@ -136,7 +136,9 @@ public final class PollRunner: Sendable {
         let resuming = resume.position != nil
         let initial = resuming ? resume.initial : base == nil
         let silent = initial && plan.initialSync == .silent
-        let lowerBound = resuming ? resume.scanLowerBound : plan.lowerBound(fromWatermark: base?.watermark)
+        let startWatermark = try await repairedWatermark(base?.watermark, descriptor: descriptor,
+                                                         scanStart: scanStart, plan: plan, log: log)
+        let lowerBound = resuming ? resume.scanLowerBound : plan.lowerBound(fromWatermark: startWatermark)
         report.initialSync = initial
         report.silent = silent
         report.resumed = resuming
@@ -144,7 +146,7 @@ public final class PollRunner: Sendable {
         var position = resume.position
         var seenPositions = Set<ScanPosition>()
         if let position { seenPositions.insert(position) }
-        var watermark = base?.watermark
+        var watermark = startWatermark
         report.watermark = watermark
         var freshValidator: String?
         // Decided states not (yet) readable from the store: the previous page's writes, whose commit may still be
@@ -182,6 +184,24 @@ public final class PollRunner: Sendable {
                 throw error
             }
         }
+    }
+
+    /// A stored watermark beyond scan start + `max_clock_skew` came from a far-future record (written before rule 14
+    /// held, or by a provider clock that has since been fixed): continuing from it would miss every present-day
+    /// change. The scan restarts from the newest snapshot time not beyond that limit instead — everything up to
+    /// it has been diffed — and says so.
+    private func repairedWatermark(_ stored: Date?, descriptor: ObjectDescriptor, scanStart: Date, plan: ObjectPlan,
+                                   log: Logger) async throws -> Date? {
+        let limit = scanStart.addingTimeInterval(max(0, plan.maxClockSkew.seconds))
+        guard let stored, stored > limit else { return stored }
+        let (connection, object) = (descriptor.connection, descriptor.object)
+        let repaired = try await store.perform {
+            try $0.newestSourceTimestamp(connection: connection, object: object, notAfter: limit)
+        }
+        log.warning("stored watermark is in the future; restarting the scan from the newest record not beyond max_clock_skew",
+                    ["WATERMARK": Timestamps.rfc3339(stored),
+                     "RESTART_FROM": repaired.map { Timestamps.rfc3339($0) } ?? "the beginning"])
+        return repaired
     }
 
     /// What bounds one delta scan against hostile answers (docs/DESIGN.md §2 rules 14 and 18).

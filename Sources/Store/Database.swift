@@ -39,7 +39,13 @@ extension SQLValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Exp
 
 /// Times are stored as INTEGER Unix milliseconds.
 enum Millis {
-    static func from(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+    /// Clamping, never trapping (docs/DESIGN.md §2 rule 12): adapters bound source times to 1970–9999, but a
+    /// Date that escaped them (NaN, ±∞, far beyond Int64 milliseconds) must not crash the daemon.
+    static func from(_ date: Date) -> Int64 {
+        let millis = (date.timeIntervalSince1970 * 1000).rounded()
+        guard !millis.isNaN else { return 0 }
+        return Int64(exactly: millis) ?? (millis < 0 ? Int64.min : Int64.max)
+    }
     static func date(_ millis: Int64) -> Date { Date(timeIntervalSince1970: Double(millis) / 1000) }
 }
 

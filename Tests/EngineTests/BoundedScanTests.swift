@@ -48,6 +48,27 @@ struct BoundedScanTests {
         #expect(try temp.cursor(source)?.watermark == at(30))
     }
 
+    @Test("rule 14: a watermark already frozen in the future (an older store) is repaired from the snapshots")
+    func frozenWatermarkIsRepaired() async throws {
+        let temp = try TempStore()
+        let source = FakeSource()
+        // A runner that tolerates two centuries of skew freezes the cursor at 2099, as releases before rule 14 did.
+        let lax = makeRunner(source, temp) { $0.maxClockSkew = .seconds(200 * 365 * 86_400) }
+        source.upsert("a", at: at(0), ["state": "1"])
+        source.upsert("broken", at: Self.farFuture, ["state": "1"])
+        _ = try await lax.runCycle()
+        #expect(try temp.cursor(source)?.watermark == Self.farFuture)
+
+        source.upsert("a", at: at(50), ["state": "2"])
+        let sink = MemoryLogSink()
+        let strict = makeRunner(source, temp, sink: sink)
+        let report = try await strict.runCycle()
+        #expect(report.eventCount == 1)
+        #expect(try temp.events().filter { $0.recordID == "a" }.map(\.kind) == [.created, .updated])
+        #expect(try temp.cursor(source)?.watermark == at(50))
+        #expect(sink.records.contains { $0.message.contains("stored watermark is in the future") })
+    }
+
     @Test("rule 14: a record within max_clock_skew of scan start still moves the watermark")
     func slightlyAheadClockIsTolerated() async throws {
         let temp = try TempStore()
