@@ -9,6 +9,8 @@ struct EngineMetrics: Sendable {
     static let events = "deltahook_events_total"
     static let cursorLag = "deltahook_cursor_lag_seconds"
     static let lastSuccess = "deltahook_last_success_timestamp_seconds"
+    static let quarantined = "deltahook_quarantined_records_total"
+    static let sweepsHeld = "deltahook_sweeps_held_total"
 
     /// Poll outcomes, the values of the `outcome` label.
     enum Outcome: String { case success, notModified = "not_modified", error, rateLimited = "rate_limited" }
@@ -29,6 +31,21 @@ struct EngineMetrics: Sendable {
                          labels: ["connection", "object"])
         registry.declare(Self.lastSuccess, kind: .gauge, help: "Unix time of the last successful poll cycle.",
                          labels: ["connection", "object"])
+        registry.declare(Self.quarantined, kind: .counter,
+                         help: "Records the adapter rejected that entered quarantine (first sightings only).",
+                         labels: ["connection", "object"])
+        registry.declare(Self.sweepsHeld, kind: .counter,
+                         help: "Reconciliation sweeps the mass-delete guard held for an operator.",
+                         labels: ["connection", "object"])
+    }
+
+    func quarantined(_ descriptor: ObjectDescriptor, _ count: Int) {
+        guard count > 0 else { return }
+        registry?.increment(Self.quarantined, by: Double(count), labels: [descriptor.connection, descriptor.object])
+    }
+
+    func sweepHeld(_ descriptor: ObjectDescriptor) {
+        registry?.increment(Self.sweepsHeld, labels: [descriptor.connection, descriptor.object])
     }
 
     func cycle(_ descriptor: ObjectDescriptor, outcome: Outcome) {

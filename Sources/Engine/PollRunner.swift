@@ -24,7 +24,7 @@ public final class PollRunner: Sendable {
     private let settings: Mutex<Settings>
     private let store: StateStore
     private let logger: Logger
-    private let metrics: EngineMetrics
+    let metrics: EngineMetrics
     private let now: @Sendable () -> Date
     private let exclusive = AsyncSemaphore(value: 1)
     /// Delete feed and reconciliation sweeps of this object.
@@ -228,6 +228,7 @@ public final class PollRunner: Sendable {
         if !result.duplicateEventIDs.isEmpty {
             log.info("re-read events already committed (skipped)", ["COUNT": String(result.duplicateEventIDs.count)])
         }
+        noteQuarantined(result, of: commit, report: &report, log: log)
     }
 
     /// One page of the scan: fetch, look up, diff (overlapping the previous page's commit), build this page's
@@ -274,6 +275,7 @@ public final class PollRunner: Sendable {
         if firstPageOfFreshScan { freshValidator = page.validator }
         report.records += page.records.count
         if !dryRun { metrics.recordsRead(descriptor, page.records.count) }
+        noteRejected(page.rejected, dryRun: dryRun, report: &report, log: log)
         if let next = page.next {
             let nextRequest = DeltaRequest(lowerBound: lowerBound, after: next, pageSize: plan.pageSize)
             prefetch = Prefetch(nextRequest, from: target.source, differ: differ)
@@ -318,7 +320,10 @@ public final class PollRunner: Sendable {
 
         // A page that changed nothing need not move the cursor at once: skipping the write only means a
         // crash re-reads it (unchanged by hash). The end of the scan and every tenth page are written.
-        let idle = diff.snapshots.isEmpty && diff.events.isEmpty && page.next != nil
+        // A page with rejected records, or with a quarantined record that now arrives valid, is always written:
+        // its quarantine changes commit with it (rule 16).
+        let idle = diff.snapshots.isEmpty && diff.events.isEmpty && page.rejected.isEmpty
+            && looked.quarantined.isEmpty && page.next != nil
         if idle && unwrittenIdlePages < Self.idlePagesPerCursorWrite - 1 {
             unwrittenIdlePages += 1
         } else if dryRun {
@@ -330,7 +335,8 @@ public final class PollRunner: Sendable {
             }
             commits.pending = PendingCommit(
                 commit: PageCommit(connection: descriptor.connection, object: descriptor.object,
-                                   snapshots: diff.snapshots, events: routed, cursor: cursor, now: detectedAt),
+                                   snapshots: diff.snapshots, events: routed, cursor: cursor, now: detectedAt,
+                                   quarantine: page.rejected, acceptedIDs: page.records.map(\.id)),
                 events: diff.events, descriptor: descriptor)
             // The next page is not fetched yet (or there is none): commit now rather than wait for it.
             if !(prefetch?.isReady ?? false) { submit(&commits) }
@@ -389,6 +395,8 @@ public final class PollRunner: Sendable {
     struct PageLookup: Sendable {
         var heads: [String: SnapshotHead] = [:]
         var priors: [String: JSONValue] = [:]
+        /// Ids of the page that sit in quarantine: they arrive valid now and leave it with the page (rule 16).
+        var quarantined: Set<String> = []
     }
 
     /// Enqueues the page's lookup (one store job): heads of ids not in `carry`, then — for live ids whose stored
@@ -418,6 +426,7 @@ public final class PollRunner: Sendable {
             if !changed.isEmpty {
                 result.priors = try store.snapshotRecords(connection: connection, object: object, ids: changed)
             }
+            result.quarantined = try store.quarantinedIDs(connection: connection, object: object, among: wanted)
             return result
         }
     }
