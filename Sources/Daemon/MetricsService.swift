@@ -23,6 +23,10 @@ public enum DaemonMetric {
     public static let lastSuccess = "deltahook_last_success_timestamp_seconds"
     public static let pollFailing = "deltahook_object_failing"
     public static let reloads = "deltahook_config_reloads_total"
+    /// Records in quarantine per object (docs/DESIGN.md §2 rule 16).
+    public static let quarantined = "deltahook_quarantined_records"
+    /// 1 while the object's last sweep is held by the mass-delete guard (rule 17).
+    public static let sweepHeld = "deltahook_sweep_held"
 
     static func declare(in registry: MetricsRegistry, version: String) {
         registry.declare(up, kind: .gauge, help: "1 while the daemon's engine and store answer the liveness probe.")
@@ -46,6 +50,11 @@ public enum DaemonMetric {
         registry.declare(pollFailing, kind: .gauge, help: "1 when the object's last poll failed.",
                          labels: ["connection", "object"])
         registry.declare(reloads, kind: .counter, help: "SIGHUP reloads by outcome.", labels: ["outcome"])
+        registry.declare(quarantined, kind: .gauge, help: "Records in quarantine (rejected by the adapter) per object.",
+                         labels: ["connection", "object"])
+        registry.declare(sweepHeld, kind: .gauge,
+                         help: "1 while the object's last sweep is held by the mass-delete guard.",
+                         labels: ["connection", "object"])
     }
 }
 
@@ -127,6 +136,12 @@ public final class MetricsService: Service {
         })
         registry.replace(DaemonMetric.pollFailing, with: report.objects.map { o in
             ([o.connection, o.object], o.lastError == nil ? 0 : 1)
+        })
+        registry.replace(DaemonMetric.quarantined, with: report.objects.map { o in
+            ([o.connection, o.object], Double(o.quarantined))
+        })
+        registry.replace(DaemonMetric.sweepHeld, with: report.objects.map { o in
+            ([o.connection, o.object], o.heldSweep == nil ? 0 : 1)
         })
     }
 

@@ -23,6 +23,10 @@ public struct StatusReport: Sendable {
         public var lagSeconds: Double?
         /// False for rows the store knows but the current config no longer lists.
         public var configured: Bool
+        /// Records in quarantine (docs/DESIGN.md §2 rule 16): the adapter rejected them; `quarantine list` shows them.
+        public var quarantined: Int = 0
+        /// A sweep the mass-delete guard held (rule 17), waiting for `reconcile --apply-held`.
+        public var heldSweep: HeldSweep?
     }
 
     /// One subscriber.
@@ -59,11 +63,19 @@ public struct StatusReport: Sendable {
         throws -> StatusReport
     {
         let polls = try store.pollStatuses()
+        var quarantined: [ObjectKey: Int] = [:]
+        for row in try store.quarantineCounts() {
+            quarantined[ObjectKey(connection: row.connection, object: row.object)] = row.count
+        }
+        var held: [ObjectKey: HeldSweep] = [:]
+        for sweep in try store.heldSweeps() { held[ObjectKey(connection: sweep.connection, object: sweep.object)] = sweep }
         var objectKeys = objects.map { ObjectKey(connection: $0.0, object: $0.1) }
         let configuredObjects = Set(objectKeys)
-        for p in polls where !configuredObjects.contains(ObjectKey(connection: p.connection, object: p.object)) {
-            objectKeys.append(ObjectKey(connection: p.connection, object: p.object))
-        }
+        var listed = configuredObjects
+        let known = polls.map { ObjectKey(connection: $0.connection, object: $0.object) }
+            + quarantined.keys.sorted { ($0.connection, $0.object) < ($1.connection, $1.object) }
+            + held.keys.sorted { ($0.connection, $0.object) < ($1.connection, $1.object) }
+        for key in known where listed.insert(key).inserted { objectKeys.append(key) }
         var objectRows: [ObjectRow] = []
         for key in objectKeys {
             let poll = polls.first { $0.connection == key.connection && $0.object == key.object }
@@ -76,7 +88,8 @@ public struct StatusReport: Sendable {
                 eventsTotal: poll?.eventsTotal ?? 0, watermark: oldest,
                 partitions: cursors.map { ($0.partition, $0.watermark) },
                 lagSeconds: oldest.map { max(0, now.timeIntervalSince($0)) },
-                configured: configuredObjects.contains(key)))
+                configured: configuredObjects.contains(key), quarantined: quarantined[key] ?? 0,
+                heldSweep: held[key]))
         }
 
         let stored = try store.subscribers()
@@ -130,6 +143,8 @@ public struct StatusReport: Sendable {
                 "partitions": .array(o.partitions.map { p in
                     ["partition": .string(p.partition), "cursor": time(p.watermark)]
                 }),
+                "quarantined": .integer(Int64(o.quarantined)),
+                "sweep_held": o.heldSweep.map(StatusReport.json) ?? .null,
             ]
         }
         let subscriberValues: [JSONValue] = subscribers.map { s in
@@ -149,6 +164,15 @@ public struct StatusReport: Sendable {
         ]
     }
 
+    /// A held sweep as `status --json` and `reconcile --json` show it.
+    public static func json(_ held: HeldSweep) -> JSONValue {
+        [
+            "would_delete": .integer(Int64(held.wouldDelete)), "live": .integer(Int64(held.live)),
+            "listed": .integer(Int64(held.listed)), "sweep_started": .string(Timestamps.rfc3339(held.sweepStarted)),
+            "held_at": .string(Timestamps.rfc3339(held.heldAt)), "apply_requested": .bool(held.applyRequested),
+        ]
+    }
+
     /// The human tables.
     public func text() -> String {
         func ago(_ date: Date?) -> String {
@@ -156,15 +180,25 @@ public struct StatusReport: Sendable {
             return StatusReport.age(generatedAt.timeIntervalSince(date)) + " ago"
         }
         var objectTable: [[String]] = [["CONNECTION", "OBJECT", "LAST POLL", "LAST SUCCESS", "CURSOR", "LAG",
-                                        "EVENTS", "LAST ERROR"]]
+                                        "EVENTS", "QUARANTINED", "LAST ERROR"]]
+        var heldLines = ""
         for o in objects {
             objectTable.append([
                 o.connection, o.object + (o.configured ? "" : " (not configured)"), ago(o.lastPollAt),
                 ago(o.lastSuccessAt), o.watermark.map(Timestamps.rfc3339) ?? "-",
-                o.lagSeconds.map(StatusReport.age) ?? "-", String(o.eventsTotal),
+                o.lagSeconds.map(StatusReport.age) ?? "-", String(o.eventsTotal), String(o.quarantined),
                 o.lastError.map { StatusReport.oneLine($0, limit: 80) } ?? "-",
             ])
+            if let h = o.heldSweep {
+                heldLines += "\(o.connection)/\(o.object): sweep held: would delete \(h.wouldDelete) of \(h.live) "
+                    + "(listed \(h.listed), held \(ago(h.heldAt)))"
+                    + (h.applyRequested
+                        ? "; apply requested, the daemon applies it at the next poll\n"
+                        : "; if the source really lost them: deltahook reconcile --connection \(o.connection) "
+                            + "--object \(o.object) --apply-held\n")
+            }
         }
+        if !heldLines.isEmpty { heldLines = "\n" + heldLines }
         var subscriberTable: [[String]] = [["SUBSCRIBER", "STATE", "BACKLOG", "OLDEST PENDING", "FAILED", "REASON"]]
         for s in subscribers {
             subscriberTable.append([
@@ -173,7 +207,7 @@ public struct StatusReport: Sendable {
                 s.reason.map { StatusReport.oneLine($0, limit: 60) } ?? "-",
             ])
         }
-        return StatusReport.render(objectTable) + "\n" + StatusReport.render(subscriberTable)
+        return StatusReport.render(objectTable) + heldLines + "\n" + StatusReport.render(subscriberTable)
             + "\npending deliveries: \(pendingTotal)\n"
     }
 

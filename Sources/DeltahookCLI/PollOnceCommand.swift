@@ -46,19 +46,8 @@ struct PollOnceCommand: Command {
     }
 
     func run() async throws -> Int32 {
-        let config = try ConfigLoader.load(path: context.configPath, environment: context.configEnvironment)
-        guard let connectionConfig = config.connection(id: connection) else {
-            throw UsageError("no connection \"\(connection)\" in \(context.configPath) (configured: "
-                + config.connections.map(\.id).joined(separator: ", ") + ")")
-        }
-        if let object, !connectionConfig.objects.contains(where: { $0.name == object }) {
-            throw UsageError("connection \"\(connection)\" has no object \"\(object)\" (configured: "
-                + connectionConfig.objects.map(\.name).joined(separator: ", ") + ")")
-        }
-        let redactions = RedactionList()
-        redactions.register(contentsOf: config.redactionTexts)
-        let logger = Logger(level: LogLevel(name: config.logLevel.rawValue) ?? .info,
-                            sink: StderrSink(variables: context.environment), redactions: redactions)
+        let (config, connectionConfig) = try PollerCLI.load(context: context, connection: connection, object: object)
+        let (logger, redactions) = PollerCLI.logger(for: config, context: context)
 
         try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true)
         // A cycle that writes must not interleave its cursor writes with a running daemon's; a dry run writes
@@ -150,6 +139,9 @@ struct PollOnceCommand: Command {
         object["deletions"] = .integer(Int64(report.deletions))
         object["reconciled"] = .bool(report.reconciled)
         object["reconcile_error"] = report.reconcileError.map(JSONValue.string) ?? .null
+        object["rejected"] = .integer(Int64(report.rejected))
+        object["quarantined"] = .integer(Int64(report.quarantined))
+        object["sweep_held"] = report.sweepHeld.map(StatusReport.json) ?? .null
         object["watermark"] = report.watermark.map { .string(Timestamps.rfc3339Milliseconds($0)) } ?? .null
         object["duplicates"] = .array(report.duplicates.map(JSONValue.string))
         object["warnings"] = .array(report.warnings.map(JSONValue.string))

@@ -1,6 +1,7 @@
 // What one poll cycle did, for `deltahook poll-once` (printed), status and tests.
 public import Core
 public import Foundation
+public import Store
 
 /// One event a cycle committed (or, in a dry run, would commit).
 public struct CycleEvent: Sendable, Hashable {
@@ -66,6 +67,16 @@ public struct CycleReport: Sendable {
     public var reconcileError: String?
     /// Changed records dated beyond scan start + `max_clock_skew`: emitted, left out of the watermark (rule 14).
     public var futureRecords = 0
+    /// Records the adapter rejected this cycle (docs/DESIGN.md §2 rule 16); in a dry run they are only reported.
+    public var rejected = 0
+    /// Of those, records put in quarantine for the first time (re-sightings only raise their count).
+    public var quarantined = 0
+    /// Quarantined records that arrived valid this cycle and left quarantine.
+    public var releasedFromQuarantine = 0
+    /// The sweep completed but the mass-delete guard held it: nothing was deleted (rule 17).
+    public var sweepHeld: HeldSweep?
+    /// `deleted` events committed by applying a held sweep this cycle (`reconcile --apply-held`), nil if none.
+    public var heldSweepApplied: Int?
     /// The watermark after the cycle.
     public var watermark: Date?
     /// Dry run only: the full events that would be committed, up to ``eventListLimit``.
@@ -107,6 +118,13 @@ extension CycleReport: CustomStringConvertible {
         if deleteFeedRead { parts.append("delete feed read") }
         if reconciled { parts.append("reconciled \(reconcileIDs) ids") }
         if let reconcileError { parts.append("reconciliation failed: \(reconcileError)") }
+        if let sweepHeld { parts.append("sweep held: would delete \(sweepHeld.wouldDelete) of \(sweepHeld.live)") }
+        if let heldSweepApplied { parts.append("held sweep applied: \(heldSweepApplied) deleted") }
+        if rejected > 0 {
+            parts.append("\(rejected) rejected record\(rejected == 1 ? "" : "s")"
+                         + (dryRun ? " (not quarantined: dry run)" : " (\(quarantined) newly quarantined)"))
+        }
+        if releasedFromQuarantine > 0 { parts.append("\(releasedFromQuarantine) released from quarantine") }
         if !warnings.isEmpty { parts.append("\(warnings.count) warning\(warnings.count == 1 ? "" : "s")") }
         if let watermark { parts.append("watermark \(Timestamps.rfc3339(watermark))") }
         return "\(connection)/\(object): " + parts.joined(separator: ", ")

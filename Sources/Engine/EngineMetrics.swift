@@ -12,6 +12,8 @@ struct EngineMetrics: Sendable {
     static let futureRecords = "deltahook_future_records_total"
     static let scansCapped = "deltahook_scans_capped_total"
     static let pageShrinks = "deltahook_page_size_halved_total"
+    static let quarantined = "deltahook_quarantined_records_total"
+    static let sweepsHeld = "deltahook_sweeps_held_total"
 
     /// Poll outcomes, the values of the `outcome` label.
     enum Outcome: String { case success, notModified = "not_modified", error, rateLimited = "rate_limited" }
@@ -41,6 +43,21 @@ struct EngineMetrics: Sendable {
         registry.declare(Self.pageShrinks, kind: .counter,
                          help: "Pages over max_response_bytes that halved the page size for the rest of a scan.",
                          labels: ["connection", "object"])
+        registry.declare(Self.quarantined, kind: .counter,
+                         help: "Records the adapter rejected that entered quarantine (first sightings only).",
+                         labels: ["connection", "object"])
+        registry.declare(Self.sweepsHeld, kind: .counter,
+                         help: "Reconciliation sweeps the mass-delete guard held for an operator.",
+                         labels: ["connection", "object"])
+    }
+
+    func quarantined(_ descriptor: ObjectDescriptor, _ count: Int) {
+        guard count > 0 else { return }
+        registry?.increment(Self.quarantined, by: Double(count), labels: [descriptor.connection, descriptor.object])
+    }
+
+    func sweepHeld(_ descriptor: ObjectDescriptor) {
+        registry?.increment(Self.sweepsHeld, labels: [descriptor.connection, descriptor.object])
     }
 
     func futureRecords(_ descriptor: ObjectDescriptor, _ count: Int) {

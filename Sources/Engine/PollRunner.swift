@@ -24,7 +24,7 @@ public final class PollRunner: Sendable {
     private let settings: Mutex<Settings>
     private let store: StateStore
     private let logger: Logger
-    private let metrics: EngineMetrics
+    let metrics: EngineMetrics
     private let now: @Sendable () -> Date
     private let exclusive = AsyncSemaphore(value: 1)
     /// Delete feed and reconciliation sweeps of this object.
@@ -265,6 +265,7 @@ public final class PollRunner: Sendable {
         if !result.duplicateEventIDs.isEmpty {
             log.info("re-read events already committed (skipped)", ["COUNT": String(result.duplicateEventIDs.count)])
         }
+        noteQuarantined(result, of: commit, report: &report, log: log)
     }
 
     /// One page of the scan: fetch, look up, diff (overlapping the previous page's commit), build this page's
@@ -312,6 +313,7 @@ public final class PollRunner: Sendable {
         // Rule 18: a scan stops at max_pages_per_scan; the position is committed and the next cycle resumes there.
         let capped = page.next != nil && report.pages >= budget.maxPages
         let continues = page.next != nil && !capped
+        noteRejected(page.rejected, dryRun: dryRun, report: &report, log: log)
         if capped {
             let warning = "stopped this scan after \(budget.maxPages) pages (max_pages_per_scan); the next cycle "
                 + "resumes at \(page.next?.summary ?? "?")"
@@ -366,7 +368,10 @@ public final class PollRunner: Sendable {
 
         // A page that changed nothing need not move the cursor at once: skipping the write only means a
         // crash re-reads it (unchanged by hash). The end of the scan and every tenth page are written.
-        let idle = diff.snapshots.isEmpty && diff.events.isEmpty && continues
+        // A page with rejected records, or with a quarantined record that now arrives valid, is always written:
+        // its quarantine changes commit with it (rule 16).
+        let idle = diff.snapshots.isEmpty && diff.events.isEmpty && page.rejected.isEmpty
+            && looked.quarantined.isEmpty && continues
         if idle && unwrittenIdlePages < Self.idlePagesPerCursorWrite - 1 {
             unwrittenIdlePages += 1
         } else if dryRun {
@@ -378,7 +383,8 @@ public final class PollRunner: Sendable {
             }
             commits.pending = PendingCommit(
                 commit: PageCommit(connection: descriptor.connection, object: descriptor.object,
-                                   snapshots: diff.snapshots, events: routed, cursor: cursor, now: detectedAt),
+                                   snapshots: diff.snapshots, events: routed, cursor: cursor, now: detectedAt,
+                                   quarantine: page.rejected, acceptedIDs: page.records.map(\.id)),
                 events: diff.events, descriptor: descriptor)
             // The next page is not fetched yet (or there is none): commit now rather than wait for it.
             if !(prefetch?.isReady ?? false) { submit(&commits) }
@@ -481,6 +487,8 @@ public final class PollRunner: Sendable {
     struct PageLookup: Sendable {
         var heads: [String: SnapshotHead] = [:]
         var priors: [String: JSONValue] = [:]
+        /// Ids of the page that sit in quarantine: they arrive valid now and leave it with the page (rule 16).
+        var quarantined: Set<String> = []
     }
 
     /// Enqueues the page's lookup (one store job): heads of ids not in `carry`, then — for live ids whose stored
@@ -510,6 +518,7 @@ public final class PollRunner: Sendable {
             if !changed.isEmpty {
                 result.priors = try store.snapshotRecords(connection: connection, object: object, ids: changed)
             }
+            result.quarantined = try store.quarantinedIDs(connection: connection, object: object, among: wanted)
             return result
         }
     }

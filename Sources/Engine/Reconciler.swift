@@ -2,6 +2,11 @@
 // NetSuite `DeletedRecord`), and from a scheduled full id-set reconciliation. A sweep marks every listed id as
 // seen; only when the listing completed without error are the live snapshots it did not see declared
 // deleted. Deleted snapshots are tombstoned, not removed, so an undelete diffs as `created` again.
+//
+// The mass-delete guard (docs/DESIGN.md §2 rule 17) stands between a complete listing and its tombstones: a
+// listing that came back empty, or far smaller than the live set (an ACL, role or scope change at the provider),
+// is held for an operator instead of deleting the table. A delete feed names each delete explicitly and is not
+// guarded.
 public import Core
 public import Foundation
 public import Logging
@@ -48,6 +53,7 @@ public final class Reconciler: Sendable {
             try $0.cursor(connection: descriptor.connection, object: descriptor.object,
                           partition: descriptor.partition)
         }
+        try await applyHeldSweepIfRequested(target, router: router, report: &report, logger: logger)
         guard isDue(plan, cursor: cursor, at: now()) else { return }
         do {
             try await sweep(target, router: router, report: &report, logger: logger)
@@ -80,13 +86,17 @@ public final class Reconciler: Sendable {
     /// A full sweep now: lists every id (marking them seen), then — only if the listing completed — commits
     /// `deleted` events for live snapshots the listing did not contain, one transaction per page of ids, and
     /// records the sweep's start as `lastReconcileAt`.
+    ///
+    /// When the plan's delete guard holds the result (rule 17), nothing is deleted: the sweep is stored as held
+    /// (`report.sweepHeld`, `status`), logged, and still recorded as the last sweep, so the next one comes a
+    /// period later rather than every cycle. A later sweep that is not held replaces the held verdict.
     /// - Throws: the listing's error; nothing is inferred then.
     public func sweep(_ target: PollTarget, router: EventRouter, report: inout CycleReport, logger: Logger)
         async throws
     {
         let plan = target.plan
         let descriptor = plan.descriptor
-        let (connection, object, partition) = (descriptor.connection, descriptor.object, descriptor.partition)
+        let (connection, object) = (descriptor.connection, descriptor.object)
         let sweepStart = now()
         var token: String? = nil
         var tokens = Set<String>()
@@ -108,8 +118,26 @@ public final class Reconciler: Sendable {
         report.reconcileIDs = listed
         let deletionsBefore = report.deletions
 
-        // The listing is complete: every live snapshot it did not see is gone.
-        let differ = Differ(descriptor: descriptor)
+        // The listing is complete: every live snapshot it did not see is gone — unless that is too many to trust.
+        if let policy = plan.deleteGuard {
+            let counts = try await store.perform {
+                try $0.sweepCounts(connection: connection, object: object, sweep: sweepStart)
+            }
+            if policy.holds(wouldDelete: counts.unseen, live: counts.live, listed: listed) {
+                let held = HeldSweep(connection: connection, object: object, sweepStarted: sweepStart, heldAt: now(),
+                                     wouldDelete: counts.unseen, live: counts.live, listed: listed)
+                try await store.perform { try $0.holdSweep(held) }
+                try await recordSweep(descriptor, at: sweepStart)
+                report.sweepHeld = held
+                metrics.sweepHeld(descriptor)
+                logger.warning("sweep held: it would delete too many live records at once; nothing was deleted", [
+                    "WOULD_DELETE": String(counts.unseen), "LIVE": String(counts.live), "LISTED": String(listed),
+                    "HINT": "run `deltahook reconcile --connection \(connection) --object \(object) --apply-held` "
+                        + "if the source really lost them; otherwise fix the provider-side access (ACL, role, scope)",
+                ])
+                return
+            }
+        }
         var after: String? = nil
         while true {
             try Task.checkCancellation()
@@ -120,31 +148,76 @@ public final class Reconciler: Sendable {
             }
             guard let last = ids.last else { break }
             after = last
-            let snapshots = try await store.perform {
-                try $0.snapshots(connection: connection, object: object, ids: ids)
-            }
-            let detectedAt = now()
-            var writes: [SnapshotWrite] = []
-            var events: [ChangeEvent] = []
-            for id in ids {
-                guard let snapshot = snapshots[id], !snapshot.tombstoned else { continue }
-                let prior = PriorState(contentHash: snapshot.contentHash, record: snapshot.record, tombstoned: false)
-                events.append(differ.deletionEvent(recordID: id, prior: prior, raw: snapshot.raw, deletedAt: nil,
-                                                   detectedAt: detectedAt))
-                writes.append(Self.tombstone(snapshot))
-            }
-            try await commit(descriptor, writes: writes, events: events, cursor: nil, router: router, now: detectedAt,
-                             report: &report)
+            try await tombstone(ids, descriptor: descriptor, router: router, report: &report)
         }
-        let finished = try await store.perform {
-            try $0.cursor(connection: connection, object: object, partition: partition)
-        }
-        var cursor = finished ?? CursorState(connection: connection, object: object, partition: partition)
-        cursor.lastReconcileAt = sweepStart
-        let written = cursor
-        try await store.perform { try $0.setCursor(written, now: sweepStart) }
+        // This verdict supersedes an older held one (the records came back, or the operator raised the guard).
+        _ = try await store.perform { try $0.clearHeldSweep(connection: connection, object: object) }
+        try await recordSweep(descriptor, at: sweepStart)
         report.reconciled = true
         logger.info("reconciliation sweep complete", ["IDS": String(listed), "DELETED": String(report.deletions - deletionsBefore)])
+    }
+
+    /// Records `sweepStart` as the object's last complete sweep (held or applied).
+    private func recordSweep(_ descriptor: ObjectDescriptor, at sweepStart: Date) async throws {
+        let (connection, object, partition) = (descriptor.connection, descriptor.object, descriptor.partition)
+        try await store.perform { store in
+            var cursor = try store.cursor(connection: connection, object: object, partition: partition)
+                ?? CursorState(connection: connection, object: object, partition: partition)
+            cursor.lastReconcileAt = sweepStart
+            try store.setCursor(cursor, now: sweepStart)
+        }
+    }
+
+    // MARK: - Held sweeps (rule 17)
+
+    /// Applies the object's held sweep when an operator asked for it (`reconcile --apply-held` beside a running
+    /// daemon sets the request; the daemon applies it here, at the object's next cycle).
+    func applyHeldSweepIfRequested(_ target: PollTarget, router: EventRouter, report: inout CycleReport,
+                                   logger: Logger) async throws {
+        let descriptor = target.plan.descriptor
+        let (connection, object) = (descriptor.connection, descriptor.object)
+        let held = try await store.perform { try $0.heldSweep(connection: connection, object: object) }
+        guard let held, held.applyRequested else { return }
+        try await applyHeldSweep(target, router: router, report: &report, logger: logger)
+    }
+
+    /// Applies the object's held sweep once: a `deleted` event (with its deliveries) and a tombstone for each id
+    /// it held that is still live and has been neither listed by a sweep nor written by a page since the held
+    /// sweep started — a record that came back is not deleted. Then removes the held sweep. Returns the number
+    /// of records deleted, nil when the object has no held sweep. Safe to repeat after a crash: ids already
+    /// tombstoned are skipped.
+    @discardableResult
+    public func applyHeldSweep(_ target: PollTarget, router: EventRouter, report: inout CycleReport, logger: Logger)
+        async throws -> Int?
+    {
+        let plan = target.plan
+        let descriptor = plan.descriptor
+        let (connection, object) = (descriptor.connection, descriptor.object)
+        let found = try await store.perform { store -> (HeldSweep, [String])? in
+            guard let held = try store.heldSweep(connection: connection, object: object) else { return nil }
+            return (held, try store.heldSweepIDs(connection: connection, object: object))
+        }
+        guard let (held, heldIDs) = found else { return nil }
+        let deletionsBefore = report.deletions
+        var start = 0
+        while start < heldIDs.count {
+            try Task.checkCancellation()
+            let chunk = Array(heldIDs[start..<min(heldIDs.count, start + plan.pageSize)])
+            start += chunk.count
+            let ids = try await store.perform {
+                try $0.stillUnseenLiveIDs(connection: connection, object: object, since: held.sweepStarted,
+                                          among: chunk)
+            }
+            try await tombstone(ids, descriptor: descriptor, router: router, report: &report)
+        }
+        _ = try await store.perform { try $0.clearHeldSweep(connection: connection, object: object) }
+        let deleted = report.deletions - deletionsBefore
+        report.heldSweepApplied = deleted
+        logger.notice("held sweep applied by the operator", [
+            "DELETED": String(deleted), "HELD": String(held.wouldDelete),
+            "SWEEP_STARTED": Timestamps.rfc3339(held.sweepStarted),
+        ])
+        return deleted
     }
 
     // MARK: - Delete feed
@@ -237,6 +310,28 @@ public final class Reconciler: Sendable {
     static func tombstone(_ snapshot: Snapshot) -> SnapshotWrite {
         SnapshotWrite(recordID: snapshot.recordID, contentHash: snapshot.contentHash, record: snapshot.record,
                       raw: snapshot.raw, sourceTimestamp: snapshot.sourceTimestamp, tombstoned: true)
+    }
+
+    /// Commits a `deleted` event and a tombstone for each of `ids` that is live, in one page transaction (the
+    /// sweep's inferred deletes and an applied held sweep).
+    private func tombstone(_ ids: [String], descriptor: ObjectDescriptor, router: EventRouter,
+                           report: inout CycleReport) async throws {
+        guard !ids.isEmpty else { return }
+        let (connection, object) = (descriptor.connection, descriptor.object)
+        let snapshots = try await store.perform { try $0.snapshots(connection: connection, object: object, ids: ids) }
+        let differ = Differ(descriptor: descriptor)
+        let detectedAt = now()
+        var writes: [SnapshotWrite] = []
+        var events: [ChangeEvent] = []
+        for id in ids {
+            guard let snapshot = snapshots[id], !snapshot.tombstoned else { continue }
+            let prior = PriorState(contentHash: snapshot.contentHash, record: snapshot.record, tombstoned: false)
+            events.append(differ.deletionEvent(recordID: id, prior: prior, raw: snapshot.raw, deletedAt: nil,
+                                               detectedAt: detectedAt))
+            writes.append(Self.tombstone(snapshot))
+        }
+        try await commit(descriptor, writes: writes, events: events, cursor: nil, router: router, now: detectedAt,
+                         report: &report)
     }
 
     private func commit(_ descriptor: ObjectDescriptor, writes: [SnapshotWrite], events: [ChangeEvent],

@@ -152,15 +152,23 @@ public struct PageCommit: Sendable, Hashable {
     public var cursor: CursorState?
     /// Detection time: snapshot `updated_at`, delivery `created_at` and first `next_attempt_at`.
     public var now: Date
+    /// Records of this page the adapter rejected: quarantined in the page's transaction, so the cursor that steps
+    /// past them never commits without them (docs/DESIGN.md §2 rule 16).
+    public var quarantine: [RejectedRecord]
+    /// Ids this page accepted as valid: a quarantined record that arrives valid leaves quarantine with the page
+    /// that carries it (rule 16). Only ids that may be quarantined need to be listed.
+    public var acceptedIDs: [String]
 
     public init(connection: String, object: String, snapshots: [SnapshotWrite] = [], events: [OutgoingEvent] = [],
-                cursor: CursorState? = nil, now: Date) {
+                cursor: CursorState? = nil, now: Date, quarantine: [RejectedRecord] = [], acceptedIDs: [String] = []) {
         self.connection = connection
         self.object = object
         self.snapshots = snapshots
         self.events = events
         self.cursor = cursor
         self.now = now
+        self.quarantine = quarantine
+        self.acceptedIDs = acceptedIDs
     }
 }
 
@@ -172,6 +180,11 @@ public struct PageCommitResult: Sendable, Hashable {
     public var duplicateEventIDs: [String]
     public var deliveriesCreated: Int
     public var snapshotsWritten: Int
+    /// Quarantine keys (``Core/RejectedRecord/key``) this page put in quarantine for the first time; a record
+    /// already there only had its count and last-seen time raised. The engine logs and counts only these.
+    public var newlyQuarantined: [String] = []
+    /// Quarantine rows removed because their record arrived valid on this page.
+    public var releasedFromQuarantine = 0
 
     public struct InsertedEvent: Sendable, Hashable {
         public var id: String

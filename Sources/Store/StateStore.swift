@@ -94,11 +94,12 @@ public final class StateStore: Sendable {
     // MARK: - Page commit (DESIGN §2 rule 1)
 
     /// Where ``commitPage(_:)`` is; tests inject failures between stages.
-    enum CommitStage: Sendable { case snapshots, events, deliveries, cursor }
+    enum CommitStage: Sendable { case snapshots, events, deliveries, quarantine, cursor }
 
     /// Commits one page in ONE write transaction: upserts the snapshots, inserts the events (an event id that
     /// already exists is skipped — a re-poll after a crash produces the same ids), inserts one pending delivery
-    /// per (new event, listed subscriber) due at `commit.now`, and writes the cursor. Either all of it is
+    /// per (new event, listed subscriber) due at `commit.now`, quarantines the page's rejected records and
+    /// releases the accepted ones (Quarantine.swift), and writes the cursor. Either all of it is
     /// durable or none of it is, so the cursor never advances past data that is not diffed and enqueued.
     ///
     /// Deliveries are created only for newly inserted events: a duplicate id means the event and its deliveries
@@ -164,6 +165,9 @@ public final class StateStore: Sendable {
                 }
             }
             try checkpoint(.deliveries)
+
+            try Self.writeQuarantine(of: commit, now: now, into: &result, db)
+            try checkpoint(.quarantine)
 
             if let cursor = commit.cursor {
                 try Self.writeCursor(cursor, now: now, db)

@@ -6,39 +6,16 @@ import Testing
 private let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent()
 
-/// The `deltahook` executable next to the test bundle (`.build/debug`), else `.build/debug/deltahook`.
-private func deltahookBinary() -> URL? {
-    var candidates: [URL] = []
-    if let bundle = Bundle.main.executableURL?.deletingLastPathComponent() {
-        candidates.append(bundle.appendingPathComponent("deltahook"))
-        candidates.append(bundle.deletingLastPathComponent().appendingPathComponent("deltahook"))
-    }
-    candidates.append(packageRoot.appendingPathComponent(".build/debug/deltahook"))
-    return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
-}
-
 private struct RunResult {
     var status: Int32
     var stdout: String
     var stderr: String
 }
 
+/// Nothing of this process's environment is inherited: no real credentials leak into the test.
 private func deltahook(_ arguments: [String], environment: [String: String] = [:]) throws -> RunResult {
-    let binary = try #require(deltahookBinary(), "build the package first (swift build) so .build/debug/deltahook exists")
-    let process = Process()
-    process.executableURL = binary
-    process.arguments = arguments
-    process.environment = environment  // nothing inherited: no real credentials leak into the test
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return RunResult(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                     stderr: String(decoding: stderr, as: UTF8.self))
+    let result = try runDeltahook(arguments, environment: environment)
+    return RunResult(status: result.status, stdout: result.stdout, stderr: result.stderr)
 }
 
 private final class Credentials {

@@ -20,6 +20,25 @@ func daemonBinary() throws -> URL {
                         "build the package first (swift build) so .build/debug/deltahook exists")
 }
 
+/// Runs the built `deltahook` with `arguments` and only `environment`, to completion (CLI commands, not `run`).
+func runDeltahook(_ arguments: [String], environment: [String: String] = [:]) throws
+    -> (status: Int32, stdout: String, stderr: String)
+{
+    let process = Process()
+    process.executableURL = try daemonBinary()
+    process.arguments = arguments
+    process.environment = environment
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+}
+
 /// A temporary directory removed on deinit (TestSupport.TemporaryDirectory needs an explicit remove()).
 final class ScratchDirectory {
     let path: String

@@ -17,13 +17,16 @@ final class HostileScenario {
     let hostile: GitHubEmulator
     let healthy: GitHubEmulator
     let receiver: ReceiverEmulator
+    /// The hostile side when it is a generic REST API instead of GitHub.
+    let rest: RestEmulator?
     var configPath: String { directory.path + "/config.json" }
     var stateDirectory: String { directory.path + "/state" }
     private(set) var daemon: DaemonProcess?
 
-    init(hostile: GitHubEmulator? = nil) throws {
+    init(hostile: GitHubEmulator? = nil, rest: RestEmulator? = nil) throws {
         directory = try ScratchDirectory("hostile")
         self.hostile = try hostile ?? GitHubEmulator()
+        self.rest = rest
         healthy = try GitHubEmulator()
         receiver = try ReceiverEmulator(secrets: [webhookSecret])
     }
@@ -34,6 +37,7 @@ final class HostileScenario {
             _ = daemon.waitForExit(timeout: .seconds(10))
         }
         hostile.stop()
+        rest?.stop()
         healthy.stop()
         receiver.stop()
     }
@@ -50,9 +54,19 @@ final class HostileScenario {
                           "interval": "1s", "initial_sync": "emit"\(objectExtra)}]}
             """
         }
+        var hostileConnection = connection("hostile", hostile, extra: hostileExtra, objectExtra: objectExtra)
+        if let rest {
+            hostileConnection = """
+                {"id": "hostile", "provider": "rest", "base_url": "\(rest.baseURL)",\(hostileExtra)
+                 "auth": {"type": "header", "name": "Authorization", "value": {"env": "E2E_REST_TOKEN"}},
+                 "objects": [{"name": "orders", "interval": "1s", "initial_sync": "emit"\(objectExtra.contains("page_size") ? "" : #", "page_size": 2"#)\(objectExtra),
+                              "request": {"path": "\(rest.pathTemplate)", "records": "data", "id_field": "id",
+                                          "cursor_field": "updated_at", "pagination": \(rest.paginationConfig)}}]}
+                """
+        }
         let config = """
             {"state_directory": "\(stateDirectory)", "log_level": "info", "shutdown_timeout": "5s",
-             "connections": [\(connection("hostile", hostile, extra: hostileExtra, objectExtra: objectExtra)),
+             "connections": [\(hostileConnection),
                              \(connection("healthy", healthy, extra: "", objectExtra: ""))],
              "subscribers": [{"id": "crm", "url": "\(receiver.url)", "secrets": [{"env": "E2E_WEBHOOK_SECRET"}],
                               "events": ["*"], "allow_insecure_http": true, "allow_private_network": true}]}
@@ -60,7 +74,8 @@ final class HostileScenario {
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
         let process = try DaemonProcess(arguments: ["run", "--config", configPath],
                                         environment: ["E2E_GITHUB_TOKEN": githubToken,
-                                                      "E2E_WEBHOOK_SECRET": webhookSecret],
+                                                      "E2E_WEBHOOK_SECRET": webhookSecret,
+                                                      "E2E_REST_TOKEN": rest?.token ?? ""],
                                         directory: directory.path)
         daemon = process
         return process
@@ -75,6 +90,22 @@ final class HostileScenario {
                   let record = body["data"]?["record_id"]?.stringValue else { return nil }
             return (connection, type, record)
         }
+    }
+
+    /// Runs `deltahook ARGS --config CONFIG` to completion: (exit status, stdout).
+    func cli(_ arguments: [String]) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = try daemonBinary()
+        process.arguments = arguments + ["--config", configPath]
+        process.environment = ["E2E_GITHUB_TOKEN": githubToken, "E2E_WEBHOOK_SECRET": webhookSecret,
+                               "E2E_REST_TOKEN": rest?.token ?? ""]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
     func delivered(_ connection: String, _ type: String, record: Int64) -> Bool {
@@ -134,4 +165,81 @@ struct HostileProviderTests {
         scenario.expectHealthyConnectionFlows("a 2099 record")
         scenario.expectNoLiveRecordDeleted()
     }
+}
+
+@Suite("Hostile REST answers, real daemon", .serialized)
+struct HostileRestTests {
+    static func order(_ id: Int64, _ secondsAgo: TimeInterval, note: String = "") -> RestEmulator.Order {
+        RestEmulator.Order(id: id, status: "new", updatedAt: Date(timeIntervalSinceNow: -secondsAgo).roundedToSeconds,
+                           note: note)
+    }
+
+    @Test("rule 13: a next link to another origin is refused before any request; the token never leaves",
+          arguments: [RestEmulator.Pagination.nextURL, .linkHeader])
+    func crossOriginNextLink(style: RestEmulator.Pagination) throws {
+        // The canary listens on a loopback alias: a request reaching it would be the credential sent elsewhere.
+        let canary = try RestEmulator(pagination: style, token: "canary-never-called", host: "127.0.0.2")
+        defer { canary.stop() }
+        let rest = try RestEmulator(pagination: style)
+        for id in 1...5 { rest.upsert(Self.order(Int64(id), 300 - Double(id))) }
+        rest.updateHostility { $0.nextLinkBase = canary.baseURL }
+        let scenario = try HostileScenario(rest: rest)
+        let daemon = try scenario.start()
+        #expect(daemon.waitForLog("poll cycle failed connection=hostile", timeout: .seconds(30)), "\(daemon.stderr)")
+        scenario.expectHealthyConnectionFlows("a cross-origin next link")
+        #expect(canary.requests.isEmpty, "the canary got \(canary.requests.map(\.target))")
+        #expect(!daemon.stderr.contains(rest.token))
+        scenario.expectNoLiveRecordDeleted()
+    }
+
+    @Test("rule 18: an API that ignores the page parameter ends each scan with an error, not 10,000 requests")
+    func pageParameterIgnored() throws {
+        let rest = try RestEmulator(pagination: .page)
+        for id in 1...5 { rest.upsert(Self.order(Int64(id), 300 - Double(id))) }
+        rest.updateHostility { $0.ignoresPaging = true }
+        let scenario = try HostileScenario(rest: rest)
+        let daemon = try scenario.start()
+        #expect(daemon.waitForLog("poll cycle failed connection=hostile", timeout: .seconds(30)), "\(daemon.stderr)")
+        scenario.expectHealthyConnectionFlows("a page parameter ignored")
+        let requests = rest.requests.count
+        #expect(requests < 50, "\(requests) requests: the scan did not stop on a repeated page")
+        #expect(scenario.waitUntil { scenario.delivered("hostile", "record.created", record: 1) })
+        scenario.expectNoLiveRecordDeleted()
+    }
+
+    @Test("rule 12: 429 with Retry-After: 99999999999999999999 is clamped; the daemon neither dies nor waits forever")
+    func absurdRetryAfter() throws {
+        let rest = try RestEmulator(pagination: .page)
+        rest.upsert(Self.order(1, 100))
+        rest.updateHostility {
+            $0.rateLimitHeaders = [("Retry-After", "99999999999999999999")]
+            $0.rateLimitedRequests = 1
+        }
+        let scenario = try HostileScenario(rest: rest)
+        let daemon = try scenario.start(hostileExtra: #" "max_provider_wait": "2s","#)
+        scenario.expectHealthyConnectionFlows("an absurd Retry-After")
+        // Clamped to max_provider_wait (2 s): the connection resumes and delivers.
+        #expect(scenario.waitUntil { scenario.delivered("hostile", "record.created", record: 1) },
+                "the REST connection never resumed; stderr: \(daemon.stderr)")
+        #expect(daemon.process.isRunning)
+    }
+
+    @Test("rule 18: pages over max_response_bytes halve the page size until they fit; every record arrives")
+    func pageOverTheCap() throws {
+        let rest = try RestEmulator(pagination: .page)
+        let note = String(repeating: "x", count: 30_000)
+        for id in 1...6 { rest.upsert(Self.order(Int64(id), 300 - Double(id), note: note)) }
+        let scenario = try HostileScenario(rest: rest)
+        // 65536 bytes hold two 30 KB orders but not the four a page asks for.
+        let daemon = try scenario.start(hostileExtra: #" "max_response_bytes": 65536,"#, objectExtra: #", "page_size": 4"#)
+        #expect(scenario.waitUntil { (1...6).allSatisfy { scenario.delivered("hostile", "record.created", record: Int64($0)) } },
+                "stderr: \(daemon.stderr)")
+        #expect(daemon.stderr.contains("halving the page size"))
+        scenario.expectHealthyConnectionFlows("a page over the cap")
+    }
+}
+
+extension Date {
+    /// Whole seconds, as most APIs print them.
+    var roundedToSeconds: Date { Date(timeIntervalSince1970: timeIntervalSince1970.rounded(.down)) }
 }

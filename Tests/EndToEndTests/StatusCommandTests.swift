@@ -11,19 +11,7 @@ private let secretMarker = "STATUS-E2E-do-not-print-7781"
 private func runStatus(_ arguments: [String], environment: [String: String] = [:]) throws
     -> (status: Int32, stdout: String, stderr: String)
 {
-    let process = Process()
-    process.executableURL = try daemonBinary()
-    process.arguments = ["status"] + arguments
-    process.environment = environment
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+    try runDeltahook(["status"] + arguments, environment: environment)
 }
 
 /// A state directory with: acme/incident polled successfully with a cursor, acme/problem failing, crm with two

@@ -42,6 +42,10 @@ final class FakeSource: ObjectSource {
         var etags = false
         /// Pages asked with a larger page size fail with `responseTooLarge` (a response over max_response_bytes).
         var largestAnsweredPageSize: Int? = nil
+        /// id → reason: the adapter rejects these records (they go to `DeltaPage.rejected`, the scan steps past).
+        var poison: [String: String] = [:]
+        /// What the id listing answers instead of the stored records' ids (an ACL or scope change at the provider).
+        var listing: [String]? = nil
         var deltaCalls = 0
         var idCalls = 0
         var requests: [DeltaRequest] = []
@@ -126,7 +130,17 @@ final class FakeSource: ObjectSource {
                 next = ScanPosition(timestamp: last.updatedAt, recordID: last.id)
             }
             if let stuck = state.stuckNext { next = stuck }
-            let records = taken.map { FakeSource.sourceRecord($0, modelFields: self.modelFields) }
+            var records: [SourceRecord] = []
+            var rejected: [RejectedRecord] = []
+            for (index, record) in taken.enumerated() {
+                let source = FakeSource.sourceRecord(record, modelFields: self.modelFields)
+                if let reason = state.poison[record.id] {
+                    rejected.append(RejectedRecord(id: record.id, position: "$.result[\(index)]", reason: reason,
+                                                   raw: source.raw))
+                } else {
+                    records.append(source)
+                }
+            }
             var validator: String? = nil
             if state.etags && request.after == nil {
                 let body = records.map { "\($0.id):\(ContentHash.of($0.raw))" }.joined(separator: ",")
@@ -135,7 +149,7 @@ final class FakeSource: ObjectSource {
                     return (DeltaPage(records: [], next: nil, notModified: true), nil)
                 }
             }
-            return (DeltaPage(records: records, next: next, validator: validator), nil)
+            return (DeltaPage(records: records, next: next, validator: validator, rejected: rejected), nil)
         }
         if let error { throw error }
         return page ?? DeltaPage(records: [], next: nil)
@@ -145,7 +159,7 @@ final class FakeSource: ObjectSource {
         try state.withLock { state in
             state.idCalls += 1
             if let error = state.idErrors[state.idCalls] { throw error }
-            let ids = state.records.keys.sorted().filter { token == nil || $0 > token! }
+            let ids = (state.listing ?? state.records.keys.sorted()).sorted().filter { token == nil || $0 > token! }
             let page = Array(ids.prefix(pageSize))
             return IDPage(ids: page, next: ids.count > page.count ? page.last : nil)
         }
@@ -211,10 +225,11 @@ let testLogSink = MemoryLogSink()
 func makeRunner(_ source: FakeSource, _ temp: TempStore, clock: StepClock = StepClock(),
                 initialSync: InitialSyncMode = .emit, pageSize: Int = 100, lookback: Duration = .seconds(1),
                 reconcileEvery: Duration? = nil, useDeleteFeed: Bool = true, metrics: MetricsRegistry? = nil,
-                sink: MemoryLogSink = testLogSink, configure: (inout ObjectPlan) -> Void = { _ in }) -> PollRunner {
+                sink: MemoryLogSink = testLogSink, deleteGuard: DeleteGuardPolicy? = .defaults,
+                configure: (inout ObjectPlan) -> Void = { _ in }) -> PollRunner {
     var plan = ObjectPlan(descriptor: source.descriptor, interval: .milliseconds(10), lookback: lookback,
                           reconcileEvery: reconcileEvery, initialSync: initialSync, pageSize: pageSize,
-                          useDeleteFeed: useDeleteFeed)
+                          useDeleteFeed: useDeleteFeed, deleteGuard: deleteGuard)
     configure(&plan)
     return PollRunner(target: PollTarget(plan: plan, source: source), store: temp.store, router: { _ in ["crm"] },
                       logger: Logger(level: .debug, sink: sink), metrics: metrics, now: clock.function)

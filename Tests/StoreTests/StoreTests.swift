@@ -62,7 +62,8 @@ struct InjectedFailure: Error {}
                 $0.text(0)
             }
         }
-        #expect(tables == ["attempts", "cursors", "deliveries", "events", "poll_status", "snapshots", "subscribers"])
+        #expect(tables == ["attempts", "auth_state", "cursors", "deliveries", "events", "held_sweeps", "poll_status",
+                           "quarantine", "snapshots", "subscribers"])
         // A read-only open of an up-to-date file works too.
         let reader = try StateStore(path: dir.dbPath, mode: .readOnly)
         #expect(try reader.cursor(connection: "c", object: "o") != nil)

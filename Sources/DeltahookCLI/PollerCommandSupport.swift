@@ -1,0 +1,34 @@
+// Shared setup of the commands that act as the poller of a state directory (poll-once, reconcile): the validated
+// config with secrets (they build provider adapters), the connection and object named on the command line, and a
+// logger that scrubs the config's secrets.
+import Config
+import Foundation
+import Logging
+
+enum PollerCLI {
+    /// Loads and validates the config, and finds `connection` (and `object`, when given) in it.
+    /// - Throws: `ConfigError` (exit 78), ``UsageError`` naming what is configured (exit 64).
+    static func load(context: CommandContext, connection: String, object: String?) throws
+        -> (config: DeltahookConfig, connection: ConnectionConfig)
+    {
+        let config = try ConfigLoader.load(path: context.configPath, environment: context.configEnvironment)
+        guard let connectionConfig = config.connection(id: connection) else {
+            throw UsageError("no connection \"\(connection)\" in \(context.configPath) (configured: "
+                + config.connections.map(\.id).joined(separator: ", ") + ")")
+        }
+        if let object, !connectionConfig.objects.contains(where: { $0.name == object }) {
+            throw UsageError("connection \"\(connection)\" has no object \"\(object)\" (configured: "
+                + connectionConfig.objects.map(\.name).joined(separator: ", ") + ")")
+        }
+        return (config, connectionConfig)
+    }
+
+    /// A stderr logger at the config's level that never prints the config's secrets.
+    static func logger(for config: DeltahookConfig, context: CommandContext) -> (Logger, RedactionList) {
+        let redactions = RedactionList()
+        redactions.register(contentsOf: config.redactionTexts)
+        let logger = Logger(level: LogLevel(name: config.logLevel.rawValue) ?? .info,
+                            sink: StderrSink(variables: context.environment), redactions: redactions)
+        return (logger, redactions)
+    }
+}
