@@ -124,9 +124,11 @@ public struct RejectedRecord: Sendable, Hashable {
         var utf8 = Array(text.utf8)
         guard utf8.count > excerptLimit else { return text }
         utf8.removeLast(utf8.count - excerptLimit)
-        // Drop a cut multi-byte sequence (continuation bytes 10xxxxxx and the lead byte before them).
-        while let last = utf8.last, last & 0xC0 == 0x80 { utf8.removeLast() }
-        if let last = utf8.last, last & 0x80 != 0 { utf8.removeLast() }
+        // A character cut in half loses at most its first three bytes: drop them until the text is valid again.
+        for _ in 0..<4 {
+            if let text = String(validating: utf8, as: UTF8.self) { return text }
+            utf8.removeLast()
+        }
         return String(decoding: utf8, as: UTF8.self)
     }
 }
