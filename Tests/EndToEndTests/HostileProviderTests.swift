@@ -243,3 +243,38 @@ extension Date {
     /// Whole seconds, as most APIs print them.
     var roundedToSeconds: Date { Date(timeIntervalSince1970: timeIntervalSince1970.rounded(.down)) }
 }
+
+@Suite("Mass-delete guard, real daemon", .serialized)
+struct MassDeleteGuardEndToEndTests {
+    @Test("rule 17: an empty sweep listing is held (no deleted events, status says so) until --apply-held")
+    func emptySweepListingIsHeld() throws {
+        let scenario = try HostileScenario()
+        let issues = (1...12).map { scenario.hostile.createIssue(title: "issue \($0)") }
+        var daemon = try scenario.start()
+        #expect(scenario.waitUntil { issues.allSatisfy { scenario.delivered("hostile", "ticket.created", record: $0.id) } },
+                "initial sync never arrived; stderr: \(daemon.stderr)")
+        daemon.signal(SIGTERM)
+        #expect(daemon.waitForExit(timeout: .seconds(20)) == 0)
+
+        // A token scope change: the repository now lists nothing, although every issue still exists.
+        let hidden = scenario.hostile.issues
+        for issue in hidden { scenario.hostile.delete(issue.number) }
+        let sweep = try scenario.cli(["reconcile", "--connection", "hostile", "--object", "issues"])
+        #expect(sweep.0 == 0 && sweep.1.contains("held"), "\(sweep.1)")
+        let status = try scenario.cli(["status"])
+        #expect(status.1.contains("hostile/issues: sweep held: would delete 12 of 12"), "\(status.1)")
+
+        // The daemon runs on with the hold in place: other connections flow, nothing is deleted.
+        daemon = try scenario.start()
+        scenario.expectHealthyConnectionFlows("an empty sweep listing")
+        #expect(!scenario.deliveries.contains { $0.type.hasSuffix(".deleted") })
+
+        // The operator decides the source really lost them: applied once, by the running daemon.
+        let apply = try scenario.cli(["reconcile", "--connection", "hostile", "--object", "issues", "--apply-held"])
+        #expect(apply.0 == 0 && apply.1.contains("requested"), "\(apply.1)")
+        #expect(scenario.waitUntil {
+            scenario.deliveries.filter { $0.connection == "hostile" && $0.type == "ticket.deleted" }.count == 12
+        }, "stderr: \(daemon.stderr)")
+        #expect(daemon.process.isRunning)
+    }
+}
