@@ -107,20 +107,6 @@ public struct ConnectionLimits: Sendable, Hashable {
     }
 }
 
-/// `delete_guard` of an object (docs/DESIGN.md §2 rule 17): a sweep that would tombstone more than
-/// `maxFraction` of the live records AND more than `minRecords`, or that listed nothing while live records
-/// exist, is held for an operator.
-public struct DeleteGuardConfig: Sendable, Hashable {
-    public var maxFraction: Double
-    public var minRecords: Int
-
-    public static let defaults = DeleteGuardConfig(maxFraction: 0.2, minRecords: 10)
-
-    public init(maxFraction: Double, minRecords: Int) {
-        self.maxFraction = maxFraction
-        self.minRecords = minRecords
-    }
-}
 
 public struct NetSuiteSettings: Sendable {
     /// As written, e.g. `1234567_SB1` (the OAuth realm). The host form is `hostAccountID` (`1234567-sb1`).
@@ -227,7 +213,7 @@ public struct ObjectConfig: Sendable {
     /// rest: how to request and read pages.
     public var request: RestRequestConfig?
     /// nil when `"delete_guard": false` (docs/DESIGN.md §2 rule 17).
-    public var deleteGuard: DeleteGuardConfig? = .defaults
+    public var deleteGuard: DeleteGuardPolicy? = .defaults
     /// Cap on the pages of one delta scan (`max_pages_per_scan`, default 10000, rule 18).
     public var maxPagesPerScan: Int = 10_000
 }

@@ -177,18 +177,18 @@ struct Validator {
     }
 
     /// `delete_guard`: `false`, `true` (defaults) or `{"max_fraction": 0.2, "min_records": 10}` (rule 17).
-    func validateDeleteGuard(_ o: Fields) -> DeleteGuardConfig? {
+    func validateDeleteGuard(_ o: Fields) -> DeleteGuardPolicy? {
         guard let value = o.raw("delete_guard") else { return .defaults }
         switch value {
         case .bool(let on): return on ? .defaults : nil
         case .object:
             guard let g = o.object("delete_guard") else { return .defaults }
             defer { g.reportUnknownKeys() }
-            let defaults = DeleteGuardConfig.defaults
+            let defaults = DeleteGuardPolicy.defaults
             let fraction = g.number("max_fraction", in: 0...1, expected: "a fraction between 0 and 1, e.g. 0.2")
                 ?? defaults.maxFraction
             let minimum = g.integer("min_records", in: 0...1_000_000_000) ?? defaults.minRecords
-            return DeleteGuardConfig(maxFraction: fraction, minRecords: minimum)
+            return DeleteGuardPolicy(maxFraction: fraction, minRecords: minimum)
         default:
             problems.add(o.child("delete_guard"), "expected false, true or {\"max_fraction\": 0.2, \"min_records\": 10}, found \(value.typeName)")
             return .defaults

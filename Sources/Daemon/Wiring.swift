@@ -67,9 +67,7 @@ public enum Wiring {
                           pageSize: object.pageSize,
                           useDeleteFeed: object.deleteFeed == .audit && connection.provider.hasDeleteFeed,
                           maxClockSkew: connection.limits.maxClockSkew, maxPagesPerScan: object.maxPagesPerScan,
-                          deleteGuard: object.deleteGuard.map {
-                              DeleteGuardPolicy(maxFraction: $0.maxFraction, minRecords: $0.minRecords)
-                          })
+                          deleteGuard: object.deleteGuard)
     }
 
     /// Routes an event to every subscriber whose `events` globs and `connections` list accept it.

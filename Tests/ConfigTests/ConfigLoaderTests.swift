@@ -136,7 +136,7 @@ import Core
         #expect(config.connections[0].limits.maxProviderWait == .seconds(3600))
         #expect(config.connections[0].limits.maxClockSkew == .seconds(300))
         #expect(config.connections[0].limits.maxResponseBytes == 32 << 20)
-        #expect(config.connections[0].objects[0].deleteGuard == DeleteGuardConfig(maxFraction: 0.2, minRecords: 10))
+        #expect(config.connections[0].objects[0].deleteGuard == DeleteGuardPolicy(maxFraction: 0.2, minRecords: 10))
         #expect(config.connections[0].objects[0].maxPagesPerScan == 10_000)
 
         let tuned = """
@@ -150,7 +150,7 @@ import Core
         #expect(connection.limits == ConnectionLimits(maxProviderWait: .seconds(600), maxClockSkew: .zero,
                                                       maxResponseBytes: 1 << 20))
         #expect(connection.objects[0].deleteGuard == nil && connection.objects[0].maxPagesPerScan == 5)
-        #expect(connection.objects[1].deleteGuard == DeleteGuardConfig(maxFraction: 0.5, minRecords: 10))
+        #expect(connection.objects[1].deleteGuard == DeleteGuardPolicy(maxFraction: 0.5, minRecords: 10))
 
         let bad = """
             {"connections": [{"id": "gh", "provider": "gitlab", "max_provider_wait": "30d", "max_clock_skew": 5,
