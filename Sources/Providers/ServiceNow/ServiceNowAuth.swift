@@ -150,7 +150,7 @@ public actor ServiceNowAuthenticator {
                 message: "\(origin) refused the \(grant.rawValue) grant (HTTP \(response.status): \(Self.oauthErrorText(response)))",
                 hint: Self.hint(for: grant))
         case 429:
-            if let wait = ProviderHTTP.retryAfter(response.headers) {
+            if let wait = http.retryAfter(response.headers) {
                 throw ProviderError.rateLimited(retryAfter: wait, message: "\(origin): token endpoint rate limited")
             }
             throw ProviderError.http(status: 429, message: "\(origin): token endpoint rate limited")
