@@ -111,8 +111,10 @@ public enum Timestamps {
         let bytes = Array(text.utf8)
         guard bytes.count == 19, bytes[10] == 0x20 else { return nil }
         guard let naive = parseFields(bytes, separatorIndex: 10) else { return nil }
-        guard let zone, zone.secondsFromGMT(for: naive) != 0 || zone.identifier != "UTC" else { return naive }
-        return localToUTC(naive, zone: zone)
+        guard let zone, zone.secondsFromGMT(for: naive) != 0 || zone.identifier != "UTC" else {
+            return isInRange(naive) ? naive : nil
+        }
+        return localToUTC(naive, zone: zone).flatMap { isInRange($0) ? $0 : nil }
     }
 
     /// Interprets `naive` (a wall-clock reading encoded as if it were UTC) in `zone`; earlier reading on overlap.

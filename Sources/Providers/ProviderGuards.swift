@@ -123,7 +123,12 @@ public struct ProviderOrigin: Sendable, Hashable, CustomStringConvertible {
     /// that origin and the link's path and query, so curl gets exactly the text we checked. Throws
     /// `ProviderError.malformed` naming the link when it leaves the origin, carries userinfo, or cannot be parsed.
     /// `context` names the connection and object; `field` says where the link came from.
-    public static func resolve(link: String, against base: URL, context: String, field: String) throws -> String {
+    ///
+    /// `relativeTo` is the URL of the response that carried the link (RFC 8288 §3.2 and RFC 3986 §5.1: a relative
+    /// reference is relative to the document it came in); nil resolves against `base`. Either way the result must
+    /// be on `base`'s origin.
+    public static func resolve(link: String, against base: URL, relativeTo: URL? = nil, context: String,
+                               field: String) throws -> String {
         func refuse(_ why: String) -> ProviderError {
             .malformed(path: field, message: "\(context): next-page link \"\(Self.clip(link))\" \(why); no request "
                        + "was sent to it (hint: the API must return links on base_url's scheme, host and port)")
@@ -136,7 +141,7 @@ public struct ProviderOrigin: Sendable, Hashable, CustomStringConvertible {
         guard !link.isEmpty, link.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\\") }) else {
             throw refuse("contains spaces, backslashes, control or non-ASCII characters")
         }
-        guard let resolved = URL(string: link, relativeTo: base)?.absoluteURL,
+        guard let resolved = URL(string: link, relativeTo: relativeTo ?? base)?.absoluteURL,
               let parts = URLComponents(url: resolved, resolvingAgainstBaseURL: true) else {
             throw refuse("is not a URL")
         }

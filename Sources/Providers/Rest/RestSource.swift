@@ -209,12 +209,14 @@ public struct RestSource: ObjectSource {
             hasMore = hasMore && nextToken != nil
         case .nextURL(let field):
             nextURL = try Self.scalarText(body.value(atPath: field)).map {
-                try ProviderOrigin.resolve(link: $0, against: base, context: context, field: "$." + field.joined(separator: "."))
+                try ProviderOrigin.resolve(link: $0, against: base, relativeTo: URL(string: url), context: context,
+                                           field: "$." + field.joined(separator: "."))
             }
             hasMore = hasMore && nextURL != nil
         case .linkHeader:
             nextURL = try LinkHeader.parse(response.headers.values("link"))["next"].map {
-                try ProviderOrigin.resolve(link: $0, against: base, context: context, field: "Link rel=\"next\"")
+                try ProviderOrigin.resolve(link: $0, against: base, relativeTo: URL(string: url), context: context,
+                                           field: "Link rel=\"next\"")
             }
             hasMore = hasMore && nextURL != nil
         }
