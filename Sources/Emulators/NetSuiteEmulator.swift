@@ -254,8 +254,12 @@ public final class NetSuiteEmulator: Sendable {
     }
 
     func handle(_ request: HTTPServerRequest) async -> HTTPServerResponse {
-        let queued: String?? = state.withLock { s in s.rateLimits.isEmpty ? nil : s.rateLimits.removeFirst() }
-        if let retryAfter = queued {
+        // Optional of Optional: .none = nothing queued, .some(nil) = a 429 without Retry-After.
+        let queued: String?? = state.withLock { s -> String?? in
+            if s.rateLimits.isEmpty { return .none }
+            return .some(s.rateLimits.removeFirst())
+        }
+        if case .some(let retryAfter) = queued {
             var response = Self.errorResponse(status: 429, title: "Bad Request", code: "CONCURRENCY_LIMIT_EXCEEDED",
                                               detail: "Concurrent request limit exceeded. Request blocked.",
                                               topLevelCode: "USER_ERROR")
