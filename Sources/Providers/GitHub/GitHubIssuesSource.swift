@@ -65,7 +65,7 @@ public struct GitHubIssuesSource: ObjectSource {
         let step: WalkStep
         if let after = request.after {
             step = WalkStep(since: after.hints["since"].flatMap(Timestamps.parseRFC3339) ?? Self.floorSecond(after.timestamp),
-                            page: after.hints["page"].flatMap { Int($0) }.map { max(1, $0) } ?? 1,
+                            page: after.hints["page"].flatMap { Int($0) }.map(Self.clampPage) ?? 1,
                             perPage: after.hints["per_page"].flatMap { Int($0) }.map { min(max(1, $0), 100) },
                             seen: Set((after.hints["seen"] ?? "").split(separator: ",").map(String.init)))
         } else {
@@ -269,7 +269,7 @@ public struct GitHubIssuesSource: ObjectSource {
         }
         let seen = (value["seen"]?.arrayValue ?? []).compactMap(\.stringValue)
         let perPage = value["per_page"]?.int64Value.map { min(max(1, Int($0)), 100) }
-        return WalkStep(since: since, page: max(1, Int(page)), perPage: perPage, seen: Set(seen))
+        return WalkStep(since: since, page: clampPage(Int(page)), perPage: perPage, seen: Set(seen))
     }
 
     /// GitHub has no delete feed for issues: deleted and transferred issues are found by reconciliation.
@@ -294,6 +294,10 @@ public struct GitHubIssuesSource: ObjectSource {
         if let best { return (best.page, best.perPage) }
         return (end / maximum + 1, maximum)
     }
+
+    /// Page numbers from a stored position, kept in 1…1,000,000 so `(page − 1) · per_page` cannot overflow
+    /// (docs/DESIGN.md §2 rule 12); no real run of one timestamp spans a million pages.
+    static func clampPage(_ page: Int) -> Int { min(max(1, page), 1_000_000) }
 
     static func floorSecond(_ date: Date) -> Date {
         Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down))
