@@ -45,11 +45,12 @@ public enum DurationText {
 
     /// The shortest config-style text for a duration ("90s" → "1m30s").
     public static func format(_ duration: Duration) -> String {
-        var ms = duration.milliseconds
-        if ms == 0 { return "0s" }
-        var out = ms < 0 ? "-" : ""
-        ms = abs(ms)
-        let units: [(Int64, String)] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s"), (1, "ms")]
+        let signed = duration.milliseconds
+        if signed == 0 { return "0s" }
+        var out = signed < 0 ? "-" : ""
+        // `magnitude`, not `abs`: abs(Int64.min) traps, and a provider can hand us any wait (docs/DESIGN.md §2 rule 12).
+        var ms = signed.magnitude
+        let units: [(UInt64, String)] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s"), (1, "ms")]
         for (size, name) in units where ms >= size {
             out += "\(ms / size)\(name)"
             ms %= size
@@ -59,10 +60,29 @@ public enum DurationText {
 }
 
 extension Duration {
-    /// Whole milliseconds (truncated).
+    /// Whole milliseconds (truncated), saturating at Int64.min/max: a Duration can hold 1000 times more
+    /// seconds than Int64 milliseconds, and a provider's `Retry-After` must never trap (docs/DESIGN.md §2 rule 12).
     public var milliseconds: Int64 {
         let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        let (ms, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+        if overflow { return seconds < 0 ? .min : .max }
+        let (sum, overflow2) = ms.addingReportingOverflow(attoseconds / 1_000_000_000_000_000)
+        if overflow2 { return seconds < 0 ? .min : .max }
+        return sum
+    }
+
+    /// A Duration of `seconds` clamped to `[0, limit]`; nil for NaN. Every wait computed from outside input
+    /// (a reset epoch minus now, a jittered backoff) goes through here instead of `Int64(Double)`, which traps
+    /// on infinity, NaN and anything beyond ±9.2e18 (docs/DESIGN.md §2 rule 12).
+    public static func clampedSeconds(_ seconds: Double, limit: Duration) -> Duration? {
+        guard !seconds.isNaN else { return nil }
+        if seconds <= 0 { return .zero }
+        let cap = limit.seconds
+        if seconds >= cap { return Swift.max(limit, .zero) }
+        // Below the cap (at most Int64.max seconds), so whole milliseconds fit in Int64 unless the cap is absurd.
+        let ms = (seconds * 1000).rounded(.up)
+        guard ms < 9.0e18 else { return Swift.max(limit, .zero) }
+        return .milliseconds(Int64(ms))
     }
 
     /// Seconds as a Double.

@@ -24,7 +24,9 @@ public enum Timestamps {
         // Round to the nearest millisecond first: truncating the binary fraction printed .122 for .123.
         let totalMs = (date.timeIntervalSince1970 * 1000).rounded()
         let seconds = (totalMs / 1000).rounded(.down)
-        let ms = Int(totalMs - seconds * 1000)
+        let fraction = totalMs - seconds * 1000
+        // NaN or an instant beyond Double's integer range has no millisecond part worth printing (and Int(nan) traps).
+        let ms = fraction.isFinite && fraction >= 0 && fraction < 1000 ? Int(fraction) : 0
         let c = components(of: Date(timeIntervalSince1970: seconds), in: utc)
         return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", c.year, c.month, c.day, c.hour, c.minute, c.second, ms)
     }
@@ -36,8 +38,41 @@ public enum Timestamps {
         return String(format: "%04d-%02d-%02d %02d:%02d:%02d", c.year, c.month, c.day, c.hour, c.minute, c.second)
     }
 
+    // MARK: the accepted range (docs/DESIGN.md §2 rule 12)
+
+    /// 1970-01-01T00:00:00Z, the earliest instant a parser accepts.
+    public static let earliest = Date(timeIntervalSince1970: 0)
+    /// 10000-01-01T00:00:00Z, the first instant a parser refuses.
+    public static let endOfYear9999 = Date(timeIntervalSince1970: 253_402_300_800)
+
+    /// Whether `date` lies in years 1970–9999. Source timestamps outside are malformed (docs/DESIGN.md §2 rule 12):
+    /// nothing real was modified before the Unix epoch or after year 9999, and every instant inside the range
+    /// converts exactly to Int64 milliseconds and formats as four-digit years.
+    public static func isInRange(_ date: Date) -> Bool {
+        let t = date.timeIntervalSince1970
+        return t >= 0 && t < endOfYear9999.timeIntervalSince1970
+    }
+
+    /// The instant `seconds` after the epoch, nil outside years 1970–9999 (never traps, whatever the input).
+    public static func date(unixSeconds seconds: Int64) -> Date? {
+        guard seconds >= 0, seconds < 253_402_300_800 else { return nil }
+        return Date(timeIntervalSince1970: Double(seconds))
+    }
+
+    /// The instant `milliseconds` after the epoch, nil outside years 1970–9999.
+    public static func date(unixMilliseconds milliseconds: Int64) -> Date? {
+        guard milliseconds >= 0, milliseconds < 253_402_300_800_000 else { return nil }
+        return Date(timeIntervalSince1970: Double(milliseconds) / 1000)
+    }
+
     /// Parses RFC 3339 / ISO 8601 (`2026-11-29T06:00:01Z`, `…+02:00`, fractional seconds allowed).
+    /// nil outside years 1970–9999 (after applying the offset).
     public static func parseRFC3339(_ text: String) -> Date? {
+        guard let date = parseRFC3339Unchecked(text), isInRange(date) else { return nil }
+        return date
+    }
+
+    private static func parseRFC3339Unchecked(_ text: String) -> Date? {
         let bytes = Array(text.utf8)
         guard bytes.count >= 20, bytes[10] == UInt8(ascii: "T") || bytes[10] == UInt8(ascii: "t") || bytes[10] == 0x20
         else { return nil }
@@ -76,8 +111,10 @@ public enum Timestamps {
         let bytes = Array(text.utf8)
         guard bytes.count == 19, bytes[10] == 0x20 else { return nil }
         guard let naive = parseFields(bytes, separatorIndex: 10) else { return nil }
-        guard let zone, zone.secondsFromGMT(for: naive) != 0 || zone.identifier != "UTC" else { return naive }
-        return localToUTC(naive, zone: zone)
+        guard let zone, zone.secondsFromGMT(for: naive) != 0 || zone.identifier != "UTC" else {
+            return isInRange(naive) ? naive : nil
+        }
+        return localToUTC(naive, zone: zone).flatMap { isInRange($0) ? $0 : nil }
     }
 
     /// Interprets `naive` (a wall-clock reading encoded as if it were UTC) in `zone`; earlier reading on overlap.
@@ -92,8 +129,21 @@ public enum Timestamps {
         return candidates.first
     }
 
-    /// Unix seconds, truncated.
-    public static func unixSeconds(_ date: Date) -> Int64 { Int64(date.timeIntervalSince1970.rounded(.down)) }
+    /// Unix seconds, truncated; saturating at Int64.min/max (NaN gives 0) instead of trapping like `Int64(Double)`.
+    public static func unixSeconds(_ date: Date) -> Int64 { saturatingInt64(date.timeIntervalSince1970.rounded(.down)) }
+
+    /// Unix milliseconds, truncated; saturating like ``unixSeconds(_:)``.
+    public static func unixMilliseconds(_ date: Date) -> Int64 {
+        saturatingInt64((date.timeIntervalSince1970 * 1000).rounded(.down))
+    }
+
+    /// `Int64(value)` without the trap: NaN → 0, beyond the range → Int64.min/max.
+    public static func saturatingInt64(_ value: Double) -> Int64 {
+        if value.isNaN { return 0 }
+        if value >= 9_223_372_036_854_775_807.0 { return .max } // 2^63 exactly, not representable in Int64
+        if value < -9_223_372_036_854_775_808.0 { return .min }
+        return Int64(value)
+    }
 
     // MARK: helpers
 

@@ -103,8 +103,16 @@ public enum StandardWebhooks {
         guard let ts = Int64(timestamp.trimmingCharacters(in: .whitespaces)) else { throw .invalidTimestamp }
         let nowSeconds = Int64(now.timeIntervalSince1970.rounded(.down))
         let limit = tolerance.components.seconds
-        if nowSeconds - ts > limit { throw .timestampTooOld(ageSeconds: nowSeconds - ts) }
-        if ts - nowSeconds > limit { throw .timestampInFuture(aheadSeconds: ts - nowSeconds) }
+        // Overflow-reporting subtraction: `webhook-timestamp: -9223372036854775808` must be refused, not trap
+        // (docs/DESIGN.md §2 rule 12). A difference that does not fit is beyond any tolerance and saturates.
+        let (age, overflow) = nowSeconds.subtractingReportingOverflow(ts)
+        if overflow {
+            if ts < nowSeconds { throw .timestampTooOld(ageSeconds: .max) }
+            throw .timestampInFuture(aheadSeconds: .max)
+        }
+        if age > limit { throw .timestampTooOld(ageSeconds: age) }
+        let ahead = age == .min ? Int64.max : -age
+        if ahead > limit { throw .timestampInFuture(aheadSeconds: ahead) }
 
         let candidates: [[UInt8]] = signatureHeader.split(separator: " ", omittingEmptySubsequences: true).compactMap {
             entry in

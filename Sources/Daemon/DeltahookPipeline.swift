@@ -61,7 +61,8 @@ public final class DeltahookPipeline: Pipeline {
     public func apply(_ config: DeltahookConfig) async throws {
         let targets: [PollTarget]
         var problems: [ConfigProblem]
-        (targets, problems) = DeltahookPipeline.targets(for: config, transport: transport, logger: logger)
+        (targets, problems) = DeltahookPipeline.targets(for: config, transport: transport, logger: logger,
+                                                        authState: store)
         var settings: [SubscriberSettings] = []
         for (index, subscriber) in config.subscribers.enumerated() {
             do {
@@ -93,10 +94,10 @@ public final class DeltahookPipeline: Pipeline {
     /// One `PollTarget` per configured object (built by `Wiring`, shared with `poll-once`). A connection whose
     /// adapters cannot be built becomes a config problem with its JSON path: exit 78 at start, a rejected reload
     /// later — the daemon never runs a config with a connection silently missing.
-    static func targets(for config: DeltahookConfig, transport: any HTTPTransport, logger: Logger)
-        -> (targets: [PollTarget], problems: [ConfigProblem])
+    static func targets(for config: DeltahookConfig, transport: any HTTPTransport, logger: Logger,
+                        authState: (any AuthStateStore)? = nil) -> (targets: [PollTarget], problems: [ConfigProblem])
     {
-        let wired = Wiring.build(config, transport: transport, logger: logger)
+        let wired = Wiring.build(config, transport: transport, logger: logger, authState: authState)
         let problems = wired.failures.map { failure in
             let index = config.connections.firstIndex { $0.id == failure.connection }
             return ConfigProblem(path: index.map { "connections[\($0)]" } ?? "connections",

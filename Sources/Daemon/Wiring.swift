@@ -24,12 +24,15 @@ public enum Wiring {
     }
 
     /// Builds every connection's targets and the router.
-    public static func build(_ config: DeltahookConfig, transport: any HTTPTransport, logger: Logger) -> Result {
+    /// - Parameter authState: where providers keep auth state across restarts (the daemon's state store,
+    ///   docs/DESIGN.md §2 rule 11); nil keeps it in memory.
+    public static func build(_ config: DeltahookConfig, transport: any HTTPTransport, logger: Logger,
+                             authState: (any AuthStateStore)? = nil) -> Result {
         var targets: [PollTarget] = []
         var failures: [ConnectionFailure] = []
         for connection in config.connections {
             do {
-                targets += try self.targets(for: connection, transport: transport, logger: logger)
+                targets += try self.targets(for: connection, transport: transport, logger: logger, authState: authState)
             } catch {
                 failures.append(ConnectionFailure(connection: connection.id, error: error))
             }
@@ -38,10 +41,11 @@ public enum Wiring {
     }
 
     /// The targets of one connection, in config order; throws when its adapters cannot be built.
-    public static func targets(for connection: ConnectionConfig, transport: any HTTPTransport, logger: Logger) throws
-        -> [PollTarget]
+    public static func targets(for connection: ConnectionConfig, transport: any HTTPTransport, logger: Logger,
+                               authState: (any AuthStateStore)? = nil) throws -> [PollTarget]
     {
-        let sources = try ProviderFactory.makeSources(for: connection, transport: transport, logger: logger)
+        let sources = try ProviderFactory.makeSources(for: connection, transport: transport, logger: logger,
+                                                      authState: authState)
         var targets: [PollTarget] = []
         for source in sources {
             guard let object = connection.objects.first(where: { $0.name == source.descriptor.object }) else {

@@ -61,7 +61,9 @@ public struct RetryPolicy: Sendable, Hashable {
         guard index >= 0, index < schedule.count else { return nil }
         let base = schedule[index].seconds
         let factor = 1 + jitter * (2 * min(max(random, 0), 1) - 1)
-        return .milliseconds(Int64((base * factor * 1000).rounded()))
+        // Saturating: a configured schedule step near the Duration text limit times the jitter factor must not trap
+        // in Int64(Double) (docs/DESIGN.md §2 rule 12).
+        return .milliseconds(Timestamps.saturatingInt64((base * factor * 1000).rounded()))
     }
 
     /// Decides what an attempt means.

@@ -68,6 +68,10 @@ public final class GitHubEmulator: Sendable {
         case secondaryRateLimit(status: Int, retryAfter: Int?)
         /// Run this (e.g. mutate issues) before answering normally: "an update landing between pages".
         case hook(@Sendable (GitHubEmulator) -> Void)
+        /// `status` (403 or 429) with these exact rate-limit header texts (nil: header left out), for hostile values
+        /// such as `x-ratelimit-remaining: 0` + `x-ratelimit-reset: 9223372036854775807`, or
+        /// `retry-after: 99999999999999999999` (docs/DESIGN.md §2 rule 12).
+        case rateLimitHeaders(status: Int, remaining: String?, reset: String?, retryAfter: String?)
     }
 
     /// A request as the emulator saw it, for assertions.
@@ -126,6 +130,8 @@ public final class GitHubEmulator: Sendable {
         var installationTokens: [String: Date] = [:]
         var mintedTokens = 0
         var arrivedListRequests = 0
+        /// Issue id → the raw JSON text served for it instead of its rendering (a poison row).
+        var poison: [Int64: String] = [:]
     }
 
     public let options: Options
@@ -235,6 +241,25 @@ public final class GitHubEmulator: Sendable {
 
     // MARK: Faults and observation
 
+    /// Serves issue `number` as `rawJSON` verbatim from now on (still filtered and ordered by its real `updated_at`):
+    /// a poison row such as `{"id": null, …}` or `{"id": 1e999, …}` that the adapter must reject on its own while
+    /// the rest of the page flows (docs/DESIGN.md §2 rule 16). Returns false when there is no such issue.
+    @discardableResult
+    public func poisonIssue(_ number: Int64, rawJSON: String) -> Bool {
+        state.withLock { s in
+            guard let issue = s.issues.values.first(where: { $0.number == number }) else { return false }
+            s.poison[issue.id] = rawJSON
+            return true
+        }
+    }
+
+    /// A minimal issue row with `idText` as the literal JSON of its `id` (`null`, `1e999`, `"x"`).
+    public static func poisonRow(idText: String, number: Int64, updatedAt: Date) -> String {
+        let at = Timestamps.rfc3339(updatedAt)
+        return "{\"id\":\(idText),\"number\":\(number),\"state\":\"open\",\"title\":\"poison\",\"created_at\":\"\(at)\","
+            + "\"updated_at\":\"\(at)\",\"closed_at\":null,\"labels\":[],\"assignees\":[]}"
+    }
+
     /// Queues faults for the next issue-list requests, one per request, in order.
     public func queueFaults(_ faults: [Fault]) { state.withLock { $0.faults += faults } }
 
@@ -320,6 +345,12 @@ public final class GitHubEmulator: Sendable {
                 + "try again. If you reach out to GitHub Support for help, please include the request ID.", headers: headers)
         case .hook(let hook):
             hook(self)
+        case .rateLimitHeaders(let status, let remaining, let reset, let retryAfter):
+            var headers: [(name: String, value: String)] = [("x-ratelimit-limit", String(options.rateLimit))]
+            if let remaining { headers.append(("x-ratelimit-remaining", remaining)) }
+            if let reset { headers.append(("x-ratelimit-reset", reset)) }
+            if let retryAfter { headers.append(("retry-after", retryAfter)) }
+            return Self.error(status, "API rate limit exceeded for installation.", headers: headers)
         }
         return list(request, now: clock.now())
     }
@@ -393,7 +424,13 @@ public final class GitHubEmulator: Sendable {
         }
         let lastPage = max(1, (rows.count + perPage - 1) / perPage)
         let slice = rows.dropFirst((page - 1) * perPage).prefix(perPage)
-        let body = JSONValue.array(slice.map(render)).serializedBytes()
+        let poison = state.withLock { $0.poison }
+        var body: [UInt8] = [UInt8(ascii: "[")]
+        for (index, issue) in slice.enumerated() {
+            if index > 0 { body.append(UInt8(ascii: ",")) }
+            body += poison[issue.id].map { Array($0.utf8) } ?? render(issue).serializedBytes()
+        }
+        body.append(UInt8(ascii: "]"))
         let etag = "W/\"" + Digest.sha256(body).hexString + "\""
 
         var headers: [(name: String, value: String)] = [("Cache-Control", "private, max-age=60, s-maxage=60"),

@@ -98,6 +98,8 @@ public final class NetSuiteEmulator: Sendable {
         var nextDeletedID: Int64 = 1
         var inFlight = 0
         var stats = Stats()
+        /// `Retry-After` texts of queued 429 answers (nil: no header), one per request.
+        var rateLimits: [String?] = []
         var nonces: Set<String> = []
     }
 
@@ -129,6 +131,12 @@ public final class NetSuiteEmulator: Sendable {
     }
 
     public var stats: Stats { state.withLock { $0.stats } }
+
+    /// The next `count` requests get NetSuite's 429 with `Retry-After: retryAfter` exactly as given (nil: no header),
+    /// for hostile values such as `99999999999999999999` (docs/DESIGN.md §2 rule 12).
+    public func rateLimitNext(retryAfter: String?, times count: Int = 1) {
+        state.withLock { $0.rateLimits += Array(repeating: retryAfter, count: count) }
+    }
 
     /// Changes the options at run time (concurrency limit, delay, secrets, …).
     public func configure(_ change: @Sendable (inout Options) -> Void) { state.withLock { change(&$0.options) } }
@@ -246,6 +254,18 @@ public final class NetSuiteEmulator: Sendable {
     }
 
     func handle(_ request: HTTPServerRequest) async -> HTTPServerResponse {
+        // Optional of Optional: .none = nothing queued, .some(nil) = a 429 without Retry-After.
+        let queued: String?? = state.withLock { s -> String?? in
+            if s.rateLimits.isEmpty { return .none }
+            return .some(s.rateLimits.removeFirst())
+        }
+        if case .some(let retryAfter) = queued {
+            var response = Self.errorResponse(status: 429, title: "Bad Request", code: "CONCURRENCY_LIMIT_EXCEEDED",
+                                              detail: "Concurrent request limit exceeded. Request blocked.",
+                                              topLevelCode: "USER_ERROR")
+            if let retryAfter { response.headers.append(("Retry-After", retryAfter)) }
+            return response
+        }
         let (admitted, delay) = state.withLock { s -> (Bool, Duration) in
             s.stats.requests += 1
             s.inFlight += 1

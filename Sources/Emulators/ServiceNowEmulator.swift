@@ -33,6 +33,12 @@ public final class ServiceNowEmulator: Sendable {
         /// System property `glide.oauth.inbound.client.credential.grant_type.enabled`.
         public var clientCredentialsEnabled: Bool
         public var firstPagePrev: FirstPagePrev
+        /// The refresh_token grant answers with a NEW refresh token and revokes the presented one, as an instance
+        /// configured to rotate refresh tokens does (docs/DESIGN.md §2 rule 11). Default: the same token back.
+        public var rotateRefreshTokens = false
+        /// The JSON text of `expires_in` in token answers when set (`"0"`, `"-5"`, `"\"soon\""`), or `""` to leave the
+        /// member out; the token's real lifetime stays `tokenLifetime`. nil: `tokenLifetime`, as the instance says.
+        public var advertisedExpiresIn: String?
 
         public init(users: [String: String] = ["admin": "admin-password"],
                     oauthClients: [String: String] = ["deltahook": "client-secret"],
@@ -57,6 +63,9 @@ public final class ServiceNowEmulator: Sendable {
         case hibernating
         /// Reset the TCP connection without answering.
         case connectionReset
+        /// 429 with these exact header texts (nil: header left out), for hostile values such as
+        /// `Retry-After: 99999999999999999999` or `X-RateLimit-Reset: 9223372036854775807` (docs/DESIGN.md §2 rule 12).
+        case rateLimitedWith(retryAfter: String?, reset: String?)
     }
 
     /// What a Table API request asked for, given to the request hook.
@@ -181,7 +190,9 @@ public final class ServiceNowEmulator: Sendable {
     // MARK: - Mutations (tests)
 
     /// Inserts a record with `sys_created_on = sys_updated_on = at`. Unset columns are "" (never null).
-    /// Returns its sys_id (random-looking 32 hex, so id order differs from insertion order).
+    /// Returns its sys_id (random-looking 32 hex, so id order differs from insertion order). `sysID` may be any
+    /// text — a hostile `abc^ORsys_id>0` included — and `at` any instant (a record dated 2099), to test that the
+    /// adapter never puts an unchecked id into a query (docs/DESIGN.md §2 rules 14, 15).
     @discardableResult
     public func insert(_ table: String, _ fields: [String: String], at: Date, sysID: String? = nil,
                        by user: String = "admin") throws -> String {
@@ -361,7 +372,12 @@ public final class ServiceNowEmulator: Sendable {
             guard let presented = form["refresh_token"], state.withLock({ $0.refreshTokens.contains(presented) }) else {
                 return denied
             }
-            refresh = presented
+            if options.rotateRefreshTokens {
+                state.withLock { _ = $0.refreshTokens.remove(presented) }
+                refresh = Self.randomToken()
+            } else {
+                refresh = presented
+            }
         case "client_credentials":
             guard state.withLock({ $0.clientCredentialsEnabled }) else { return denied }
         default:
@@ -374,7 +390,12 @@ public final class ServiceNowEmulator: Sendable {
             if let refresh { s.refreshTokens.insert(refresh) }
             s.tokenGrants.append(grant)
         }
-        var body = "{\"scope\":\"useraccount\",\"token_type\":\"Bearer\",\"expires_in\":\(lifetime)"
+        var body = "{\"scope\":\"useraccount\",\"token_type\":\"Bearer\""
+        switch options.advertisedExpiresIn {
+        case nil: body += ",\"expires_in\":\(lifetime)"
+        case ""?: break
+        case let text?: body += ",\"expires_in\":\(text)"
+        }
         if let refresh { body += ",\"refresh_token\":\(Self.jsonString(refresh))" }
         body += ",\"access_token\":\(Self.jsonString(access))}"
         return HTTPServerResponse(status: 200, headers: [("Content-Type", "application/json;charset=UTF-8")],
@@ -506,6 +527,12 @@ public final class ServiceNowEmulator: Sendable {
                                       body: Array(page.utf8))
         case .connectionReset:
             return .fault(.resetConnection)
+        case .rateLimitedWith(let retryAfter, let reset):
+            var headers: [(name: String, value: String)] = [("X-RateLimit-Limit", "100")]
+            if let retryAfter { headers.append(("Retry-After", retryAfter)) }
+            if let reset { headers.append(("X-RateLimit-Reset", reset)) }
+            return envelope(429, "Rate limit exceeded", "Rate limit of 100 requests per hour for Table API exceeded",
+                            headers: headers)
         }
     }
 

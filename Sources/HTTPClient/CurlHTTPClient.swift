@@ -393,8 +393,9 @@ final class CurlLoop: @unchecked Sendable {
         }
         var message = detail
         if kind == .tooLarge {
+            // Name the setting an operator can change: providers pass the connection's `max_response_bytes`.
             message = "response larger than \(transfer.request.options.maxResponseBytes) bytes (\(detail)); " +
-                "raise maxResponseBytes if this is expected"
+                "if this is expected, lower the object's page_size or raise the connection's max_response_bytes"
         }
         return HTTPClientError(kind: kind, target: transfer.request.url, message: message,
                                curlCode: Int(code.rawValue))

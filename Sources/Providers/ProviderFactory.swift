@@ -10,18 +10,35 @@ public import Foundation
 
 public enum ProviderFactory {
     /// One `ObjectSource` per configured object of `connection`, in config order.
+    /// - Parameter authState: keeps provider auth state across restarts (a rotated ServiceNow refresh token);
+    ///   the daemon passes its state store, nil keeps it in memory only.
     public static func makeSources(for connection: ConnectionConfig, transport: any HTTPTransport,
-                                   logger: Logger) throws -> [any ObjectSource] {
+                                   logger: Logger, authState: (any AuthStateStore)? = nil) throws -> [any ObjectSource] {
         switch connection.provider {
         case .github:
             return try makeGitHubSources(for: connection, transport: transport, logger: logger)
         case .servicenow:
-            return try makeServiceNowSources(for: connection, transport: transport, logger: logger)
+            return try makeServiceNowSources(for: connection, transport: transport, logger: logger, authState: authState)
         case .netsuite:
             return try makeNetSuiteSources(for: connection, transport: transport, logger: logger)
         case .rest:
-            return try connection.objects.map { try RestSource(connection: connection, object: $0, transport: transport) }
+            let http = try providerHTTP(for: connection, transport: transport, logger: logger)
+            return try connection.objects.map {
+                try RestSource(connection: connection, object: $0, transport: transport, http: http)
+            }
         }
+    }
+
+    /// The connection's shared HTTP plumbing: its `limits` (max_response_bytes on every response,
+    /// max_provider_wait on every wait, docs/DESIGN.md §2 rules 12 and 18), requests allowed only to base_url's
+    /// origin, where every provider's token URL lives too (rule 13), and the logger that reports clamped waits.
+    public static func providerHTTP(for connection: ConnectionConfig, transport: any HTTPTransport,
+                                    logger: Logger) throws -> ProviderHTTP {
+        guard let origin = ProviderOrigin(connection.baseURL) else {
+            throw ProviderError.configuration(message: "\(connection.id): base_url must be an absolute http(s) URL")
+        }
+        return ProviderHTTP(transport: transport, connection: connection.id, limits: connection.limits,
+                            allowedOrigins: [origin], logger: logger)
     }
 
     /// GitHub: one `GitHubClient` for the connection, one `GitHubIssuesSource` per object (repository).
@@ -47,7 +64,8 @@ public enum ProviderFactory {
                 + "{\"type\": \"token\"} or {\"type\": \"github_app\"}")
         }
         let client = GitHubClient(connection: connection.id, baseURL: connection.baseURL.absoluteString,
-                                  credentials: credentials, transport: transport, clock: clock)
+                                  credentials: credentials, transport: transport, clock: clock,
+                                  http: try providerHTTP(for: connection, transport: transport, logger: logger))
         return try connection.objects.map { object in
             guard let repository = object.repository else {
                 throw ProviderError.configuration(message: "\(connection.id)/\(object.name): a GitHub object needs "
@@ -64,13 +82,15 @@ public enum ProviderFactory {
     /// ServiceNow: one `ServiceNowClient` (auth, token cache, 429 backoff) for the connection, one
     /// `ServiceNowSource` per object (table).
     public static func makeServiceNowSources(for connection: ConnectionConfig, transport: any HTTPTransport,
-                                             logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) throws
+                                             logger: Logger, clock: @escaping @Sendable () -> Date = { Date() },
+                                             authState: (any AuthStateStore)? = nil) throws
         -> [any ObjectSource]
     {
         var base = connection.baseURL.absoluteString
         while base.hasSuffix("/") { base.removeLast() }
-        let http = ProviderHTTP(transport: transport, connection: connection.id)
-        let authenticator = try ServiceNowAuthenticator(auth: connection.auth, baseURL: base, http: http, now: clock)
+        let http = try providerHTTP(for: connection, transport: transport, logger: logger)
+        let authenticator = try ServiceNowAuthenticator(auth: connection.auth, baseURL: base, http: http, now: clock,
+                                                        authState: authState)
         let client = ServiceNowClient(http: http, baseURL: base, authenticator: authenticator)
         return try connection.objects.map { object in
             guard let model = ServiceNowModel(rawValue: object.model.rawValue) else {
@@ -103,7 +123,8 @@ public enum ProviderFactory {
                                     consumerKey: consumerKey.unredactedValue,
                                     consumerSecret: consumerSecret.unredactedValue,
                                     tokenID: tokenID.unredactedValue, tokenSecret: tokenSecret.unredactedValue,
-                                    transport: transport, options: clientOptions)
+                                    transport: transport, options: clientOptions,
+                                    http: try providerHTTP(for: connection, transport: transport, logger: logger))
         return connection.objects.map { object in
             logger.debug("NetSuite object configured", [.connection: connection.id, .object: object.name])
             return NetSuiteSource(client: client, object: object.name, model: object.model.rawValue,

@@ -1,9 +1,11 @@
 // Shared HTTP plumbing for provider adapters: send a request, map transport failures and error statuses to
 // ProviderError (which the engine turns into scheduling decisions), parse JSON bodies with a JSON-path
 // context, and remember consecutive header-less 429s for exponential backoff with jitter (DESIGN §2 rule 9).
+public import Config
 public import Core
 public import HTTPClient
 public import Foundation
+public import Logging
 import Synchronization
 
 /// A parsed provider response.
@@ -45,7 +47,7 @@ public final class RateLimitBackoff: Sendable {
         for _ in 1..<min(n, 16) { seconds *= 2 }
         seconds = min(seconds, cap.seconds)
         seconds *= Double.random(in: 0.8...1.2)
-        return .milliseconds(Int64(seconds * 1000))
+        return Duration.clampedSeconds(seconds, limit: cap + cap / 5) ?? cap
     }
 
     public func reset() { failures.withLock { $0 = 0 } }
@@ -58,37 +60,70 @@ public struct ProviderHTTP: Sendable {
     public let connection: String
     public let userAgent: String
     public let timeout: Duration
+    /// The connection's `limits`: `max_response_bytes` caps every response, `max_provider_wait` every wait.
+    public let limits: ConnectionLimits
+    /// Bounds `Retry-After`, reset times and header-less backoff to `[0, max_provider_wait]` (docs/DESIGN.md §2 rule 12).
+    public let waits: ProviderWaitPolicy
+    /// Origins requests may go to: the connection's `base_url` (and so its token URL, which lives there for every
+    /// provider). Empty only in unit tests that build a ProviderHTTP by hand. A request elsewhere is refused
+    /// before anything is sent, so credentials cannot leave the origin even if a link check were missed
+    /// (docs/DESIGN.md §2 rule 13).
+    public let allowedOrigins: [ProviderOrigin]
 
     public init(transport: any HTTPTransport, connection: String, userAgent: String = "deltahook/1",
-                timeout: Duration = .seconds(60)) {
+                timeout: Duration = .seconds(60), limits: ConnectionLimits = .defaults,
+                allowedOrigins: [ProviderOrigin] = [], logger: Logger? = nil) {
         self.transport = transport
         self.connection = connection
         self.userAgent = userAgent
         self.timeout = timeout
+        self.limits = limits
+        self.allowedOrigins = allowedOrigins
+        waits = ProviderWaitPolicy(connection: connection, maxWait: limits.maxProviderWait, logger: logger)
     }
 
-    /// Sends `request` with the User-Agent set. Transport failures become `.transport`; cancellation passes
-    /// through untouched so shutdown stops at once.
+    /// The same connection's HTTP settings with another user agent or timeout (GitHub, NetSuite set their own).
+    public func with(userAgent: String? = nil, timeout: Duration? = nil) -> ProviderHTTP {
+        ProviderHTTP(transport: transport, connection: connection, userAgent: userAgent ?? self.userAgent,
+                     timeout: timeout ?? self.timeout, limits: limits, allowedOrigins: allowedOrigins,
+                     logger: waits.logger)
+    }
+
+    /// Sends `request` with the User-Agent set and the response capped at `max_response_bytes`. Transport
+    /// failures become `.transport`, an over-cap body `.responseTooLarge` (the engine halves the page size,
+    /// docs/DESIGN.md §2 rule 18); cancellation passes through untouched so shutdown stops at once.
     public func send(method: String = "GET", url: String, headers: [(name: String, value: String)] = [],
                      body: [UInt8] = []) async throws -> ProviderResponse {
+        if !allowedOrigins.isEmpty, !ProviderOrigin.isAllowed(url, allowed: allowedOrigins) {
+            throw ProviderError.configuration(message: "\(connection): refusing to send a request to "
+                + "\(HTTPClientError.redact(url)): only base_url's origin (\(allowedOrigins.map(\.description).joined(separator: ", "))) "
+                + "receives this connection's credentials")
+        }
         var allHeaders = headers
         if !allHeaders.contains(where: { $0.name.lowercased() == "user-agent" }) {
             allHeaders.append((name: "User-Agent", value: userAgent))
         }
-        let request = HTTPRequest(method: method, url: url, headers: allHeaders, body: body, timeout: timeout)
+        let options = HTTPRequestOptions(maxResponseBytes: limits.maxResponseBytes)
+        let request = HTTPRequest(method: method, url: url, headers: allHeaders, body: body, timeout: timeout,
+                                  options: options)
         do {
             let response = try await transport.send(request)
             return ProviderResponse(status: response.status, headers: response.headers, body: response.body)
         } catch is CancellationError {
             throw CancellationError()
         } catch let error as HTTPClientError {
+            if error.kind == .tooLarge {
+                throw ProviderError.responseTooLarge(limit: limits.maxResponseBytes,
+                                                     message: "\(connection): \(error.description)")
+            }
             throw ProviderError.transport(message: "\(connection): \(error.description)")
         }
     }
 
-    /// The `Retry-After` header as a wait, when present and parseable (seconds or HTTP-date).
-    public static func retryAfter(_ headers: HTTPHeaders, now: Date = Date()) -> Duration? {
-        headers["retry-after"].flatMap { RetryAfter.parse($0, now: now) }
+    /// The `Retry-After` header as a wait in `[0, max_provider_wait]`, when present, positive and parseable
+    /// (seconds or a future HTTP-date); clamping is logged (docs/DESIGN.md §2 rule 12).
+    public func retryAfter(_ headers: HTTPHeaders, now: Date = Date()) -> Duration? {
+        waits.retryAfter(headers, now: now)
     }
 
     /// A short, single-line excerpt of an error body for logs and `status` (never a whole page).

@@ -363,12 +363,9 @@ struct GitHubSourceTests {
             guard case .malformed(let path, _)? = error as? ProviderError else { return false }
             return path == "$"
         }
-        await #expect {
-            try await source.fetchDelta(request)
-        } throws: { error in
-            guard case .malformed(let path, _)? = error as? ProviderError else { return false }
-            return path == "$[0].updated_at"
-        }
+        // Rule 16: a row without updated_at is rejected on its own (naming the field), not the whole page.
+        let rejected = try await source.fetchDelta(request)
+        #expect(rejected.records.isEmpty && rejected.rejected.first?.reason.hasPrefix("$[0].updated_at") == true)
         let ok = try await source.fetchDelta(request)
         #expect(ok.records.count == 1)
     }

@@ -186,12 +186,11 @@ struct RestSourceTests {
             #expect(wait == .seconds(7))
         }
 
+        // Rule 16: one bad record is rejected with its JSON path, the page is not failed.
         api.failOnce(.json(Array(#"{"data":[{"id":1,"updated_at":"yesterday"}]}"#.utf8)))
-        do {
-            _ = try await source.fetchDelta(DeltaRequest(lowerBound: nil, after: nil, pageSize: 2))
-            Issue.record("expected a malformed-record error")
-        } catch ProviderError.malformed(let path, _) {
-            #expect(path == "$.data[0].updated_at")
-        }
+        let page = try await source.fetchDelta(DeltaRequest(lowerBound: nil, after: nil, pageSize: 2))
+        #expect(page.records.isEmpty && page.rejected.count == 1)
+        #expect(page.rejected.first?.id == "1" && page.rejected.first?.position == "$.data[0]")
+        #expect(page.rejected.first?.reason.hasPrefix("$.data[0].updated_at") == true)
     }
 }

@@ -91,7 +91,7 @@ public actor GitHubAppTokens {
                 hint: "check auth.installation_id: the App must be installed on the repository's owner")
         default:
             if let error = GitHubClient.classify(response, connection: http.connection, what: "minting an App token",
-                                                 now: now, backoff: nil) {
+                                                 now: now, backoff: nil, waits: http.waits) {
                 throw error
             }
             throw ProviderError.http(status: response.status,

@@ -34,14 +34,17 @@ public final class GitHubClient: Sendable {
     public let secondaryBackoff: RateLimitBackoff
     let clock: @Sendable () -> Date
 
+    /// - Parameter http: the connection's limits, allowed origins and logger (ProviderFactory builds it from the
+    ///   config); nil builds a plain one on `transport` (tests).
     public init(connection: String, baseURL: String, credentials: GitHubCredentials, transport: any HTTPTransport,
                 userAgent: String = "deltahook/1", timeout: Duration = .seconds(60),
-                clock: @escaping @Sendable () -> Date = { Date() }) {
+                clock: @escaping @Sendable () -> Date = { Date() }, http: ProviderHTTP? = nil) {
         self.connection = connection
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
         self.baseURL = base
-        self.http = ProviderHTTP(transport: transport, connection: connection, userAgent: userAgent, timeout: timeout)
+        self.http = http?.with(userAgent: userAgent, timeout: timeout)
+            ?? ProviderHTTP(transport: transport, connection: connection, userAgent: userAgent, timeout: timeout)
         self.clock = clock
         self.secondaryBackoff = RateLimitBackoff(base: .seconds(60), cap: .seconds(3600))
         switch credentials {
@@ -50,7 +53,7 @@ public final class GitHubClient: Sendable {
             appTokens = nil
         case .app(let appID, let installationID, let key):
             personalToken = nil
-            appTokens = GitHubAppTokens(appID: appID, installationID: installationID, privateKey: key, http: http,
+            appTokens = GitHubAppTokens(appID: appID, installationID: installationID, privateKey: key, http: self.http,
                                         baseURL: base, clock: clock)
         }
     }
@@ -80,7 +83,7 @@ public final class GitHubClient: Sendable {
                         : "a freshly minted installation token was refused; check the App's installation and permissions")
             }
             if let error = Self.classify(response, connection: connection, what: "reading \(HTTPClientError.redact(url))",
-                                         now: clock(), backoff: secondaryBackoff) {
+                                         now: clock(), backoff: secondaryBackoff, waits: http.waits) {
                 throw error
             }
             secondaryBackoff.reset()
@@ -106,25 +109,26 @@ public final class GitHubClient: Sendable {
     /// or 429 with a message naming them and maybe `retry-after`; without either header wait at least a
     /// minute, longer each time. Any other 403 is a permission problem.
     public static func classify(_ response: ProviderResponse, connection: String, what: String, now: Date,
-                                backoff: RateLimitBackoff?) -> ProviderError? {
+                                backoff: RateLimitBackoff?, waits: ProviderWaitPolicy) -> ProviderError? {
         let status = response.status
         if (200..<300).contains(status) || status == 304 { return nil }
         let text = message(response)
         if status == 403 || status == 429 {
+            // Every wait is bounded to [0, max_provider_wait]; a reset in the past, negative or not a number counts
+            // as absent and falls through to the backoff below (docs/DESIGN.md §2 rule 12). One second of slack:
+            // GitHub's reset is whole seconds and a request at the reset second may still be refused.
             if response.headers["x-ratelimit-remaining"]?.trimmingCharacters(in: .whitespaces) == "0",
-               let reset = response.headers["x-ratelimit-reset"].flatMap({ Int64($0.trimmingCharacters(in: .whitespaces)) }) {
-                let seconds = max(1, Double(reset) - now.timeIntervalSince1970 + 1)
-                return .rateLimited(retryAfter: .milliseconds(Int64(seconds * 1000)),
+               let wait = waits.untilEpoch(response.headers, header: "x-ratelimit-reset", now: now, slack: 1) {
+                return .rateLimited(retryAfter: wait,
                                     message: "\(connection): GitHub primary rate limit exhausted \(what): \(text)")
             }
-            if let wait = ProviderHTTP.retryAfter(response.headers, now: now) {
-                return .rateLimited(retryAfter: max(wait, .seconds(1)),
-                                    message: "\(connection): GitHub rate limit \(what): \(text)")
+            if let wait = waits.retryAfter(response.headers, now: now) {
+                return .rateLimited(retryAfter: wait, message: "\(connection): GitHub rate limit \(what): \(text)")
             }
             let lower = text.lowercased()
             if status == 429 || lower.contains("rate limit") || lower.contains("abuse") {
                 let wait = backoff?.nextWait() ?? .seconds(60)
-                return .rateLimited(retryAfter: max(wait, .seconds(60)),
+                return .rateLimited(retryAfter: waits.bounded(max(wait, .seconds(60)), source: "secondary rate limit backoff"),
                                     message: "\(connection): GitHub secondary rate limit \(what): \(text)")
             }
             return .permission(message: "\(connection): GitHub refused \(what) (403 \(text)); "

@@ -65,7 +65,7 @@ public struct GitHubIssuesSource: ObjectSource {
         let step: WalkStep
         if let after = request.after {
             step = WalkStep(since: after.hints["since"].flatMap(Timestamps.parseRFC3339) ?? Self.floorSecond(after.timestamp),
-                            page: after.hints["page"].flatMap { Int($0) }.map { max(1, $0) } ?? 1,
+                            page: after.hints["page"].flatMap { Int($0) }.map(Self.clampPage) ?? 1,
                             perPage: after.hints["per_page"].flatMap { Int($0) }.map { min(max(1, $0), 100) },
                             seen: Set((after.hints["seen"] ?? "").split(separator: ",").map(String.init)))
         } else {
@@ -80,8 +80,9 @@ public struct GitHubIssuesSource: ObjectSource {
         }
         // The first page's ETag is a safe validator only when that page was the whole answer: with ascending
         // order a change lands at the end, which is beyond a full first page and would not alter its ETag.
-        let validator = (firstPage && result.next == nil) ? result.etag : nil
-        return DeltaPage(records: result.records, next: result.next.map(\.position), validator: validator)
+        let validator = (firstPage && result.next == nil && result.rejected.isEmpty) ? result.etag : nil
+        return DeltaPage(records: result.records, next: result.next.map(\.position), validator: validator,
+                         rejected: result.rejected)
     }
 
     /// One request of the `since` walk.
@@ -100,6 +101,8 @@ public struct GitHubIssuesSource: ObjectSource {
         var records: [SourceRecord] = []
         var next: (step: WalkStep, position: ScanPosition)?
         var etag: String?
+        /// Rows refused (bad id, unreadable or out-of-range time, a ticket field that cannot be mapped).
+        var rejected: [RejectedRecord] = []
     }
 
     /// Reads one page of `state=all&sort=updated&direction=asc` from `step` and works out the next step
@@ -116,10 +119,23 @@ public struct GitHubIssuesSource: ObjectSource {
 
         let response = try await client.get(issuesURL + "?" + query, headers: headers)
         if response.status == 304 { return WalkResult(notModified: true) }
-        let rows = try parseRows(response, context: "\(owner)/\(repository) issues page \(step.page)")
-        var result = WalkResult(etag: response.headers["etag"])
+        let parsed = try parseRows(response, context: "\(owner)/\(repository) issues page \(step.page)")
+        let rows = parsed.records
+        var result = WalkResult(etag: response.headers["etag"], rejected: parsed.rejected)
         let hasNext = LinkHeader.parse(response.headers.values("link"))["next"] != nil
-        guard let last = rows.last, let newest = last.updatedAt else { return result }
+        guard let last = rows.last, let newest = last.updatedAt else {
+            // Only rejected rows: their ids or times are what is wrong, so they cannot place the next `since`. The
+            // walk goes on by page number inside the same query (the adjacent window), so the scan moves past them
+            // and ends; a newest row that is rejected is simply re-read by the next scan (docs/DESIGN.md §2 rule 16).
+            guard hasNext, !parsed.rejected.isEmpty else { return result }
+            let nextStep = WalkStep(since: step.since, page: step.page + 1, perPage: perPage, seen: step.seen)
+            var hints = ["page": String(nextStep.page), "per_page": String(perPage)]
+            if let since = step.since { hints["since"] = Timestamps.rfc3339(since) }
+            if !step.seen.isEmpty { hints["seen"] = step.seen.sorted().joined(separator: ",") }
+            result.next = (nextStep, ScanPosition(timestamp: step.since ?? Timestamps.earliest, recordID: "",
+                                                  hints: hints))
+            return result
+        }
         // Rows already delivered before this request: below `since` (cannot happen with an inclusive `since`,
         // kept as a guard) or at exactly `since` and listed in the previous page's `seen` ids.
         result.records = rows.filter { row in
@@ -132,7 +148,7 @@ public struct GitHubIssuesSource: ObjectSource {
         let nextStep: WalkStep
         if let since = step.since, newest == since {
             // A whole page of one timestamp, already asked from that timestamp: the next window of the run.
-            let end = (step.page - 1) * perPage + rows.count
+            let end = (step.page - 1) * perPage + parsed.count
             let window = Self.nextWindow(after: end, maximum: maximum)
             nextStep = WalkStep(since: newest, page: window.page, perPage: window.perPage, seen: Set(atNewest))
         } else {
@@ -145,31 +161,70 @@ public struct GitHubIssuesSource: ObjectSource {
         return result
     }
 
-    private func parseRows(_ response: ProviderResponse, context: String) throws -> [SourceRecord] {
-        let body = try response.json(context: "\(client.connection): \(context)")
-        guard let array = body.arrayValue else {
+    /// The page's rows: accepted ones in order, and the ones refused per record (docs/DESIGN.md §2 rule 16): an
+    /// `id` that is not a positive integer (rule 15: it goes into the `seen` hint), an `updated_at` that is not
+    /// RFC 3339 in years 1970–9999, a ticket field that cannot be mapped, or a row that is not JSON on its own
+    /// (`"id": 1e999`). A body that is not a JSON array at all is still a page error (retried).
+    private func parseRows(_ response: ProviderResponse, context: String) throws
+        -> (records: [SourceRecord], rejected: [RejectedRecord], count: Int)
+    {
+        let (body, elements) = try RecordArrayParser.parse(response.body, recordsPath: [], pathText: "$", idPath: ["id"],
+                                                           context: "\(client.connection): \(context)")
+        guard body.arrayValue != nil else {
             throw ProviderError.malformed(path: "$", message: "\(client.connection): \(context): expected a JSON array "
                 + "of issues, found \(body.typeName)")
         }
         var records: [SourceRecord] = []
-        records.reserveCapacity(array.count)
+        var rejected: [RejectedRecord] = []
+        records.reserveCapacity(elements.count)
         var previous: Date?
-        for (i, row) in array.enumerated() {
+        for (i, element) in elements.enumerated() {
             let path = "$[\(i)]"
-            let reader = FieldReader(row, path: path)
-            let id = try reader.requiredString("id")
-            let updated = try reader.requiredTimestamp("updated_at", format: "RFC 3339", Timestamps.parseRFC3339)
+            let row: JSONValue
+            switch element {
+            case .unparseable(let record):
+                rejected.append(record)
+                continue
+            case .parsed(let value): row = value
+            }
+            let id = FieldReader(row, path: path).optionalString("id")
+            guard let id, ProviderIDs.isPositiveInteger(id) else {
+                rejected.append(RejectedRecord(id: id, position: path, reason: "\(path).id: "
+                    + "\(id.map { "\"\(clipped($0))\"" } ?? (row["id"]?.typeName ?? "missing")) is not a GitHub id (a positive integer)",
+                    raw: row))
+                continue
+            }
+            guard let text = row["updated_at"]?.stringValue, let updated = Timestamps.parseRFC3339(text) else {
+                rejected.append(RejectedRecord(id: id, position: path, reason: "\(path).updated_at: "
+                    + "\(row["updated_at"]?.stringValue.map { "\"\(clipped($0))\"" } ?? (row["updated_at"]?.typeName ?? "missing")) "
+                    + "is not an RFC 3339 time in years 1970–9999", raw: row))
+                continue
+            }
             if let previous, updated < previous {
                 throw ProviderError.malformed(path: "\(path).updated_at", message: "\(client.connection): \(context): "
                     + "rows are not in ascending updated_at order (sort=updated&direction=asc was asked)")
             }
             previous = updated
             let isPullRequest = row["pull_request"] != nil
-            let record = descriptor.model == "ticket" ? try GitHubTicket.normalize(row, path: path) : row
+            let record: JSONValue
+            if descriptor.model == "ticket" {
+                do { record = try GitHubTicket.normalize(row, path: path) } catch let error as ProviderError {
+                    rejected.append(RejectedRecord(id: id, position: path, reason: Self.reason(error), raw: row))
+                    continue
+                }
+            } else {
+                record = row
+            }
             records.append(SourceRecord(id: id, updatedAt: updated, raw: row, record: record,
                                         emits: !isPullRequest || includePullRequests))
         }
-        return records
+        return (records, rejected, elements.count)
+    }
+
+    /// `path: message` of a model error (the ticket mapping names the field).
+    static func reason(_ error: ProviderError) -> String {
+        if case .malformed(let path, let message) = error { return "\(path): \(message)" }
+        return error.description
     }
 
     // MARK: Reconciliation
@@ -214,7 +269,7 @@ public struct GitHubIssuesSource: ObjectSource {
         }
         let seen = (value["seen"]?.arrayValue ?? []).compactMap(\.stringValue)
         let perPage = value["per_page"]?.int64Value.map { min(max(1, Int($0)), 100) }
-        return WalkStep(since: since, page: max(1, Int(page)), perPage: perPage, seen: Set(seen))
+        return WalkStep(since: since, page: clampPage(Int(page)), perPage: perPage, seen: Set(seen))
     }
 
     /// GitHub has no delete feed for issues: deleted and transferred issues are found by reconciliation.
@@ -239,6 +294,10 @@ public struct GitHubIssuesSource: ObjectSource {
         if let best { return (best.page, best.perPage) }
         return (end / maximum + 1, maximum)
     }
+
+    /// Page numbers from a stored position, kept in 1…1,000,000 so `(page − 1) · per_page` cannot overflow
+    /// (docs/DESIGN.md §2 rule 12); no real run of one timestamp spans a million pages.
+    static func clampPage(_ page: Int) -> Int { min(max(1, page), 1_000_000) }
 
     static func floorSecond(_ date: Date) -> Date {
         Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down))

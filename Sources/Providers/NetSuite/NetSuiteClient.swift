@@ -8,8 +8,16 @@ public import HTTPClient
 
 /// The parts of a SuiteQL response deltahook reads (`{links, count, hasMore, items, offset, totalResults}`).
 public struct SuiteQLPage: Sendable {
-    /// Items in response order; each an object of lower-case keys with string values (and `links`).
-    public var items: [JSONValue]
+    /// Items in response order, each parsed on its own when the page as a whole is not valid JSON (a `1e999`,
+    /// invalid UTF-8 in one row), so one bad row is rejected instead of failing the page (docs/DESIGN.md §2 rule 16).
+    public var elements: [RecordElement]
+    /// The items that parsed; each an object of lower-case keys with string values (and `links`).
+    public var items: [JSONValue] {
+        elements.compactMap { element in
+            if case .parsed(let value) = element { return value }
+            return nil
+        }
+    }
     public var hasMore: Bool
     public var count: Int
     public var offset: Int
@@ -63,7 +71,7 @@ public final class NetSuiteClient: Sendable {
     public init(connection: String, accountID: String, baseURL: String?, timeZone: TimeZone,
                 consumerKey: String, consumerSecret: String, tokenID: String, tokenSecret: String,
                 transport: any HTTPTransport, options: Options = Options(),
-                fixedNonce: String? = nil, fixedTimestamp: Int64? = nil) {
+                fixedNonce: String? = nil, fixedTimestamp: Int64? = nil, http: ProviderHTTP? = nil) {
         self.connection = connection
         self.accountID = accountID
         let base = baseURL ?? "https://\(Self.hostForm(accountID)).suitetalk.api.netsuite.com"
@@ -72,7 +80,9 @@ public final class NetSuiteClient: Sendable {
         self.options = options
         credentials = OAuth1.Credentials(realm: Self.realm(accountID), consumerKey: consumerKey,
                                          consumerSecret: consumerSecret, token: tokenID, tokenSecret: tokenSecret)
-        http = ProviderHTTP(transport: transport, connection: connection, timeout: options.timeout)
+        // The factory passes the connection's limits, origins and logger; tests may build a plain one.
+        self.http = http?.with(timeout: options.timeout)
+            ?? ProviderHTTP(transport: transport, connection: connection, timeout: options.timeout)
         semaphore = AsyncSemaphore(value: max(1, options.maxConcurrency))
         self.fixedNonce = fixedNonce
         self.fixedTimestamp = fixedTimestamp
@@ -137,7 +147,9 @@ public final class NetSuiteClient: Sendable {
                 return try parsePage(response, sql: sql)
             case 429:
                 let detail = Self.errorSummary(response.body)
-                let wait = ProviderHTTP.retryAfter(response.headers) ?? options.backoff.nextWait()
+                // Bounded to max_provider_wait whatever the header says (docs/DESIGN.md §2 rule 12).
+                let wait = http.retryAfter(response.headers)
+                    ?? http.waits.bounded(options.backoff.nextWait(), source: "429 backoff")
                 rateLimitAttempts += 1
                 if rateLimitAttempts > options.rateLimitRetries || wait > options.maxInlineWait {
                     throw ProviderError.rateLimited(retryAfter: wait, message: "\(connection): NetSuite answered 429 (\(detail)); the account's concurrency limit is shared with other integrations — lower max_concurrency if this persists")
@@ -163,8 +175,9 @@ public final class NetSuiteClient: Sendable {
     }
 
     private func parsePage(_ response: ProviderResponse, sql: String) throws -> SuiteQLPage {
-        let json = try response.json(context: "\(connection): SuiteQL response")
-        guard case .array(let items)? = json["items"] else {
+        let (json, items) = try RecordArrayParser.parse(response.body, recordsPath: ["items"], pathText: "$.items",
+                                                        idPath: ["id"], context: "\(connection): SuiteQL response")
+        guard case .array? = json["items"] else {
             throw ProviderError.malformed(path: "$.items", message: "\(connection): expected an array of rows for: \(sql)")
         }
         func int(_ key: String) throws -> Int {
@@ -176,7 +189,7 @@ public final class NetSuiteClient: Sendable {
         guard let hasMore = json["hasMore"]?.boolValue else {
             throw ProviderError.malformed(path: "$.hasMore", message: "\(connection): expected a boolean")
         }
-        return SuiteQLPage(items: items, hasMore: hasMore, count: try int("count"), offset: try int("offset"),
+        return SuiteQLPage(elements: items, hasMore: hasMore, count: try int("count"), offset: try int("offset"),
                            totalResults: try int("totalResults"))
     }
 

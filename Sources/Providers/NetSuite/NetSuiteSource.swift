@@ -50,11 +50,13 @@ public struct NetSuiteSource: ObjectSource {
         }
         let denseSecond = request.after?.hints[Self.denseSecondHint].flatMap(Int64.init)
         var warnings = [String]()
+        var rejected = [RejectedRecord]()
         // Bounded: each turn either returns or drops an exhausted window.
         for _ in 0..<8 {
             let bound = try lowerBound(keyset, after: position, lowerBound: request.lowerBound)
             if let end = windowEnd {
                 let result = try await readPage(keyset, bound: bound, upper: end, limit: limit, build: sql.delta)
+                rejected += result.rejected
                 guard let last = result.rows.last else {
                     // The window is exhausted: carry on open-ended from the same position.
                     windowEnd = nil
@@ -62,9 +64,10 @@ public struct NetSuiteSource: ObjectSource {
                 }
                 return DeltaPage(records: result.rows.map(makeRecord),
                                  next: Self.position(last, windowEnd: result.hasMore ? end : nil),
-                                 warnings: warnings)
+                                 warnings: warnings, rejected: rejected)
             }
             let result = try await readPage(keyset, bound: bound, upper: nil, limit: limit, build: sql.delta)
+            rejected += result.rejected
             let threshold = max(1, client.options.rowCap - limit)
             var dense = denseSecond.flatMap { second in
                 position.map { Timestamps.unixSeconds($0.timestamp) == second } ?? false ? second : nil
@@ -82,7 +85,7 @@ public struct NetSuiteSource: ObjectSource {
                     }
                     return DeltaPage(records: windowed.rows.map(makeRecord),
                                      next: Self.position(last, windowEnd: windowed.hasMore ? end : nil),
-                                     warnings: warnings)
+                                     warnings: warnings, rejected: rejected + windowed.rejected)
                 }
                 let second = Timestamps.unixSeconds(denseAt ?? bound.context ?? first.instant)
                 dense = second
@@ -90,10 +93,12 @@ public struct NetSuiteSource: ObjectSource {
                     + "second at \(Timestamps.rfc3339(Date(timeIntervalSince1970: Double(second)))); the time range "
                     + "cannot be split further, paging by id")
             }
-            guard let last = result.rows.last else { return DeltaPage(records: [], next: nil, warnings: warnings) }
+            guard let last = result.rows.last else {
+                return DeltaPage(records: [], next: nil, warnings: warnings, rejected: rejected)
+            }
             var next = result.hasMore ? Self.position(last, windowEnd: nil) : nil
             if let dense, Timestamps.unixSeconds(last.instant) == dense { next?.hints[Self.denseSecondHint] = String(dense) }
-            return DeltaPage(records: result.rows.map(makeRecord), next: next, warnings: warnings)
+            return DeltaPage(records: result.rows.map(makeRecord), next: next, warnings: warnings, rejected: rejected)
         }
         throw ProviderError.malformed(path: "$", message: "\(descriptor.connection)/\(descriptor.object): SuiteQL windows kept coming back empty while announcing more rows")
     }
@@ -150,17 +155,31 @@ public struct NetSuiteSource: ObjectSource {
             afterID = id
         }
         let text = sql.ids(after: afterID)
-        let page = try await client.query(text, limit: pageLimit(pageSize), offset: 0)
-        var ids = [String]()
-        ids.reserveCapacity(page.items.count)
-        for (i, item) in page.items.enumerated() {
-            let id = try FieldReader(item, path: "$.items[\(i)]").requiredString("id")
-            guard Int64(id) != nil else {
-                throw ProviderError.malformed(path: "$.items[\(i)].id", message: "\"\(id)\" is not a NetSuite internal id")
+        let limit = pageLimit(pageSize)
+        var offset = 0
+        while true {
+            let page = try await client.query(text, limit: limit, offset: offset)
+            var ids = [String]()
+            ids.reserveCapacity(page.elements.count)
+            for element in page.elements {
+                // A row without an integer id is left out and never becomes the token (docs/DESIGN.md §2 rule 15):
+                // the next page asks `id >` the last valid id, so no valid id is skipped; such a row has no
+                // snapshot (the delta scan rejects it), so leaving it out deletes nothing live.
+                guard case .parsed(let item) = element, let id = FieldReader(item, path: "$").optionalString("id"),
+                      ProviderIDs.isInteger(id) else { continue }
+                ids.append(id)
             }
-            ids.append(id)
+            if ids.isEmpty, page.hasMore, !page.elements.isEmpty, offset + 2 * limit <= client.options.rowCap {
+                offset += limit // a whole page of invalid ids: step over it inside the same query
+                continue
+            }
+            if ids.isEmpty, page.hasMore {
+                // Cannot step further (SuiteQL's row cap): fail the sweep rather than let it look complete.
+                throw ProviderError.malformed(path: "$.items", message: "\(descriptor.connection)/\(descriptor.object): "
+                    + "id sweep pages after \(afterID.map(String.init) ?? "the start") hold no valid internal id; sweep abandoned")
+            }
+            return IDPage(ids: ids, next: page.hasMore ? ids.last : nil)
         }
-        return IDPage(ids: ids, next: page.hasMore ? ids.last : nil)
     }
 
     public func fetchDeletions(since: Date?, after: ScanPosition?, pageSize: Int) async throws -> DeletionPage? {
@@ -221,6 +240,8 @@ public struct NetSuiteSource: ObjectSource {
         var allRows: [Row]
         var hasMore: Bool
         var totalResults: Int
+        /// Rows refused (bad id, unreadable time, not JSON on their own), for DeltaPage.rejected.
+        var rejected: [RejectedRecord] = []
     }
 
     func lowerBound(_ keyset: Keyset, after: ScanPosition?, lowerBound: Date?) throws -> Bound {
@@ -259,12 +280,28 @@ public struct NetSuiteSource: ObjectSource {
         let text = build(conditions)
         var offset = 0
         var context = bound.context
+        var rejected = [RejectedRecord]()
         while true {
             let page = try await client.query(text, limit: limit, offset: offset)
             var rows = [Row](), all = [Row]()
-            rows.reserveCapacity(page.items.count)
-            for (i, item) in page.items.enumerated() {
-                let row = try parseRow(item, keyset: keyset, path: "$.items[\(i)]", context: context)
+            rows.reserveCapacity(page.elements.count)
+            var rejectedHere = 0
+            for (i, element) in page.elements.enumerated() {
+                let row: Row
+                switch element {
+                case .unparseable(let record):
+                    rejected.append(record)
+                    rejectedHere += 1
+                    continue
+                case .parsed(let item):
+                    do {
+                        row = try parseRow(item, keyset: keyset, path: "$.items[\(i)]", context: context)
+                    } catch let rejection as RecordRejection {
+                        rejected.append(rejection.record)
+                        rejectedHere += 1
+                        continue
+                    }
+                }
                 context = row.instant
                 all.append(row)
                 if let skip = bound.skipThrough,
@@ -273,28 +310,40 @@ public struct NetSuiteSource: ObjectSource {
                 }
                 rows.append(row)
             }
-            if rows.isEmpty, page.hasMore, !page.items.isEmpty, bound.skipThrough != nil,
+            // A page of only re-read or only rejected rows is stepped over (offsets are multiples of the limit, as
+            // SuiteQL requires): the next position is always an accepted row, so rejected rows never block the
+            // scan, and a scan whose last rows are all rejected ends with them re-read by the next scan
+            // (docs/DESIGN.md §2 rule 16).
+            if rows.isEmpty, page.hasMore, !page.elements.isEmpty, bound.skipThrough != nil || rejectedHere > 0,
                offset + 2 * limit <= client.options.rowCap {
                 offset += limit
                 continue
             }
-            return PageResult(rows: rows, allRows: all, hasMore: page.hasMore, totalResults: page.totalResults)
+            return PageResult(rows: rows, allRows: all, hasMore: page.hasMore, totalResults: page.totalResults,
+                              rejected: rejected)
         }
     }
 
+    /// One row, checked: the id must be a NetSuite internal id (an integer, docs/DESIGN.md §2 rule 15) and the
+    /// reading a local time in the account zone within years 1970–9999. Throws a `RecordRejection` otherwise.
     func parseRow(_ item: JSONValue, keyset: Keyset, path: String, context: Date?) throws -> Row {
+        let where_ = "\(descriptor.connection)/\(descriptor.object)"
         guard case .object = item else {
-            throw ProviderError.malformed(path: path, message: "\(descriptor.connection)/\(descriptor.object): expected a row object")
+            throw RecordRejection(id: nil, position: path, reason: "\(path): expected a row object, found \(item.typeName) (\(where_))",
+                                  raw: item)
         }
-        let reader = FieldReader(item, path: path)
-        let id = try reader.requiredString(keyset.idKey)
-        guard let numericID = Int64(id) else {
-            throw ProviderError.malformed(path: "\(path).\(keyset.idKey)", message: "\"\(id)\" is not a NetSuite internal id")
+        let id = FieldReader(item, path: path).optionalString(keyset.idKey)
+        guard let id, ProviderIDs.isInteger(id), let numericID = Int64(id) else {
+            throw RecordRejection(id: id, position: path, reason: "\(path).\(keyset.idKey): "
+                                  + "\(id.map { "\"\(clipped($0))\"" } ?? "missing") is not a NetSuite internal id (\(where_))", raw: item)
         }
-        let reading = try reader.requiredString(keyset.readingKey)
-        guard let instant = client.clock.instant(of: reading, notBefore: context) else {
-            throw ProviderError.malformed(path: "\(path).\(keyset.readingKey)",
-                message: "\"\(reading)\" is not a YYYY-MM-DD HH24:MI:SS time in \(client.clock.zone.identifier) (a time skipped by DST means time_zone does not match the NetSuite account's time-zone preference)")
+        let reading = FieldReader(item, path: path).optionalString(keyset.readingKey)
+        guard let reading, let instant = client.clock.instant(of: reading, notBefore: context),
+              Timestamps.isInRange(instant) else {
+            throw RecordRejection(id: id, position: path, reason: "\(path).\(keyset.readingKey): "
+                + "\(reading.map { "\"\(clipped($0))\"" } ?? "missing") is not a YYYY-MM-DD HH24:MI:SS time in years 1970–9999 in "
+                + "\(client.clock.zone.identifier) (a time skipped by DST means time_zone does not match the NetSuite "
+                + "account's time-zone preference)", raw: item)
         }
         return Row(id: id, numericID: numericID, instant: instant, item: item)
     }

@@ -20,11 +20,18 @@ public struct RestSource: ObjectSource {
     let spec: RestRequestConfig
     let pageSize: Int
     let authHeaders: [(name: String, value: String)]
+    /// `base_url`: next-page links are resolved against it and must stay on its origin (docs/DESIGN.md §2 rule 13).
+    let base: URL
+    /// Header-less 429/503 backoff, bounded by max_provider_wait.
+    let backoff = RateLimitBackoff()
 
     /// The cursor value used for "everything" (initial sync, reconciliation sweeps).
     static let beginning = Date(timeIntervalSince1970: 0)
 
-    public init(connection: ConnectionConfig, object: ObjectConfig, transport: any HTTPTransport) throws {
+    /// - Parameter http: the connection's limits, allowed origins and logger (ProviderFactory); nil builds one from
+    ///   `connection` (tests).
+    public init(connection: ConnectionConfig, object: ObjectConfig, transport: any HTTPTransport,
+                http: ProviderHTTP? = nil) throws {
         guard let spec = object.request else {
             throw ProviderError.configuration(
                 message: "\(connection.id)/\(object.name): a rest object needs a \"request\" block")
@@ -36,10 +43,12 @@ public struct RestSource: ObjectSource {
             connection: connection.id, provider: "rest", object: object.name, model: object.model.rawValue,
             volatileFields: volatile,
             granularity: spec.cursorFormat == .unixMilliseconds ? .milliseconds(1) : .seconds(1))
-        http = ProviderHTTP(transport: transport, connection: connection.id)
+        self.http = http ?? ProviderHTTP(transport: transport, connection: connection.id, limits: connection.limits,
+                                         allowedOrigins: ProviderOrigin(connection.baseURL).map { [$0] } ?? [])
         var base = connection.baseURL.absoluteString
         while base.hasSuffix("/") { base.removeLast() }
         baseURL = base
+        self.base = connection.baseURL
         pageSize = object.pageSize
         authHeaders = try Self.headers(for: connection.auth, connection: connection.id)
     }
@@ -63,19 +72,39 @@ public struct RestSource: ObjectSource {
         let position = request.after.map(QueryPosition.init) ?? QueryPosition.start(
             cursor: request.lowerBound ?? Self.beginning, pagination: spec.pagination)
         let page = try await fetch(position)
-        guard let last = page.records.last else { return DeltaPage(records: [], next: nil) }
+        guard page.count > 0 else { return DeltaPage(records: [], next: nil, rejected: page.rejected) }
+        // Rejected records never move the cursor (their id or timestamp is what is wrong): the newest ACCEPTED
+        // timestamp does. A page of only rejected records advances with the API's own pagination inside the same
+        // query, so the scan still moves past them and ends (docs/DESIGN.md §2 rule 16).
         let newest = page.records.compactMap(\.updatedAt).max() ?? position.cursor
-        let next: QueryPosition?
+        let lastID = page.records.last?.id ?? page.rejected.last?.key ?? ""
+        let pageIDs = Self.digest(page.records.map(\.id) + page.rejected.map(\.key))
+        if let previous = position.previousPageIDs, previous == pageIDs {
+            // An API that ignores `page`/`offset` answers every page number with the same records; each page
+            // number would look like a new position and the scan would never end (docs/DESIGN.md §2 rule 18).
+            throw ProviderError.malformed(path: "$", message: "\(descriptor.connection)/\(descriptor.object): page "
+                + "\(position.describe(spec.pagination)) repeated the records of the previous page; the API seems to ignore "
+                + "the \(spec.pagination.parameterName) parameter (hint: check request.path's {page}/{offset} placeholder and "
+                + "the API's pagination, or use next_url, next_token or link_header pagination)")
+        }
+        var next: QueryPosition?
         if !page.hasMore {
             next = nil
         } else if newest > position.cursor {
             next = .start(cursor: newest, pagination: spec.pagination)
         } else {
-            next = position.advanced(pagination: spec.pagination, received: page.records.count, token: page.nextToken,
+            next = position.advanced(pagination: spec.pagination, received: page.count, token: page.nextToken,
                                      url: page.nextURL)
+            if spec.pagination.isNumbered { next?.previousPageIDs = pageIDs }
         }
         return DeltaPage(records: page.records,
-                         next: next.map { $0.scanPosition(timestamp: newest, recordID: last.id) })
+                         next: next.map { $0.scanPosition(timestamp: newest, recordID: lastID) },
+                         rejected: page.rejected)
+    }
+
+    /// A short digest of a page's ids, kept in the position to notice a page that repeats the previous one.
+    static func digest(_ ids: [String]) -> String {
+        String(Digest.sha256Hex(ids.joined(separator: "\n")).prefix(32))
     }
 
     public func fetchIDs(after token: String?, pageSize: Int) async throws -> IDPage {
@@ -88,6 +117,8 @@ public struct RestSource: ObjectSource {
             after = decoded
         }
         let page = try await fetchDelta(DeltaRequest(lowerBound: Self.beginning, after: after, pageSize: pageSize))
+        // Rejected records are not listed: they have no snapshot (the delta scan rejects them too), so leaving
+        // them out deletes nothing live; the token is the walk position, never a record id.
         let nextToken = try page.next.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
         return IDPage(ids: page.records.map(\.id), next: nextToken)
     }
@@ -99,13 +130,21 @@ public struct RestSource: ObjectSource {
 
     struct FetchedPage {
         var records: [SourceRecord]
+        var rejected: [RejectedRecord]
         var hasMore: Bool
         var nextToken: String?
         var nextURL: String?
+        /// Records read, accepted or not.
+        var count: Int { records.count + rejected.count }
     }
 
-    func url(for position: QueryPosition) -> String {
-        if let absolute = position.url { return absolute }
+    /// The request URL for `position`. A next-page link (a stored hint) is resolved and checked against
+    /// `base_url`'s origin again here, so even a position written before the check was added cannot send
+    /// the connection's credentials elsewhere (docs/DESIGN.md §2 rule 13).
+    func url(for position: QueryPosition) throws -> String {
+        if let link = position.url {
+            return try ProviderOrigin.resolve(link: link, against: base, context: context, field: "next")
+        }
         var path = spec.path
         let values: [(String, String)] = [
             ("{cursor}", Self.format(position.cursor, as: spec.cursorFormat)),
@@ -120,36 +159,46 @@ public struct RestSource: ObjectSource {
         return baseURL + (path.hasPrefix("/") ? path : "/" + path)
     }
 
+    var context: String { "\(descriptor.connection)/\(descriptor.object)" }
+
     func fetch(_ position: QueryPosition) async throws -> FetchedPage {
-        let url = url(for: position)
-        let context = "\(descriptor.connection)/\(descriptor.object)"
+        let url = try url(for: position)
         let response = try await http.send(url: url, headers: authHeaders + [("Accept", "application/json")])
         switch response.status {
-        case 200..<300: break
+        case 200..<300: backoff.reset()
         case 401:
             throw ProviderError.authentication(message: "\(context): HTTP 401 \(ProviderHTTP.excerpt(response.body))",
                                                hint: "check the connection's auth secret")
         case 403:
             throw ProviderError.permission(message: "\(context): HTTP 403 \(ProviderHTTP.excerpt(response.body))")
         case 429, 503:
-            if let wait = ProviderHTTP.retryAfter(response.headers) {
-                throw ProviderError.rateLimited(retryAfter: wait, message: "\(context): HTTP \(response.status)")
-            }
-            throw ProviderError.http(status: response.status, message: "\(context): \(ProviderHTTP.excerpt(response.body))")
+            // Retry-After bounded by max_provider_wait; without one, exponential backoff (docs/DESIGN.md §2 rule 12).
+            let wait = http.retryAfter(response.headers)
+                ?? http.waits.bounded(backoff.nextWait(), source: "\(response.status) backoff")
+            throw ProviderError.rateLimited(retryAfter: wait, message: "\(context): HTTP \(response.status)")
         default:
             throw ProviderError.http(status: response.status, message: "\(context): \(ProviderHTTP.excerpt(response.body))")
         }
-        let body = try response.json(context: context)
         let recordsPathText = spec.recordsPath.isEmpty ? "$" : "$." + spec.recordsPath.joined(separator: ".")
-        guard let items = body.value(atPath: spec.recordsPath)?.arrayValue else {
+        let (body, elements) = try RecordArrayParser.parse(response.body, recordsPath: spec.recordsPath,
+                                                           pathText: recordsPathText, idPath: spec.idField,
+                                                           context: context)
+        guard body.value(atPath: spec.recordsPath)?.arrayValue != nil else {
             throw ProviderError.malformed(path: recordsPathText, message: "\(context): expected an array of records")
         }
         var records = [SourceRecord]()
-        records.reserveCapacity(items.count)
-        for (index, item) in items.enumerated() {
-            records.append(try sourceRecord(item, path: "\(recordsPathText)[\(index)]"))
+        var rejected = [RejectedRecord]()
+        records.reserveCapacity(elements.count)
+        for (index, element) in elements.enumerated() {
+            switch element {
+            case .unparseable(let record): rejected.append(record)
+            case .parsed(let item):
+                do { records.append(try sourceRecord(item, path: "\(recordsPathText)[\(index)]")) } catch let rejection as RecordRejection {
+                    rejected.append(rejection.record)
+                }
+            }
         }
-        var hasMore = !records.isEmpty
+        var hasMore = !elements.isEmpty
         var nextToken: String? = nil
         var nextURL: String? = nil
         switch spec.pagination {
@@ -159,27 +208,35 @@ public struct RestSource: ObjectSource {
             nextToken = Self.scalarText(body.value(atPath: field))
             hasMore = hasMore && nextToken != nil
         case .nextURL(let field):
-            nextURL = Self.scalarText(body.value(atPath: field))
+            nextURL = try Self.scalarText(body.value(atPath: field)).map {
+                try ProviderOrigin.resolve(link: $0, against: base, relativeTo: URL(string: url), context: context,
+                                           field: "$." + field.joined(separator: "."))
+            }
             hasMore = hasMore && nextURL != nil
         case .linkHeader:
-            nextURL = LinkHeader.parse(response.headers.values("link"))["next"]
+            nextURL = try LinkHeader.parse(response.headers.values("link"))["next"].map {
+                try ProviderOrigin.resolve(link: $0, against: base, relativeTo: URL(string: url), context: context,
+                                           field: "Link rel=\"next\"")
+            }
             hasMore = hasMore && nextURL != nil
         }
-        return FetchedPage(records: records, hasMore: hasMore, nextToken: nextToken, nextURL: nextURL)
+        return FetchedPage(records: records, rejected: rejected, hasMore: hasMore, nextToken: nextToken, nextURL: nextURL)
     }
 
+    /// One record, checked: an id (any non-empty scalar; it is percent-encoded wherever it goes into a URL) and a
+    /// cursor value in years 1970–9999 (docs/DESIGN.md §2 rules 12, 15). Throws a `RecordRejection` otherwise.
     func sourceRecord(_ item: JSONValue, path: String) throws -> SourceRecord {
         let idPath = spec.idField.joined(separator: ".")
         guard let id = Self.scalarText(item.value(atPath: spec.idField)), !id.isEmpty else {
-            throw ProviderError.malformed(path: "\(path).\(idPath)", message: "missing record id")
+            throw RecordRejection(id: nil, position: path, reason: "\(path).\(idPath): missing record id", raw: item)
         }
         let cursorPath = spec.cursorField.joined(separator: ".")
         guard let cursorValue = item.value(atPath: spec.cursorField), !cursorValue.isNull else {
-            throw ProviderError.malformed(path: "\(path).\(cursorPath)", message: "missing cursor field")
+            throw RecordRejection(id: id, position: path, reason: "\(path).\(cursorPath): missing cursor field", raw: item)
         }
         guard let updatedAt = Self.parse(cursorValue, as: spec.cursorFormat) else {
-            throw ProviderError.malformed(path: "\(path).\(cursorPath)",
-                                          message: "\(cursorValue) is not a \(spec.cursorFormat.rawValue) timestamp")
+            throw RecordRejection(id: id, position: path, reason: "\(path).\(cursorPath): \(clipped(cursorValue.serialized())) "
+                                  + "is not a \(spec.cursorFormat.rawValue) timestamp in years 1970–9999", raw: item)
         }
         return SourceRecord(id: id, updatedAt: updatedAt, raw: item, record: item)
     }
@@ -191,7 +248,7 @@ public struct RestSource: ObjectSource {
         case .rfc3339: Timestamps.rfc3339(date)
         case .sql: Timestamps.sqlStyle(date)
         case .unixSeconds: String(Timestamps.unixSeconds(date))
-        case .unixMilliseconds: String(Int64((date.timeIntervalSince1970 * 1000).rounded(.down)))
+        case .unixMilliseconds: String(Timestamps.unixMilliseconds(date))
         }
     }
 
@@ -199,10 +256,12 @@ public struct RestSource: ObjectSource {
         switch format {
         case .rfc3339: value.stringValue.flatMap(Timestamps.parseRFC3339)
         case .sql: value.stringValue.flatMap { Timestamps.parseSQLStyle($0) }
+        // Exact integers only, in years 1970–9999 (docs/DESIGN.md §2 rule 12): a value near Int64.max is malformed,
+        // never a Date whose millisecond form would trap.
         case .unixSeconds: (value.int64Value ?? value.stringValue.flatMap { Int64($0) })
-            .map { Date(timeIntervalSince1970: Double($0)) }
+            .flatMap { Timestamps.date(unixSeconds: $0) }
         case .unixMilliseconds: (value.int64Value ?? value.stringValue.flatMap { Int64($0) })
-            .map { Date(timeIntervalSince1970: Double($0) / 1000) }
+            .flatMap { Timestamps.date(unixMilliseconds: $0) }
         }
     }
 
@@ -225,6 +284,9 @@ struct QueryPosition: Equatable {
     var offset: Int
     var token: String?
     var url: String?
+    /// Digest of the ids of the page this numbered position follows (page/offset pagination), to catch an API
+    /// that ignores the page parameter.
+    var previousPageIDs: String?
 
     static func start(cursor: Date, pagination: RestPagination) -> QueryPosition {
         if case .page(let start) = pagination {
@@ -248,6 +310,13 @@ struct QueryPosition: Equatable {
         offset = position.hints["offset"].flatMap(Int.init) ?? 0
         token = position.hints["token"]
         url = position.hints["url"]
+        previousPageIDs = position.hints["prev_ids"]
+    }
+
+    /// "2" for page pagination, "offset 40" for offsets.
+    func describe(_ pagination: RestPagination) -> String {
+        if case .offset = pagination { return "at offset \(offset)" }
+        return "\(page)"
     }
 
     /// The next request inside the same query (a run of identical timestamps longer than a page).
@@ -255,8 +324,8 @@ struct QueryPosition: Equatable {
         var next = QueryPosition(cursor: cursor, page: page, offset: offset)
         switch pagination {
         case .none: break
-        case .page: next.page += 1
-        case .offset: next.offset += received
+        case .page: next.page = page < Int.max ? page + 1 : page
+        case .offset: next.offset = offset.addingReportingOverflow(received).overflow ? offset : offset + received
         case .nextToken: next.token = token
         case .nextURL, .linkHeader: next.url = url
         }
@@ -264,10 +333,28 @@ struct QueryPosition: Equatable {
     }
 
     func scanPosition(timestamp: Date, recordID: String) -> ScanPosition {
-        var hints = ["cursor_ms": String(Int64((cursor.timeIntervalSince1970 * 1000).rounded(.down))),
+        var hints = ["cursor_ms": String(Timestamps.unixMilliseconds(cursor)),
                      "page": String(page), "offset": String(offset)]
         if let token { hints["token"] = token }
         if let url { hints["url"] = url }
+        if let previousPageIDs { hints["prev_ids"] = previousPageIDs }
         return ScanPosition(timestamp: timestamp, recordID: recordID, hints: hints)
+    }
+}
+
+extension RestPagination {
+    /// Page-number and offset pagination: the styles where the client, not the API, names the next page.
+    var isNumbered: Bool {
+        switch self {
+        case .page, .offset: true
+        default: false
+        }
+    }
+
+    var parameterName: String {
+        switch self {
+        case .offset: "offset"
+        default: "page"
+        }
     }
 }

@@ -7,7 +7,8 @@
 // exactly once before giving up (DESIGN §2 rule 11).
 public import Foundation
 public import Config
-import Core
+public import Core
+import Crypto
 import HTTPClient
 
 /// What goes into the `Authorization` header, and the token it carries (nil for Basic) so a 401 can
@@ -38,13 +39,25 @@ public actor ServiceNowAuthenticator {
     /// A refresh token handed back by the instance replaces the configured one for later refreshes
     /// (ServiceNow keeps the same one by default; an instance that rotates them must not lock us out).
     private var latestRefreshToken: String?
+    /// Where a rotated refresh token is kept across restarts (the state store), so a restart does not go back
+    /// to a configured token the instance has already revoked (docs/DESIGN.md §2 rule 11). nil: memory only.
+    private let authState: (any AuthStateStore)?
+    private var loadedPersistedToken = false
+    /// The auth_state key of the rotated refresh token.
+    public static let refreshTokenKey = "servicenow.oauth.refresh_token"
+    /// The lifetime assumed when `expires_in` is missing, zero, negative or unreadable: ServiceNow's default
+    /// access token lives 30 minutes (wire facts §1.8), so refreshing after 25 leaves a margin — and a bad value
+    /// must not turn into a token request before every API call.
+    public static let fallbackLifetime: Int64 = 25 * 60
     /// Token requests sent so far (tests assert "refreshed exactly once").
     public private(set) var tokenRequests = 0
 
     /// - Parameters:
     ///   - baseURL: the instance URL without a trailing slash (`https://acme.service-now.com`).
     ///   - now: the clock deciding when a cached token is too old (tests inject one).
-    public init(auth: AuthConfig, baseURL: String, http: ProviderHTTP, now: @escaping @Sendable () -> Date = { Date() }) throws {
+    ///   - authState: keeps a rotated refresh token across restarts (nil: memory only).
+    public init(auth: AuthConfig, baseURL: String, http: ProviderHTTP, now: @escaping @Sendable () -> Date = { Date() },
+                authState: (any AuthStateStore)? = nil) throws {
         switch auth {
         case .basic(let username, let password):
             let pair = Data("\(username):\(password.unredactedValue)".utf8).base64EncodedString()
@@ -66,6 +79,7 @@ public actor ServiceNowAuthenticator {
         self.http = http
         self.tokenURL = baseURL + "/oauth_token.do"
         self.now = now
+        self.authState = authState
     }
 
     public var usesOAuth: Bool {
@@ -113,7 +127,12 @@ public actor ServiceNowAuthenticator {
             form.append(("username", username ?? ""))
             form.append(("password", password?.unredactedValue ?? ""))
         case .refreshToken:
-            form.append(("refresh_token", latestRefreshToken ?? refreshToken?.unredactedValue ?? ""))
+            let configured = refreshToken?.unredactedValue ?? ""
+            if !loadedPersistedToken {
+                loadedPersistedToken = true
+                latestRefreshToken = await loadPersistedRefreshToken(configured: configured)
+            }
+            form.append(("refresh_token", latestRefreshToken ?? configured))
         case .clientCredentials:
             break
         }
@@ -133,15 +152,20 @@ public actor ServiceNowAuthenticator {
             let body = try response.json(context: "\(origin) token response")
             let reader = FieldReader(body, path: "$")
             let access = try reader.requiredString("access_token")
-            let lifetime: Int64
+            // `expires_in` ≤ 0, missing or unreadable: assume the default lifetime rather than "already expired",
+            // which would send a token request before every API call (docs/DESIGN.md §2 rules 11, 12).
+            var lifetime = Self.fallbackLifetime
             switch body["expires_in"] {
-            case .some(.integer(let seconds)): lifetime = seconds
-            case .some(.string(let text)) where Int64(text) != nil: lifetime = Int64(text) ?? 0
-            case .none, .some(.null): lifetime = 1800 // ServiceNow's documented default lifespan
-            case .some(let other):
-                throw ProviderError.malformed(path: "$.expires_in", message: "\(origin): expected seconds, found \(other.typeName)")
+            case .some(.integer(let seconds)) where seconds > 0: lifetime = seconds
+            case .some(.string(let text)) where (Int64(text) ?? 0) > 0: lifetime = Int64(text) ?? lifetime
+            default: break
             }
-            if let rotated = reader.optionalString("refresh_token"), grant == .refreshToken { latestRefreshToken = rotated }
+            lifetime = min(lifetime, 366 * 86_400) // beyond a year is a broken answer; Double stays exact
+            if let rotated = reader.optionalString("refresh_token"), grant == .refreshToken,
+               rotated != latestRefreshToken ?? refreshToken?.unredactedValue {
+                latestRefreshToken = rotated
+                await persistRefreshToken(rotated, configured: refreshToken?.unredactedValue ?? "")
+            }
             // Refresh a little early so a token never expires between our check and the instance's.
             let margin = min(60.0, Double(lifetime) / 10)
             return Token(value: access, refreshAt: started.addingTimeInterval(Double(lifetime) - margin))
@@ -150,13 +174,46 @@ public actor ServiceNowAuthenticator {
                 message: "\(origin) refused the \(grant.rawValue) grant (HTTP \(response.status): \(Self.oauthErrorText(response)))",
                 hint: Self.hint(for: grant))
         case 429:
-            if let wait = ProviderHTTP.retryAfter(response.headers) {
+            if let wait = http.retryAfter(response.headers) {
                 throw ProviderError.rateLimited(retryAfter: wait, message: "\(origin): token endpoint rate limited")
             }
             throw ProviderError.http(status: 429, message: "\(origin): token endpoint rate limited")
         default:
             throw ProviderError.http(status: response.status,
                                      message: "\(origin): token request failed: \(ProviderHTTP.excerpt(response.body))")
+        }
+    }
+
+    /// The persisted rotated refresh token, when it was rotated from the refresh token configured now. The value
+    /// is stored with a digest of the configured token it descends from: an operator who puts a new refresh_token
+    /// in the config (after a revocation) gets it used, not the stale persisted one.
+    private func loadPersistedRefreshToken(configured: String) async -> String? {
+        guard let authState else { return nil }
+        do {
+            guard let text = try await authState.loadAuthState(connection: http.connection, key: Self.refreshTokenKey),
+                  let value = try? JSONValue.parse(Array(text.utf8)),
+                  value["configured_sha256"]?.stringValue == Digest.sha256Hex(configured),
+                  let token = value["refresh_token"]?.stringValue, !token.isEmpty else { return nil }
+            return token
+        } catch {
+            http.waits.logger?.warning("could not read persisted OAuth state", [.connection: http.connection],
+                                       error: error)
+            return nil
+        }
+    }
+
+    /// Keeps a rotated refresh token for the next start. A failure is logged (never with the token) and the
+    /// in-memory token still serves this process.
+    private func persistRefreshToken(_ token: String, configured: String) async {
+        guard let authState else { return }
+        let value = JSONValue.object(JSONObject([("configured_sha256", .string(Digest.sha256Hex(configured))),
+                                                 ("refresh_token", .string(token))]))
+        do {
+            try await authState.saveAuthState(connection: http.connection, key: Self.refreshTokenKey,
+                                               value: value.serialized())
+        } catch {
+            http.waits.logger?.warning("could not persist the rotated OAuth refresh token", [.connection: http.connection],
+                                       error: error)
         }
     }
 

@@ -7,13 +7,15 @@ import HTTPClient
 /// One Table API page as returned: the rows the caller may see (after ACLs), and what the instance
 /// announced about the rows matching the query (before ACLs).
 public struct ServiceNowTablePage: Sendable {
-    public var records: [JSONValue]
+    /// Each row of `result`, parsed on its own when the page as a whole is not valid JSON (a `1e999`, invalid
+    /// UTF-8 in one row), so one bad row is rejected instead of failing the page (docs/DESIGN.md §2 rule 16).
+    public var records: [RecordElement]
     /// `X-Total-Count`: rows matching the query, counted before ACLs filter the page.
     public var totalCount: Int?
     /// The `Link` header has `rel="next"`.
     public var hasNextLink: Bool
 
-    public init(records: [JSONValue], totalCount: Int?, hasNextLink: Bool) {
+    public init(records: [RecordElement], totalCount: Int?, hasNextLink: Bool) {
         self.records = records
         self.totalCount = totalCount
         self.hasNextLink = hasNextLink
@@ -76,8 +78,9 @@ public final class ServiceNowClient: Sendable {
                 throw ProviderError.http(status: 200, message: "\(context): the instance answered with an HTML page "
                                          + "instead of JSON; " + Self.hibernationAdvice)
             }
-            let body = try response.json(context: context)
-            guard case .array(let rows)? = body["result"] else {
+            let (body, rows) = try RecordArrayParser.parse(response.body, recordsPath: ["result"], pathText: "$.result",
+                                                           idPath: ["sys_id"], context: context)
+            guard case .array? = body["result"] else {
                 throw ProviderError.malformed(path: "$.result", message: "\(context): expected an array of records, found "
                                               + (body["result"]?.typeName ?? "nothing"))
             }
@@ -108,20 +111,16 @@ public final class ServiceNowClient: Sendable {
             throw ProviderError.configuration(message: "\(context): \(envelope.text) — base_url must be the instance "
                                               + "root (https://<name>.service-now.com), without a path")
         case 429:
-            if let wait = ProviderHTTP.retryAfter(response.headers) {
-                // Exact (DESIGN §2 rule 9), but never beyond an hour: ServiceNow rate-limit rules are per
-                // hour, so a longer value is a broken header, not a reason to stop polling for days.
-                throw ProviderError.rateLimited(retryAfter: min(wait, .seconds(3600)), message: "\(context): \(envelope.text)")
+            // Exact (DESIGN §2 rule 9) but bounded by max_provider_wait (rule 12): ServiceNow rate-limit rules are
+            // per hour (wire facts §1.7), so a longer value is a broken header, not a reason to stop for days.
+            if let wait = http.retryAfter(response.headers) {
+                throw ProviderError.rateLimited(retryAfter: wait, message: "\(context): \(envelope.text)")
             }
-            if let reset = response.headers["x-ratelimit-reset"].flatMap({ Double($0) }) {
-                let seconds = reset - Date().timeIntervalSince1970
-                if seconds > 0, seconds <= 3600 {
-                    throw ProviderError.rateLimited(retryAfter: .milliseconds(Int64((seconds * 1000).rounded(.up))),
-                                                    message: "\(context): \(envelope.text)")
-                }
+            if let wait = http.waits.untilEpoch(response.headers, header: "x-ratelimit-reset") {
+                throw ProviderError.rateLimited(retryAfter: wait, message: "\(context): \(envelope.text)")
             }
             // No rate-limit rule headers (the usual case, wire facts §1.7): exponential backoff with jitter.
-            throw ProviderError.rateLimited(retryAfter: backoff.nextWait(),
+            throw ProviderError.rateLimited(retryAfter: http.waits.bounded(backoff.nextWait(), source: "429 backoff"),
                                             message: "\(context): \(envelope.text) (no Retry-After; backing off)")
         default:
             throw ProviderError.http(status: status, message: "\(context): \(envelope.text)")

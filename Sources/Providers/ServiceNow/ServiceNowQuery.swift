@@ -26,9 +26,16 @@ public enum ServiceNowQuery {
     /// Delta query on `field` (`sys_updated_on`, or `sys_created_on` for `sys_audit_delete`) ordered by
     /// (`field`, `sys_id`): records with `field >= lowerBound` and, when `after` is given, strictly after
     /// that keyset position. `prefix` holds extra leading conditions (`tablename=incident`).
+    ///
+    /// `after.recordID` goes into the query only when it is a sys_id (`^[0-9a-f]{32}$`, docs/DESIGN.md §2 rule 15):
+    /// ServiceNow decodes the URL before parsing the encoded query, so a stored id holding `^OR…` or `^NQ…` would
+    /// rewrite it. A position with any other id (one stored before ids were checked) degrades to the inclusive
+    /// bound on its timestamp: that second is re-read (re-reads are suppressed by content hash), nothing skipped.
     public static func delta(field: String, lowerBound: Date?, after: ScanPosition?, prefix: [String] = []) -> String {
         var terms = prefix
-        if let after {
+        if let after, !ProviderIDs.isSysID(after.recordID) {
+            terms.append("\(field)>=\(literal(lowerBound.map { max($0, after.timestamp) } ?? after.timestamp))")
+        } else if let after {
             // (field, sys_id) > (T, ID), with the lower bound folded into the first condition: when the
             // bound lies above T every row >= bound is already > T, so the OR term changes nothing.
             let t = after.timestamp
@@ -44,10 +51,12 @@ public enum ServiceNowQuery {
         return terms.joined(separator: "^")
     }
 
-    /// The id sweep: every sys_id ascending, strictly after `after` when given.
-    public static func idSweep(after: String?) -> String {
-        if let after { return "sys_id>\(after)^ORDERBYsys_id" }
-        return "ORDERBYsys_id"
+    /// The id sweep: every sys_id ascending, strictly after `after` when given. nil when `after` is not a sys_id
+    /// (docs/DESIGN.md §2 rule 15): it must never reach the encoded query.
+    public static func idSweep(after: String?) -> String? {
+        guard let after else { return "ORDERBYsys_id" }
+        guard ProviderIDs.isSysID(after) else { return nil }
+        return "sys_id>\(after)^ORDERBYsys_id"
     }
 
     /// `sysparm_fields` for an object that lists fields: the listed ones plus what the adapter needs
