@@ -28,6 +28,6 @@ public struct TokenBucket: Sendable {
         }
         tokens -= 1
         guard tokens < 0 else { return .zero }
-        return .milliseconds(Int64((-tokens / rate * 1000).rounded(.up)))
+        return .milliseconds(Timestamps.saturatingInt64((-tokens / rate * 1000).rounded(.up)))
     }
 }

@@ -66,7 +66,8 @@ struct PollOnceCommand: Command {
         let transport = try CurlHTTPClient()
         defer { transport.shutdown() }
 
-        var targets = try Wiring.targets(for: connectionConfig, transport: transport, logger: logger)
+        var targets = try Wiring.targets(for: connectionConfig, transport: transport, logger: logger,
+                                           authState: store)
         if reconcile {
             for i in targets.indices { targets[i].plan.reconcileEvery = .zero }
         }

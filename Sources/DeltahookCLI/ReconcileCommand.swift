@@ -69,7 +69,8 @@ struct ReconcileCommand: Command {
         defer { withExtendedLifetime(lock) {} }
         let transport = try CurlHTTPClient()
         defer { transport.shutdown() }
-        let targets = try Wiring.targets(for: connectionConfig, transport: transport, logger: logger)
+        let targets = try Wiring.targets(for: connectionConfig, transport: transport, logger: logger,
+                                           authState: store)
         guard let target = targets.first(where: { $0.plan.descriptor.object == object }) else {
             throw CommandFailure("the provider built no adapter for \(connection)/\(object)")
         }

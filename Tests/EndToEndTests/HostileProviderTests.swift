@@ -112,20 +112,34 @@ final class HostileScenario {
         deliveries.contains { $0.connection == connection && $0.type == type && $0.recordID == String(record) }
     }
 
-    /// Polls `condition` every 50 ms for at most `timeout`.
-    func waitUntil(_ timeout: Duration = .seconds(30), _ condition: () -> Bool) -> Bool {
+    /// Polls `condition` every 50 ms for at most `timeout`. Sleeps with `Task.sleep`, never blocking a thread of the
+    /// cooperative pool: on two cores a blocked pool starves every other test's emulator.
+    func waitUntil(_ timeout: Duration = .seconds(30), _ condition: () -> Bool) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if condition() { return true }
-            usleep(50_000)
+            try? await Task.sleep(for: .milliseconds(50))
         }
         return condition()
     }
 
+    /// Waits until the daemon's stderr contains `text`.
+    func waitForLog(_ text: String, timeout: Duration = .seconds(30)) async -> Bool {
+        await waitUntil(timeout) { daemon?.stderr.contains(text) ?? false }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    func stop() async -> Int32? {
+        guard let daemon else { return nil }
+        daemon.signal(SIGTERM)
+        _ = await waitUntil(.seconds(20)) { !daemon.process.isRunning }
+        return daemon.process.isRunning ? nil : daemon.process.terminationStatus
+    }
+
     /// The healthy connection still flows: a new issue there is delivered, and the daemon is alive.
-    func expectHealthyConnectionFlows(_ label: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectHealthyConnectionFlows(_ label: String, sourceLocation: SourceLocation = #_sourceLocation) async {
         let issue = healthy.createIssue(title: "healthy after \(label)")
-        let flowed = waitUntil { self.delivered("healthy", "ticket.created", record: issue.id) }
+        let flowed = await waitUntil { self.delivered("healthy", "ticket.created", record: issue.id) }
         #expect(flowed, "the healthy connection stopped after \(label); stderr: \(daemon?.stderr ?? "")",
                 sourceLocation: sourceLocation)
         #expect(daemon?.process.isRunning == true, "the daemon died after \(label)", sourceLocation: sourceLocation)
@@ -142,27 +156,27 @@ final class HostileScenario {
 @Suite("Hostile provider answers, real daemon", .serialized)
 struct HostileProviderTests {
     @Test("rule 14: one issue dated 2099 does not freeze the cursor; present-day changes keep flowing")
-    func futureDatedRecord() throws {
+    func futureDatedRecord() async throws {
         let scenario = try HostileScenario()
         let now = scenario.hostile.clock.now()
         let early = scenario.hostile.createIssue(title: "early", at: now.addingTimeInterval(-120))
         let future = scenario.hostile.createIssue(title: "broken import",
                                                   at: Date(timeIntervalSince1970: 4_070_908_800))  // 2099-01-01
         let daemon = try scenario.start()
-        #expect(scenario.waitUntil {
+        #expect(await scenario.waitUntil {
             scenario.delivered("hostile", "ticket.created", record: early.id)
                 && scenario.delivered("hostile", "ticket.created", record: future.id)
         }, "initial events missing; stderr: \(daemon.stderr)")
-        #expect(daemon.waitForLog("record dated in the future", timeout: .seconds(10)), "\(daemon.stderr)")
+        #expect(await scenario.waitForLog("record dated in the future", timeout: .seconds(10)), "\(daemon.stderr)")
 
         // Changes made now, after the 2099 record was read, are still seen.
         scenario.hostile.updateIssue(early.number) { $0.title = "edited today" }
         let later = scenario.hostile.createIssue(title: "created today")
-        #expect(scenario.waitUntil {
+        #expect(await scenario.waitUntil {
             scenario.delivered("hostile", "ticket.updated", record: early.id)
                 && scenario.delivered("hostile", "ticket.created", record: later.id)
         }, "present-day changes after a 2099 record were never read; stderr: \(daemon.stderr)")
-        scenario.expectHealthyConnectionFlows("a 2099 record")
+        await scenario.expectHealthyConnectionFlows("a 2099 record")
         scenario.expectNoLiveRecordDeleted()
     }
 }
@@ -176,7 +190,7 @@ struct HostileRestTests {
 
     @Test("rule 13: a next link to another origin is refused before any request; the token never leaves",
           arguments: [RestEmulator.Pagination.nextURL, .linkHeader])
-    func crossOriginNextLink(style: RestEmulator.Pagination) throws {
+    func crossOriginNextLink(style: RestEmulator.Pagination) async throws {
         // The canary listens on a loopback alias: a request reaching it would be the credential sent elsewhere.
         let canary = try RestEmulator(pagination: style, token: "canary-never-called", host: "127.0.0.2")
         defer { canary.stop() }
@@ -185,30 +199,30 @@ struct HostileRestTests {
         rest.updateHostility { $0.nextLinkBase = canary.baseURL }
         let scenario = try HostileScenario(rest: rest)
         let daemon = try scenario.start()
-        #expect(daemon.waitForLog("poll cycle failed connection=hostile", timeout: .seconds(30)), "\(daemon.stderr)")
-        scenario.expectHealthyConnectionFlows("a cross-origin next link")
+        #expect(await scenario.waitForLog("poll cycle failed connection=hostile", timeout: .seconds(30)), "\(daemon.stderr)")
+        await scenario.expectHealthyConnectionFlows("a cross-origin next link")
         #expect(canary.requests.isEmpty, "the canary got \(canary.requests.map(\.target))")
         #expect(!daemon.stderr.contains(rest.token))
         scenario.expectNoLiveRecordDeleted()
     }
 
     @Test("rule 18: an API that ignores the page parameter ends each scan with an error, not 10,000 requests")
-    func pageParameterIgnored() throws {
+    func pageParameterIgnored() async throws {
         let rest = try RestEmulator(pagination: .page)
         for id in 1...5 { rest.upsert(Self.order(Int64(id), 300 - Double(id))) }
         rest.updateHostility { $0.ignoresPaging = true }
         let scenario = try HostileScenario(rest: rest)
         let daemon = try scenario.start()
-        #expect(daemon.waitForLog("poll cycle failed connection=hostile", timeout: .seconds(30)), "\(daemon.stderr)")
-        scenario.expectHealthyConnectionFlows("a page parameter ignored")
+        #expect(await scenario.waitForLog("poll cycle failed connection=hostile", timeout: .seconds(30)), "\(daemon.stderr)")
+        await scenario.expectHealthyConnectionFlows("a page parameter ignored")
         let requests = rest.requests.count
         #expect(requests < 50, "\(requests) requests: the scan did not stop on a repeated page")
-        #expect(scenario.waitUntil { scenario.delivered("hostile", "record.created", record: 1) })
+        #expect(await scenario.waitUntil { scenario.delivered("hostile", "record.created", record: 1) })
         scenario.expectNoLiveRecordDeleted()
     }
 
     @Test("rule 12: 429 with Retry-After: 99999999999999999999 is clamped; the daemon neither dies nor waits forever")
-    func absurdRetryAfter() throws {
+    func absurdRetryAfter() async throws {
         let rest = try RestEmulator(pagination: .page)
         rest.upsert(Self.order(1, 100))
         rest.updateHostility {
@@ -217,25 +231,25 @@ struct HostileRestTests {
         }
         let scenario = try HostileScenario(rest: rest)
         let daemon = try scenario.start(hostileExtra: #" "max_provider_wait": "2s","#)
-        scenario.expectHealthyConnectionFlows("an absurd Retry-After")
+        await scenario.expectHealthyConnectionFlows("an absurd Retry-After")
         // Clamped to max_provider_wait (2 s): the connection resumes and delivers.
-        #expect(scenario.waitUntil { scenario.delivered("hostile", "record.created", record: 1) },
+        #expect(await scenario.waitUntil { scenario.delivered("hostile", "record.created", record: 1) },
                 "the REST connection never resumed; stderr: \(daemon.stderr)")
         #expect(daemon.process.isRunning)
     }
 
     @Test("rule 18: pages over max_response_bytes halve the page size until they fit; every record arrives")
-    func pageOverTheCap() throws {
+    func pageOverTheCap() async throws {
         let rest = try RestEmulator(pagination: .page)
         let note = String(repeating: "x", count: 30_000)
         for id in 1...6 { rest.upsert(Self.order(Int64(id), 300 - Double(id), note: note)) }
         let scenario = try HostileScenario(rest: rest)
         // 65536 bytes hold two 30 KB orders but not the four a page asks for.
         let daemon = try scenario.start(hostileExtra: #" "max_response_bytes": 65536,"#, objectExtra: #", "page_size": 4"#)
-        #expect(scenario.waitUntil { (1...6).allSatisfy { scenario.delivered("hostile", "record.created", record: Int64($0)) } },
+        #expect(await scenario.waitUntil { (1...6).allSatisfy { scenario.delivered("hostile", "record.created", record: Int64($0)) } },
                 "stderr: \(daemon.stderr)")
         #expect(daemon.stderr.contains("halving the page size"))
-        scenario.expectHealthyConnectionFlows("a page over the cap")
+        await scenario.expectHealthyConnectionFlows("a page over the cap")
     }
 }
 
@@ -247,14 +261,13 @@ extension Date {
 @Suite("Mass-delete guard, real daemon", .serialized)
 struct MassDeleteGuardEndToEndTests {
     @Test("rule 17: an empty sweep listing is held (no deleted events, status says so) until --apply-held")
-    func emptySweepListingIsHeld() throws {
+    func emptySweepListingIsHeld() async throws {
         let scenario = try HostileScenario()
         let issues = (1...12).map { scenario.hostile.createIssue(title: "issue \($0)") }
         var daemon = try scenario.start()
-        #expect(scenario.waitUntil { issues.allSatisfy { scenario.delivered("hostile", "ticket.created", record: $0.id) } },
+        #expect(await scenario.waitUntil { issues.allSatisfy { scenario.delivered("hostile", "ticket.created", record: $0.id) } },
                 "initial sync never arrived; stderr: \(daemon.stderr)")
-        daemon.signal(SIGTERM)
-        #expect(daemon.waitForExit(timeout: .seconds(20)) == 0)
+        #expect(await scenario.stop() == 0)
 
         // A token scope change: the repository now lists nothing, although every issue still exists.
         let hidden = scenario.hostile.issues
@@ -266,13 +279,13 @@ struct MassDeleteGuardEndToEndTests {
 
         // The daemon runs on with the hold in place: other connections flow, nothing is deleted.
         daemon = try scenario.start()
-        scenario.expectHealthyConnectionFlows("an empty sweep listing")
+        await scenario.expectHealthyConnectionFlows("an empty sweep listing")
         #expect(!scenario.deliveries.contains { $0.type.hasSuffix(".deleted") })
 
         // The operator decides the source really lost them: applied once, by the running daemon.
         let apply = try scenario.cli(["reconcile", "--connection", "hostile", "--object", "issues", "--apply-held"])
         #expect(apply.0 == 0 && apply.1.contains("requested"), "\(apply.1)")
-        #expect(scenario.waitUntil {
+        #expect(await scenario.waitUntil {
             scenario.deliveries.filter { $0.connection == "hostile" && $0.type == "ticket.deleted" }.count == 12
         }, "stderr: \(daemon.stderr)")
         #expect(daemon.process.isRunning)

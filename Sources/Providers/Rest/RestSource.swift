@@ -18,7 +18,6 @@ public struct RestSource: ObjectSource {
     let http: ProviderHTTP
     let baseURL: String
     let spec: RestRequestConfig
-    let pageSize: Int
     let authHeaders: [(name: String, value: String)]
     /// `base_url`: next-page links are resolved against it and must stay on its origin (docs/DESIGN.md §2 rule 13).
     let base: URL
@@ -49,7 +48,6 @@ public struct RestSource: ObjectSource {
         while base.hasSuffix("/") { base.removeLast() }
         baseURL = base
         self.base = connection.baseURL
-        pageSize = object.pageSize
         authHeaders = try Self.headers(for: connection.auth, connection: connection.id)
     }
 
@@ -71,7 +69,9 @@ public struct RestSource: ObjectSource {
     public func fetchDelta(_ request: DeltaRequest) async throws -> DeltaPage {
         let position = request.after.map(QueryPosition.init) ?? QueryPosition.start(
             cursor: request.lowerBound ?? Self.beginning, pagination: spec.pagination)
-        let page = try await fetch(position)
+        // The request's page size, not the configured one: the engine halves it after a page over
+        // max_response_bytes (rule 18). A smaller `{limit}` at the same page number or offset only re-reads.
+        let page = try await fetch(position, pageSize: max(1, request.pageSize))
         guard page.count > 0 else { return DeltaPage(records: [], next: nil, rejected: page.rejected) }
         // Rejected records never move the cursor (their id or timestamp is what is wrong): the newest ACCEPTED
         // timestamp does. A page of only rejected records advances with the API's own pagination inside the same
@@ -141,7 +141,7 @@ public struct RestSource: ObjectSource {
     /// The request URL for `position`. A next-page link (a stored hint) is resolved and checked against
     /// `base_url`'s origin again here, so even a position written before the check was added cannot send
     /// the connection's credentials elsewhere (docs/DESIGN.md §2 rule 13).
-    func url(for position: QueryPosition) throws -> String {
+    func url(for position: QueryPosition, pageSize: Int) throws -> String {
         if let link = position.url {
             return try ProviderOrigin.resolve(link: link, against: base, context: context, field: "next")
         }
@@ -161,8 +161,8 @@ public struct RestSource: ObjectSource {
 
     var context: String { "\(descriptor.connection)/\(descriptor.object)" }
 
-    func fetch(_ position: QueryPosition) async throws -> FetchedPage {
-        let url = try url(for: position)
+    func fetch(_ position: QueryPosition, pageSize: Int) async throws -> FetchedPage {
+        let url = try url(for: position, pageSize: pageSize)
         let response = try await http.send(url: url, headers: authHeaders + [("Accept", "application/json")])
         switch response.status {
         case 200..<300: backoff.reset()
