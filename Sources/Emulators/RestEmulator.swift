@@ -41,7 +41,8 @@ public final class RestEmulator: Sendable {
         public var ignoresPaging = false
         /// Next links point here instead of at this server (another origin: a redirect to steal the token).
         public var nextLinkBase: String?
-        /// Raw JSON texts appended to each page's records, after the real ones (a record the client must reject).
+        /// Raw JSON texts listed after the newest real order (on the last page of every listing): records the client
+        /// must reject, as the object's newest.
         public var poisonRecords: [String] = []
         /// Answer 429 with these headers (e.g. `Retry-After: 99999999999999999999`) to this many list requests.
         public var rateLimitHeaders: [(name: String, value: String)] = []
@@ -145,8 +146,8 @@ public final class RestEmulator: Sendable {
                 ("updated_at", .string(Timestamps.rfc3339(order.updatedAt))), ("note", .string(order.note)),
             ])).serialized()
         }
-        items += hostility.poisonRecords
         let more = start + slice.count < matching.count
+        if !more && (!slice.isEmpty || start == 0) { items += hostility.poisonRecords }
         var headers: [(name: String, value: String)] = [("Content-Type", "application/json")]
         var links = ""
         if more, pagination == .nextURL || pagination == .linkHeader {

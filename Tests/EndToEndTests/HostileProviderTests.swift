@@ -17,16 +17,21 @@ final class HostileScenario {
     let hostile: GitHubEmulator
     let healthy: GitHubEmulator
     let receiver: ReceiverEmulator
-    /// The hostile side when it is a generic REST API instead of GitHub.
+    /// The hostile side when it is a generic REST API, ServiceNow or NetSuite instead of GitHub.
     let rest: RestEmulator?
+    let servicenow: ServiceNowEmulator?
+    let netsuite: NetSuiteEmulator?
     var configPath: String { directory.path + "/config.json" }
     var stateDirectory: String { directory.path + "/state" }
     private(set) var daemon: DaemonProcess?
 
-    init(hostile: GitHubEmulator? = nil, rest: RestEmulator? = nil) throws {
+    init(hostile: GitHubEmulator? = nil, rest: RestEmulator? = nil, servicenow: ServiceNowEmulator? = nil,
+         netsuite: NetSuiteEmulator? = nil) throws {
         directory = try ScratchDirectory("hostile")
         self.hostile = try hostile ?? GitHubEmulator()
         self.rest = rest
+        self.servicenow = servicenow
+        self.netsuite = netsuite
         healthy = try GitHubEmulator()
         receiver = try ReceiverEmulator(secrets: [webhookSecret])
     }
@@ -38,6 +43,8 @@ final class HostileScenario {
         }
         hostile.stop()
         rest?.stop()
+        servicenow?.stop()
+        netsuite?.stop()
         healthy.stop()
         receiver.stop()
     }
@@ -64,6 +71,22 @@ final class HostileScenario {
                                           "cursor_field": "updated_at", "pagination": \(rest.paginationConfig)}}]}
                 """
         }
+        if let servicenow {
+            hostileConnection = """
+                {"id": "hostile", "provider": "servicenow", "base_url": "\(servicenow.baseURL)",\(hostileExtra)
+                 "auth": {"type": "basic", "username": "admin", "password": {"env": "E2E_SNOW_PASSWORD"}},
+                 "objects": [{"name": "incident", "interval": "1s", "initial_sync": "emit"\(objectExtra)}]}
+                """
+        }
+        if let netsuite {
+            hostileConnection = """
+                {"id": "hostile", "provider": "netsuite", "base_url": "\(netsuite.baseURL)", "account_id": "1234567_SB1",
+                 "time_zone": "America/Los_Angeles",\(hostileExtra)
+                 "auth": {"type": "tba", "consumer_key": {"env": "E2E_NS_CK"}, "consumer_secret": {"env": "E2E_NS_CS"},
+                          "token_id": {"env": "E2E_NS_TID"}, "token_secret": {"env": "E2E_NS_TS"}},
+                 "objects": [{"name": "customer", "interval": "1s", "initial_sync": "emit"\(objectExtra)}]}
+                """
+        }
         let config = """
             {"state_directory": "\(stateDirectory)", "log_level": "info", "shutdown_timeout": "5s",
              "connections": [\(hostileConnection),
@@ -72,13 +95,17 @@ final class HostileScenario {
                               "events": ["*"], "allow_insecure_http": true, "allow_private_network": true}]}
             """
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
-        let process = try DaemonProcess(arguments: ["run", "--config", configPath],
-                                        environment: ["E2E_GITHUB_TOKEN": githubToken,
-                                                      "E2E_WEBHOOK_SECRET": webhookSecret,
-                                                      "E2E_REST_TOKEN": rest?.token ?? ""],
+        let process = try DaemonProcess(arguments: ["run", "--config", configPath], environment: environment,
                                         directory: directory.path)
         daemon = process
         return process
+    }
+
+    /// Every secret the config names, as the emulators expect them.
+    var environment: [String: String] {
+        ["E2E_GITHUB_TOKEN": githubToken, "E2E_WEBHOOK_SECRET": webhookSecret, "E2E_REST_TOKEN": rest?.token ?? "",
+         "E2E_SNOW_PASSWORD": "admin-password", "E2E_NS_CK": "ck-emulator", "E2E_NS_CS": "cs-emulator",
+         "E2E_NS_TID": "token-emulator", "E2E_NS_TS": "ts-emulator"]
     }
 
     /// Accepted deliveries as (connection, type, record_id).
@@ -97,8 +124,7 @@ final class HostileScenario {
         let process = Process()
         process.executableURL = try daemonBinary()
         process.arguments = arguments + ["--config", configPath]
-        process.environment = ["E2E_GITHUB_TOKEN": githubToken, "E2E_WEBHOOK_SECRET": webhookSecret,
-                               "E2E_REST_TOKEN": rest?.token ?? ""]
+        process.environment = environment
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
@@ -109,7 +135,17 @@ final class HostileScenario {
     }
 
     func delivered(_ connection: String, _ type: String, record: Int64) -> Bool {
-        deliveries.contains { $0.connection == connection && $0.type == type && $0.recordID == String(record) }
+        delivered(connection, type, record: String(record))
+    }
+
+    func delivered(_ connection: String, _ type: String, record: String) -> Bool {
+        deliveries.contains { $0.connection == connection && $0.type == type && $0.recordID == record }
+    }
+
+    /// No `deleted` event reached the receiver from the hostile connection.
+    func expectNoDeletedEvents(sourceLocation: SourceLocation = #_sourceLocation) {
+        let deleted = deliveries.filter { $0.connection == "hostile" && $0.type.hasSuffix(".deleted") }
+        #expect(deleted.isEmpty, "deleted events: \(deleted.map(\.recordID))", sourceLocation: sourceLocation)
     }
 
     /// Polls `condition` every 50 ms for at most `timeout`. Sleeps with `Task.sleep`, never blocking a thread of the
@@ -289,5 +325,133 @@ struct MassDeleteGuardEndToEndTests {
             scenario.deliveries.filter { $0.connection == "hostile" && $0.type == "ticket.deleted" }.count == 12
         }, "stderr: \(daemon.stderr)")
         #expect(daemon.process.isRunning)
+    }
+}
+
+/// 2099-01-01T00:00:00Z.
+private let farFuture = Date(timeIntervalSince1970: 4_070_908_800)
+
+@Suite("Hostile rate-limit headers and ids, real daemon", .serialized)
+struct HostileHeadersAndIDsTests {
+    /// Waits for `ready`, then proves the clamp was logged, the healthy connection flowed and nothing was deleted.
+    private func expectSurvivesRateLimit(_ scenario: HostileScenario, _ label: String,
+                                         ready: @escaping () -> Bool) async {
+        #expect(await scenario.waitUntil(.seconds(40), ready),
+                "\(label): the hostile connection never resumed; stderr: \(scenario.daemon?.stderr ?? "")")
+        #expect(scenario.daemon?.stderr.contains("provider wait clamped to max_provider_wait") == true,
+                "\(label): \(scenario.daemon?.stderr ?? "")")
+        await scenario.expectHealthyConnectionFlows(label)
+        scenario.expectNoDeletedEvents()
+    }
+
+    @Test("rule 12: GitHub x-ratelimit-reset 9223372036854775807 and Retry-After of 20 digits are clamped")
+    func githubHostileRateLimitHeaders() async throws {
+        let scenario = try HostileScenario()
+        let issue = scenario.hostile.createIssue(title: "behind a hostile limit")
+        scenario.hostile.queueFaults([
+            .rateLimitHeaders(status: 403, remaining: "0", reset: "9223372036854775807", retryAfter: nil),
+            .rateLimitHeaders(status: 429, remaining: nil, reset: nil, retryAfter: "99999999999999999999"),
+        ])
+        try scenario.start(hostileExtra: #" "max_provider_wait": "2s","#)
+        await expectSurvivesRateLimit(scenario, "GitHub") {
+            scenario.delivered("hostile", "ticket.created", record: issue.id)
+        }
+    }
+
+    @Test("rule 12: ServiceNow 429 with Retry-After of 20 digits and X-RateLimit-Reset Int64.max is clamped")
+    func servicenowHostileRateLimitHeaders() async throws {
+        let servicenow = try ServiceNowEmulator()
+        let id = try servicenow.insert("incident", ["short_description": "behind a hostile limit"],
+                                       at: Date(timeIntervalSinceNow: -60).roundedToSeconds)
+        servicenow.failNext(.rateLimitedWith(retryAfter: "99999999999999999999", reset: "9223372036854775807"),
+                            times: 2)
+        let scenario = try HostileScenario(servicenow: servicenow)
+        try scenario.start(hostileExtra: #" "max_provider_wait": "2s","#)
+        await expectSurvivesRateLimit(scenario, "ServiceNow") {
+            scenario.delivered("hostile", "record.created", record: id)
+        }
+    }
+
+    @Test("rule 12: NetSuite 429 with Retry-After of 20 digits is clamped")
+    func netsuiteHostileRateLimitHeaders() async throws {
+        let zone = try #require(TimeZone(identifier: "America/Los_Angeles"))
+        let netsuite = try NetSuiteEmulator(options: .init(timeZone: zone))
+        netsuite.upsert("customer", id: 101, modifiedAt: Date(timeIntervalSinceNow: -120).roundedToSeconds,
+                        fields: [("companyname", .text("Acme"))])
+        netsuite.rateLimitNext(retryAfter: "99999999999999999999", times: 2)
+        let scenario = try HostileScenario(netsuite: netsuite)
+        try scenario.start(hostileExtra: #" "max_provider_wait": "2s","#)
+        await expectSurvivesRateLimit(scenario, "NetSuite") {
+            scenario.delivered("hostile", "record.created", record: "101")
+        }
+    }
+
+    @Test("rule 15: a sys_id holding ^OR at a sweep page end neither rewrites the next query nor deletes anything")
+    func servicenowInjectionAtSweepPageEnd() async throws {
+        let servicenow = try ServiceNowEmulator()
+        let at = Date(timeIntervalSinceNow: -300).roundedToSeconds
+        let valid = ["1", "2", "7", "8", "9"].map { String(repeating: $0, count: 32) }
+        for (index, id) in valid.enumerated() {
+            _ = try servicenow.insert("incident", ["short_description": "incident \(index)"],
+                                      at: at.addingTimeInterval(Double(index)), sysID: id)
+        }
+        // Sorted by sys_id it ends the sweep's first page (page_size 3): 111…, 222…, 2zzz^OR….
+        let hostileID = "2zzz^ORsys_idISNOTEMPTY^NQsys_id=0"
+        _ = try servicenow.insert("incident", ["short_description": "hostile"], at: at.addingTimeInterval(10),
+                                  sysID: hostileID)
+        let scenario = try HostileScenario(servicenow: servicenow)
+        try scenario.start(objectExtra: #", "page_size": 3"#)
+        #expect(await scenario.waitUntil { valid.allSatisfy { scenario.delivered("hostile", "record.created", record: $0) } },
+                "stderr: \(scenario.daemon?.stderr ?? "")")
+        #expect(await scenario.stop() == 0)
+
+        let sweep = try scenario.cli(["reconcile", "--connection", "hostile", "--object", "incident"])
+        // The sweep steps past the rejected id (never its page token) and completes: five live ids, none deleted.
+        #expect(sweep.0 == 0 && sweep.1.contains("swept hostile/incident: 5 ids listed, 0 deleted"),
+                "\(sweep.0) \(sweep.1)")
+        let quarantine = try scenario.cli(["quarantine", "list", "--json"])
+        #expect(quarantine.1.contains("2zzz"), "the hostile record is not in quarantine: \(quarantine.1)")
+
+        try scenario.start(objectExtra: #", "page_size": 3"#)
+        await scenario.expectHealthyConnectionFlows("a sys_id with ^OR")
+        scenario.expectNoDeletedEvents()
+    }
+}
+
+@Suite("Poison records, real daemon", .serialized)
+struct PoisonRecordTests {
+    @Test("rule 16: poison records as the newest rows are quarantined; the rest flows; a fixed record leaves quarantine")
+    func poisonAsNewestRecord() async throws {
+        let rest = try RestEmulator(pagination: .page)
+        for id in 1...3 { rest.upsert(HostileRestTests.order(Int64(id), 300 - Double(id))) }
+        let now = Timestamps.rfc3339(Date())
+        rest.updateHostility {
+            $0.poisonRecords = [
+                #"{"id": 98, "status": 1e999, "updated_at": "\#(now)", "note": ""}"#,
+                #"{"id": 99, "status": "new", "updated_at": "10000-01-01T00:00:00Z", "note": ""}"#,
+            ]
+        }
+        let scenario = try HostileScenario(rest: rest)
+        let daemon = try scenario.start()
+        #expect(await scenario.waitUntil { (1...3).allSatisfy { scenario.delivered("hostile", "record.created", record: Int64($0)) } },
+                "stderr: \(daemon.stderr)")
+        var listed = ""
+        #expect(await scenario.waitUntil {
+            listed = (try? scenario.cli(["quarantine", "list", "--json"]).1) ?? ""
+            return listed.contains("\"98\"") && listed.contains("\"99\"")
+        }, "quarantine: \(listed); stderr: \(daemon.stderr)")
+        await scenario.expectHealthyConnectionFlows("poison records")
+
+        // The source fixes record 99: it flows as a normal record and leaves quarantine.
+        rest.updateHostility { $0.poisonRecords = [] }
+        rest.upsert(RestEmulator.Order(id: 99, status: "fixed", updatedAt: Date().roundedToSeconds))
+        #expect(await scenario.waitUntil { scenario.delivered("hostile", "record.created", record: 99) },
+                "stderr: \(daemon.stderr)")
+        #expect(await scenario.waitUntil {
+            listed = (try? scenario.cli(["quarantine", "list", "--json"]).1) ?? ""
+            return !listed.contains("\"99\"")
+        }, "record 99 is still quarantined: \(listed)")
+        #expect(daemon.process.isRunning)
+        scenario.expectNoDeletedEvents()
     }
 }
