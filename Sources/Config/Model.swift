@@ -216,6 +216,8 @@ public struct ObjectConfig: Sendable {
     public var deleteGuard: DeleteGuardPolicy? = .defaults
     /// Cap on the pages of one delta scan (`max_pages_per_scan`, default 10000, rule 18).
     public var maxPagesPerScan: Int = 10_000
+    /// `emit`: which content changes become `updated` events (default any change, rule 5a).
+    public var emit: EmitPolicy = .anyChange
 }
 
 /// The generic REST provider's declarative request description (see config.example.json, "request").

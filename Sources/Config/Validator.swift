@@ -444,6 +444,7 @@ struct Validator {
         }
         let deleteGuard = validateDeleteGuard(o)
         let maxPages = o.integer("max_pages_per_scan", in: 1...10_000_000) ?? 10_000
+        let emit = o.choice("emit", EmitPolicy.self) ?? .anyChange
         guard let name else { return nil }
         if provider == .github && repository == nil { return nil }
         if provider == .rest && request == nil { return nil }
@@ -451,7 +452,7 @@ struct Validator {
                             ignoreFields: ignore, initialSync: initialSync, pageSize: pageSize, fields: fields,
                             deleteFeed: deleteFeed, includePullRequests: includePRs, repository: repository,
                             recordType: recordType, request: request, deleteGuard: deleteGuard,
-                            maxPagesPerScan: maxPages)
+                            maxPagesPerScan: maxPages, emit: emit)
     }
 
     func fieldName(_ name: String, _ path: String) -> Bool {

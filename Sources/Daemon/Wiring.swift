@@ -71,7 +71,7 @@ public enum Wiring {
                           pageSize: object.pageSize,
                           useDeleteFeed: object.deleteFeed == .audit && connection.provider.hasDeleteFeed,
                           maxClockSkew: connection.limits.maxClockSkew, maxPagesPerScan: object.maxPagesPerScan,
-                          deleteGuard: object.deleteGuard)
+                          deleteGuard: object.deleteGuard, emit: object.emit)
     }
 
     /// Routes an event to every subscriber whose `events` globs and `connections` list accept it.

@@ -39,11 +39,14 @@ public struct ObjectPlan: Sendable {
     public var maxPagesPerScan: Int
     /// nil: sweeps apply whatever they find (`"delete_guard": false`). Rule 17.
     public var deleteGuard: DeleteGuardPolicy?
+    /// Which content changes become `updated` events (rule 5a).
+    public var emit: EmitPolicy
 
     public init(descriptor: ObjectDescriptor, interval: Duration, lookback: Duration = .seconds(1),
                 reconcileEvery: Duration? = .seconds(6 * 3600), initialSync: InitialSyncMode = .silent,
                 pageSize: Int = 1000, useDeleteFeed: Bool = true, maxClockSkew: Duration = .seconds(300),
-                maxPagesPerScan: Int = 10_000, deleteGuard: DeleteGuardPolicy? = .defaults) {
+                maxPagesPerScan: Int = 10_000, deleteGuard: DeleteGuardPolicy? = .defaults,
+                emit: EmitPolicy = .anyChange) {
         self.descriptor = descriptor
         self.interval = interval
         self.lookback = lookback
@@ -54,6 +57,7 @@ public struct ObjectPlan: Sendable {
         self.maxClockSkew = maxClockSkew
         self.maxPagesPerScan = max(1, maxPagesPerScan)
         self.deleteGuard = deleteGuard
+        self.emit = emit
     }
 
     public var key: JobKey { JobKey(connection: descriptor.connection, object: descriptor.object) }

@@ -143,6 +143,7 @@ enum Schema {
     /// - `quarantine`: records an adapter could not accept, so one poison record no longer stalls its object.
     /// - `held_sweeps`: reconciliation results the mass-delete guard refused to apply until an operator says so.
     /// - `auth_state`: provider auth state that must survive a restart (a rotated ServiceNow refresh token).
+    /// - `events.changed_fields`: which provider fields an `updated` event changed (docs/DESIGN.md §2 rule 5a).
     static let version3 = """
         -- A record the adapter rejected (bad id, timestamp out of range, unparseable model field, too large).
         -- `record_key` is the provider id when one could be read, else the position in the page ("$.result[3]").
@@ -173,6 +174,9 @@ enum Schema {
             apply_requested INTEGER NOT NULL DEFAULT 0 CHECK (apply_requested IN (0, 1)),
             PRIMARY KEY (connection, object)
         ) WITHOUT ROWID;
+
+        -- Provider field names whose values changed in an `updated` event (names only; rule 5a). NULL otherwise.
+        ALTER TABLE events ADD COLUMN changed_fields TEXT;
 
         -- Provider auth state kept across restarts (never logged, never shown by status).
         CREATE TABLE auth_state (
