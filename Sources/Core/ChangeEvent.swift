@@ -65,7 +65,7 @@ public struct ChangeEvent: Sendable, Hashable {
     /// (the source timestamp differs). DESIGN §2 rule 8.
     public static func makeID(connection: String, object: String, recordID: String, sourceTimestamp: Date?,
                               contentHash: String, kind: ChangeKind) -> String {
-        let stamp = sourceTimestamp.map { String(Int64(($0.timeIntervalSince1970 * 1000).rounded())) } ?? "-"
+        let stamp = sourceTimestamp.map { String(Timestamps.saturatingInt64(($0.timeIntervalSince1970 * 1000).rounded())) } ?? "-"
         // Unit separators (0x1F) cannot appear ambiguously: ids are length-prefixed. The bytes are those of
         // `parts.map { "\(utf8 count):\(part)" }.joined(separator: "\u{1F}")`, written into one buffer.
         var material = [UInt8]()

@@ -243,7 +243,7 @@ final class SubscriberRunner: Sendable {
     }
 
     static func duration(from: Date, to: Date) -> Duration {
-        .milliseconds(max(0, Int64((to.timeIntervalSince(from) * 1000).rounded(.up))))
+        .milliseconds(max(0, Timestamps.saturatingInt64((to.timeIntervalSince(from) * 1000).rounded(.up))))
     }
 
     // MARK: - One attempt

@@ -45,7 +45,7 @@ public struct RetryTiming: Sendable {
         let base = max(interval.seconds, 1)
         let exponent = Double(min(consecutiveFailures - 1, 20))
         let seconds = min(base * pow2(exponent), max(maxBackoff.seconds, base))
-        return .milliseconds(Int64(seconds * 1000))
+        return .milliseconds(Timestamps.saturatingInt64(seconds * 1000))
     }
 
     func pow2(_ e: Double) -> Double { var r = 1.0; var i = 0.0; while i < e { r *= 2; i += 1 }; return r }

@@ -1,5 +1,6 @@
 // Small parsers for response headers every provider and the delivery retry policy need.
 public import Foundation
+import Core
 import Glibc
 
 public enum RetryAfter {
@@ -15,7 +16,7 @@ public enum RetryAfter {
         }
         guard let date = HTTPDate.parse(text) else { return nil }
         let delta = date.timeIntervalSince(now)
-        return delta <= 0 ? .zero : .milliseconds(Int64((delta * 1000).rounded(.up)))
+        return delta <= 0 ? .zero : .milliseconds(Timestamps.saturatingInt64((delta * 1000).rounded(.up)))
     }
 }
 
