@@ -105,8 +105,17 @@ struct Validator {
         // Provider-independent: checked even when the provider is unknown, so every problem is listed at once.
         let limits = validateLimits(c)
         guard let provider = c.choice("provider", Provider.self, required: true) else {
-            // Without a provider the provider-specific keys cannot be judged; accept them all to avoid noise.
-            c.allow(["base_url", "auth", "objects"] + Validator.connectionKeys.values.flatMap { $0 })
+            // Without a provider the provider-specific keys cannot be judged; accept them all to avoid noise, but
+            // check what every connection and object shares, so "every problem at once" stays true.
+            c.allow(["auth"] + Validator.connectionKeys.values.flatMap { $0 })
+            if c.has("base_url"), let text = c.string("base_url", expected: "an https URL") {
+                _ = parseURL(text, path: c.child("base_url"), allowHTTP: true, isBase: true)
+            }
+            for (value, path) in c.array("objects", required: true, expected: "an array of objects to poll") ?? [] {
+                guard let o = Fields(value, path: path, problems: problems) else { continue }
+                _ = validateObject(o, provider: nil)
+                o.reportUnknownKeys()
+            }
             return nil
         }
         c.allow(Validator.connectionKeys[provider] ?? [])
@@ -386,10 +395,13 @@ struct Validator {
         .rest: [.record],
     ]
 
-    func validateObject(_ o: Fields, provider: Provider) -> ObjectConfig? {
-        o.allow(Validator.objectKeys[provider] ?? [])
+    /// Validates one object. `provider` nil (the connection's provider is unknown or missing): the keys every
+    /// object shares are still checked, so check-config lists every problem at once; the provider's own keys
+    /// are accepted unjudged and no object is returned.
+    func validateObject(_ o: Fields, provider: Provider?) -> ObjectConfig? {
+        o.allow(provider.map { Validator.objectKeys[$0] ?? [] } ?? Validator.objectKeys.values.flatMap { $0 })
         let name = o.string("name", required: true, expected: "the object name (ServiceNow table, NetSuite record table, or a label)")
-        if let name {
+        if let name, let provider {
             let ok: Bool
             switch provider {
             case .servicenow: ok = name.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_") }
@@ -403,18 +415,20 @@ struct Validator {
                 problems.add(o.child("name"), "\"\(name)\" is not a valid \(provider.rawValue) object name; expected \(expected)")
             }
         }
-        let models = Validator.models[provider] ?? [.record]
+        let models = provider.map { Validator.models[$0] ?? [.record] } ?? RecordModel.allCases
         let model = o.choice("model", RecordModel.self, allowed: models,
-                             why: "\(provider.rawValue) data has no \(o.object["model"]?.stringValue ?? "") mapping; use \"record\"") ?? .record
+                             why: "\(provider?.rawValue ?? "this provider's") data has no \(o.object["model"]?.stringValue ?? "") mapping; use \"record\"") ?? .record
         let interval = o.duration("interval", minimum: .seconds(1)) ?? .seconds(60)
         let lookback = o.duration("lookback") ?? .seconds(1)
         let reconcile = o.duration("reconcile_every", minimum: .seconds(60)) ?? .seconds(6 * 3600)
         let ignore = o.stringArray("ignore_fields", allowEmpty: true, element: fieldName) ?? []
         let initialSync = o.choice("initial_sync", InitialSync.self) ?? .silent
-        let pageSize = o.integer("page_size", in: 1...provider.maximumPageSize) ?? provider.defaultPageSize
+        let maximumPageSize = provider?.maximumPageSize ?? Provider.allCases.map(\.maximumPageSize).max() ?? 10_000
+        let pageSize = o.integer("page_size", in: 1...maximumPageSize) ?? provider?.defaultPageSize ?? 100
         let fields = o.stringArray("fields", element: fieldName)
-        var deleteFeed = provider.hasDeleteFeed ? DeleteFeed.audit : .none
-        if provider.hasDeleteFeed, let d = o.choice("delete_feed", DeleteFeed.self) { deleteFeed = d }
+        let hasDeleteFeed = provider?.hasDeleteFeed ?? true
+        var deleteFeed = hasDeleteFeed ? DeleteFeed.audit : .none
+        if hasDeleteFeed, let d = o.choice("delete_feed", DeleteFeed.self) { deleteFeed = d }
         var includePRs = false
         var repository: GitHubRepository?
         var recordType: String?
@@ -439,13 +453,13 @@ struct Validator {
         case .rest:
             request = o.object("request", required: true, expected: "the request description (see config.example.json)")
                 .flatMap(validateRequest)
-        case .servicenow:
+        case .servicenow, nil:
             break
         }
         let deleteGuard = validateDeleteGuard(o)
         let maxPages = o.integer("max_pages_per_scan", in: 1...10_000_000) ?? 10_000
         let emit = o.choice("emit", EmitPolicy.self) ?? .anyChange
-        guard let name else { return nil }
+        guard let name, let provider else { return nil }
         if provider == .github && repository == nil { return nil }
         if provider == .rest && request == nil { return nil }
         return ObjectConfig(name: name, model: model, interval: interval, lookback: lookback, reconcileEvery: reconcile,
@@ -656,6 +670,10 @@ struct Validator {
         if components.user != nil || components.password != nil {
             // Do not echo: the user-info part may hold a password.
             problems.add(path, "credentials inside the URL are not allowed; use the auth settings or secret references")
+            return nil
+        }
+        if let port = components.port, !(1...65_535).contains(port) {
+            problems.add(path, "port \(port) is out of range; expected 1 to 65535")
             return nil
         }
         if scheme == "http" && !allowHTTP {
