@@ -16,15 +16,19 @@ import Glibc
 struct BenchDeliveryCommand: Command {
     static let name = "bench-delivery"
     static let summary = "Benchmark: signed deliveries/s and enqueue→POST latency to a loopback receiver"
-    static let usage = "bench-delivery [--events N] [--max-in-flight M] [--no-verify] [--keep DIR] [--json]"
+    static let options: [OptionSpec] = [
+        .value("--events", "N", "events per phase (default 20000)"),
+        .value("--max-in-flight", "M", "concurrent POSTs (default 64)"),
+        .flag("--no-verify", "the receiver does not check signatures (measure the sender alone)"),
+        .value("--keep", "DIR", "keep the store in DIR (then try `deltahook deliveries list --state-directory DIR`)"),
+        .flag("--json", "machine-readable results"),
+    ]
     static let details = """
         Phase 1 (loopback limit): the HTTP client alone POSTs N bodies to the receiver, M at a time.
         Phase 2 (throughput): N events committed in pages of 1000, the dispatcher drains them; deliveries/s
         counts until every result is durable in the store.
         Phase 3 (latency when healthy): events committed in small pages at about a third of the phase-2
         rate; p50/p99 of commit → the receiver seeing the POST.
-        --no-verify  the receiver does not check signatures (measure the sender alone; the sender still signs)
-        --keep DIR   keep the store in DIR (then try `deltahook deliveries list --state-directory DIR`)
         """
 
     let events: Int

@@ -6,15 +6,14 @@ import Config
 struct CheckConfigCommand: Command {
     static let name = "check-config"
     static let summary = "Validate the config file and check that every secret can be read"
-    static let usage = "check-config [--config PATH] [--json]"
+    static let options: [OptionSpec] = [
+        .flag("--json", "print {\"ok\": true, \"connections\": N, \"subscribers\": M} or "
+            + "{\"ok\": false, \"problems\": [{\"path\", \"message\"}]}"),
+    ]
     static let details = """
         Prints "config OK: N connections, M subscribers" and exits 0, or lists every problem with its JSON
         path and exits 78. Secrets are read from $CREDENTIALS_DIRECTORY, files and environment variables
         exactly as the daemon reads them; their values are never printed.
-
-        Options:
-          --json   print {"ok": true, "connections": N, "subscribers": M} or
-                   {"ok": false, "problems": [{"path": …, "message": …}]} on stdout
         """
 
     let json: Bool

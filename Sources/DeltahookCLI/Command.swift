@@ -47,8 +47,10 @@ protocol Command {
     static var name: String { get }
     /// One line for `deltahook help`.
     static var summary: String { get }
-    /// The synopsis after "deltahook", e.g. "check-config [--json]".
-    static var usage: String { get }
+    /// The positional part of the synopsis after the command name, e.g. "list|show [EVENT_ID]"; "" when none.
+    static var arguments: String { get }
+    /// Every option the command accepts (besides the global ones); parsing and help both come from here.
+    static var options: [OptionSpec] { get }
     /// More text for `deltahook <command> --help` (options, examples); may be empty.
     static var details: String { get }
 
@@ -58,6 +60,13 @@ protocol Command {
 
 extension Command {
     static var details: String { "" }
+    static var arguments: String { "" }
+    static var options: [OptionSpec] { [] }
+
+    /// The synopsis after "deltahook", generated from the declarations: name, positionals, options.
+    static var usage: String {
+        ([name] + (arguments.isEmpty ? [] : [arguments]) + options.map(\.synopsis)).joined(separator: " ")
+    }
 }
 
 /// Every command, in the order `help` lists them.
@@ -85,54 +94,140 @@ enum CommandTable {
     static func find(_ name: String) -> (any Command.Type)? { all.first { $0.name == name } }
 }
 
-/// Arguments left for a command to consume. Options are `--name VALUE` or `--name=VALUE`; `--` ends options.
-/// Whatever is not consumed makes `finish()` throw, so unknown flags are always rejected.
+/// One option a command accepts. The declarations are the single source for parsing (a value option's value is
+/// never mistaken for a positional, so options may stand before or after the action) and for the usage line and
+/// option list that `help` prints (docs/DESIGN.md §7).
+struct OptionSpec: Sendable {
+    /// `--since`.
+    let name: String
+    /// A short alias such as `-v`.
+    let alias: String?
+    /// The value's placeholder (`TIME`); nil for a flag.
+    let value: String?
+    /// The command refuses to run without it.
+    let required: Bool
+    let help: String
+
+    static func flag(_ name: String, alias: String? = nil, _ help: String) -> OptionSpec {
+        OptionSpec(name: name, alias: alias, value: nil, required: false, help: help)
+    }
+
+    static func value(_ name: String, _ placeholder: String, required: Bool = false, _ help: String) -> OptionSpec {
+        OptionSpec(name: name, alias: nil, value: placeholder, required: required, help: help)
+    }
+
+    /// Options most store-reading commands share.
+    static let json = flag("--json", "print machine-readable JSON instead of a table")
+    static let stateDirectory = value("--state-directory", "DIR", "read this state directory instead of the config's")
+
+    /// `--since TIME` in the usage line: `[--since TIME]`, or without brackets when required.
+    var synopsis: String {
+        let text = value.map { "\(name) \($0)" } ?? name
+        return required ? text : "[\(text)]"
+    }
+}
+
+/// The command line, split by declared options into option values and positionals. Options are `--name VALUE`,
+/// `--name=VALUE` or flags, anywhere before `--`; everything else is positional, in order. What a command does not
+/// consume makes `finish()` throw, so unknown or misplaced words are always rejected.
 struct ArgumentList {
-    private(set) var items: [String]
+    /// The command line as typed, re-split by ``declare(_:)`` once the command (and so its options) is known.
+    private let raw: [String]
+    private var positionals: [String] = []
+    private var values: [String: [String]] = [:]
+    private var flags: [String: Int] = [:]
+    /// Option words not declared (reported by `finish()`).
+    private var unknown: [String] = []
+    private var declared: [OptionSpec] = []
 
-    init(_ items: [String]) { self.items = items }
+    /// Before the command is known: only the global options are declared.
+    init(_ items: [String], options: [OptionSpec] = Self.globalOptions) {
+        raw = items
+        parse(items, options: options)
+    }
 
-    /// Indices before a `--` terminator.
-    private var optionRange: Range<Int> { 0..<(items.firstIndex(of: "--") ?? items.count) }
+    static let globalOptions: [OptionSpec] = [
+        .value("--config", "PATH", "config file"),
+        .flag("--help", alias: "-h", "show help"),
+        .flag("--version", "print the version"),
+    ]
+
+    /// Splits the command line again with the command's options declared: the dispatcher has read the global
+    /// options and the command word already, so those are dropped.
+    mutating func declare(_ options: [OptionSpec]) {
+        var fresh = ArgumentList(raw, options: Self.globalOptions + options)
+        for global in Self.globalOptions {
+            fresh.values[global.name] = nil
+            fresh.flags[global.name] = nil
+        }
+        _ = fresh.nextPositional()
+        self = fresh
+    }
+
+    private mutating func parse(_ items: [String], options: [OptionSpec]) {
+        declared = options
+        var index = 0
+        var optionsEnded = false
+        while index < items.count {
+            let item = items[index]
+            index += 1
+            if item == "--" && !optionsEnded {
+                optionsEnded = true
+                continue
+            }
+            guard !optionsEnded, item.hasPrefix("-"), item != "-" else {
+                positionals.append(item)
+                continue
+            }
+            let (word, inline) = Self.split(item)
+            guard let spec = options.first(where: { $0.name == word || $0.alias == word }) else {
+                unknown.append(item)
+                continue
+            }
+            if spec.value == nil {
+                flags[spec.name, default: 0] += 1
+            } else if let inline {
+                values[spec.name, default: []].append(inline)
+            } else if index < items.count, items[index] != "--" {
+                values[spec.name, default: []].append(items[index])
+                index += 1
+            } else {
+                values[spec.name, default: []].append(Self.missingValue)
+            }
+        }
+    }
+
+    /// Marks a value option given without its value; `option(_:)` reports it.
+    private static let missingValue = "\u{0}missing"
+
+    private static func split(_ item: String) -> (String, String?) {
+        guard item.hasPrefix("--"), let equals = item.firstIndex(of: "=") else { return (item, nil) }
+        return (String(item[..<equals]), String(item[item.index(after: equals)...]))
+    }
+
+    /// The first word the user typed that no declaration knows (for the dispatcher's error).
+    var firstUnknown: String? { unknown.first }
 
     /// True (and consumed) when any of `names` is present.
     mutating func flag(_ names: String...) -> Bool {
         var found = false
-        while let i = optionRange.first(where: { names.contains(items[$0]) }) {
-            items.remove(at: i)
-            found = true
+        for name in names {
+            let canonical = declared.first { $0.name == name || $0.alias == name }?.name ?? name
+            if flags.removeValue(forKey: canonical) != nil { found = true }
         }
         return found
     }
 
     /// The value of `--name VALUE` / `--name=VALUE`; the last occurrence wins.
     mutating func option(_ name: String) throws -> String? {
-        var value: String?
-        while let i = optionRange.first(where: { items[$0] == name || items[$0].hasPrefix(name + "=") }) {
-            let item = items[i]
-            if item == name {
-                guard i + 1 < optionRange.upperBound, !items[i + 1].hasPrefix("--") else {
-                    throw UsageError("\(name) needs a value")
-                }
-                value = items[i + 1]
-                items.removeSubrange(i...(i + 1))
-            } else {
-                value = String(item.dropFirst(name.count + 1))
-                items.remove(at: i)
-            }
-        }
+        guard let list = values.removeValue(forKey: name), let value = list.last else { return nil }
+        if value == Self.missingValue { throw UsageError("\(name) needs a value") }
         return value
     }
 
-    /// The next positional argument, if any (options are skipped; after `--` everything is positional).
+    /// The next positional argument, if any.
     mutating func nextPositional() -> String? {
-        let range = optionRange
-        if let i = range.first(where: { !items[$0].hasPrefix("-") || items[$0] == "-" }) {
-            return items.remove(at: i)
-        }
-        let dash = range.upperBound
-        if dash + 1 < items.count { return items.remove(at: dash + 1) }
-        return nil
+        positionals.isEmpty ? nil : positionals.removeFirst()
     }
 
     mutating func positional(_ what: String) throws -> String {
@@ -140,11 +235,17 @@ struct ArgumentList {
         return value
     }
 
-    /// Rejects anything left over.
+    /// Rejects anything left over: unknown options (with a did-you-mean), options this action does not take,
+    /// stray positionals.
     func finish() throws {
-        let left = items.filter { $0 != "--" }
-        guard let first = left.first else { return }
-        if first.hasPrefix("-") { throw UsageError("unknown option \(first)") }
-        throw UsageError("unexpected argument \"\(first)\"")
+        if let word = unknown.first {
+            let name = Self.split(word).0
+            let hint = closestMatch(to: name, in: declared.map(\.name)).map { "; did you mean \($0)?" } ?? ""
+            throw UsageError("unknown option \(name)\(hint)")
+        }
+        if let name = (Array(values.keys) + Array(flags.keys)).sorted().first {
+            throw UsageError("\(name) does not apply here")
+        }
+        if let first = positionals.first { throw UsageError("unexpected argument \"\(first)\"") }
     }
 }

@@ -7,17 +7,17 @@ import Store
 struct DeliveriesCommand: Command {
     static let name = "deliveries"
     static let summary = "List deliveries, or show one event's deliveries with their attempts"
-    static let usage = """
-        deliveries list [--subscriber S] [--failed] [--limit N] [--json] [--state-directory DIR]
-               deltahook deliveries show EVENT_ID [--json] [--state-directory DIR]
-        """
+    static let arguments = "list | show EVENT_ID"
+    static let options: [OptionSpec] = [
+        .value("--subscriber", "S", "list: only this subscriber"),
+        .flag("--failed", "list: only deliveries that exhausted their schedule"),
+        .value("--limit", "N", "list: at most N rows (default 50)"),
+        .json, .stateDirectory,
+    ]
     static let details = """
         list   newest first: id, event, subscriber, state, attempts, next attempt, last status, last error.
-               --subscriber S  only this subscriber      --failed  only deliveries that exhausted their schedule
-               --limit N       at most N rows (default 50)
         show   every subscriber's delivery of the event with its attempts (newest first): time, HTTP status,
                latency, error and the first bytes of the response body.
-        --json prints machine-readable output; --state-directory overrides the config's state_directory.
         Exit status: 0 shown, 1 the store cannot be read or the event is unknown, 64 usage.
         """
 

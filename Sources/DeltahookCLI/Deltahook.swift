@@ -29,7 +29,7 @@ struct Deltahook {
         guard let name = list.nextPositional() else {
             if wantsVersion { output.out("deltahook \(DeltahookVersion.current)\n"); return ExitCode.ok }
             if wantsHelp { output.out(HelpCommand.overview); return ExitCode.ok }
-            if let stray = list.items.first {
+            if let stray = list.firstUnknown {
                 output.err("deltahook: unknown option \(stray)\n\(HelpCommand.overview)")
             } else {
                 output.err("deltahook: missing command\n\(HelpCommand.overview)")
@@ -45,6 +45,7 @@ struct Deltahook {
             output.out(HelpCommand.help(for: command))
             return ExitCode.ok
         }
+        list.declare(command.options)
         if wantsVersion {
             output.err("deltahook \(command.name): unknown option --version\nusage: deltahook \(command.usage)\n")
             return ExitCode.usage

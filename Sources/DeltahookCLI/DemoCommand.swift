@@ -21,7 +21,11 @@ import Synchronization
 struct DemoCommand: Command {
     static let name = "demo"
     static let summary = "Run the built-in demo: emulated providers, a verifying receiver and a live event feed"
-    static let usage = "demo [--duration D] [--json] [--verbose]"
+    static let options: [OptionSpec] = [
+        .value("--duration", "D", "stop after D (e.g. 20s, 2m); default: run until Ctrl-C"),
+        .flag("--json", "one JSON object per delivered event on stdout, then {\"summary\": …}"),
+        .flag("--verbose", alias: "-v", "the daemon logs at info level, and the generator's edits are shown (stderr)"),
+    ]
     static let details = """
         Starts emulated ServiceNow (incident → ticket, sys_user → user, OAuth client credentials), GitHub
         (issues → ticket, token) and NetSuite (customer → customer, TBA) on 127.0.0.1 with a few records each,
@@ -29,11 +33,6 @@ struct DemoCommand: Command {
         the real daemon (the supervisor, engine and dispatcher of `deltahook run`) against them. A change
         generator edits records every second; each delivered event is printed as it arrives. Nothing leaves
         the machine; state lives in a temporary directory that is removed at exit.
-
-        Options:
-          --duration D   stop after D (e.g. 20s, 2m); default: run until Ctrl-C
-          --json         one JSON object per delivered event on stdout, then {"summary": …}
-          --verbose      the daemon logs at info level, and the generator's edits are shown (stderr)
 
         Exit status: 0 when events arrived and every signature verified, 1 otherwise (or on a start-up
         failure), 64 for usage mistakes.

@@ -8,15 +8,19 @@ import Store
 struct EventsCommand: Command {
     static let name = "events"
     static let summary = "List events in the outbox, or show one as a subscriber receives it"
-    static let usage = "events list [--connection C] [--object O] [--type T] [--since TIME] [--limit N] [--json] | "
-        + "events show ID [--raw] [--json]"
+    static let arguments = "list | show ID"
+    static let options: [OptionSpec] = [
+        .value("--connection", "C", "list: only this connection"),
+        .value("--object", "O", "list: only this object"),
+        .value("--type", "T", "list: only this exact event type (ticket.updated)"),
+        .value("--since", "TIME", "list: an RFC 3339 time or a duration back from now (1h)"),
+        .value("--limit", "N", "list: at most N events (default 50)"),
+        .flag("--raw", "show: include \"raw\" (subscribers get it only with include_raw)"),
+        .json, .stateDirectory,
+    ]
     static let details = """
-        events list    newest last; --since takes an RFC 3339 time or a duration back from now ("1h");
-                       --type is an exact event type (ticket.updated); --limit defaults to 50.
-        events show    the event body exactly as a subscriber receives it (without "raw" unless --raw, which
-                       subscribers get only with include_raw), then its delivery state per subscriber.
-        --json         machine-readable output on stdout.
-        --state-directory DIR  read the store in DIR instead of the config's state_directory.
+        events list    newest last.
+        events show    the event body exactly as a subscriber receives it, then its delivery state per subscriber.
         """
 
     enum Action {

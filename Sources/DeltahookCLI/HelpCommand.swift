@@ -4,7 +4,7 @@ import Config
 struct HelpCommand: Command {
     static let name = "help"
     static let summary = "Show the commands, or one command's options"
-    static let usage = "help [COMMAND]"
+    static let arguments = "[COMMAND]"
 
     let topic: String?
     let context: CommandContext
@@ -53,7 +53,21 @@ struct HelpCommand: Command {
     static func help(for command: any Command.Type) -> String {
         var text = "usage: deltahook \(command.usage)\n\n\(command.summary).\n"
         if !command.details.isEmpty { text += "\n\(command.details)\n" }
+        if !command.options.isEmpty { text += "\nOptions (before or after the action):\n" + optionList(command.options) }
         text += "\nGlobal options: --config PATH (default \(ConfigLoader.defaultPath)), --help\n"
         return text
+    }
+
+    /// One aligned line per declared option, from the same declarations the parser uses.
+    static func optionList(_ options: [OptionSpec]) -> String {
+        let labels = options.map { spec in
+            ([spec.alias].compactMap { $0 } + [spec.value.map { "\(spec.name) \($0)" } ?? spec.name])
+                .joined(separator: ", ")
+        }
+        let width = labels.map(\.count).max() ?? 0
+        return zip(labels, options).map { label, spec in
+            "  \(label)\(String(repeating: " ", count: width - label.count))  \(spec.help)"
+                + (spec.required ? " (required)" : "") + "\n"
+        }.joined()
     }
 }

@@ -12,20 +12,19 @@ import Store
 struct PollOnceCommand: Command {
     static let name = "poll-once"
     static let summary = "Run one poll cycle of a connection now and print the events it committed"
-    static let usage = "poll-once --connection C [--object O] [--dry-run] [--reconcile] [--json] [--config PATH]"
+    static let options: [OptionSpec] = [
+        .value("--connection", "C", required: true, "the connection id from the config"),
+        .value("--object", "O", "only this object of the connection"),
+        .flag("--dry-run", "read and diff, write nothing; prints the events that would be committed"),
+        .flag("--reconcile", "run the reconciliation sweep in this cycle even if reconcile_every has not passed"),
+        .flag("--json", "print {\"ok\": …, \"reports\": [{…, \"events\": [<webhook body>, …]}]}"),
+    ]
     static let details = """
         Runs one cycle per object of connection C (or only object O): the delta scan from the stored cursor,
         the delete feed where the provider has one, and a reconciliation sweep when due. Events are committed
         to the outbox in the state directory exactly as the daemon would commit them (the running daemon's
         dispatcher delivers them). Exit 0 when every object polled, 1 when one failed (rate limit, auth,
         provider error: the cursor stays where it was), 64 for usage mistakes, 78 for config problems.
-
-        Options:
-          --connection C   the connection id from the config (required)
-          --object O       only this object of the connection
-          --dry-run        read and diff, write nothing; prints the events that would be committed
-          --reconcile      run the reconciliation sweep in this cycle even if reconcile_every has not passed
-          --json           print {"ok": …, "reports": [{…, "events": [<webhook body>, …]}]} on stdout
         """
 
     let connection: String

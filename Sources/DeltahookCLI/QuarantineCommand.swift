@@ -9,10 +9,14 @@ import Store
 struct QuarantineCommand: Command {
     static let name = "quarantine"
     static let summary = "List records the adapters rejected (quarantined), or clear them"
-    static let usage = """
-        quarantine list [--connection C] [--object O] [--limit N] [--json] [--state-directory DIR]
-               deltahook quarantine clear --connection C [--object O] [--record KEY] [--json] [--state-directory DIR]
-        """
+    static let arguments = "list | clear"
+    static let options: [OptionSpec] = [
+        .value("--connection", "C", "only this connection (required by clear)"),
+        .value("--object", "O", "only this object"),
+        .value("--record", "KEY", "clear: only this record key (needs --object)"),
+        .value("--limit", "N", "list: at most N rows (default 100)"),
+        .json, .stateDirectory,
+    ]
     static let details = """
         A record the provider adapter cannot accept (bad id, timestamp out of range, a field its model needs
         unparseable, larger than the response cap) is quarantined instead of failing its page on every cycle:

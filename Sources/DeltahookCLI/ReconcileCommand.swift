@@ -20,22 +20,23 @@ import Store
 struct ReconcileCommand: Command {
     static let name = "reconcile"
     static let summary = "Run a reconciliation sweep of an object now, or apply a sweep the delete guard held"
-    static let usage = "reconcile --connection C --object O [--apply-held] [--json] [--config PATH]"
+    static let options: [OptionSpec] = [
+        .value("--connection", "C", required: true, "the connection id from the config"),
+        .value("--object", "O", required: true, "the object of that connection"),
+        .flag("--apply-held", "apply the held sweep once (see above); without it, run a sweep now"),
+        .flag("--json", "print {\"connection\", \"object\", \"action\", ...}"),
+    ]
     static let details = """
         A sweep lists every id of the object at the provider and deletes the live records it did not list. The
         mass-delete guard (delete_guard) holds a sweep that would delete too many at once (more than
         max_fraction of the live records and more than min_records, or any sweep whose listing came back
         empty): nothing is deleted, and `deltahook status` shows "sweep held: would delete N of M".
 
-        Options:
-          --connection C, --object O  the object (both required)
-          --apply-held  apply the held sweep once, if the source really lost those records: each held record
-                        still live and not seen since the sweep gets a `deleted` event. With the daemon running
-                        this requests it and the daemon applies it at the object's next poll; otherwise it is
-                        applied now.
-                        Without --apply-held: run a sweep now (needs the daemon stopped; the daemon sweeps on
-                        its own every reconcile_every). A sweep the guard holds is reported, not applied.
-          --json        print {"connection", "object", "action", ...} on stdout
+        --apply-held applies the held sweep once, if the source really lost those records: each held record
+        still live and not seen since the sweep gets a `deleted` event. With the daemon running this requests
+        it and the daemon applies it at the object's next poll; otherwise it is applied now. Without
+        --apply-held a sweep runs now (needs the daemon stopped; the daemon sweeps on its own every
+        reconcile_every); a sweep the guard holds is reported, not applied.
 
         Exit status: 0 done (applied, requested, swept or held), 1 failure (no held sweep, provider error,
         daemon running for a sweep), 64 usage, 78 config.

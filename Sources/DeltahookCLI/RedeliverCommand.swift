@@ -7,7 +7,10 @@ import Store
 struct RedeliverCommand: Command {
     static let name = "redeliver"
     static let summary = "Deliver one event again (same webhook-id), to every or one subscriber"
-    static let usage = "redeliver EVENT_ID [--subscriber S] [--json] [--state-directory DIR]"
+    static let arguments = "EVENT_ID"
+    static let options: [OptionSpec] = [
+        .value("--subscriber", "S", "only this subscriber (even one added since the event)"), .json, .stateDirectory,
+    ]
     static let details = """
         Re-arms the event's deliveries: pending, attempts reset, due now. Without --subscriber every subscriber
         the event was routed to gets it again; with it, that subscriber only (even one added since).

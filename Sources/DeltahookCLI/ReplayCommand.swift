@@ -9,7 +9,12 @@ import Config
 struct ReplayCommand: Command {
     static let name = "replay"
     static let summary = "Re-send a subscriber's events of a time window (original webhook-ids)"
-    static let usage = "replay --subscriber S --since TIME [--until TIME] [--json] [--state-directory DIR]"
+    static let options: [OptionSpec] = [
+        .value("--subscriber", "S", required: true, "the subscriber to send the window to"),
+        .value("--since", "TIME", required: true, "start of the window: RFC 3339 or a duration ago (2h)"),
+        .value("--until", "TIME", "end of the window (exclusive); default now"),
+        .json, .stateDirectory,
+    ]
     static let details = """
         TIME is RFC 3339 (2026-11-29T06:00:00Z) or a duration ago (2h, 30m, 5d). Events detected in
         [since, until) that match the subscriber's "events" and "connections" in the config get a pending

@@ -6,7 +6,6 @@ import Foundation
 struct RunCommand: Command {
     static let name = "run"
     static let summary = "Run the daemon (systemd Type=notify service)"
-    static let usage = "run [--config PATH]"
     static let details = """
         Loads and validates the config (every problem is printed and the exit status is 78 before READY=1),
         opens the store in $STATE_DIRECTORY or "state_directory", polls every configured object and delivers

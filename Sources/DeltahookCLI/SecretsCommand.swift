@@ -6,7 +6,8 @@ import Crypto
 struct SecretsCommand: Command {
     static let name = "secrets"
     static let summary = "Generate a webhook signing secret (whsec_…)"
-    static let usage = "secrets generate [--json]"
+    static let arguments = "generate"
+    static let options: [OptionSpec] = [.flag("--json", "print {\"secret\": \"whsec_…\"}")]
     static let details = """
         Prints a new secret on stdout and nothing else, e.g. to store it as a systemd credential:
           deltahook secrets generate > /etc/deltahook/credentials/crm-webhook-secret

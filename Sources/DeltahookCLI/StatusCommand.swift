@@ -13,15 +13,13 @@ import Store
 struct StatusCommand: Command {
     static let name = "status"
     static let summary = "Show polling and delivery state from the store (read-only)"
-    static let usage = "status [--config PATH] [--state-directory DIR] [--json]"
+    static let options: [OptionSpec] = [
+        .flag("--json", "machine-readable: {\"generated_at\", \"daemon\", \"pending_total\", \"objects\", \"subscribers\"}"),
+        .stateDirectory,
+    ]
     static let details = """
         Reads the store next to a running daemon without blocking it. The state directory is, in order:
         --state-directory, the config's "state_directory", $STATE_DIRECTORY, /var/lib/deltahook.
-
-        Options:
-          --json                 machine-readable output: {"generated_at", "daemon", "pending_total",
-                                 "objects": [...], "subscribers": [...]}
-          --state-directory DIR  read the store in DIR instead
         Exit status: 0 shown, 1 the store cannot be read.
         """
 

@@ -7,11 +7,10 @@ import Store
 struct SubscribersCommand: Command {
     static let name = "subscribers"
     static let summary = "List subscribers with state and backlog; pause or resume one"
-    static let usage = """
-        subscribers list [--json] [--state-directory DIR]
-               deltahook subscribers pause S [--reason TEXT] [--json] [--state-directory DIR]
-               deltahook subscribers resume S [--json] [--state-directory DIR]
-        """
+    static let arguments = "list | pause S | resume S"
+    static let options: [OptionSpec] = [
+        .value("--reason", "TEXT", "pause: why (shown by list and status)"), .json, .stateDirectory,
+    ]
     static let details = """
         list    every configured subscriber (and any the store knows): state, reason, failing since, pending,
                 oldest pending, failed.

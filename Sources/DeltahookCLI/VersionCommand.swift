@@ -3,7 +3,6 @@
 struct VersionCommand: Command {
     static let name = "version"
     static let summary = "Print the version"
-    static let usage = "version"
 
     let context: CommandContext
 

@@ -121,17 +121,8 @@ final class HostileScenario {
 
     /// Runs `deltahook ARGS --config CONFIG` to completion: (exit status, stdout).
     func cli(_ arguments: [String]) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = try daemonBinary()
-        process.arguments = arguments + ["--config", configPath]
-        process.environment = environment
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let result = try runDeltahook(arguments + ["--config", configPath], environment: environment)
+        return (result.status, result.stdout)
     }
 
     func delivered(_ connection: String, _ type: String, record: Int64) -> Bool {
