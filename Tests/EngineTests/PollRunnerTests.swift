@@ -9,6 +9,16 @@ import Testing
 
 @Suite("PollRunner")
 struct PollRunnerTests {
+    /// A `ticket` object whose model carries only `state`, with record r1 created by a first cycle.
+    private func ticketWithOneRecord(_ temp: TempStore, _ fields: [String: JSONValue],
+                                     emit: EmitPolicy = .anyChange) async throws -> (FakeSource, PollRunner) {
+        let source = FakeSource(model: "ticket", modelFields: ["state"])
+        source.upsert("r1", at: at(0), fields)
+        let runner = makeRunner(source, temp, initialSync: .emit) { $0.emit = emit }
+        _ = try await runner.runCycle()
+        return (source, runner)
+    }
+
     // Rules 1, 5, 6 and 2: the full life of a record, with exact events in order and field-level changes.
     @Test("create → update → no-op re-read → delete (sweep) → undelete: exact events in order (rules 1, 2, 5, 6)")
     func lifecycle() async throws {
@@ -95,10 +105,7 @@ struct PollRunnerTests {
     @Test("a change in volatile fields only emits nothing (rules 5, 5a)")
     func volatileOnly() async throws {
         let temp = try TempStore()
-        let source = FakeSource(model: "ticket", modelFields: ["state"])
-        source.upsert("r1", at: at(0), ["state": "1", "internal": "a"])
-        let runner = makeRunner(source, temp, initialSync: .emit)
-        _ = try await runner.runCycle()
+        let (source, runner) = try await ticketWithOneRecord(temp, ["state": "1", "internal": "a"])
         source.touch("r1", at: at(50))                        // sys_updated_on and sys_mod_count only
         let touched = try await runner.runCycle()
         #expect(touched.records == 1 && touched.unchanged == 1 && touched.eventCount == 0)
@@ -108,10 +115,7 @@ struct PollRunnerTests {
     @Test("rule 5a: a typed model's change outside the model emits updated with changes {} and changed_fields")
     func changeOutsideModel() async throws {
         let temp = try TempStore()
-        let source = FakeSource(model: "ticket", modelFields: ["state"])
-        source.upsert("r1", at: at(0), ["state": "1", "comments": "a"])
-        let runner = makeRunner(source, temp, initialSync: .emit)
-        _ = try await runner.runCycle()
+        let (source, runner) = try await ticketWithOneRecord(temp, ["state": "1", "comments": "a"])
         source.upsert("r1", at: at(60), ["state": "1", "comments": "b"])  // raw changed, model unchanged
         let changed = try await runner.runCycle()
         #expect(changed.eventCount == 1 && changed.snapshotsWritten == 1)
@@ -161,10 +165,7 @@ struct PollRunnerTests {
     @Test("rule 5a: emit model_changes emits nothing for a change outside the model, but the snapshot moves")
     func modelChangesOptOut() async throws {
         let temp = try TempStore()
-        let source = FakeSource(model: "ticket", modelFields: ["state"])
-        source.upsert("r1", at: at(0), ["state": "1", "internal": "a"])
-        let runner = makeRunner(source, temp, initialSync: .emit) { $0.emit = .modelChanges }
-        _ = try await runner.runCycle()
+        let (source, runner) = try await ticketWithOneRecord(temp, ["state": "1", "internal": "a"], emit: .modelChanges)
         source.upsert("r1", at: at(60), ["state": "1", "internal": "b"])  // raw changed, model unchanged
         let hidden = try await runner.runCycle()
         #expect(hidden.eventCount == 0 && hidden.suppressed == 1 && hidden.snapshotsWritten == 1)
