@@ -35,14 +35,20 @@ public struct ChangeEvent: Sendable, Hashable {
     public var detectedAt: Date
     /// The normalized record (for model `record`, the raw fields). For `deleted`, the last known record.
     public var record: JSONValue
-    /// Field-level changes keyed by `record`'s field names; `updated` only.
+    /// Field-level changes keyed by `record`'s field names; `updated` only. May be empty: the provider record
+    /// changed outside the normalized model (DESIGN §2 rule 5a).
     public var changes: [String: FieldChange]?
+    /// The provider field names (top-level keys of `raw`) whose values changed, sorted, without volatile fields;
+    /// `updated` only. Names, never values: a subscriber without `include_raw` learns which fields moved without
+    /// receiving provider data the normalized model leaves out (rule 5a). nil when the prior raw record was not
+    /// known. Not an input of ``makeID(connection:object:recordID:sourceTimestamp:contentHash:kind:)``.
+    public var changedFields: [String]?
     /// The record exactly as the provider returned it.
     public var raw: JSONValue
 
     public init(id: String, model: String, kind: ChangeKind, connection: String, provider: String, object: String,
                 recordID: String, occurredAt: Date?, detectedAt: Date, record: JSONValue,
-                changes: [String: FieldChange]?, raw: JSONValue) {
+                changes: [String: FieldChange]?, raw: JSONValue, changedFields: [String]? = nil) {
         self.id = id
         self.model = model
         self.kind = kind
@@ -55,6 +61,7 @@ public struct ChangeEvent: Sendable, Hashable {
         self.record = record
         self.changes = changes
         self.raw = raw
+        self.changedFields = changedFields
     }
 
     /// `<model>.<kind>`, e.g. `ticket.updated`.
@@ -97,6 +104,7 @@ public struct ChangeEvent: Sendable, Hashable {
             }
             data["changes"] = .object(object)
         }
+        if kind == .updated, let changedFields { data["changed_fields"] = .array(changedFields.map(JSONValue.string)) }
         if includeRaw { data["raw"] = raw }
         return .object(JSONObject([
             ("type", .string(type)),
@@ -122,23 +130,49 @@ public enum ContentHash {
     public static func changes(from old: JSONValue, to new: JSONValue, ignoring volatile: Set<String> = [])
         -> [String: FieldChange]
     {
+        var result = [String: FieldChange]()
+        forEachDifference(from: old, to: new, ignoring: volatile, absentIsNull: true) { key, from, to in
+            result[key] = FieldChange(from: from, to: to)
+        }
+        return result
+    }
+
+    /// The sorted names of the top-level fields whose values differ between two provider records, skipping
+    /// `ignoring` (the volatile fields the content hash ignores): an `updated` event's `changed_fields`
+    /// (DESIGN §2 rule 5a). Names only, so no raw value leaks to a subscriber without `include_raw`.
+    public static func changedFields(from old: JSONValue, to new: JSONValue, ignoring volatile: Set<String> = [])
+        -> [String]
+    {
+        var names: [String] = []
+        // A field that appears or disappears counts even when its value is `null`: the hash saw it too.
+        forEachDifference(from: old, to: new, ignoring: volatile, absentIsNull: false) { key, _, _ in
+            names.append(key)
+        }
+        return names.sorted()
+    }
+
+    /// Calls `body` once per top-level key whose value differs; a key missing on one side is passed as `null`
+    /// and, unless `absentIsNull`, differs even from an explicit `null`.
+    private static func forEachDifference(from old: JSONValue, to new: JSONValue, ignoring volatile: Set<String>,
+                                          absentIsNull: Bool, _ body: (String, JSONValue, JSONValue) -> Void) {
         let oldObject = old.objectValue ?? JSONObject()
         let newObject = new.objectValue ?? JSONObject()
-        var result = [String: FieldChange]()
         // Compare canonical forms, as the content hash does, so 1 vs 1.0 is not reported as a change (and
         // two strings Swift calls equal but whose bytes differ are). Two buffers serve every field.
         var before = [UInt8]()
         var after = [UInt8]()
-        func compare(_ key: String, _ from: JSONValue, _ to: JSONValue) {
+        func compare(_ key: String, _ from: JSONValue, _ to: JSONValue, oneSided: Bool = false) {
             guard !volatile.contains(key) else { return }
+            if oneSided && !absentIsNull { return body(key, from, to) }
             before.removeAll(keepingCapacity: true)
             after.removeAll(keepingCapacity: true)
             from.write(into: &before, sortKeys: true)
             to.write(into: &after, sortKeys: true)
-            if before != after { result[key] = FieldChange(from: from, to: to) }
+            if before != after { body(key, from, to) }
         }
-        for (key, value) in newObject.members { compare(key, oldObject[key] ?? .null, value) }
-        for (key, value) in oldObject.members where !newObject.contains(key) { compare(key, value, .null) }
-        return result
+        for (key, value) in newObject.members {
+            if let prior = oldObject[key] { compare(key, prior, value) } else { compare(key, .null, value, oneSided: true) }
+        }
+        for (key, value) in oldObject.members where !newObject.contains(key) { compare(key, value, .null, oneSided: true) }
     }
 }

@@ -108,14 +108,17 @@ struct EventsCommand: Command {
         }
     }
 
+    /// One row of `events list --json`. `changed_fields` is the body's (provider field names, rule 5a); events
+    /// stored before the store kept them fall back to the names of their model-level `changes`.
     static func summary(_ stored: StoredEvent) -> JSONValue {
         let e = stored.event
+        let changedFields = e.changedFields ?? (e.changes ?? [:]).keys.sorted()
         return .object(JSONObject([
             ("seq", .integer(stored.seq)), ("id", .string(e.id)), ("type", .string(e.type)),
             ("connection", .string(e.connection)), ("object", .string(e.object)), ("record_id", .string(e.recordID)),
             ("occurred_at", e.occurredAt.map { .string(Timestamps.rfc3339($0)) } ?? .null),
             ("detected_at", .string(Timestamps.rfc3339Milliseconds(e.detectedAt))),
-            ("changed_fields", .array((e.changes ?? [:]).keys.sorted().map(JSONValue.string))),
+            ("changed_fields", .array(changedFields.map(JSONValue.string))),
         ]))
     }
 

@@ -1,5 +1,5 @@
 // The differ: decides what a freshly read record means against what deltahook last stored for it
-// (DESIGN §2 rule 5, rule 6 for tombstones, rule 8 for event ids). Pure: no I/O, no clock.
+// (DESIGN §2 rules 5 and 5a, rule 6 for tombstones, rule 8 for event ids). Pure: no I/O, no clock.
 public import Core
 public import Foundation
 
@@ -8,11 +8,16 @@ public struct PriorState: Sendable, Hashable {
     public var contentHash: String
     public var record: JSONValue
     public var tombstoned: Bool
+    /// The provider record as last stored, which an `updated` event's `changed_fields` is computed from
+    /// (rule 5a). nil when the caller did not load it (deletes need only `record`); `changed_fields` is then
+    /// unknown and left out.
+    public var raw: JSONValue?
 
-    public init(contentHash: String, record: JSONValue, tombstoned: Bool) {
+    public init(contentHash: String, record: JSONValue, tombstoned: Bool, raw: JSONValue? = nil) {
         self.contentHash = contentHash
         self.record = record
         self.tombstoned = tombstoned
+        self.raw = raw
     }
 }
 
@@ -23,13 +28,14 @@ public enum DiffOutcome: Sendable, Hashable {
     case unchanged
     /// Never seen, or seen and tombstoned (an undelete): `created`.
     case created(contentHash: String)
-    /// Content changed: `updated` with field-level changes of the normalized record.
-    case updated(contentHash: String, changes: [String: FieldChange])
+    /// Content changed: `updated` with field-level changes of the normalized record (possibly none) and the
+    /// names of the provider fields that changed (nil when the prior raw record was not known). Rule 5a.
+    case updated(contentHash: String, changes: [String: FieldChange], changedFields: [String]?)
 
     public var contentHash: String? {
         switch self {
         case .unchanged: nil
-        case .created(let hash), .updated(let hash, _): hash
+        case .created(let hash), .updated(let hash, _, _): hash
         }
     }
 }
@@ -37,9 +43,12 @@ public enum DiffOutcome: Sendable, Hashable {
 /// Compares records by canonical content hash, minus the object's volatile fields.
 public struct Differ: Sendable {
     public let descriptor: ObjectDescriptor
+    /// Which content changes emit `updated` (the object's `emit`, rule 5a).
+    public let emit: EmitPolicy
 
-    public init(descriptor: ObjectDescriptor) {
+    public init(descriptor: ObjectDescriptor, emit: EmitPolicy = .anyChange) {
         self.descriptor = descriptor
+        self.emit = emit
     }
 
     /// The hash that identifies a record's content. Computed over the raw record (what the provider said)
@@ -69,23 +78,31 @@ public struct Differ: Sendable {
     public func diff(_ record: SourceRecord, contentHash hash: String, prior: PriorState?) -> DiffOutcome {
         guard let prior, !prior.tombstoned else { return .created(contentHash: hash) }
         if prior.contentHash == hash { return .unchanged }
-        let changes = ContentHash.changes(from: prior.record, to: record.record, ignoring: descriptor.volatileFields)
-        return .updated(contentHash: hash, changes: changes)
+        let volatile = descriptor.volatileFields
+        let changes = ContentHash.changes(from: prior.record, to: record.record, ignoring: volatile)
+        // Over the raw records, minus the fields the hash ignores: exactly what moved the hash (rule 5a).
+        let changedFields = prior.raw.map { ContentHash.changedFields(from: $0, to: record.raw, ignoring: volatile) }
+        return .updated(contentHash: hash, changes: changes, changedFields: changedFields)
     }
 
     /// Builds the event for an outcome, or nil when nothing should be emitted.
+    ///
+    /// Rule 5a: every content-hash change is `updated`, for every model, even when no field of the normalized
+    /// model changed (`changes` is then `{}` and `changedFields` says which provider fields did) — native
+    /// webhooks fire on any update, and an `include_raw` subscriber would otherwise keep a stale `raw`. An object
+    /// with `emit: model_changes` opts out: such an update emits nothing (the caller still moves the snapshot).
     public func event(for record: SourceRecord, outcome: DiffOutcome, detectedAt: Date) -> ChangeEvent? {
         let kind: ChangeKind
         var changes: [String: FieldChange]? = nil
+        var changedFields: [String]? = nil
         switch outcome {
         case .unchanged: return nil
         case .created: kind = .created
-        case .updated(_, let fieldChanges):
-            // A change confined to fields the normalized model does not carry still emits `updated`
-            // with empty `changes` only for model `record`; for typed models it is not observable.
-            if fieldChanges.isEmpty && descriptor.model != "record" { return nil }
+        case .updated(_, let fieldChanges, let fields):
+            if fieldChanges.isEmpty && emit == .modelChanges { return nil }
             kind = .updated
             changes = fieldChanges
+            changedFields = fields
         }
         guard record.emits, let hash = outcome.contentHash else { return nil }
         return ChangeEvent(
@@ -93,7 +110,7 @@ public struct Differ: Sendable {
                                    sourceTimestamp: record.updatedAt, contentHash: hash, kind: kind),
             model: descriptor.model, kind: kind, connection: descriptor.connection, provider: descriptor.provider,
             object: descriptor.object, recordID: record.id, occurredAt: record.updatedAt, detectedAt: detectedAt,
-            record: record.record, changes: changes, raw: record.raw)
+            record: record.record, changes: changes, raw: record.raw, changedFields: changedFields)
     }
 
     /// The `deleted` event for a record whose last known state is `prior`. A delete feed gives the

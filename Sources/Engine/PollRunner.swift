@@ -119,7 +119,7 @@ public final class PollRunner: Sendable {
                       log: Logger) async throws {
         let plan = target.plan
         let descriptor = plan.descriptor
-        let differ = Differ(descriptor: descriptor)
+        let differ = Differ(descriptor: descriptor, emit: plan.emit)
         let scanStart = now()
         let base = try await store.perform {
             try $0.cursor(connection: descriptor.connection, object: descriptor.object,
@@ -343,7 +343,7 @@ public final class PollRunner: Sendable {
             carry = [:]
             for snapshot in diff.snapshots {
                 carry[snapshot.recordID] = PriorState(contentHash: snapshot.contentHash, record: snapshot.record,
-                                                      tombstoned: false)
+                                                      tombstoned: false, raw: snapshot.raw)
             }
         }
         report.unchanged += diff.unchanged
@@ -483,16 +483,17 @@ public final class PollRunner: Sendable {
     }
 
     /// What the store holds for a page: heads (hash, tombstone) of every id looked up, in one query, and — loaded
-    /// only for ids whose hash changed — the prior records `changes` is built from.
+    /// only for ids whose hash changed — the prior records and raws `changes` and `changed_fields` are built from
+    /// (rule 5a). Unchanged re-reads parse no JSON.
     struct PageLookup: Sendable {
         var heads: [String: SnapshotHead] = [:]
-        var priors: [String: JSONValue] = [:]
+        var priors: [String: SnapshotBody] = [:]
         /// Ids of the page that sit in quarantine: they arrive valid now and leave it with the page (rule 16).
         var quarantined: Set<String> = []
     }
 
     /// Enqueues the page's lookup (one store job): heads of ids not in `carry`, then — for live ids whose stored
-    /// hash differs from the fresh one — their prior records, which `changes` needs.
+    /// hash differs from the fresh one — their prior records and raws, which `changes` and `changed_fields` need.
     func lookup(_ records: [SourceRecord], hashes: [String], descriptor: ObjectDescriptor,
                 carry: [String: PriorState]) -> Task<PageLookup, any Error> {
         var ids: [String] = []
@@ -507,7 +508,7 @@ public final class PollRunner: Sendable {
             guard !wanted.isEmpty else { return PageLookup() }
             var result = PageLookup()
             result.heads = try store.snapshotHeads(connection: connection, object: object, ids: wanted)
-            // Any read of an id whose hash differs from the live stored one needs the prior record.
+            // Any read of an id whose hash differs from the live stored one needs the prior record and raw.
             var changed: [String] = []
             var changedSet = Set<String>()
             for (id, hash) in fresh {
@@ -516,7 +517,7 @@ public final class PollRunner: Sendable {
                 changed.append(id)
             }
             if !changed.isEmpty {
-                result.priors = try store.snapshotRecords(connection: connection, object: object, ids: changed)
+                result.priors = try store.snapshotPriors(connection: connection, object: object, ids: changed)
             }
             result.quarantined = try store.quarantinedIDs(connection: connection, object: object, among: wanted)
             return result
@@ -545,8 +546,9 @@ public final class PollRunner: Sendable {
             if let carried = carry[record.id] {
                 prior = carried
             } else if let head = lookup.heads[record.id] {
-                prior = PriorState(contentHash: head.contentHash, record: lookup.priors[record.id] ?? .null,
-                                   tombstoned: head.tombstoned)
+                let body = lookup.priors[record.id]
+                prior = PriorState(contentHash: head.contentHash, record: body?.record ?? .null,
+                                   tombstoned: head.tombstoned, raw: body?.raw)
             } else {
                 prior = nil
             }
@@ -557,7 +559,7 @@ public final class PollRunner: Sendable {
             }
             if fromTheFuture, let stamp = record.updatedAt { result.future.append((record.id, stamp)) }
             // The snapshot is written even when no event is emitted (silent initial sync, pull requests,
-            // typed-model no-ops), so the next read compares with what the provider really holds.
+            // `emit: model_changes` updates outside the model, rule 5a), so the next read compares with what the provider really holds.
             // Rendered here, while the store commits the previous page, rather than inside this page's commit;
             // the raw text serves the snapshot and the event, and the event's record when it is the raw record.
             let rawText = render ? record.raw.serialized() : nil
@@ -565,7 +567,7 @@ public final class PollRunner: Sendable {
                                                   raw: record.raw, sourceTimestamp: record.updatedAt,
                                                   recordText: render ? record.record.canonicalString() : nil,
                                                   rawText: rawText))
-            carry[record.id] = PriorState(contentHash: hash, record: record.record, tombstoned: false)
+            carry[record.id] = PriorState(contentHash: hash, record: record.record, tombstoned: false, raw: record.raw)
             if !silent, let event = differ.event(for: record, outcome: outcome, detectedAt: detectedAt) {
                 result.events.append(event)
                 let recordText = render ? (record.record.serializesIdentically(to: record.raw) ? rawText : record.record.serialized()) : nil

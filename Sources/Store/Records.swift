@@ -96,6 +96,17 @@ public struct SnapshotHead: Sendable, Hashable {
     public var tombstoned: Bool
 }
 
+/// The stored normalized and raw records of a snapshot whose content changed (docs/DESIGN.md §2 rule 5a).
+public struct SnapshotBody: Sendable, Hashable {
+    public var record: JSONValue
+    public var raw: JSONValue
+
+    public init(record: JSONValue, raw: JSONValue) {
+        self.record = record
+        self.raw = raw
+    }
+}
+
 /// A snapshot to insert or replace inside a ``PageCommit``.
 public struct SnapshotWrite: Sendable, Hashable {
     public var recordID: String

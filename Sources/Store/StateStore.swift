@@ -204,8 +204,8 @@ public final class StateStore: Sendable {
 
     static let insertEventSQL = """
         INSERT INTO events (event_id, type, model, kind, connection, provider, object, record_id, occurred_at,
-                            detected_at, record, changes, raw)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            detected_at, record, changes, raw, changed_fields)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (event_id) DO NOTHING
         """
 
@@ -237,11 +237,13 @@ public final class StateStore: Sendable {
             }
             changes = .text(JSONValue.object(object).serialized())
         }
+        // Stored as given (the differ sorts them), so a replay renders the body of the first delivery (rule 5a).
+        let changedFields: SQLValue = event.changedFields.map { .text(jsonArray($0)) } ?? .null
         return [
             .text(event.id), .text(event.type), .text(event.model), .text(event.kind.rawValue),
             .text(event.connection), .text(event.provider), .text(event.object), .text(event.recordID),
             .date(event.occurredAt), .date(event.detectedAt), .text(recordText ?? event.record.serialized()), changes,
-            .text(rawText ?? event.raw.serialized()),
+            .text(rawText ?? event.raw.serialized()), changedFields,
         ]
     }
 
@@ -291,15 +293,33 @@ public final class StateStore: Sendable {
     /// needs for an `updated` event's field-level `changes`. Unlike ``snapshots(connection:object:ids:)`` it
     /// does not read or parse `raw`, which only deletes need.
     public func snapshotRecords(connection: String, object: String, ids: [String]) throws -> [String: JSONValue] {
+        try snapshotBodies(connection: connection, object: object, ids: ids, withRaw: false).mapValues(\.record)
+    }
+
+    /// The stored normalized and raw records of the given ids (those that exist), keyed by record id: what the
+    /// differ needs for an `updated` event — `changes` from the records, `changed_fields` from the raws
+    /// (docs/DESIGN.md §2 rule 5a). Meant for ids whose content hash changed only: unchanged re-reads are decided
+    /// by ``snapshotHeads(connection:object:ids:)`` without parsing any JSON.
+    public func snapshotPriors(connection: String, object: String, ids: [String]) throws -> [String: SnapshotBody] {
+        try snapshotBodies(connection: connection, object: object, ids: ids, withRaw: true)
+    }
+
+    /// `record` (and `raw` when `withRaw`; `.null` otherwise) of the given ids, parsed.
+    private func snapshotBodies(connection: String, object: String, ids: [String], withRaw: Bool) throws
+        -> [String: SnapshotBody]
+    {
         guard !ids.isEmpty else { return [:] }
         return try database.read { db in
-            var result = [String: JSONValue](minimumCapacity: ids.count)
+            var result = [String: SnapshotBody](minimumCapacity: ids.count)
             try db.query("""
-                SELECT record_id, record FROM snapshots
+                SELECT record_id, record\(withRaw ? ", raw" : "") FROM snapshots
                 WHERE connection = ? AND object = ? AND record_id IN (SELECT value FROM json_each(?))
                 """, [.text(connection), .text(object), .text(Self.jsonArray(ids))]) { row in
                 let id = row.text(0)
-                result[id] = try Self.parseJSON(row.text(1), "snapshot \(connection)/\(object)/\(id) record")
+                let context = "snapshot \(connection)/\(object)/\(id)"
+                let record = try Self.parseJSON(row.text(1), "\(context) record")
+                let raw = try withRaw ? Self.parseJSON(row.text(2), "\(context) raw") : JSONValue.null
+                result[id] = SnapshotBody(record: record, raw: raw)
             }
             return result
         }
@@ -448,7 +468,7 @@ public final class StateStore: Sendable {
 
     private static let eventColumns = """
         e.seq, e.event_id, e.model, e.kind, e.connection, e.provider, e.object, e.record_id, e.occurred_at,
-        e.detected_at, e.record, e.changes, e.raw
+        e.detected_at, e.record, e.changes, e.raw, e.changed_fields
         """
 
     /// The event with this id (`evt_…`), nil when unknown.
@@ -503,7 +523,7 @@ public final class StateStore: Sendable {
         }
     }
 
-    /// Decodes the 13 ``eventColumns`` starting at `offset`.
+    /// Decodes the 14 ``eventColumns`` starting at `offset`.
     private static func eventRow(_ row: Row, offset: Int32) throws -> StoredEvent {
         let seq = row.int64(offset)
         let id = row.text(offset + 1)
@@ -520,12 +540,21 @@ public final class StateStore: Sendable {
             }
             changes = result
         }
+        var changedFields: [String]?
+        if let text = row.string(offset + 13) {
+            let value = try parseJSON(text, "\(context) changed_fields")
+            guard let names = value.arrayValue?.compactMap(\.stringValue), names.count == value.arrayValue?.count
+            else {
+                throw StoreError(code: .corruptData, message: "\(context) changed_fields is not an array of names")
+            }
+            changedFields = names
+        }
         let event = ChangeEvent(
             id: id, model: row.text(offset + 2), kind: kind, connection: row.text(offset + 4),
             provider: row.text(offset + 5), object: row.text(offset + 6), recordID: row.text(offset + 7),
             occurredAt: row.date(offset + 8), detectedAt: row.date(offset + 9) ?? Date(timeIntervalSince1970: 0),
             record: try parseJSON(row.text(offset + 10), "\(context) record"), changes: changes,
-            raw: try parseJSON(row.text(offset + 12), "\(context) raw"))
+            raw: try parseJSON(row.text(offset + 12), "\(context) raw"), changedFields: changedFields)
         return StoredEvent(seq: seq, event: event)
     }
 

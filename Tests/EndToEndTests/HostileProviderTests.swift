@@ -5,6 +5,7 @@ import Core
 import Emulators
 import Foundation
 import Glibc
+import Store
 import Testing
 
 private let webhookSecret = "whsec_" + Data((0..<32).map { UInt8(truncatingIfNeeded: $0 &* 11 &+ 5) }).base64EncodedString()
@@ -49,10 +50,12 @@ final class HostileScenario {
         receiver.stop()
     }
 
-    /// Writes the config (`hostileExtra` goes into the hostile connection, `objectExtra` into its object) and
-    /// starts the daemon.
+    /// Writes the config (`hostileExtra` goes into the hostile connection, `objectExtra` into its object,
+    /// `subscriberExtra` into the subscriber) and starts the daemon.
     @discardableResult
-    func start(hostileExtra: String = "", objectExtra: String = "") throws -> DaemonProcess {
+    func start(hostileExtra: String = "", objectExtra: String = "", subscriberExtra: String = "") throws
+        -> DaemonProcess
+    {
         func connection(_ id: String, _ emulator: GitHubEmulator, extra: String, objectExtra: String) -> String {
             """
             {"id": "\(id)", "provider": "github", "base_url": "\(emulator.baseURL)",\(extra)
@@ -92,7 +95,7 @@ final class HostileScenario {
              "connections": [\(hostileConnection),
                              \(connection("healthy", healthy, extra: "", objectExtra: ""))],
              "subscribers": [{"id": "crm", "url": "\(receiver.url)", "secrets": [{"env": "E2E_WEBHOOK_SECRET"}],
-                              "events": ["*"], "allow_insecure_http": true, "allow_private_network": true}]}
+                              "events": ["*"], "allow_insecure_http": true, "allow_private_network": true\(subscriberExtra)}]}
             """
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
         let process = try DaemonProcess(arguments: ["run", "--config", configPath], environment: environment,
@@ -117,6 +120,24 @@ final class HostileScenario {
                   let record = body["data"]?["record_id"]?.stringValue else { return nil }
             return (connection, type, record)
         }
+    }
+
+    /// Bodies of the accepted deliveries from the hostile connection for `record`, in arrival order.
+    func bodies(record: String) -> [JSONValue] {
+        receiver.accepted.compactMap { webhook in
+            guard let body = try? JSONValue.parse(webhook.body), body["data"]?["connection"] == "hostile",
+                  body["data"]?["record_id"]?.stringValue == record else { return nil }
+            return body
+        }
+    }
+
+    /// The raw record the running daemon has stored for `record` of the hostile connection's `object` (read
+    /// beside it as the CLI does), nil until it exists.
+    func storedRaw(object: String, record: String) -> JSONValue? {
+        guard let store = try? StateStore(path: stateDirectory + "/" + StateStore.fileName, mode: .readOnly) else {
+            return nil
+        }
+        return (try? store.snapshots(connection: "hostile", object: object, ids: [record]))?[record]?.raw
     }
 
     /// Runs `deltahook ARGS --config CONFIG` to completion: (exit status, stdout).
@@ -444,5 +465,111 @@ struct PoisonRecordTests {
         }, "record 99 is still quarantined: \(listed)")
         #expect(daemon.process.isRunning)
         scenario.expectNoDeletedEvents()
+    }
+}
+
+/// docs/DESIGN.md §2 rule 5a with the real binary: a change confined to provider fields the typed model does not
+/// carry is one `updated` with `changes` `{}` and `changed_fields` naming the field, and a current `raw` for an
+/// `include_raw` subscriber; `emit: "model_changes"` turns such changes off.
+@Suite("Any content change emits, real daemon", .serialized)
+struct AnyChangeEmitsTests {
+    /// The one `<model>.updated` body delivered for `record`, after waiting for it (and a little longer, so a
+    /// second one would have arrived too).
+    private func singleUpdate(_ scenario: HostileScenario, _ type: String, record: String) async -> JSONValue? {
+        let arrived = await scenario.waitUntil { scenario.delivered("hostile", type, record: record) }
+        #expect(arrived, "no \(type) for \(record); stderr: \(scenario.daemon?.stderr ?? "")")
+        await scenario.expectHealthyConnectionFlows("rule 5a \(type)")
+        let updates = scenario.bodies(record: record).filter { $0["type"]?.stringValue == type }
+        #expect(updates.count == 1, "\(type) for \(record): \(updates.map { $0.serialized() })")
+        return updates.first
+    }
+
+    /// `changes` is `{}`, `changed_fields` names exactly `field`, `raw` carries its new value.
+    private func expectFieldOnlyUpdate(_ body: JSONValue?, field: String, value: String,
+                                       sourceLocation: SourceLocation = #_sourceLocation) {
+        let data = body?["data"]
+        #expect(data?["changes"] == .object(JSONObject()), "\(body?.serialized() ?? "nil")", sourceLocation: sourceLocation)
+        #expect(data?["changed_fields"] == .array([.string(field)]), "\(body?.serialized() ?? "nil")",
+                sourceLocation: sourceLocation)
+        #expect(data?["raw"]?[field]?.stringValue == value, "\(body?.serialized() ?? "nil")", sourceLocation: sourceLocation)
+    }
+
+    private static func netsuite() throws -> NetSuiteEmulator {
+        let zone = try #require(TimeZone(identifier: "America/Los_Angeles"))
+        let netsuite = try NetSuiteEmulator(options: .init(timeZone: zone))
+        netsuite.upsert("customer", id: 301, modifiedAt: Date(timeIntervalSinceNow: -120).roundedToSeconds,
+                        fields: [("companyname", .text("Acme")), ("comments", .text("first call"))])
+        return netsuite
+    }
+
+    private static func servicenow() throws -> (ServiceNowEmulator, String) {
+        let servicenow = try ServiceNowEmulator()
+        let id = try servicenow.insert("incident", ["short_description": "printer jams", "state": "1",
+                                                    "u_vendor_ticket": "V-1"],
+                                       at: Date(timeIntervalSinceNow: -120).roundedToSeconds)
+        return (servicenow, id)
+    }
+
+    @Test("rule 5a: a NetSuite customer whose comments change → one customer.updated, changes {}, changed_fields [comments]")
+    func netsuiteCommentsChange() async throws {
+        let netsuite = try Self.netsuite()
+        let scenario = try HostileScenario(netsuite: netsuite)
+        try scenario.start(objectExtra: #", "model": "customer""#, subscriberExtra: #", "include_raw": true"#)
+        #expect(await scenario.waitUntil { scenario.delivered("hostile", "customer.created", record: "301") },
+                "stderr: \(scenario.daemon?.stderr ?? "")")
+        netsuite.upsert("customer", id: 301, modifiedAt: Date().roundedToSeconds,
+                        fields: [("comments", .text("second call"))])
+        let body = await singleUpdate(scenario, "customer.updated", record: "301")
+        expectFieldOnlyUpdate(body, field: "comments", value: "second call")
+        scenario.expectNoDeletedEvents()
+    }
+
+    @Test("rule 5a: a ServiceNow incident (ticket) whose u_ field changes → one ticket.updated, changes {}, changed_fields names it")
+    func servicenowCustomFieldChange() async throws {
+        let (servicenow, id) = try Self.servicenow()
+        let scenario = try HostileScenario(servicenow: servicenow)
+        try scenario.start(objectExtra: #", "model": "ticket""#, subscriberExtra: #", "include_raw": true"#)
+        #expect(await scenario.waitUntil { scenario.delivered("hostile", "ticket.created", record: id) },
+                "stderr: \(scenario.daemon?.stderr ?? "")")
+        try servicenow.update("incident", id, ["u_vendor_ticket": "V-2"], at: Date().roundedToSeconds)
+        let body = await singleUpdate(scenario, "ticket.updated", record: id)
+        expectFieldOnlyUpdate(body, field: "u_vendor_ticket", value: "V-2")
+        scenario.expectNoDeletedEvents()
+    }
+
+    @Test("rule 5a: emit model_changes → no event for a NetSuite comments or ServiceNow u_ change; model changes still emit")
+    func modelChangesOptOut() async throws {
+        // NetSuite customer: comments changes (snapshot moves, nothing delivered), then the company name does.
+        let netsuite = try Self.netsuite()
+        let ns = try HostileScenario(netsuite: netsuite)
+        try ns.start(objectExtra: #", "model": "customer", "emit": "model_changes""#)
+        #expect(await ns.waitUntil { ns.delivered("hostile", "customer.created", record: "301") },
+                "stderr: \(ns.daemon?.stderr ?? "")")
+        let later = Date().roundedToSeconds
+        netsuite.upsert("customer", id: 301, modifiedAt: later, fields: [("comments", .text("second call"))])
+        #expect(await ns.waitUntil { ns.storedRaw(object: "customer", record: "301")?["comments"] == "second call" },
+                "the daemon never stored the comments change; stderr: \(ns.daemon?.stderr ?? "")")
+        netsuite.upsert("customer", id: 301, modifiedAt: later.addingTimeInterval(1),
+                        fields: [("companyname", .text("Acme Corp"))])
+        let renamed = await singleUpdate(ns, "customer.updated", record: "301")
+        #expect(renamed?["data"]?["changed_fields"] == ["companyname"], "\(renamed?.serialized() ?? "nil")")
+        #expect(renamed?["data"]?["changes"]?["company_name"]?["to"] == "Acme Corp")
+        #expect(renamed?["data"]?["raw"] == nil)
+        #expect(await ns.stop() == 0)
+
+        // ServiceNow ticket: the u_ field changes, then the state does.
+        let (servicenow, id) = try Self.servicenow()
+        let sn = try HostileScenario(servicenow: servicenow)
+        try sn.start(objectExtra: #", "model": "ticket", "emit": "model_changes""#)
+        #expect(await sn.waitUntil { sn.delivered("hostile", "ticket.created", record: id) },
+                "stderr: \(sn.daemon?.stderr ?? "")")
+        let now = Date().roundedToSeconds
+        try servicenow.update("incident", id, ["u_vendor_ticket": "V-2"], at: now)
+        #expect(await sn.waitUntil { sn.storedRaw(object: "incident", record: id)?["u_vendor_ticket"] == "V-2" },
+                "the daemon never stored the u_ change; stderr: \(sn.daemon?.stderr ?? "")")
+        try servicenow.update("incident", id, ["state": "2"], at: now.addingTimeInterval(1))
+        let progressed = await singleUpdate(sn, "ticket.updated", record: id)
+        #expect(progressed?["data"]?["changed_fields"] == ["state"], "\(progressed?.serialized() ?? "nil")")
+        #expect(progressed?["data"]?["changes"]?["status"]?["to"] == "in_progress")
     }
 }

@@ -81,8 +81,105 @@ struct DifferTests {
         #expect(differ.diff(record, prior: PriorState(contentHash: hash, record: .null, tombstoned: false)) == .unchanged)
         let updated = differ.diff(record, prior: PriorState(contentHash: "old", record: ["status": "open"],
                                                             tombstoned: false))
-        #expect(updated == .updated(contentHash: hash, changes: ["status": FieldChange(from: "open", to: "in_progress")]))
+        #expect(updated == .updated(contentHash: hash, changes: ["status": FieldChange(from: "open", to: "in_progress")],
+                                    changedFields: nil))
         let event = differ.event(for: record, outcome: updated, detectedAt: Date(timeIntervalSince1970: 20))
         #expect(event?.type == "ticket.updated" && event?.occurredAt == Date(timeIntervalSince1970: 10))
+    }
+
+    // Rule 5a: any content change emits, for every model; `changed_fields` names the provider fields.
+    static let ticket = ObjectDescriptor(connection: "acme", provider: "servicenow", object: "incident", model: "ticket",
+                                         volatileFields: ["sys_updated_on", "sys_mod_count"])
+
+    static func incident(_ workNotes: String, state: String = "2", modCount: Int64 = 1, at seconds: Double = 10)
+        -> SourceRecord
+    {
+        SourceRecord(id: "s1", updatedAt: Date(timeIntervalSince1970: seconds),
+                     raw: ["sys_id": "s1", "state": .string(state), "comments": .string(workNotes),
+                           "sys_mod_count": .integer(modCount), "sys_updated_on": .string("at \(seconds)")],
+                     record: ["id": "s1", "status": state == "2" ? "in_progress" : "open"])
+    }
+
+    static func prior(of record: SourceRecord, differ: Differ) -> PriorState {
+        PriorState(contentHash: differ.contentHash(of: record), record: record.record, tombstoned: false,
+                   raw: record.raw)
+    }
+
+    @Test("rule 5a: a typed model's change outside the model emits updated, changes {} and changed_fields [comments]")
+    func changeOutsideModelEmits() throws {
+        let differ = Differ(descriptor: Self.ticket)
+        let before = Self.incident("first")
+        let after = Self.incident("second", modCount: 2, at: 20)
+        let outcome = differ.diff(after, prior: Self.prior(of: before, differ: differ))
+        #expect(outcome == .updated(contentHash: differ.contentHash(of: after), changes: [:],
+                                    changedFields: ["comments"]))
+        let event = try #require(differ.event(for: after, outcome: outcome, detectedAt: Date(timeIntervalSince1970: 30)))
+        #expect(event.type == "ticket.updated" && event.changes == [:] && event.changedFields == ["comments"])
+        // The body carries the names, never the values, unless the subscriber asked for raw.
+        let plain = event.webhookBody(includeRaw: false)
+        #expect(plain["data"]?["changes"] == .object(JSONObject()))
+        #expect(plain["data"]?["changed_fields"] == ["comments"])
+        #expect(!plain.serialized().contains("second") && plain["data"]?["raw"] == nil)
+        #expect(event.webhookBody(includeRaw: true)["data"]?["raw"]?["comments"] == "second")
+        // Created and deleted events carry no changed_fields.
+        let created = try #require(differ.event(for: after, outcome: differ.diff(after, prior: nil), detectedAt: .now))
+        #expect(created.changedFields == nil && created.webhookBody(includeRaw: false)["data"]?["changed_fields"] == nil)
+    }
+
+    @Test("rule 5a: changed_fields is sorted, names model and non-model fields, skips volatile ones, sees added and removed fields")
+    func changedFieldsNames() {
+        let differ = Differ(descriptor: Self.ticket)
+        let before = Self.incident("first", state: "1")
+        var after = Self.incident("second", state: "2", modCount: 9, at: 99)
+        after.raw = ["sys_id": "s1", "state": "2", "comments": "second", "sys_mod_count": 9, "sys_updated_on": "x",
+                     "u_custom": .null]
+        let outcome = differ.diff(after, prior: Self.prior(of: before, differ: differ))
+        guard case .updated(_, let changes, let fields) = outcome else {
+            Issue.record("expected updated, got \(outcome)")
+            return
+        }
+        #expect(changes == ["status": FieldChange(from: "open", to: "in_progress")])
+        #expect(fields == ["comments", "state", "u_custom"])
+        #expect(ContentHash.changedFields(from: ["a": 1, "gone": 2], to: ["a": 1.0], ignoring: []) == ["gone"])
+    }
+
+    @Test("rule 5a: a volatile-only change is no change at all: no event")
+    func volatileOnlyNoEvent() {
+        let differ = Differ(descriptor: Self.ticket)
+        let before = Self.incident("same")
+        let touched = Self.incident("same", modCount: 7, at: 50)
+        let outcome = differ.diff(touched, prior: Self.prior(of: before, differ: differ))
+        #expect(outcome == .unchanged)
+        #expect(differ.event(for: touched, outcome: outcome, detectedAt: .now) == nil)
+    }
+
+    @Test("rule 5a: emit model_changes drops an update whose model-level changes are empty, keeps model changes")
+    func modelChangesPolicy() {
+        let differ = Differ(descriptor: Self.ticket, emit: .modelChanges)
+        let before = Self.incident("first")
+        let notes = Self.incident("second", modCount: 2, at: 20)
+        let outcome = differ.diff(notes, prior: Self.prior(of: before, differ: differ))
+        #expect(outcome.contentHash == differ.contentHash(of: notes))   // the snapshot still moves
+        #expect(differ.event(for: notes, outcome: outcome, detectedAt: .now) == nil)
+        let reopened = Self.incident("second", state: "1", modCount: 3, at: 30)
+        let modelOutcome = differ.diff(reopened, prior: Self.prior(of: notes, differ: differ))
+        let event = differ.event(for: reopened, outcome: modelOutcome, detectedAt: .now)
+        #expect(event?.changes == ["status": FieldChange(from: "in_progress", to: "open")])
+        #expect(event?.changedFields == ["state"])
+    }
+
+    @Test("rule 5a: the event id does not depend on changed_fields or the emit policy (rule 8 inputs unchanged)")
+    func eventIDStable() throws {
+        let before = Self.incident("first")
+        let after = Self.incident("second", modCount: 2, at: 20)
+        let differ = Differ(descriptor: Self.ticket)
+        let outcome = differ.diff(after, prior: Self.prior(of: before, differ: differ))
+        let event = try #require(differ.event(for: after, outcome: outcome, detectedAt: .now))
+        let hash = differ.contentHash(of: after)
+        #expect(event.id == ChangeEvent.makeID(connection: "acme", object: "incident", recordID: "s1",
+                                               sourceTimestamp: after.updatedAt, contentHash: hash, kind: .updated))
+        // Without the prior raw (changed_fields unknown) the same change has the same id.
+        let withoutRaw = differ.diff(after, prior: PriorState(contentHash: "old", record: before.record, tombstoned: false))
+        #expect(differ.event(for: after, outcome: withoutRaw, detectedAt: .now)?.id == event.id)
     }
 }

@@ -9,6 +9,16 @@ import Testing
 
 @Suite("PollRunner")
 struct PollRunnerTests {
+    /// A `ticket` object whose model carries only `state`, with record r1 created by a first cycle.
+    private func ticketWithOneRecord(_ temp: TempStore, _ fields: [String: JSONValue],
+                                     emit: EmitPolicy = .anyChange) async throws -> (FakeSource, PollRunner) {
+        let source = FakeSource(model: "ticket", modelFields: ["state"])
+        source.upsert("r1", at: at(0), fields)
+        let runner = makeRunner(source, temp, initialSync: .emit) { $0.emit = emit }
+        _ = try await runner.runCycle()
+        return (source, runner)
+    }
+
     // Rules 1, 5, 6 and 2: the full life of a record, with exact events in order and field-level changes.
     @Test("create → update → no-op re-read → delete (sweep) → undelete: exact events in order (rules 1, 2, 5, 6)")
     func lifecycle() async throws {
@@ -92,26 +102,82 @@ struct PollRunnerTests {
         #expect(try temp.cursor(source)?.watermark == at(299))
     }
 
-    @Test("a change in volatile fields only emits nothing; a typed-model no-op writes the snapshot silently (rule 5)")
+    @Test("a change in volatile fields only emits nothing (rules 5, 5a)")
     func volatileOnly() async throws {
         let temp = try TempStore()
-        let source = FakeSource(model: "ticket", modelFields: ["state"])
-        source.upsert("r1", at: at(0), ["state": "1", "internal": "a"])
-        let runner = makeRunner(source, temp, initialSync: .emit)
-        _ = try await runner.runCycle()
+        let (source, runner) = try await ticketWithOneRecord(temp, ["state": "1", "internal": "a"])
         source.touch("r1", at: at(50))                        // sys_updated_on and sys_mod_count only
         let touched = try await runner.runCycle()
         #expect(touched.records == 1 && touched.unchanged == 1 && touched.eventCount == 0)
+        #expect(try temp.events().map(\.type) == ["ticket.created"])
+    }
+
+    @Test("rule 5a: a typed model's change outside the model emits updated with changes {} and changed_fields")
+    func changeOutsideModel() async throws {
+        let temp = try TempStore()
+        let (source, runner) = try await ticketWithOneRecord(temp, ["state": "1", "comments": "a"])
+        source.upsert("r1", at: at(60), ["state": "1", "comments": "b"])  // raw changed, model unchanged
+        let changed = try await runner.runCycle()
+        #expect(changed.eventCount == 1 && changed.snapshotsWritten == 1)
+        let again = try await runner.runCycle()               // the new hash was stored: a plain re-read now
+        #expect(again.unchanged == again.records && again.eventCount == 0)
+        source.upsert("r1", at: at(70), ["state": "2", "comments": "b"])
+        _ = try await runner.runCycle()
+        let events = try temp.events()
+        #expect(events.map(\.type) == ["ticket.created", "ticket.updated", "ticket.updated"])
+        #expect(events[1].changes == [:] && events[1].changedFields == ["comments"])
+        #expect(events[1].raw["comments"] == "b" && events[1].occurredAt == at(60))
+        #expect(events[2].changes == ["state": FieldChange(from: "1", to: "2")] && events[2].changedFields == ["state"])
+        // The id is rule 8's, whatever changed_fields says.
+        let hash = Differ(descriptor: source.descriptor).contentHash(of: FakeSource.sourceRecord(
+            try #require(source.state.withLock { $0.records["r1"] }), modelFields: ["state"]))
+        #expect(events[2].id == ChangeEvent.makeID(connection: "acme", object: "incident", recordID: "r1",
+                                                   sourceTimestamp: at(70), contentHash: hash, kind: .updated))
+        // The stored body is what a replay sends: changed_fields survives the round trip.
+        let body = try #require(try temp.store.event(id: events[1].id)).event.webhookBody(includeRaw: false)
+        #expect(body["data"]?["changed_fields"] == ["comments"] && body["data"]?["changes"] == .object(JSONObject()))
+    }
+
+    @Test("rule 5a: two changes of one record in one scan each name their own changed_fields (against the first read)")
+    func changedFieldsAcrossCarry() async throws {
+        let temp = try TempStore()
+        let source = FakeSource(model: "ticket", modelFields: ["state"])
+        source.upsert("r1", at: at(0), ["state": "1", "comments": "a", "u_x": "1"])
+        source.upsert("r2", at: at(1), ["state": "1"])
+        let runner = makeRunner(source, temp, initialSync: .emit, pageSize: 1)
+        _ = try await runner.runCycle()
+        source.upsert("r1", at: at(10), ["state": "1", "comments": "b", "u_x": "1"])
+        source.state.withLock { state in
+            // r1 changes again while the scan is on its second page: it is read twice, the second time against
+            // the first read's (carried) state.
+            state.beforeDelta[state.deltaCalls + 2] = { records in
+                records["r1"]?.fields["u_x"] = "2"
+                records["r1"]?.updatedAt = at(20)
+            }
+        }
+        source.upsert("r2", at: at(15), ["state": "1", "comments": "new"])
+        _ = try await runner.runCycle()
+        let updates = try temp.events().filter { $0.kind == .updated }
+        #expect(updates.map(\.recordID) == ["r1", "r2", "r1"])
+        #expect(updates.map(\.changedFields) == [["comments"], ["comments"], ["u_x"]])
+    }
+
+    @Test("rule 5a: emit model_changes emits nothing for a change outside the model, but the snapshot moves")
+    func modelChangesOptOut() async throws {
+        let temp = try TempStore()
+        let (source, runner) = try await ticketWithOneRecord(temp, ["state": "1", "internal": "a"], emit: .modelChanges)
         source.upsert("r1", at: at(60), ["state": "1", "internal": "b"])  // raw changed, model unchanged
         let hidden = try await runner.runCycle()
         #expect(hidden.eventCount == 0 && hidden.suppressed == 1 && hidden.snapshotsWritten == 1)
+        let stored = try #require(try temp.store.snapshots(connection: "acme", object: "incident", ids: ["r1"])["r1"])
+        #expect(stored.raw["internal"] == "b")
         let after = try await runner.runCycle()               // the new hash was stored: a plain re-read now
         #expect(after.unchanged == after.records && after.snapshotsWritten == 0)
         source.upsert("r1", at: at(70), ["state": "2", "internal": "b"])
         _ = try await runner.runCycle()
         let events = try temp.events()
         #expect(events.map(\.type) == ["ticket.created", "ticket.updated"])
-        #expect(events[1].changes == ["state": FieldChange(from: "1", to: "2")])
+        #expect(events[1].changes == ["state": FieldChange(from: "1", to: "2")] && events[1].changedFields == ["state"])
     }
 
     @Test("A→B→A→B yields 4 distinct event ids, and the same ids when re-run after a crash (rule 8)")

@@ -471,6 +471,51 @@ final class LockedBox<Value>: @unchecked Sendable {
         }
     }
 
+    /// docs/DESIGN.md §2 rule 5a: `changed_fields` is stored with the event, and every reader that rebuilds an event
+    /// (show, list, seq range, due deliveries after replay and redeliver) renders the body of the first delivery.
+    @Test("rule 5a: changed_fields round-trips through every event reader; bodies are byte-identical")
+    func changedFieldsRoundTrip() throws {
+        let dir = try TempDir()
+        let store = try StateStore(path: dir.dbPath)
+        var touched = makeEvent("A", 1)
+        touched.changes = [:]
+        touched.changedFields = ["comments", "u_note"]
+        let modelChange = makeEvent("B", 2)          // an updated event stored without changed_fields
+        let created = makeEvent("C", 1, kind: .created)
+        _ = try setUp(store, [touched, modelChange, created])
+        let bodies = { (event: ChangeEvent) in
+            [event.webhookBody(includeRaw: false).serialized(), event.webhookBody(includeRaw: true).serialized()]
+        }
+        let shown = try #require(try store.event(id: touched.id)).event
+        #expect(shown == touched && shown.changedFields == ["comments", "u_note"] && shown.changes == [:])
+        #expect(bodies(shown) == bodies(touched))
+        #expect(shown.webhookBody(includeRaw: false)["data"]?["changed_fields"] == ["comments", "u_note"])
+        #expect(try store.event(id: modelChange.id)?.event.changedFields == nil)
+        #expect(try store.event(id: created.id)?.event.changedFields == nil)
+        let listed = try store.events(EventQuery(connection: "c")).map(\.event)
+        #expect(listed == [touched, modelChange, created])
+        #expect(try store.events(seqIn: 1...3).map(\.event) == listed)
+        // Replay and redeliver send what the first delivery sent.
+        let first = try store.dueDeliveries(subscriber: "crm", now: t0).map(\.event)
+        #expect(first.map(bodies) == listed.map(bodies))
+        #expect(try store.redeliver(eventID: touched.id, subscribers: ["audit"], now: t0) == 1)
+        #expect(try store.replay(subscriber: "audit2", since: .distantPast, now: t0) { _ in true } == 3)
+        let again = try store.dueDeliveries(subscriber: "audit", now: t0).map(\.event)
+        #expect(again.map(bodies) == [bodies(touched)])
+        #expect(try store.dueDeliveries(subscriber: "audit2", now: t0).map(\.event).map(bodies) == listed.map(bodies))
+    }
+
+    @Test("rule 5a: snapshotPriors loads record and raw of the given ids only")
+    func snapshotPriorsLoadRaw() throws {
+        let dir = try TempDir()
+        let store = try StateStore(path: dir.dbPath)
+        _ = try store.commitPage(PageCommit(connection: "c", object: "o",
+                                            snapshots: [snapshotWrite("r1", 1), snapshotWrite("r2", 1)], now: t0))
+        let priors = try store.snapshotPriors(connection: "c", object: "o", ids: ["r2", "missing"])
+        #expect(priors == ["r2": SnapshotBody(record: ["id": "r2", "n": 1], raw: ["sys_id": "r2"])])
+        #expect(try store.snapshotPriors(connection: "c", object: "o", ids: []).isEmpty)
+    }
+
     @Test func attemptExcerptIsCappedAtFourKilobytes() throws {
         let dir = try TempDir()
         let store = try StateStore(path: dir.dbPath)
