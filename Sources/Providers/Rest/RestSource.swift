@@ -103,14 +103,14 @@ public struct RestSource: ObjectSource {
     /// 1. A first page of a query (page `start`, offset 0, no token or link) holds every row the API had from C on,
     ///    contiguously up to its last row. When it reaches a later granule, the walk asks a first page again from its
     ///    newest row (inclusive): nothing between C and that row can be missed.
-    /// 2. A page whose rows all lie in C's granule continues the run with the API's own pagination — page N+1,
-    ///    offset + rows, the token or link — only when the page is full. A numbered page is short when it holds fewer
-    ///    rows than asked and fewer than the largest page this API has returned in this scan (an API may silently cap
-    ///    a `{limit}` above its maximum, or have no `{limit}` at all; a page that merely matches its cap is not the
-    ///    end). A short page ends the run: the walk asks a first page from the next granule. Asking page N+1 after a
-    ///    short page would count positions in a set that may have grown in between: 50 rows dated over the last
-    ///    minutes becoming visible between the two requests (a bulk job, late-visible rows) would put rows 1–49 of
-    ///    them before page 2's window, and the walk would go on past them.
+    /// 2. A page whose rows all lie in C's granule continues the run with the API's own pagination: the token or
+    ///    link while the API gives one, page N+1 or offset + rows only when the page is full. A numbered page is
+    ///    short when it holds fewer rows than asked and fewer than the largest page this API has returned in this
+    ///    scan (an API may silently cap a `{limit}` above its maximum, or have no `{limit}` at all; a page that
+    ///    merely matches its cap is not the end). A short page ends the run: the walk asks a first page from the
+    ///    next granule. Asking page N+1 after a short page would count positions in a set that may have grown in
+    ///    between: 50 rows dated over the last minutes becoming visible between the two requests (a bulk job,
+    ///    late-visible rows) would put rows 1–49 of them before page 2's window, and the walk would go on past them.
     /// 3. A later page (N > 1) whose first row is already past the run means the run ended before the window began —
     ///    rows of the run were updated away, or rows appeared, between the requests — and the rows between the run
     ///    and the window were never on a page. The walk asks a first page from the next granule after C (not from the
