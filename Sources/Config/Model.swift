@@ -249,9 +249,10 @@ public enum RestCursorFormat: String, Sendable, CaseIterable {
 public enum RestPagination: Sendable, Equatable {
     /// One request per poll.
     case none
-    /// `{page}` counts up from `start` until an empty page.
+    /// `{page}` counts up from `start`, only inside a full page of one timestamp (RestSource walks with `{cursor}`
+    /// otherwise; docs/DESIGN.md §2 rule 3).
     case page(start: Int)
-    /// `{offset}` grows by the records received until an empty page.
+    /// `{offset}` grows by the records received, only inside a full page of one timestamp (as `page`).
     case offset
     /// `{next}` takes the opaque token found at `field` in the previous response; absent or null ends.
     case nextToken(field: [String])

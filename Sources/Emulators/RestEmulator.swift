@@ -51,10 +51,24 @@ public final class RestEmulator: Sendable {
         public init() {}
     }
 
+    /// Runs once, right after the first list request `matches` accepts was answered and before the next one is
+    /// read: "rows became visible between two page requests" (a bulk job, a replica catching up).
+    public struct BetweenPages: Sendable {
+        public var matches: @Sendable (HTTPServerRequest) -> Bool
+        public var run: @Sendable (RestEmulator) -> Void
+
+        public init(matches: @escaping @Sendable (HTTPServerRequest) -> Bool,
+                    run: @escaping @Sendable (RestEmulator) -> Void) {
+            self.matches = matches
+            self.run = run
+        }
+    }
+
     private struct State {
         var orders: [Int64: Order] = [:]
         var hostility = Hostility()
         var requests: [(target: String, authorization: String?)] = []
+        var betweenPages: BetweenPages?
     }
 
     private let state = Mutex(State())
@@ -86,6 +100,8 @@ public final class RestEmulator: Sendable {
     public var orders: [Order] { state.withLock { $0.orders.values.sorted { $0.id < $1.id } } }
     public func setHostility(_ hostility: Hostility) { state.withLock { $0.hostility = hostility } }
     public func updateHostility(_ change: (inout Hostility) -> Void) { state.withLock { change(&$0.hostility) } }
+    /// Arms a one-shot change of the data between two page requests (replacing one not yet fired).
+    public func betweenPages(_ hook: BetweenPages) { state.withLock { $0.betweenPages = hook } }
 
     /// Request targets (path and query) in arrival order, with the Authorization header each carried.
     public var requests: [(target: String, authorization: String?)] { state.withLock { $0.requests } }
@@ -112,6 +128,18 @@ public final class RestEmulator: Sendable {
     }
 
     func handle(_ request: HTTPServerRequest) -> HTTPServerResponse {
+        let response = answer(request)
+        // The page is computed: a data change now lands between this request and the next one.
+        let hook = state.withLock { s -> BetweenPages? in
+            guard let hook = s.betweenPages, response.status == 200, hook.matches(request) else { return nil }
+            s.betweenPages = nil
+            return hook
+        }
+        hook?.run(self)
+        return response
+    }
+
+    private func answer(_ request: HTTPServerRequest) -> HTTPServerResponse {
         let (snapshot, hostility, limited) = state.withLock { s -> ([Order], Hostility, Bool) in
             s.requests.append((request.target, request.headers["authorization"]))
             let limited = s.hostility.rateLimitedRequests > 0

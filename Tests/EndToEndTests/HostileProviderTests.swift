@@ -257,7 +257,8 @@ struct HostileRestTests {
     @Test("rule 18: an API that ignores the page parameter ends each scan with an error, not 10,000 requests")
     func pageParameterIgnored() async throws {
         let rest = try RestEmulator(pagination: .page)
-        for id in 1...5 { rest.upsert(Self.order(Int64(id), 300 - Double(id))) }
+        // Five orders in one second: a full page of one timestamp, the one place the walk asks page 2 (rule 3).
+        for id in 1...5 { rest.upsert(Self.order(Int64(id), 300)) }
         rest.updateHostility { $0.ignoresPaging = true }
         let scenario = try HostileScenario(rest: rest)
         let daemon = try scenario.start()
@@ -267,6 +268,39 @@ struct HostileRestTests {
         #expect(requests < 50, "\(requests) requests: the scan did not stop on a repeated page")
         #expect(await scenario.waitUntil { scenario.delivered("hostile", "record.created", record: 1) })
         scenario.expectNoLiveRecordDeleted()
+    }
+
+    @Test("rule 3: 50 orders becoming visible between two page requests are each delivered exactly once")
+    func ordersVisibleBetweenPageRequests() async throws {
+        let rest = try RestEmulator(pagination: .page)
+        let base = Date(timeIntervalSinceNow: -600).roundedToSeconds
+        for id in 1...3 { rest.upsert(RestEmulator.Order(id: Int64(id), status: "new", updatedAt: base + Double(id))) }
+        // The newest order, which the walk re-reads from its own second. Right after that page is answered, a bulk
+        // job makes 50 orders visible, dated over the following minutes: a page 2 from the same second would begin
+        // at the 10th of them and the walk would step over the first nine.
+        let newest = base + 3
+        rest.betweenPages(.init(matches: { request in
+            request.queryValue("updated_since").flatMap(Timestamps.parseRFC3339) == newest
+                && (request.queryValue("page") ?? "1") == "1"
+        }, run: { emulator in
+            for id in 4...53 {
+                emulator.upsert(RestEmulator.Order(id: Int64(id), status: "bulk", updatedAt: newest + Double(id) * 5))
+            }
+        }))
+        let scenario = try HostileScenario(rest: rest)
+        let daemon = try scenario.start(objectExtra: #", "page_size": 10"#)
+        let all = Set((1...53).map(String.init))
+        func created() -> [String] {
+            scenario.deliveries.filter { $0.connection == "hostile" && $0.type == "record.created" }.map(\.recordID)
+        }
+        #expect(await scenario.waitUntil { all.isSubset(of: created()) },
+                "never delivered: \(all.subtracting(created()).compactMap { Int($0) }.sorted()); stderr: \(daemon.stderr)")
+        // A few more poll cycles re-read the newest orders: no state arrives twice.
+        try await Task.sleep(for: .seconds(3))
+        let hostile = scenario.deliveries.filter { $0.connection == "hostile" }
+        #expect(hostile.count == 53, "\(hostile.count) deliveries for 53 orders: \(hostile.map { "\($0.type) \($0.recordID)" })")
+        #expect(Set(hostile.map(\.recordID)) == all)
+        await scenario.expectHealthyConnectionFlows("orders visible between page requests")
     }
 
     @Test("rule 12: 429 with Retry-After: 99999999999999999999 is clamped; the daemon neither dies nor waits forever")

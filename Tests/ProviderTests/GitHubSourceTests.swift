@@ -155,6 +155,32 @@ struct GitHubSourceTests {
         #expect(windows.first.map { $0.0 < 100 && $0.1 > 100 } == true)
     }
 
+    @Test("Rule 3: a window past the end of a shrunken run restarts after the run's second, not from its newest row")
+    func windowPastTheRunRestartsAfterTheRun() async throws {
+        let f = try GitHubFixture()
+        defer { f.stop() }
+        // A run of exactly one full page at t0, then 30 issues one second apart.
+        for i in 0..<100 { f.emulator.createIssue(title: "run \(i)", at: t0) }
+        for i in 1...30 { f.emulator.createIssue(title: "after \(i)", at: t0 + Double(i)) }
+        // Page 1 from since=t0 read the whole run. Before the next window ([90, 180) with per_page 90), 20 issues of
+        // the run are updated: the run now ends at row 80, so the window begins at t0+11 and t0+1…t0+10 sit
+        // before it. Restarting from the window's newest row would skip those ten.
+        f.emulator.queueFaults([.none, .none, .hook { emulator in
+            for number: Int64 in 1...20 { emulator.updateIssue(number, at: t0 + 100) { $0.title = "moved" } }
+        }])
+        let (records, _) = try await GitHubFixture.scan(f.source(), from: nil, pageSize: 100)
+        let all = Set(f.emulator.issues.map { String($0.id) })
+        let missing = all.subtracting(records.map(\.id))
+        #expect(missing.isEmpty, "never read: \(f.emulator.issues.filter { missing.contains(String($0.id)) }.map(\.title))")
+        // The moved rows were in the window and are read again from t0+1 (the engine's content hash drops re-reads).
+        #expect(Set(records.filter { $0.record["title"] == "moved" }.map(\.id)).count == 20)
+        // After the window, page 1 again from the second after the run.
+        let windowIndex = f.emulator.listRequests.firstIndex { $0.query["page"] != nil }
+        let afterWindow = windowIndex.map { f.emulator.listRequests.dropFirst($0 + 1).first }
+        #expect(afterWindow??.query["since"] == Timestamps.rfc3339(t0 + 1))
+        #expect(afterWindow??.query["page"] == nil)
+    }
+
     @Test("The next window inside a run overlaps the rows read and always moves forward")
     func windowArithmetic() {
         for maximum in [1, 2, 3, 10, 50, 99, 100] {

@@ -9,8 +9,9 @@ import Providers
 import Synchronization
 import Testing
 
-/// A fake "orders" API: `GET /v1/orders?updated_since=…&limit=…&page=…` returns records with
-/// `updated_at >= updated_since`, ordered by (updated_at, id), one page at a time.
+/// A fake "orders" API: `GET /v1/orders?updated_since=…&limit=…&page=…` (or `&offset=…`, or `&next=…`) returns
+/// records with `updated_at >= updated_since`, ordered by (updated_at, id), one page at a time. `maxLimit` caps the
+/// page size silently, as many APIs do when asked for more than their maximum.
 final class FakeOrdersAPI: Sendable {
     struct Order: Sendable { var id: Int; var updatedAt: Int64; var status: String }
     private let orders = Mutex<[Order]>([])
@@ -18,9 +19,12 @@ final class FakeOrdersAPI: Sendable {
     private let afterPage = Mutex<(@Sendable (Int) -> Void)?>(nil)
     private let served = Mutex(0)
     private let failNext = Mutex<HTTPServerResponse?>(nil)
+    private let log = Mutex<[[String: String]]>([])
+    let maxLimit: Int
     let server: HTTPServer
 
-    init(style: String = "page") throws {
+    init(style: String = "page", maxLimit: Int = 1000) throws {
+        self.maxLimit = maxLimit
         let box = Mutex<FakeOrdersAPI?>(nil)
         server = try HTTPServer(handling: .sync { request in
             guard let api = box.withLock({ $0 }) else { return .text("starting", status: 503) }
@@ -38,14 +42,21 @@ final class FakeOrdersAPI: Sendable {
     func onPageServed(_ hook: @escaping @Sendable (Int) -> Void) { afterPage.withLock { $0 = hook } }
     func failOnce(_ response: HTTPServerResponse) { failNext.withLock { $0 = response } }
     var pagesServed: Int { served.withLock { $0 } }
+    /// The query parameters of every request, in order.
+    var queries: [[String: String]] { log.withLock { $0 } }
 
     func handle(_ request: HTTPServerRequest, style: String) -> HTTPServerResponse {
         if let failure = failNext.withLock({ f -> HTTPServerResponse? in defer { f = nil }; return f }) { return failure }
+        var query: [String: String] = [:]
+        for name in ["updated_since", "limit", "page", "offset", "next"] { query[name] = request.queryValue(name) }
+        log.withLock { $0.append(query) }
         let since = Timestamps.parseRFC3339(request.queryValue("updated_since") ?? "") ?? Date(timeIntervalSince1970: 0)
-        let limit = Int(request.queryValue("limit") ?? "") ?? 2
+        let limit = min(Int(request.queryValue("limit") ?? "") ?? 2, maxLimit)
         let start: Int
         if style == "token" {
             start = Int(request.queryValue("next") ?? "") ?? 0
+        } else if style == "offset" {
+            start = Int(request.queryValue("offset") ?? "") ?? 0
         } else {
             start = ((Int(request.queryValue("page") ?? "") ?? 1) - 1) * limit
         }
@@ -81,11 +92,11 @@ func restConfig(baseURL: String, path: String, pagination: JSONValue) throws -> 
 }
 
 /// Runs a whole scan the way the engine does: follow `next` until nil, bounded.
-func scanAll(_ source: RestSource, from lowerBound: Date? = nil) async throws -> [SourceRecord] {
+func scanAll(_ source: RestSource, from lowerBound: Date? = nil, pageSize: Int = 2) async throws -> [SourceRecord] {
     var all = [SourceRecord]()
     var after: ScanPosition? = nil
     for _ in 0..<100 {
-        let page = try await source.fetchDelta(DeltaRequest(lowerBound: lowerBound, after: after, pageSize: 2))
+        let page = try await source.fetchDelta(DeltaRequest(lowerBound: lowerBound, after: after, pageSize: pageSize))
         all += page.records
         guard let next = page.next else { return all }
         #expect(next != after, "a scan must make progress")
@@ -137,6 +148,89 @@ struct RestSourceTests {
         // the run.
         #expect(uniqueInOrder(records.map(\.id)) == (1...7).map(String.init))
         #expect(records.count == 9)
+    }
+
+    static func numbered(_ style: String) -> (path: String, pagination: JSONValue) {
+        style == "offset"
+            ? ("/v1/orders?updated_since={cursor}&limit={limit}&offset={offset}", ["style": "offset"])
+            : (Self.path, ["style": "page", "start": 1])
+    }
+
+    /// A source reading `api` over its own curl client, which the caller shuts down.
+    static func source(_ api: FakeOrdersAPI, style: String = "page") throws -> (RestSource, CurlHTTPClient) {
+        let transport = try CurlHTTPClient()
+        let (path, pagination) = numbered(style)
+        let connection = try restConfig(baseURL: api.server.baseURL, path: path, pagination: pagination)
+        return (try RestSource(connection: connection, object: try #require(connection.objects.first), transport: transport),
+                transport)
+    }
+
+    @Test("rule 3: 50 rows becoming visible between two page requests are all read, none skipped",
+          arguments: ["page", "offset"])
+    func rowsVisibleBetweenPageRequests(style: String) async throws {
+        let api = try FakeOrdersAPI(style: style)
+        defer { api.server.stop() }
+        // The cursor's record: the newest row the last scan read, which every scan re-reads (rule 2).
+        let cursor: Int64 = 10_000
+        let kept = FakeOrdersAPI.Order(id: 1, updatedAt: cursor, status: "old")
+        api.set([kept])
+        // Right after the page that re-reads it from its own timestamp (request 2), a bulk job makes 50 rows
+        // visible, dated over the next minutes. A page-2 request at the same lower bound would now return rows
+        // 10–19 of the new set and the walk would go on from there: rows 2–10 never read.
+        let bulk = (2...51).map { FakeOrdersAPI.Order(id: $0, updatedAt: cursor + Int64($0) * 3, status: "bulk") }
+        api.onPageServed { page in if page == 2 { api.set([kept] + bulk) } }
+        let (source, transport) = try Self.source(api, style: style)
+        defer { transport.shutdown() }
+        let records = try await scanAll(source, from: Date(timeIntervalSince1970: Double(cursor - 2)), pageSize: 10)
+        let missing = Set((1...51).map(String.init)).subtracting(records.map(\.id))
+        #expect(missing.isEmpty, "never read: \(missing.compactMap { Int($0) }.sorted())")
+    }
+
+    @Test("rule 3: a short page of one timestamp ends the run; the walk goes on at the next second, page 1")
+    func shortPageEndsTheRun() async throws {
+        let api = try FakeOrdersAPI()
+        defer { api.server.stop() }
+        api.set([.init(id: 1, updatedAt: 100, status: "a"), .init(id: 2, updatedAt: 200, status: "b"),
+                 .init(id: 3, updatedAt: 300, status: "c")])
+        let (source, transport) = try Self.source(api)
+        defer { transport.shutdown() }
+        let records = try await scanAll(source)
+        #expect(uniqueInOrder(records.map(\.id)) == ["1", "2", "3"])
+        // [1,2] → from 200: [2,3] → from 300: [3], one row where the API has shown two fit → from 301: [] (end).
+        #expect(api.queries.allSatisfy { $0["page"] == "1" }, "no page 2: \(api.queries)")
+        #expect(api.queries.last?["updated_since"] == Timestamps.rfc3339(Date(timeIntervalSince1970: 301)))
+        #expect(api.queries.count == 4)
+    }
+
+    @Test("rule 3: an API that silently caps the page size below page_size is still paged through a long run")
+    func cappedPageSizeIsNotShort() async throws {
+        let api = try FakeOrdersAPI(maxLimit: 2)
+        defer { api.server.stop() }
+        api.set((1...5).map { .init(id: $0, updatedAt: 5_000, status: "x") })
+        let (source, transport) = try Self.source(api)
+        defer { transport.shutdown() }
+        // Asked for 4, answered 2: a page as large as the largest this API returns is full, not short.
+        let records = try await scanAll(source, pageSize: 4)
+        #expect(uniqueInOrder(records.map(\.id)) == (1...5).map(String.init))
+    }
+
+    @Test("rule 3: a page after a run that starts past the run's end restarts after the run, not from its newest row",
+          arguments: ["page", "offset"])
+    func runShrinksBetweenPageRequests(style: String) async throws {
+        let api = try FakeOrdersAPI(style: style)
+        defer { api.server.stop() }
+        // A full page of one timestamp (orders 1, 2 at 5000), then 3, 4, 5 one second apart.
+        api.set([.init(id: 1, updatedAt: 5_000, status: "x"), .init(id: 2, updatedAt: 5_000, status: "x"),
+                 .init(id: 3, updatedAt: 5_001, status: "x"), .init(id: 4, updatedAt: 5_002, status: "x"),
+                 .init(id: 5, updatedAt: 5_003, status: "x")])
+        // After page 1 from 5000 (request 2), order 1 is updated and leaves the run: the second page of the run
+        // now starts at order 4, and order 3 sits before it.
+        api.onPageServed { page in if page == 2 { api.update(id: 1, at: 6_000, status: "paid") } }
+        let (source, transport) = try Self.source(api, style: style)
+        defer { transport.shutdown() }
+        let records = try await scanAll(source, from: Date(timeIntervalSince1970: 4_999))
+        #expect(Set(records.map(\.id)) == Set((1...5).map(String.init)), "read: \(records.map(\.id))")
+        #expect(records.last { $0.id == "1" }?.raw["status"] == "paid")
     }
 
     @Test("rule 4: an absent next token is the end marker; present tokens are followed")

@@ -8,17 +8,25 @@
 //   newest `updated_at` seen; rows at exactly that instant that were already on the previous page are
 //   filtered out (their ids travel in the position's `seen` hint);
 // - only when a whole page shares one timestamp T and `since` is already T (a run of identical timestamps
-//   longer than a page) does the walk use page numbers — the one place where nothing else advances.
+//   longer than a page) does the walk use page numbers — the one place where nothing else advances. A short
+//   page carries no `next` link (GitHub computes it from the total at request time), so it ends the scan
+//   rather than asking page N+1 of a set that may have grown since.
 //   Inside a run, consecutive windows overlap by about a tenth of a page (GitHub pages are offset windows
 //   `[(page−1)·per_page, page·per_page)`, so a different `per_page` moves the window start): when rows of the
 //   run are updated between two requests they leave the run and everything after them moves back; the
-//   overlap catches up to that many moved rows instead of skipping them, and the `seen` ids drop the repeats.
-// Only an empty page or a response without a `next` link ends the scan (rule 4). The position's hints
-// (`since`, `page`, `per_page`, `seen`) are persisted by the engine with the page, so a restarted scan asks
-// exactly the request that was next.
+//   overlap catches up to that many moved rows instead of skipping them, and the `seen` ids drop the repeats;
+// - a window (page > 1) whose first row is already newer than T began past the run's end: the rows between the
+//   run and the window were on no page. The walk asks page 1 again with `since` = T + 1 s, never from the
+//   window's newest row. A window whose first row is still at T continues the run into the rest of the set
+//   contiguously, so the walk goes on from its newest row as after any page 1.
+// So `since` passes a row only from a page 1 that held it or after the run before it was paged to its end.
+// Only an empty page or a response without a `next` link ends the scan (rule 4), except that a window past the
+// run's end restarts as above even without one. The position's hints (`since`, `page`, `per_page`, `seen`) are
+// persisted by the engine with the page, so a restarted scan asks exactly the request that was next. Every step
+// moves `since` to a later second, or the window strictly forward inside a finite run (rule 18).
 //
 // Known limit (inherent to page numbers): if more rows than the overlap leave a multi-page run between two
-// page requests, a row of the run can still be skipped by this scan.
+// page requests, a row of the run itself can still be skipped by this scan; rows after the run cannot.
 public import Core
 public import Foundation
 import Crypto
@@ -142,6 +150,21 @@ public struct GitHubIssuesSource: ObjectSource {
             guard let at = row.updatedAt, let since = step.since else { return true }
             if at < since { return false }
             return !(at == since && step.seen.contains(row.id))
+        }
+        if step.page > 1, let since = step.since, let first = rows.first?.updatedAt, first > since {
+            // A window inside a run (or after rejected rows) whose first row is already past `since`: the run ended
+            // before the window began, so rows between the run and the window's first row may never have been on a
+            // page (rows of the run updated away between the requests move everything after them back). Page 1 again
+            // from the second after the run — not from this window's newest row, which would step over them, and not
+            // from `since` itself, which a run longer than a page would repeat forever. With or without a `next`
+            // link: the end marker describes this window, not what lies before it (docs/DESIGN.md §2 rule 3).
+            let after = since.addingTimeInterval(1)
+            let atAfter = rows.filter { $0.updatedAt == after }.map(\.id)
+            let nextStep = WalkStep(since: after, page: 1, perPage: nil, seen: Set(atAfter))
+            var hints = ["since": Timestamps.rfc3339(after), "page": "1"]
+            if !atAfter.isEmpty { hints["seen"] = atAfter.joined(separator: ",") }
+            result.next = (nextStep, ScanPosition(timestamp: after, recordID: "", hints: hints))
+            return result
         }
         guard hasNext else { return result }
         let atNewest = rows.filter { $0.updatedAt == newest }.map(\.id)

@@ -4,9 +4,9 @@
 //
 // Offsets and page numbers drift while the data changes (a record updated mid-scan moves to the end and
 // the records behind it shift one place left, so one is skipped). So, like the GitHub adapter, the scan
-// walks with the cursor itself: after every page that reached a newer timestamp it asks for the first page
-// again from the newest timestamp seen (inclusive), and uses the API's own pagination only inside a run of
-// identical timestamps (DESIGN §2 rule 3). Re-reads at the boundary are suppressed by content hash.
+// walks with the cursor itself and uses the API's own pagination only inside a run of identical timestamps,
+// where nothing else advances (docs/DESIGN.md §2 rule 3). `RestSource.nextPosition` states the walk's rules
+// and why no row is skipped. Re-reads at the boundary are suppressed by content hash.
 public import Config
 public import Core
 public import HTTPClient
@@ -87,19 +87,76 @@ public struct RestSource: ObjectSource {
                 + "the \(spec.pagination.parameterName) parameter (hint: check request.path's {page}/{offset} placeholder and "
                 + "the API's pagination, or use next_url, next_token or link_header pagination)")
         }
-        var next: QueryPosition?
-        if !page.hasMore {
-            next = nil
-        } else if newest > position.cursor {
-            next = .start(cursor: newest, pagination: spec.pagination)
-        } else {
-            next = position.advanced(pagination: spec.pagination, received: page.count, token: page.nextToken,
-                                     url: page.nextURL)
-            if spec.pagination.isNumbered { next?.previousPageIDs = pageIDs }
-        }
+        var next = nextPosition(after: page, at: position, pageSize: max(1, request.pageSize), newest: newest)
+        next?.largestPage = max(position.largestPage, page.count)
+        // Only a step inside the same query (the API's next page number or offset) can repeat this page.
+        if spec.pagination.isNumbered, next?.cursor == position.cursor { next?.previousPageIDs = pageIDs }
         return DeltaPage(records: page.records,
                          next: next.map { $0.scanPosition(timestamp: newest, recordID: lastID) },
                          rejected: page.rejected)
+    }
+
+    /// Where the walk goes after `page`, read at `position` (docs/DESIGN.md §2 rule 3). Timestamps are compared by
+    /// granule, the cursor's resolution as the API sees it (`{cursor}` is printed in whole seconds, except
+    /// `unix_milliseconds`); "the run" is the rows in the granule of the query's cursor C.
+    ///
+    /// 1. A first page of a query (page `start`, offset 0, no token or link) holds every row the API had from C on,
+    ///    contiguously up to its last row. When it reaches a later granule, the walk asks a first page again from its
+    ///    newest row (inclusive): nothing between C and that row can be missed.
+    /// 2. A page whose rows all lie in C's granule continues the run with the API's own pagination: the token or
+    ///    link while the API gives one, page N+1 or offset + rows only when the page is full. A numbered page is
+    ///    short when it holds fewer rows than asked and fewer than the largest page this API has returned in this
+    ///    scan (an API may silently cap a `{limit}` above its maximum, or have no `{limit}` at all; a page that
+    ///    merely matches its cap is not the end). A short page ends the run: the walk asks a first page from the
+    ///    next granule. Asking page N+1 after a short page would count positions in a set that may have grown in
+    ///    between: 50 rows dated over the last minutes becoming visible between the two requests (a bulk job,
+    ///    late-visible rows) would put rows 1–49 of them before page 2's window, and the walk would go on past them.
+    /// 3. A later page (N > 1) whose first row is already past the run means the run ended before the window began —
+    ///    rows of the run were updated away, or rows appeared, between the requests — and the rows between the run
+    ///    and the window were never on a page. The walk asks a first page from the next granule after C (not from the
+    ///    page's newest row, and not from C itself, which a run longer than a page would repeat forever). It does so
+    ///    even when the page carries no next token or link: the end marker describes the window, not what it skipped.
+    ///    A later page whose first row is still in the run joins the rest of the set contiguously and is case 1.
+    ///
+    /// No row is skipped: the cursor moves past a row only from a first page that held it (case 1) or after the run
+    /// it belongs to was paged to its end (cases 2 and 3); rows that change meanwhile move to the end of the order,
+    /// which every first page from a later cursor still reaches. (Inside a run longer than a page, rows of the run
+    /// updated between two page requests can shift one unread row of the run into a page already read — the limit
+    /// of page numbers, DESIGN §2 rule 3; the rows after the run are never lost.)
+    ///
+    /// The walk ends (rule 18): every step either moves the cursor to a strictly later granule at a first page, or
+    /// keeps it and moves the API's pagination strictly forward inside one finite run; an API that ignores `page` or
+    /// `offset` repeats the previous page's ids and fails the scan (`prev_ids`), and `max_pages_per_scan` bounds the
+    /// rest. A cursor granule beyond year 9999 ends the scan.
+    func nextPosition(after page: FetchedPage, at position: QueryPosition, pageSize: Int, newest: Date) -> QueryPosition? {
+        let run = granule(position.cursor)
+        if !position.isFirst(spec.pagination), let first = page.records.first?.updatedAt, granule(first) > run {
+            return nextGranule(after: position.cursor).map { QueryPosition.start(cursor: $0, pagination: spec.pagination) }
+        }
+        guard page.hasMore else { return nil }
+        if granule(newest) > run {
+            return .start(cursor: newest, pagination: spec.pagination)
+        }
+        let short = page.count < pageSize && page.count < position.largestPage
+        if spec.pagination.isNumbered, !page.records.isEmpty, short {
+            return nextGranule(after: position.cursor).map { QueryPosition.start(cursor: $0, pagination: spec.pagination) }
+        }
+        // A full page of the run, or a page of only rejected records (rule 16): the API's own next page.
+        return position.advanced(pagination: spec.pagination, received: page.count, token: page.nextToken, url: page.nextURL)
+    }
+
+    /// The cursor's resolution in milliseconds: what `{cursor}` can tell apart.
+    var granuleMilliseconds: Int64 { spec.cursorFormat == .unixMilliseconds ? 1 : 1000 }
+
+    /// The start of `date`'s granule, in milliseconds since 1970 (a lower bound before 1970 counts as 1970).
+    func granule(_ date: Date) -> Int64 {
+        let milliseconds = max(0, Timestamps.unixMilliseconds(date))
+        return milliseconds - milliseconds % granuleMilliseconds
+    }
+
+    /// The first instant of the granule after `date`'s; nil past year 9999.
+    func nextGranule(after date: Date) -> Date? {
+        Timestamps.date(unixMilliseconds: granule(date) + granuleMilliseconds)
     }
 
     /// A short digest of a page's ids, kept in the position to notice a page that repeats the previous one.
@@ -287,6 +344,9 @@ struct QueryPosition: Equatable {
     /// Digest of the ids of the page this numbered position follows (page/offset pagination), to catch an API
     /// that ignores the page parameter.
     var previousPageIDs: String?
+    /// The most rows one page of this scan has held so far: a numbered page is short only below it (the API may cap
+    /// the page size below what was asked; see `RestSource.nextPosition`).
+    var largestPage = 0
 
     static func start(cursor: Date, pagination: RestPagination) -> QueryPosition {
         if case .page(let start) = pagination {
@@ -311,6 +371,17 @@ struct QueryPosition: Equatable {
         token = position.hints["token"]
         url = position.hints["url"]
         previousPageIDs = position.hints["prev_ids"]
+        largestPage = position.hints["largest_page"].flatMap(Int.init).map { max(0, $0) } ?? 0
+    }
+
+    /// The first request of a query at `cursor`: page `start`, offset 0, no token or link.
+    func isFirst(_ pagination: RestPagination) -> Bool {
+        switch pagination {
+        case .none: true
+        case .page(let start): page == start
+        case .offset: offset == 0
+        case .nextToken, .nextURL, .linkHeader: token == nil && url == nil
+        }
     }
 
     /// "2" for page pagination, "offset 40" for offsets.
@@ -322,6 +393,7 @@ struct QueryPosition: Equatable {
     /// The next request inside the same query (a run of identical timestamps longer than a page).
     func advanced(pagination: RestPagination, received: Int, token: String?, url: String?) -> QueryPosition {
         var next = QueryPosition(cursor: cursor, page: page, offset: offset)
+        next.largestPage = largestPage
         switch pagination {
         case .none: break
         case .page: next.page = page < Int.max ? page + 1 : page
@@ -338,6 +410,7 @@ struct QueryPosition: Equatable {
         if let token { hints["token"] = token }
         if let url { hints["url"] = url }
         if let previousPageIDs { hints["prev_ids"] = previousPageIDs }
+        if largestPage > 0 { hints["largest_page"] = String(largestPage) }
         return ScanPosition(timestamp: timestamp, recordID: recordID, hints: hints)
     }
 }
