@@ -122,20 +122,28 @@ struct DeleteOrderTests {
 
 @Suite("Sweeps repair what they see (rule 6a)")
 struct SweepRepairTests {
+    /// `a` (old) and `b` (keeping the watermark past `a`) scanned, then one sweep during which a before-query rule
+    /// hides `a` from the listing: the sweep deletes it. Returns with the rule lifted; sweeps run every cycle.
+    private func wronglyDeleted(_ source: FakeSource, _ temp: TempStore, sink: MemoryLogSink = testLogSink)
+        async throws -> PollRunner
+    {
+        let runner = makeRunner(source, temp, reconcileEvery: .zero, sink: sink, deleteGuard: nil)
+        source.upsert("a", at: at(1), ["v": "1"])
+        source.upsert("b", at: at(100), ["v": "1"])
+        _ = try await runner.runCycle()
+        source.state.withLock { $0.listing = ["b"] }
+        let hidden = try await runner.runCycle()
+        #expect(hidden.reconciled && hidden.deletions == 1)
+        source.state.withLock { $0.listing = nil }
+        return runner
+    }
+
     @Test("rule 6a: a sweep that lists a tombstoned id reads it and emits created, with its delivery rows")
     func sweepRepairsWrongDelete() async throws {
         let temp = try TempStore()
         let source = FakeSource()
-        let runner = makeRunner(source, temp, reconcileEvery: .zero, deleteGuard: nil)
-        source.upsert("a", at: at(1), ["v": "1"])
-        source.upsert("b", at: at(100), ["v": "1"])
-        _ = try await runner.runCycle()
-        // A before-query rule hides `a` from the listing during one sweep: the sweep deletes it.
-        source.state.withLock { $0.listing = ["b"] }
-        let hidden = try await runner.runCycle()
-        #expect(hidden.reconciled && hidden.deletions == 1)
         // The rule is lifted: `a` was never deleted and has not changed, so no delta read will bring it back.
-        source.state.withLock { $0.listing = nil }
+        let runner = try await wronglyDeleted(source, temp)
         let repaired = try await runner.runCycle()
         #expect(repaired.reconciled && repaired.deletions == 0)
         #expect(repaired.events.map(\.type) == ["record.created"])
@@ -157,13 +165,7 @@ struct SweepRepairTests {
         let source = FakeSource()
         source.state.withLock { $0.singleReads = false }
         let sink = MemoryLogSink()
-        let runner = makeRunner(source, temp, reconcileEvery: .zero, sink: sink, deleteGuard: nil)
-        source.upsert("a", at: at(1), ["v": "1"])
-        source.upsert("b", at: at(100), ["v": "1"])
-        _ = try await runner.runCycle()
-        source.state.withLock { $0.listing = ["b"] }
-        _ = try await runner.runCycle()
-        source.state.withLock { $0.listing = nil }
+        let runner = try await wronglyDeleted(source, temp, sink: sink)
         let first = try await runner.runCycle()
         let second = try await runner.runCycle()
         #expect(first.reconciled && second.reconciled && first.eventCount == 0 && second.eventCount == 0)
@@ -180,16 +182,8 @@ struct SweepRepairTests {
     func sweepQuarantinesRejectedRecord() async throws {
         let temp = try TempStore()
         let source = FakeSource()
-        let runner = makeRunner(source, temp, reconcileEvery: .zero, deleteGuard: nil)
-        source.upsert("a", at: at(1), ["v": "1"])
-        source.upsert("b", at: at(100), ["v": "1"])
-        _ = try await runner.runCycle()
-        source.state.withLock { $0.listing = ["b"] }
-        _ = try await runner.runCycle()
-        source.state.withLock {
-            $0.listing = nil
-            $0.poison["a"] = "$.result.sys_updated_on: not a time"
-        }
+        let runner = try await wronglyDeleted(source, temp)
+        source.state.withLock { $0.poison["a"] = "$.result.sys_updated_on: not a time" }
         let report = try await runner.runCycle()
         #expect(report.reconciled && report.eventCount == 0 && report.quarantined == 1)
         let quarantined = try temp.store.quarantine(connection: "acme", object: "incident")
