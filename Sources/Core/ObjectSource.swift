@@ -175,6 +175,22 @@ public struct DeletionPage: Sendable {
     }
 }
 
+/// What a provider answered when asked for one record by id (docs/DESIGN.md §2 rule 6a). A delete-feed entry in
+/// the same second as the record's last seen state, and a sweep that lists an id whose snapshot is tombstoned,
+/// both need to know whether the record exists NOW; "gone" and "cannot tell" must not be confused, since one
+/// emits `deleted` and the other leaves the decision to the next read.
+public enum RecordLookup: Sendable {
+    /// The record exists; normalized exactly as a delta scan would have read it.
+    case found(SourceRecord)
+    /// The provider says no such record exists (ServiceNow 404 "No Record found", an empty SuiteQL result).
+    case gone
+    /// The record exists but the adapter cannot accept it (bad timestamp, unparseable); quarantined like a
+    /// rejected row of a scan (rule 16).
+    case rejected(RejectedRecord)
+    /// This source cannot read single records; the engine falls back to its delta reads and sweeps.
+    case unsupported
+}
+
 /// Static facts about one polled object of one connection.
 public struct ObjectDescriptor: Sendable, Hashable {
     public var connection: String
@@ -216,6 +232,16 @@ public protocol ObjectSource: Sendable {
     /// Reads the provider's delete feed since `since` (exclusive of `after`). Returns nil when this object
     /// has no delete feed (then only reconciliation finds deletes).
     func fetchDeletions(since: Date?, after: ScanPosition?, pageSize: Int) async throws -> DeletionPage?
+
+    /// Reads one record by its provider id, with the same options (fields, raw values, time handling) as the
+    /// delta scan, so its content hash matches what a scan would compute (docs/DESIGN.md §2 rule 6a). The
+    /// adapter validates `id` against its provider's grammar before it reaches a URL or query (rule 15).
+    func fetchRecord(id: String) async throws -> RecordLookup
+}
+
+extension ObjectSource {
+    /// Sources without a single-record read (GitHub issues, generic REST) answer ``RecordLookup/unsupported``.
+    public func fetchRecord(id: String) async throws -> RecordLookup { .unsupported }
 }
 
 /// Why a provider call failed. The engine maps each case to a scheduling decision; none of them moves a

@@ -97,6 +97,8 @@ public final class ServiceNowEmulator: Sendable {
         var rows: [String: [String: String]] = [:]
         var insertionOrder: [String] = []
         var hidden: Set<String> = []
+        /// Rows a before-query business rule filters out of every query (see `setHiddenByQueryRule`).
+        var queryRuleHidden: Set<String> = []
         var forbidden = false
     }
 
@@ -249,6 +251,7 @@ public final class ServiceNowEmulator: Sendable {
             }
             t.insertionOrder.removeAll { $0 == sysID }
             t.hidden.remove(sysID)
+            t.queryRuleHidden.remove(sysID)
             s.tables[table] = t
             _ = row
             return t.auditDeletes
@@ -265,6 +268,23 @@ public final class ServiceNowEmulator: Sendable {
         state.withLock { s in
             for id in sysIDs {
                 if hidden { s.tables[table]?.hidden.insert(id) } else { s.tables[table]?.hidden.remove(id) }
+            }
+        }
+    }
+
+    /// Before-query business rule simulation: a rule adds a condition to every GlideRecord query of the table, so the
+    /// rows vanish from list queries entirely (not counted in `X-Total-Count`, unlike ACL-hidden rows, and without a
+    /// `sys_audit_delete` row) and a single-record GET answers 404 "No Record found" — the record is not deleted.
+    /// Used to prove that a sweep run while the rule hides a record, which deletes it, is repaired by the next sweep
+    /// once the rule is lifted (docs/DESIGN.md §2 rule 6a).
+    public func setHiddenByQueryRule(_ table: String, _ sysIDs: [String], _ hidden: Bool = true) {
+        state.withLock { s in
+            for id in sysIDs {
+                if hidden {
+                    s.tables[table]?.queryRuleHidden.insert(id)
+                } else {
+                    s.tables[table]?.queryRuleHidden.remove(id)
+                }
             }
         }
     }
@@ -459,7 +479,7 @@ public final class ServiceNowEmulator: Sendable {
             }
             let excludeLinks = (query["sysparm_exclude_reference_link"] ?? "false") == "true"
             if parts.count == 3 {
-                guard let row = t.rows[parts[2]], !t.hidden.contains(parts[2]) else {
+                guard let row = t.rows[parts[2]], !t.hidden.contains(parts[2]), !t.queryRuleHidden.contains(parts[2]) else {
                     return envelope(404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval")
                 }
                 let rendered = render(row, table: t, fields: query["sysparm_fields"], display: display, excludeLinks: excludeLinks)
@@ -481,7 +501,8 @@ public final class ServiceNowEmulator: Sendable {
                 return envelope(400, "Invalid sysparm_limit or sysparm_offset", nil)
             }
             // Filter, order, count (before ACLs), apply the limit, THEN drop what ACLs hide.
-            var matching = t.insertionOrder.compactMap { t.rows[$0] }.filter { parsed.matches($0) }
+            var matching = t.insertionOrder.filter { !t.queryRuleHidden.contains($0) }.compactMap { t.rows[$0] }
+                .filter { parsed.matches($0) }
             if !parsed.orderBy.isEmpty {
                 matching = Self.stableSorted(matching) { parsed.precedes($0, $1) }
             }

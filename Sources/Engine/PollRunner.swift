@@ -1,5 +1,5 @@
-// The poll runner: one cycle of one object = a delta scan (all pages), then the delete feed, then a
-// reconciliation sweep when due. DESIGN §2 rules 1–5 and 8 live here; rule 6 in Reconciler.
+// The poll runner: one cycle of one object = the delete feed, then a delta scan (all pages), then a
+// reconciliation sweep when due. DESIGN §2 rules 1–5 and 8 live here; rules 6 and 6a in Reconciler.
 //
 // A delta scan reads the cursor, asks for records `>=` (watermark − lookback − one granule), follows the
 // provider's keyset positions until a page says the scan is over (`next == nil`), and commits each page —
@@ -53,8 +53,14 @@ public final class PollRunner: Sendable {
     /// Replaces the router (subscribers changed on reload); takes effect from the next page.
     public func update(router: @escaping EventRouter) { settings.withLock { $0.router = router } }
 
-    /// One full cycle: delta scan, delete feed, reconciliation when due. Records the outcome in
+    /// One full cycle: delete feed, delta scan, reconciliation when due. Records the outcome in
     /// `poll_status` and the metrics (not in a dry run).
+    ///
+    /// The feed is read before the scan (docs/DESIGN.md §2 rule 6a): a record deleted and re-created since the
+    /// last cycle then gets its `deleted` before the scan emits the re-created state, never after it. A feed that
+    /// fails (other than a rate limit) does not stop the scan — a table whose audit feed is unreadable must still
+    /// deliver its changes — and fails the cycle after it; the feed's later entries are then checked against what
+    /// the scan saw (stale or same-second, rule 6a).
     ///
     /// `dryRun`: reads the provider and the store but writes nothing, and returns the events the cycle
     /// would commit (`previewEvents`); reconciliation sweeps are skipped (they must write to mark ids seen).
@@ -72,8 +78,18 @@ public final class PollRunner: Sendable {
         var report = CycleReport(connection: descriptor.connection, object: descriptor.object, dryRun: dryRun)
         let started = now()
         do {
+            var feedError: (any Error)?
+            do {
+                try await reconciler.readDeleteFeed(target, router: router, dryRun: dryRun, report: &report,
+                                                    logger: log)
+            } catch let error as ProviderError {
+                if case .rateLimited = error { throw error }
+                feedError = error
+            } catch let error as EngineError {
+                feedError = error
+            }
             try await scan(target, router: router, dryRun: dryRun, report: &report, log: log)
-            try await reconciler.readDeleteFeed(target, router: router, dryRun: dryRun, report: &report, logger: log)
+            if let feedError { throw feedError }
             if !dryRun {
                 try await reconciler.reconcileIfDue(target, router: router, report: &report, logger: log)
             }

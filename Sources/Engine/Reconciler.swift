@@ -7,6 +7,12 @@
 // listing that came back empty, or far smaller than the live set (an ACL, role or scope change at the provider),
 // is held for an operator instead of deleting the table. A delete feed names each delete explicitly and is not
 // guarded.
+//
+// Deletes in source order (docs/DESIGN.md §2 rule 6a): a feed entry older than the record's last seen state is
+// stale and skipped; one in the same second is checked with the provider (`fetchRecord`). A sweep that lists an
+// id whose snapshot is tombstoned reads the record and emits `created`, so a wrong `deleted` (a record hidden
+// from one sweep by a before-query rule, a delete that a restore undid) is repaired by the next sweep at the
+// latest.
 public import Core
 public import Foundation
 public import Logging
@@ -24,6 +30,8 @@ public final class Reconciler: Sendable {
     private let now: @Sendable () -> Date
     private let metrics: EngineMetrics
     private let retry = Mutex(RetryState())
+    /// The source answered `unsupported` to a single-record read: said once, not on every sweep.
+    private let singleReadsUnsupportedLogged = Mutex(false)
 
     public init(store: StateStore, metrics: MetricsRegistry? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store
@@ -109,6 +117,8 @@ public final class Reconciler: Sendable {
             if !ids.isEmpty {
                 try await store.perform { try $0.markSeen(connection: connection, object: object, ids: ids,
                                                           sweep: sweepStart) }
+                try await repairTombstoned(among: ids, target: target, router: router, report: &report,
+                                           logger: logger)
             }
             if let next = page.next, !tokens.insert(next).inserted {
                 throw EngineError.idListingStalled(connection: connection, object: object, token: next)
@@ -284,7 +294,11 @@ public final class Reconciler: Sendable {
                 if state.newest.map({ notice.deletedAt > $0 }) ?? true { state.newest = notice.deletedAt }
                 guard !deletedHere.contains(notice.id), let snapshot = snapshots[notice.id], !snapshot.tombstoned
                 else { continue }
-                if let seenAlive = snapshot.sourceTimestamp, seenAlive > notice.deletedAt { continue }
+                if let seenAlive = snapshot.sourceTimestamp,
+                   try await !deleteStillHolds(notice, seenAlive: seenAlive, source: target.source,
+                                               granularity: descriptor.granularity, logger: logger) {
+                    continue
+                }
                 deletedHere.insert(notice.id)
                 let prior = PriorState(contentHash: snapshot.contentHash, record: snapshot.record, tombstoned: false)
                 events.append(differ.deletionEvent(recordID: notice.id, prior: prior, raw: snapshot.raw,
@@ -303,6 +317,140 @@ public final class Reconciler: Sendable {
             guard let next = page.next else { return }
             position = next
         }
+    }
+
+    /// Whether a feed entry still means `deleted` for a live snapshot last seen at `seenAlive` (docs/DESIGN.md §2
+    /// rule 6a). Seen later than the delete (in a later granule): the record came back and its newer state was
+    /// already emitted, so the entry is stale. Seen in the same granule: the order inside one second is unknown
+    /// (ServiceNow and NetSuite times have one-second granularity), so the provider is asked whether the record
+    /// exists now — if so the delta scan emits its state and the entry is skipped. A source that cannot read
+    /// single records keeps the feed's word (`deleted`); a sweep repairs it if wrong.
+    func deleteStillHolds(_ notice: DeletedRecordNotice, seenAlive: Date, source: any ObjectSource,
+                          granularity: Duration, logger: Logger) async throws -> Bool {
+        let seen = Self.granule(seenAlive, granularity), deleted = Self.granule(notice.deletedAt, granularity)
+        if seen > deleted {
+            logger.debug("stale delete-feed entry skipped: the record was seen alive after it (rule 6a)",
+                         [.recordID: notice.id, "DELETED_AT": Timestamps.rfc3339(notice.deletedAt),
+                          "SEEN_ALIVE_AT": Timestamps.rfc3339(seenAlive)])
+            return false
+        }
+        guard seen == deleted else { return true }
+        switch try await source.fetchRecord(id: notice.id) {
+        case .found, .rejected:
+            logger.debug("delete-feed entry in the same second as the record's last state skipped: the record exists (rule 6a)", [.recordID: notice.id, "DELETED_AT": Timestamps.rfc3339(notice.deletedAt)])
+            return false
+        case .gone:
+            return true
+        case .unsupported:
+            return true
+        }
+    }
+
+    /// `date` floored to whole granules (whole seconds for a one-second provider).
+    static func granule(_ date: Date, _ granularity: Duration) -> Int64 {
+        let size = max(granularity.seconds, 0.001)
+        let units = (date.timeIntervalSince1970 / size).rounded(.down)
+        return units.isFinite && abs(units) < 9e15 ? Int64(units) : 0
+    }
+
+    // MARK: - Sweep repair (rule 6a)
+
+    /// Reads every id of a sweep page whose snapshot is tombstoned and commits what the source holds now: a
+    /// `created` event per record (through the normal diff, with delivery rows), quarantine for one the adapter
+    /// rejects (rule 16), nothing for one gone meanwhile — in one transaction for the page. A wrong `deleted` is so
+    /// corrected by the next sweep at the latest. A source without single-record reads is logged once and left to
+    /// the next delta read of the record. Provider errors other than rate limits skip the id (the next sweep asks
+    /// again) rather than abandon the sweep: deletes of other records must not wait for one unreadable record.
+    func repairTombstoned(among ids: [String], target: PollTarget, router: EventRouter, report: inout CycleReport,
+                          logger: Logger) async throws {
+        let descriptor = target.plan.descriptor
+        let (connection, object) = (descriptor.connection, descriptor.object)
+        let heads = try await store.perform { try $0.snapshotHeads(connection: connection, object: object, ids: ids) }
+        let tombstoned = ids.filter { heads[$0]?.tombstoned == true }
+        guard !tombstoned.isEmpty else { return }
+        var found: [SourceRecord] = []
+        var rejected: [RejectedRecord] = []
+        for id in tombstoned {
+            try Task.checkCancellation()
+            let lookup: RecordLookup
+            do {
+                lookup = try await target.source.fetchRecord(id: id)
+            } catch let error as ProviderError {
+                if case .rateLimited = error { throw error }
+                logger.warning("sweep could not read a deleted record it listed; the next sweep asks again",
+                               [.recordID: id], error: error)
+                continue
+            }
+            switch lookup {
+            case .found(let record): found.append(record)
+            case .rejected(let record): rejected.append(record)
+            case .gone: continue
+            case .unsupported:
+                let first = singleReadsUnsupportedLogged.withLock { logged in
+                    defer { logged = true }
+                    return !logged
+                }
+                if first {
+                    logger.info("sweep lists records that were deleted, but this source cannot read single records; they come back with their next change (rule 6a)",
+                                [.recordID: id])
+                }
+                return
+            }
+        }
+        guard !found.isEmpty || !rejected.isEmpty else { return }
+        let differ = Differ(descriptor: descriptor)
+        let hashes = differ.contentHashes(of: found)
+        let priorIDs = found.map(\.id)
+        let snapshots = try await store.perform {
+            try $0.snapshots(connection: connection, object: object, ids: priorIDs)
+        }
+        let detectedAt = now()
+        var writes: [SnapshotWrite] = []
+        var events: [ChangeEvent] = []
+        for (index, record) in found.enumerated() {
+            let prior = snapshots[record.id].map {
+                PriorState(contentHash: $0.contentHash, record: $0.record, tombstoned: $0.tombstoned)
+            }
+            let outcome = differ.diff(record, contentHash: hashes[index], prior: prior)
+            guard let hash = outcome.contentHash else { continue }
+            writes.append(SnapshotWrite(recordID: record.id, contentHash: hash, record: record.record, raw: record.raw,
+                                        sourceTimestamp: record.updatedAt))
+            guard var event = differ.event(for: record, outcome: outcome, detectedAt: detectedAt) else { continue }
+            if let prior = snapshots[record.id], prior.tombstoned {
+                event.id = Self.revivalID(of: event, contentHash: hash, tombstonedAt: prior.tombstonedAt)
+            }
+            events.append(event)
+        }
+        let result = try await commit(descriptor, writes: writes, events: events, cursor: nil, router: router,
+                                      now: detectedAt, report: &report, quarantine: rejected,
+                                      acceptedIDs: found.map(\.id))
+        report.rejected += rejected.count
+        report.releasedFromQuarantine += result?.releasedFromQuarantine ?? 0
+        if let fresh = result?.newlyQuarantined, !fresh.isEmpty {
+            report.quarantined += fresh.count
+            metrics.quarantined(descriptor, fresh.count)
+            for record in rejected where fresh.contains(record.key) {
+                logger.warning("record quarantined: the adapter could not accept it; the sweep goes on without it",
+                               ["RECORD_ID": record.key, "POSITION": record.position, "REASON": record.reason,
+                                "HINT": "see `deltahook quarantine list`; it leaves quarantine when it arrives valid"])
+            }
+        }
+        if !events.isEmpty {
+            logger.info("sweep found deleted records alive again; emitted created (rule 6a)",
+                        ["COUNT": String(events.count)])
+        }
+    }
+
+    /// The id of a `created` event for a record whose snapshot is a tombstone. A wrongly deleted record that never
+    /// changed comes back with the state and source timestamp of its first `created`, so rule 8's id would repeat
+    /// that event's id and the outbox would drop it as a re-poll — the subscriber would keep believing it deleted.
+    /// The id is therefore derived from the later of the record's timestamp and the tombstone's time: still
+    /// deterministic (a crash before the commit re-derives it), and distinct for each delete-and-return.
+    static func revivalID(of event: ChangeEvent, contentHash: String, tombstonedAt: Date?) -> String {
+        var stamp = event.occurredAt
+        if let tombstonedAt, stamp.map({ tombstonedAt > $0 }) ?? true { stamp = tombstonedAt }
+        return ChangeEvent.makeID(connection: event.connection, object: event.object, recordID: event.recordID,
+                                  sourceTimestamp: stamp, contentHash: contentHash, kind: event.kind)
     }
 
     // MARK: - Helpers
@@ -334,12 +482,16 @@ public final class Reconciler: Sendable {
                          report: &report)
     }
 
+    @discardableResult
     private func commit(_ descriptor: ObjectDescriptor, writes: [SnapshotWrite], events: [ChangeEvent],
-                        cursor: CursorState?, router: EventRouter, now: Date, report: inout CycleReport) async throws {
-        guard !writes.isEmpty || !events.isEmpty || cursor != nil else { return }
+                        cursor: CursorState?, router: EventRouter, now: Date, report: inout CycleReport,
+                        quarantine: [RejectedRecord] = [], acceptedIDs: [String] = []) async throws
+        -> PageCommitResult?
+    {
+        guard !writes.isEmpty || !events.isEmpty || cursor != nil || !quarantine.isEmpty else { return nil }
         let commit = PageCommit(connection: descriptor.connection, object: descriptor.object, snapshots: writes,
                                 events: events.map { OutgoingEvent(event: $0, subscribers: router($0)) },
-                                cursor: cursor, now: now)
+                                cursor: cursor, now: now, quarantine: quarantine, acceptedIDs: acceptedIDs)
         let result = try await store.perform { try $0.commitPage(commit) }
         report.snapshotsWritten += result.snapshotsWritten
         let duplicates = Set(result.duplicateEventIDs)
@@ -348,5 +500,6 @@ public final class Reconciler: Sendable {
             metrics.eventCommitted(descriptor, type: event.type)
         }
         report.duplicates += result.duplicateEventIDs
+        return result
     }
 }

@@ -49,6 +49,12 @@ final class FakeSource: ObjectSource {
         var deltaCalls = 0
         var idCalls = 0
         var requests: [DeltaRequest] = []
+        /// false: `fetchRecord` answers `unsupported` (a source without single-record reads).
+        var singleReads = true
+        /// Ids asked for with `fetchRecord`, in order.
+        var fetchedRecords: [String] = []
+        /// Source calls in order ("delta", "ids", "deletions", "record"), to prove the order of a cycle.
+        var calls: [String] = []
     }
 
     let descriptor: ObjectDescriptor
@@ -107,6 +113,7 @@ final class FakeSource: ObjectSource {
     func fetchDelta(_ request: DeltaRequest) async throws -> DeltaPage {
         let (page, error) = state.withLock { state -> (DeltaPage?, (any Error)?) in
             state.deltaCalls += 1
+            state.calls.append("delta")
             state.requests.append(request)
             if let mutate = state.beforeDelta[state.deltaCalls] { mutate(&state.records) }
             if let error = state.deltaErrors[state.deltaCalls] { return (nil, error) }
@@ -158,6 +165,7 @@ final class FakeSource: ObjectSource {
     func fetchIDs(after token: String?, pageSize: Int) async throws -> IDPage {
         try state.withLock { state in
             state.idCalls += 1
+            state.calls.append("ids")
             if let error = state.idErrors[state.idCalls] { throw error }
             let ids = (state.listing ?? state.records.keys.sorted()).sorted().filter { token == nil || $0 > token! }
             let page = Array(ids.prefix(pageSize))
@@ -167,6 +175,7 @@ final class FakeSource: ObjectSource {
 
     func fetchDeletions(since: Date?, after: ScanPosition?, pageSize: Int) async throws -> DeletionPage? {
         state.withLock { state in
+            state.calls.append("deletions")
             guard let feed = state.deleteFeed else { return nil }
             let matching = feed
                 .filter { notice in
@@ -181,6 +190,27 @@ final class FakeSource: ObjectSource {
             return DeletionPage(deletions: page, next: next)
         }
     }
+}
+
+extension FakeSource {
+    /// One record by id, as a delta page would carry it (docs/DESIGN.md §2 rule 6a); poison records come back
+    /// rejected, absent ones gone.
+    func fetchRecord(id: String) async throws -> RecordLookup {
+        state.withLock { state in
+            state.calls.append("record")
+            guard state.singleReads else { return .unsupported }
+            state.fetchedRecords.append(id)
+            guard let record = state.records[id] else { return .gone }
+            let source = FakeSource.sourceRecord(record, modelFields: modelFields)
+            if let reason = state.poison[id] {
+                return .rejected(RejectedRecord(id: id, position: "$.result", reason: reason, raw: source.raw))
+            }
+            return .found(source)
+        }
+    }
+
+    var fetchedRecords: [String] { state.withLock { $0.fetchedRecords } }
+    var calls: [String] { state.withLock { $0.calls } }
 }
 
 /// A store in a fresh temporary directory, removed when the test's scope ends.

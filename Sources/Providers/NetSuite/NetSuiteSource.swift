@@ -144,6 +144,29 @@ public struct NetSuiteSource: ObjectSource {
         return nil
     }
 
+    // MARK: single record
+
+    /// `SELECT <the delta query's columns> FROM <table> WHERE [type filter AND] <table>.id = N`: the same select
+    /// list, TO_CHAR time reading and normalization as the delta scan, so the record hashes as a scan would read
+    /// it (docs/DESIGN.md §2 rule 6a). The id must be an internal id (an integer, rule 15) before it reaches the
+    /// query. No row is `gone`; a row the scan would reject is returned as rejected (rule 16).
+    public func fetchRecord(id: String) async throws -> RecordLookup {
+        guard ProviderIDs.isInteger(id), let numericID = Int64(id) else {
+            throw ProviderError.malformed(path: "id", message: "\(descriptor.connection)/\(descriptor.object): "
+                                          + "\"\(clipped(id))\" is not a NetSuite internal id; not asked for")
+        }
+        let bound = Bound(conditions: ["\(sql.table).id = \(numericID)"], context: nil, skipThrough: nil)
+        let result = try await readPage(Keyset.delta(table: sql.table), bound: bound, upper: nil, limit: 1,
+                                        build: sql.delta)
+        if let row = result.rows.first(where: { $0.numericID == numericID }) { return .found(makeRecord(row)) }
+        if let rejected = result.rejected.first { return .rejected(rejected) }
+        if let other = result.rows.first {
+            throw ProviderError.malformed(path: "$.items[0].id", message: "\(descriptor.connection)/\(descriptor.object): "
+                                          + "asked for id \(numericID), SuiteQL answered id \(other.id)")
+        }
+        return .gone
+    }
+
     // MARK: id sweep and delete feed
 
     public func fetchIDs(after token: String?, pageSize: Int) async throws -> IDPage {

@@ -28,6 +28,15 @@ public struct ServiceNowTablePage: Sendable {
     }
 }
 
+/// What a single-record read (`GET /api/now/table/{table}/{sys_id}`) answered.
+public enum ServiceNowRecordAnswer: Sendable {
+    case record(JSONValue)
+    /// 404 "No Record found": deleted (or hidden from the integration user).
+    case notFound
+    /// The record came back but is not valid JSON on its own (docs/DESIGN.md §2 rule 16).
+    case unparseable(RejectedRecord)
+}
+
 public final class ServiceNowClient: Sendable {
     public let http: ProviderHTTP
     /// Instance URL without a trailing slash.
@@ -55,6 +64,56 @@ public final class ServiceNowClient: Sendable {
     public func getTable(_ table: String, params: [(String, String)]) async throws -> ServiceNowTablePage {
         let url = "\(baseURL)/api/now/table/\(table)?\(ServiceNowQuery.queryString(params))"
         let context = "\(http.connection) \(table)"
+        let (response, refreshed) = try await send(url)
+        return try interpret(response, context: context, afterRefresh: refreshed)
+    }
+
+    /// `GET /api/now/table/{table}/{sys_id}?…` (wire facts §1.1: the body is `{"result": {...}}`, an object). The
+    /// caller has checked `sysID` against the sys_id grammar (docs/DESIGN.md §2 rule 15). A 404 with ServiceNow's
+    /// "No Record found" envelope ("Record doesn't exist or ACL restricts the record retrieval") means gone;
+    /// every other failure is classified as for `getTable`.
+    public func getRecord(_ table: String, sysID: String, params: [(String, String)]) async throws
+        -> ServiceNowRecordAnswer
+    {
+        let url = "\(baseURL)/api/now/table/\(table)/\(sysID)?\(ServiceNowQuery.queryString(params))"
+        let context = "\(http.connection) \(table)/\(sysID)"
+        let (response, refreshed) = try await send(url)
+        switch response.status {
+        case 200:
+            backoff.reset()
+            guard !Self.looksLikeHTML(response) else {
+                throw ProviderError.http(status: 200, message: "\(context): the instance answered with an HTML page "
+                                         + "instead of JSON; " + Self.hibernationAdvice)
+            }
+            if let body = try? JSONValue.parse(response.body) {
+                guard let result = body["result"], case .object = result else {
+                    throw ProviderError.malformed(path: "$.result", message: "\(context): expected a record object, found "
+                                                  + (body["result"]?.typeName ?? "nothing"))
+                }
+                return .record(result)
+            }
+            // Not strict JSON. A whole envelope whose record does not parse on its own (a `1e999`, invalid UTF-8) is
+            // one poison record (rule 16); a truncated or non-JSON body stays an error and is retried.
+            let scanner = StructureScanner(bytes: response.body)
+            guard let range = try? scanner.locate(["result"]), response.body[range.lowerBound] == UInt8(ascii: "{") else {
+                throw ProviderError.malformed(path: "$", message: "\(context): the response is not valid JSON")
+            }
+            return .unparseable(RejectedRecord(
+                id: sysID, position: "$.result", reason: "$.result: the record is not valid JSON on its own",
+                rawExcerpt: String(decoding: response.body[range], as: UTF8.self)))
+        case 404 where Self.errorText(response).message == "No Record found":
+            backoff.reset()
+            return .notFound
+        default:
+            // Every other status is an error; interpret throws it with the same words as for a table read.
+            _ = try interpret(response, context: context, afterRefresh: refreshed)
+            throw ProviderError.http(status: response.status, message: "\(context): \(Self.errorText(response).text)")
+        }
+    }
+
+    /// Sends a GET with the current authorization. A 401 with OAuth invalidates the token and retries once with a
+    /// fresh one (DESIGN §2 rule 11); `refreshed` says whether that happened, for the error hint.
+    private func send(_ url: String) async throws -> (response: ProviderResponse, refreshed: Bool) {
         var refreshed = false
         while true {
             try Task.checkCancellation()
@@ -66,7 +125,7 @@ public final class ServiceNowClient: Sendable {
                 await authenticator.rejected(token: auth.token)
                 continue
             }
-            return try interpret(response, context: context, afterRefresh: refreshed)
+            return (response, refreshed)
         }
     }
 

@@ -84,6 +84,44 @@ public struct ServiceNowSource: ObjectSource {
         return (id, at)
     }
 
+    // MARK: single record
+
+    /// `GET /api/now/table/{table}/{sys_id}` with the delta scan's options (raw values, no reference links, the
+    /// configured `sysparm_fields`), so the record hashes as a scan would read it (docs/DESIGN.md §2 rule 6a; wire
+    /// facts §1.1). The id is checked against the sys_id grammar before it reaches the URL (rule 15); a row the
+    /// scan would reject is returned as rejected (rule 16). A 404 "No Record found" is `gone`: the record does not
+    /// exist, or an ACL or before-query business rule hides it from the integration user — as it would hide it
+    /// from a scan.
+    public func fetchRecord(id: String) async throws -> RecordLookup {
+        guard ProviderIDs.isSysID(id) else {
+            throw ProviderError.malformed(path: "id", message: "\(context): \"\(clipped(id))\" is not a sys_id "
+                                          + "(32 lower-case hex digits); not asked for")
+        }
+        var params: [(String, String)] = [
+            ("sysparm_display_value", "false"),
+            ("sysparm_exclude_reference_link", "true"),
+        ]
+        if let fields { params.append(("sysparm_fields", ServiceNowQuery.fieldList(fields))) }
+        switch try await client.getRecord(table, sysID: id, params: params) {
+        case .notFound:
+            return .gone
+        case .unparseable(let rejected):
+            return .rejected(rejected)
+        case .record(let row):
+            do {
+                let (rowID, updated) = try Self.keyset(row, path: "$.result", timeField: "sys_updated_on")
+                guard rowID == id else {
+                    throw RecordRejection(id: id, position: "$.result", reason: "$.result.sys_id: asked for \(id), "
+                                          + "the instance answered \(rowID)", raw: row)
+                }
+                return .found(SourceRecord(id: id, updatedAt: updated, raw: row,
+                                           record: model.normalize(row, table: table, baseURL: client.baseURL)))
+            } catch let rejection as RecordRejection {
+                return .rejected(rejection.record)
+            }
+        }
+    }
+
     // MARK: deletes
 
     public func fetchDeletions(since: Date?, after: ScanPosition?, pageSize: Int) async throws -> DeletionPage? {
