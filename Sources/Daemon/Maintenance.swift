@@ -59,42 +59,24 @@ final class MaintenanceService: Service {
 
     func shutdown(deadline: ContinuousClock.Instant) async { stop.close() }
 
-    /// One round: orphan, prune events (pages of 1000), purge tombstones (1000 at a time), reclaim, checkpoint.
+    /// One round: orphan, prune events (pages of 1000), purge tombstones (1000 at a time), reclaim or
+    /// checkpoint — each step one `perform`, stopping between steps at shutdown.
     @discardableResult
     func runOnce() async -> PruneReport {
         let settings = self.settings()
-        let policy = settings.retention
-        let now = self.now()
-        var report = PruneReport()
+        var run = RetentionRun(policy: settings.retention, configuredSubscribers: settings.subscribers, now: now())
         do {
-            report.orphaned = try await store.perform { [subscribers = settings.subscribers] in
-                try $0.orphanDeliveries(keeping: subscribers, now: now)
+            while !run.isDone, !stop.isClosed {
+                run = try await store.perform { [run] store in
+                    var next = run
+                    try next.step(store)
+                    return next
+                }
             }
+            let report = run.report
             for (subscriber, count) in report.orphaned.sorted(by: { $0.key < $1.key }) {
                 logger.notice("pending deliveries to a subscriber no longer in the config are orphaned; replay brings them back",
                               [.subscriber: subscriber, "COUNT": String(count)])
-            }
-            var after: Int64 = 0
-            while !stop.isClosed {
-                let page = try await store.perform { [after] in
-                    try $0.pruneEventPage(policy: policy, now: now, afterSeq: after)
-                }
-                report.events += page.events
-                report.deliveries += page.deliveries
-                report.attempts += page.attempts
-                guard let next = page.nextAfterSeq else { break }
-                after = next
-            }
-            let cutoff = now.addingTimeInterval(-policy.tombstones)
-            while !stop.isClosed {
-                let n = try await store.perform { try $0.purgeTombstones(before: cutoff) }
-                report.tombstones += n
-                if n == 0 { break }
-            }
-            if report.removedAnything {
-                try await store.perform { try $0.reclaimSpace() }
-            } else {
-                try await store.perform { try $0.checkpoint() }
             }
             if report.removedAnything {
                 logger.info("pruned rows past retention", [
@@ -106,7 +88,7 @@ final class MaintenanceService: Service {
         } catch {
             logger.warning("store maintenance failed; will retry next round", error: error)
         }
-        return report
+        return run.report
     }
 
     /// A file created before schema v3 and too large to be vacuumed at the upgrade keeps its free pages until an

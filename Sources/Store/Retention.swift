@@ -191,38 +191,20 @@ extension StateStore {
 
     /// Orphans (when `configuredSubscribers` is given), prunes events and purges tombstones in short
     /// transactions, then returns the freed space to the file system. `shouldContinue` is asked between
-    /// transactions (the daemon's shutdown). For the CLI and tests; the daemon's maintenance loop runs the same
-    /// steps through ``perform(_:)`` so page commits interleave.
+    /// transactions. For the CLI and tests; the daemon's maintenance loop steps the same ``RetentionRun``
+    /// through ``perform(_:)`` so page commits interleave.
     public func applyRetention(_ policy: RetentionPolicy, configuredSubscribers: [String]?, now: Date,
                                dryRun: Bool = false, shouldContinue: () -> Bool = { true }) throws -> PruneReport
     {
-        var report = PruneReport()
-        if let configuredSubscribers {
-            report.orphaned = try orphanDeliveries(keeping: configuredSubscribers, now: now, dryRun: dryRun)
-        }
-        var after: Int64 = 0
-        while true {
-            guard shouldContinue() else { report.complete = false; return report }
-            let page = try pruneEventPage(policy: policy, now: now, afterSeq: after, dryRun: dryRun)
-            report.events += page.events
-            report.deliveries += page.deliveries
-            report.attempts += page.attempts
-            guard let next = page.nextAfterSeq else { break }
-            after = next
-        }
-        let cutoff = now.addingTimeInterval(-policy.tombstones)
-        if dryRun {
-            report.tombstones = try purgeTombstones(before: cutoff, dryRun: true)
-        } else {
-            while true {
-                guard shouldContinue() else { report.complete = false; return report }
-                let n = try purgeTombstones(before: cutoff)
-                report.tombstones += n
-                if n == 0 { break }
+        var run = RetentionRun(policy: policy, configuredSubscribers: configuredSubscribers, now: now, dryRun: dryRun)
+        while !run.isDone {
+            guard shouldContinue() else {
+                run.report.complete = false
+                break
             }
+            try run.step(self)
         }
-        if !dryRun, report.removedAnything { try reclaimSpace() }
-        return report
+        return run.report
     }
 
     // MARK: - Space
@@ -273,5 +255,61 @@ extension StateStore {
 enum JSONValueText {
     static func integers(_ values: [Int64]) -> String {
         "[" + values.map(String.init).joined(separator: ",") + "]"
+    }
+}
+
+/// One retention run as a sequence of steps, each one short transaction: orphan, event pages, tombstone
+/// batches, reclaim. A value, so the daemon can carry it across ``StateStore/perform(_:)`` hops and stop
+/// between any two steps.
+public struct RetentionRun: Sendable {
+    enum Phase: Sendable { case orphan, events(after: Int64), tombstones, reclaim, done }
+
+    public let policy: RetentionPolicy
+    public let configuredSubscribers: [String]?
+    public let now: Date
+    public let dryRun: Bool
+    public var report = PruneReport()
+    var phase = Phase.orphan
+
+    /// - Parameter configuredSubscribers: nil skips orphaning (the subscriber list is unknown).
+    public init(policy: RetentionPolicy, configuredSubscribers: [String]?, now: Date, dryRun: Bool = false) {
+        self.policy = policy
+        self.configuredSubscribers = configuredSubscribers
+        self.now = now
+        self.dryRun = dryRun
+    }
+
+    public var isDone: Bool {
+        if case .done = phase { return true }
+        return false
+    }
+
+    /// Runs the next step (one transaction at most).
+    public mutating func step(_ store: StateStore) throws {
+        switch phase {
+        case .orphan:
+            if let configuredSubscribers {
+                report.orphaned = try store.orphanDeliveries(keeping: configuredSubscribers, now: now, dryRun: dryRun)
+            }
+            phase = .events(after: 0)
+        case .events(let after):
+            let page = try store.pruneEventPage(policy: policy, now: now, afterSeq: after, dryRun: dryRun)
+            report.events += page.events
+            report.deliveries += page.deliveries
+            report.attempts += page.attempts
+            phase = page.nextAfterSeq.map { .events(after: $0) } ?? .tombstones
+        case .tombstones:
+            let cutoff = now.addingTimeInterval(-policy.tombstones)
+            let n = try store.purgeTombstones(before: cutoff, dryRun: dryRun)
+            report.tombstones += n
+            if dryRun || n == 0 { phase = .reclaim }
+        case .reclaim:
+            if !dryRun {
+                if report.removedAnything { try store.reclaimSpace() } else { try store.checkpoint() }
+            }
+            phase = .done
+        case .done:
+            break
+        }
     }
 }

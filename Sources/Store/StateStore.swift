@@ -554,16 +554,22 @@ public final class StateStore: Sendable {
     /// (subscriber, record_key), even one not yet due. So events of one record arrive in order, and a failing
     /// record (whose head waits for its retry) does not block other records (DESIGN §5). `failed` deliveries
     /// are terminal and do not block later ones.
-    static let dueSQL = """
+    static let dueSQL = dueQuery()
+
+    /// The due query, with `condition` ANDed to its WHERE clause. ?1 subscriber, ?2 now, ?3 limit.
+    private static func dueQuery(_ condition: String = "") -> String {
+        """
         SELECT \(deliveryColumns), \(eventColumns)
         FROM deliveries d JOIN events e ON e.seq = d.event_seq
         WHERE d.subscriber = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
           AND NOT EXISTS (SELECT 1 FROM deliveries p
                           WHERE p.subscriber = ?1 AND p.record_key = d.record_key AND p.state = 'pending'
                             AND p.event_seq < d.event_seq)
+          \(condition)
         ORDER BY d.event_seq
         LIMIT ?3
         """
+    }
 
     /// Due head-of-record deliveries of `subscriber` (see the ordering rule above), without changing them.
     public func dueDeliveries(subscriber: String, now: Date, limit: Int = 100) throws -> [DueDelivery] {
@@ -576,18 +582,10 @@ public final class StateStore: Sendable {
     /// delivery ids). A `redeliver`/`replay` can make an in-flight delivery, or an older event of its record,
     /// pending and due again; it waits until the attempt in flight has ended, so one record never has two
     /// deliveries in flight (docs/DESIGN.md §5, ARCHITECTURE.md invariant 6).
-    static let claimSQL = """
-        SELECT \(deliveryColumns), \(eventColumns)
-        FROM deliveries d JOIN events e ON e.seq = d.event_seq
-        WHERE d.subscriber = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
-          AND NOT EXISTS (SELECT 1 FROM deliveries p
-                          WHERE p.subscriber = ?1 AND p.record_key = d.record_key AND p.state = 'pending'
-                            AND p.event_seq < d.event_seq)
-          AND d.record_key NOT IN (SELECT h.record_key FROM deliveries h
-                                   WHERE h.id IN (SELECT value FROM json_each(?4)))
-        ORDER BY d.event_seq
-        LIMIT ?3
-        """
+    static let claimSQL = dueQuery("""
+        AND d.record_key NOT IN (SELECT h.record_key FROM deliveries h
+                                 WHERE h.id IN (SELECT value FROM json_each(?4)))
+        """)
 
     /// Like ``dueDeliveries(subscriber:now:limit:)`` but also leases them: their `next_attempt_at` moves to
     /// `leaseUntil` in the same transaction, so the next call does not return them again while they are in
