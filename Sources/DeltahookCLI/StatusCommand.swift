@@ -20,7 +20,9 @@ struct StatusCommand: Command {
 
         Options:
           --json                 machine-readable output: {"generated_at", "daemon", "pending_total",
-                                 "objects": [...], "subscribers": [...]}
+                                 "objects": [...], "subscribers": [...], "storage": {"bytes", "file_bytes",
+                                 "wal_bytes", "free_bytes", "auto_vacuum", "oldest_event_at",
+                                 "oldest_tombstone_at"}}
           --state-directory DIR  read the store in DIR instead
         Exit status: 0 shown, 1 the store cannot be read.
         """
