@@ -14,6 +14,8 @@ public struct DeltahookConfig: Sendable {
     public var delivery: DeliveryConfig
     /// Bound on the SIGTERM drain (default 10 s).
     public var shutdownTimeout: Duration
+    /// How long finished rows stay in the store (docs/DESIGN.md §6 `retention`).
+    public var retention: RetentionConfig = .defaults
 
     /// Every resolved secret, for registering with the log scrubber (`RedactionList` in Logging).
     public var allSecrets: [Secret] {
@@ -315,4 +317,26 @@ public struct DeliveryConfig: Sendable {
     public static let defaults = DeliveryConfig(retrySchedule: defaultRetrySchedule, jitter: 0.2,
                                                 pauseAfter: .seconds(5 * 86_400), probeInterval: .seconds(300),
                                                 maxRetryAfter: .seconds(3600))
+}
+
+/// `retention`: how long the store keeps finished rows before the maintenance loop or `deltahook prune` removes
+/// them (docs/DESIGN.md §6). Pending deliveries and their events are never removed.
+public struct RetentionConfig: Sendable, Hashable {
+    /// Events whose every delivery was delivered, counted from the last delivery (default 7 d).
+    public var delivered: Duration
+    /// Failed and orphaned deliveries and their events, counted from when they failed or were orphaned (30 d).
+    public var failed: Duration
+    /// Tombstones of deleted records, counted from the delete (90 d).
+    public var tombstones: Duration
+
+    public static let defaults = RetentionConfig(delivered: .seconds(7 * 86_400), failed: .seconds(30 * 86_400),
+                                                 tombstones: .seconds(90 * 86_400))
+    /// Shorter retention would prune before an operator could look; one minute is for soak tests.
+    public static let minimum: Duration = .seconds(60)
+
+    public init(delivered: Duration, failed: Duration, tombstones: Duration) {
+        self.delivered = delivered
+        self.failed = failed
+        self.tombstones = tombstones
+    }
 }

@@ -85,12 +85,21 @@ struct Validator {
             if let m = d.duration("max_retry_after", minimum: .seconds(1)) { delivery.maxRetryAfter = m }
             d.reportUnknownKeys()
         }
+        var retention = RetentionConfig.defaults
+        if let r = root.object("retention") {
+            let minimum = RetentionConfig.minimum
+            if let d = r.duration("delivered", minimum: minimum) { retention.delivered = d }
+            if let f = r.duration("failed", minimum: minimum) { retention.failed = f }
+            if let t = r.duration("tombstones", minimum: minimum) { retention.tombstones = t }
+            r.reportUnknownKeys()
+        }
         root.allow(["subscribers", "connections"])
         root.reportUnknownKeys()
 
         guard problems.problems.isEmpty else { return nil }
         return DeltahookConfig(stateDirectory: stateDirectory, logLevel: logLevel, http: http, connections: connections,
-                               subscribers: subscribers, delivery: delivery, shutdownTimeout: shutdownTimeout)
+                               subscribers: subscribers, delivery: delivery, shutdownTimeout: shutdownTimeout,
+                               retention: retention)
     }
 
     // MARK: Connections

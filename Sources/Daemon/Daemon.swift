@@ -137,7 +137,9 @@ public enum Daemon {
         }
         let watchdog = WatchdogService(notifier: notifier, liveness: pipeline, store: store, state: state,
                                        registry: registry, logger: logger)
-        var services: [any Service] = [control, MaintenanceService(store: store, logger: logger), metrics]
+        let maintenance = MaintenanceService(store: store, logger: logger,
+                                             settings: { MaintenanceService.Settings(config: state.config) })
+        var services: [any Service] = [control, maintenance, metrics]
         if let health { services.append(health) }
         services.append(watchdog)
         services += pipeline.services

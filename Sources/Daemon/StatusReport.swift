@@ -40,12 +40,16 @@ public struct StatusReport: Sendable {
         public var failed: Int
         public var oldestPendingAgeSeconds: Double?
         public var configured: Bool
+        /// Deliveries left pending when the subscriber left the config (docs/DESIGN.md §5); never sent.
+        public var orphaned: Int = 0
     }
 
     public var generatedAt: Date
     public var objects: [ObjectRow]
     public var subscribers: [SubscriberRow]
     public var pendingTotal: Int
+    /// The store file's size and oldest rows (docs/DESIGN.md §6 `retention`); nil when not collected.
+    public var storage: StorageSummary? = nil
 
     /// Connections whose latest poll of any object failed.
     public var failingConnections: Set<String> {
@@ -97,7 +101,7 @@ public struct StatusReport: Sendable {
         for s in stored where !ids.contains(s.id) { ids.append(s.id) }
         // Subscribers removed from the config keep their pending and failed deliveries; list them too. The store
         // has no "distinct subscribers" query, so this looks at the newest 1000 of each (bounded cost).
-        for state in [DeliveryState.pending, .failed] {
+        for state in [DeliveryState.pending, .failed, .orphaned] {
             for delivery in try store.deliveries(state: state, limit: 1000) where !ids.contains(delivery.subscriber) {
                 ids.append(delivery.subscriber)
             }
@@ -110,10 +114,10 @@ public struct StatusReport: Sendable {
                 id: id, state: status?.state.rawValue ?? SubscriberState.active.rawValue, reason: status?.reason,
                 failingSince: status?.failingSince, pending: backlog.pending, failed: backlog.failed,
                 oldestPendingAgeSeconds: backlog.oldestPendingCreatedAt.map { max(0, now.timeIntervalSince($0)) },
-                configured: subscribers.contains(id)))
+                configured: subscribers.contains(id), orphaned: backlog.orphaned))
         }
         return StatusReport(generatedAt: now, objects: objectRows, subscribers: subscriberRows,
-                            pendingTotal: try store.pendingCount())
+                            pendingTotal: try store.pendingCount(), storage: try store.storageSummary())
     }
 
     private struct ObjectKey: Hashable {
@@ -153,6 +157,7 @@ public struct StatusReport: Sendable {
                 "reason": s.reason.map { .string($0) } ?? .null, "failing_since": time(s.failingSince),
                 "backlog": .integer(Int64(s.pending)), "failed": .integer(Int64(s.failed)),
                 "oldest_pending_age_seconds": number(s.oldestPendingAgeSeconds),
+                "orphaned": .integer(Int64(s.orphaned)),
             ]
         }
         return [
@@ -161,7 +166,28 @@ public struct StatusReport: Sendable {
             "pending_total": .integer(Int64(pendingTotal)),
             "objects": .array(objectValues),
             "subscribers": .array(subscriberValues),
+            "storage": storage.map(StatusReport.json) ?? .null,
         ]
+    }
+
+    /// `status --json` "storage": sizes in bytes, the oldest rows, the vacuum mode.
+    public static func json(_ storage: StorageSummary) -> JSONValue {
+        func time(_ date: Date?) -> JSONValue { date.map { .string(Timestamps.rfc3339($0)) } ?? .null }
+        return [
+            "bytes": .integer(storage.totalBytes), "file_bytes": .integer(storage.fileBytes),
+            "wal_bytes": .integer(storage.walBytes), "free_bytes": .integer(storage.freeBytes),
+            "auto_vacuum": .string(storage.autoVacuum), "oldest_event_at": time(storage.oldestEventAt),
+            "oldest_tombstone_at": time(storage.oldestTombstoneAt),
+        ]
+    }
+
+    /// "12.3 MB": sizes for people (powers of 1024, one decimal).
+    public static func bytes(_ count: Int64) -> String {
+        let units = ["B", "KB", "MB", "GB", "TB"]
+        var value = Double(max(0, count))
+        var unit = 0
+        while value >= 1024, unit < units.count - 1 { value /= 1024; unit += 1 }
+        return unit == 0 ? "\(count) B" : String(format: "%.1f", value) + " " + units[unit]
     }
 
     /// A held sweep as `status --json` and `reconcile --json` show it.
@@ -199,16 +225,30 @@ public struct StatusReport: Sendable {
             }
         }
         if !heldLines.isEmpty { heldLines = "\n" + heldLines }
-        var subscriberTable: [[String]] = [["SUBSCRIBER", "STATE", "BACKLOG", "OLDEST PENDING", "FAILED", "REASON"]]
+        var subscriberTable: [[String]] = [["SUBSCRIBER", "STATE", "BACKLOG", "OLDEST PENDING", "FAILED", "ORPHANED",
+                                            "REASON"]]
         for s in subscribers {
             subscriberTable.append([
                 s.id + (s.configured ? "" : " (not configured)"), s.state, String(s.pending),
-                s.oldestPendingAgeSeconds.map(StatusReport.age) ?? "-", String(s.failed),
+                s.oldestPendingAgeSeconds.map(StatusReport.age) ?? "-", String(s.failed), String(s.orphaned),
                 s.reason.map { StatusReport.oneLine($0, limit: 60) } ?? "-",
             ])
         }
         return StatusReport.render(objectTable) + heldLines + "\n" + StatusReport.render(subscriberTable)
-            + "\npending deliveries: \(pendingTotal)\n"
+            + "\npending deliveries: \(pendingTotal)\n" + storageText(ago: ago)
+    }
+
+    /// "store: 12.3 MB (wal 1.0 MB, free 0.2 MB); oldest event 6d ago, oldest tombstone 80d ago".
+    private func storageText(ago: (Date?) -> String) -> String {
+        guard let s = storage else { return "" }
+        var line = "store size: \(StatusReport.bytes(s.totalBytes)) (wal \(StatusReport.bytes(s.walBytes)), "
+            + "free \(StatusReport.bytes(s.freeBytes))); oldest event "
+            + (s.oldestEventAt == nil ? "none" : ago(s.oldestEventAt))
+            + ", oldest tombstone " + (s.oldestTombstoneAt == nil ? "none" : ago(s.oldestTombstoneAt)) + "\n"
+        if s.autoVacuum != "incremental" {
+            line += "the file cannot shrink until vacuumed once: deltahook prune --vacuum\n"
+        }
+        return line
     }
 
     static func render(_ rows: [[String]]) -> String {

@@ -110,8 +110,8 @@ public final class Dispatcher: Sendable {
 
     /// Adds, replaces and removes subscribers (SIGHUP reload). New ids start a loop; known ids get the new
     /// settings for their next requests (requests in flight finish with the old ones); missing ids stop
-    /// claiming and their in-flight requests finish. Nothing is lost for a removed subscriber: its pending
-    /// deliveries stay in the store.
+    /// claiming and their in-flight requests finish. A removed subscriber's pending deliveries stay in the store
+    /// until the maintenance loop marks them `orphaned` (docs/DESIGN.md §5); `replay` brings them back.
     public func setSubscribers(_ subscribers: [SubscriberSettings]) {
         guard !stopped.load(ordering: .acquiring) else { return }
         let wanted = Dictionary(subscribers.map { ($0.id, $0) }, uniquingKeysWith: { _, last in last })
@@ -253,7 +253,13 @@ final class ResultWriter: Sendable {
     private func flush(_ batch: [Item]) async {
         let results = batch.map(\.result)
         do {
-            try await store.perform { try $0.recordAttempts(results) }
+            let superseded = try await store.perform { try $0.recordAttempts(results) }
+            for id in superseded {
+                // Not an error: the row was re-armed (redeliver, replay) while this attempt was in flight, and the
+                // re-arm stands — the delivery goes out again (docs/DESIGN.md §5, lease-checked results).
+                logger.info("delivery re-armed during its attempt; the attempt is logged, the redelivery stands",
+                            ["DELIVERY_ID": String(id)])
+            }
         } catch {
             // One bad row (e.g. a delivery pruned meanwhile) must not lose the others: retry one by one.
             logger.error("recording a batch of delivery attempts failed; retrying one by one", error: error)

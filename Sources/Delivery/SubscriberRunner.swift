@@ -189,9 +189,13 @@ final class SubscriberRunner: Sendable {
     /// Claims due head deliveries with a lease; returns only those not already held.
     private func claim(limit: Int, now: Date, settings: SubscriberSettings) async -> [DueDelivery] {
         let lease = now.addingTimeInterval((settings.timeout + options.leaseMargin).seconds)
+        // What is still in flight goes with the claim: a redeliver/replay may have made one of those rows (or an
+        // older event of its record) due again, and it must wait for the attempt in flight (one head per record).
+        let inFlight = state.withLock { $0.held }
         do {
             let items = try await shared.store.perform { [id] in
-                try $0.claimDueDeliveries(subscriber: id, now: now, leaseUntil: lease, limit: limit)
+                try $0.claimDueDeliveries(subscriber: id, now: now, leaseUntil: lease, limit: limit,
+                                          inFlight: inFlight)
             }
             return state.withLock { st in items.filter { st.held.insert($0.delivery.id).inserted } }
         } catch {
@@ -314,7 +318,8 @@ final class SubscriberRunner: Sendable {
                                 labels: [id])
         shared.writer.submit(AttemptResult(deliveryID: item.delivery.id, attemptedAt: started, httpStatus: status,
                                            latencyMilliseconds: latency, responseExcerpt: excerpt,
-                                           error: decision.error, outcome: decision.outcome), from: self)
+                                           error: decision.error, outcome: decision.outcome,
+                                           leaseToken: item.delivery.leaseToken), from: self)
         let outcome: String
         switch decision.outcome {
         case .delivered: outcome = "delivered"

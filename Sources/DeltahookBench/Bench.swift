@@ -1,5 +1,6 @@
 // deltahook-bench: the diff engine's throughput beside the local SQLite limit, measured in the same run
 // (DESIGN §9). Not a test: it prints numbers for people to compare; it asserts nothing about speed.
+// `DeltahookBench soak …` runs the retention soak instead (Soak.swift, Scripts/soak).
 //
 //   phase 0  source only      — generating the synthetic pages (the cost every phase below includes)
 //   phase 1  initial load     — silent initial sync: snapshot upserts + cursor per page, no events
@@ -163,6 +164,10 @@ func rawBaseline(path: String, rows: Int, payload: Int, pragma: String?) throws 
 struct Bench {
     static func main() async throws {
         let arguments = CommandLine.arguments
+        if arguments.count > 1, arguments[1] == "soak" {
+            try Soak.run(Array(arguments.dropFirst(2)))
+            return
+        }
         let count = arguments.count > 1 ? Int(arguments[1]) ?? 100_000 : 100_000
         let pageSize = arguments.count > 2 ? Int(arguments[2]) ?? 1000 : 1000
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("deltahook-bench-\(getpid())")

@@ -84,6 +84,7 @@ enum CommandTable {
         ReplayCommand.self,
         SubscribersCommand.self,
         ReconcileCommand.self,
+        PruneCommand.self,
         SecretsCommand.self,
         DemoCommand.self,
         BenchDeliveryCommand.self,

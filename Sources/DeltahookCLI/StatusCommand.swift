@@ -14,7 +14,9 @@ struct StatusCommand: Command {
     static let name = "status"
     static let summary = "Show polling and delivery state from the store (read-only)"
     static let options: [OptionSpec] = [
-        .flag("--json", "machine-readable: {\"generated_at\", \"daemon\", \"pending_total\", \"objects\", \"subscribers\"}"),
+        .flag("--json", "machine-readable: {\"generated_at\", \"daemon\", \"pending_total\", \"objects\", "
+            + "\"subscribers\", \"storage\": {\"bytes\", \"file_bytes\", \"wal_bytes\", \"free_bytes\", \"auto_vacuum\", "
+            + "\"oldest_event_at\", \"oldest_tombstone_at\"}}"),
         .stateDirectory,
     ]
     static let details = """

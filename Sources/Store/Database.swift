@@ -102,6 +102,11 @@ public final class Database: @unchecked Sendable {
             case .readWrite:
                 // https://www.sqlite.org/pragma.html#pragma_synchronous: "Many applications choose NORMAL when in
                 // WAL mode" — a power loss may lose the last commits, never corrupt the file.
+                // Before WAL: on a new file auto_vacuum can only be chosen before its first page is written, and
+                // switching to WAL writes it. On an existing file this only tells a later VACUUM which mode to
+                // adopt (Schema.enableIncrementalVacuum). Freed pages are returned with `PRAGMA incremental_vacuum`
+                // after retention prunes (docs/DESIGN.md §6 `retention`).
+                try connection.executeScript("PRAGMA auto_vacuum = INCREMENTAL")
                 let journal = try connection.queryOne("PRAGMA journal_mode = WAL") { $0.string(0) } ?? nil
                 guard journal?.lowercased() == "wal" else {
                     throw StoreError(code: .sqlite(primary: 1, extended: 1),

@@ -256,8 +256,11 @@ public struct EventQuery: Sendable, Hashable {
 
 // MARK: - Deliveries
 
+/// `pending` until an attempt ends it: `delivered` (2xx) or `failed` (schedule exhausted, 410). `orphaned`: it
+/// was still pending when its subscriber left the config; never sent, pruned like `failed` (docs/DESIGN.md §5).
+/// `replay`/`redeliver` make any of them pending again.
 public enum DeliveryState: String, Sendable, Hashable, CaseIterable {
-    case pending, delivered, failed
+    case pending, delivered, failed, orphaned
 }
 
 /// One (event, subscriber) delivery.
@@ -277,6 +280,9 @@ public struct Delivery: Sendable, Hashable {
     public var createdAt: Date
     public var updatedAt: Date
     public var deliveredAt: Date?
+    /// Bumped by every claim and re-arm; the claim's value goes back with its ``AttemptResult`` so a result
+    /// that a `redeliver`/`replay` overtook is not written over the re-arm.
+    public var leaseToken: Int64 = 0
 }
 
 /// A due delivery together with the event to send.
@@ -306,9 +312,13 @@ public struct AttemptResult: Sendable, Hashable {
     /// Secret-free error text (timeout, SSRF refusal reason, …).
     public var error: String?
     public var outcome: Outcome
+    /// The ``Delivery/leaseToken`` of the claim this attempt was sent under. The result is written only while
+    /// the row still holds it; nil skips the check (callers that never claimed: tools and tests).
+    public var leaseToken: Int64?
 
     public init(deliveryID: Int64, attemptedAt: Date, httpStatus: Int?, latencyMilliseconds: Int64,
-                responseExcerpt: String? = nil, error: String? = nil, outcome: Outcome) {
+                responseExcerpt: String? = nil, error: String? = nil, outcome: Outcome, leaseToken: Int64? = nil) {
+        self.leaseToken = leaseToken
         self.deliveryID = deliveryID
         self.attemptedAt = attemptedAt
         self.httpStatus = httpStatus
@@ -338,6 +348,8 @@ public struct SubscriberBacklog: Sendable, Hashable {
     /// Creation time of the oldest pending delivery.
     public var oldestPendingCreatedAt: Date?
     public var failed: Int
+    /// Deliveries orphaned when the subscriber left the config (docs/DESIGN.md §5).
+    public var orphaned: Int = 0
 }
 
 // MARK: - Subscribers

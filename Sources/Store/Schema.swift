@@ -144,6 +144,7 @@ enum Schema {
     /// - `held_sweeps`: reconciliation results the mass-delete guard refused to apply until an operator says so.
     /// - `auth_state`: provider auth state that must survive a restart (a rotated ServiceNow refresh token).
     /// - `events.changed_fields`: which provider fields an `updated` event changed (docs/DESIGN.md §2 rule 5a).
+    /// - `deliveries`: state `orphaned` and `lease_token`; `snapshots_tombstoned` (docs/DESIGN.md §5, §6).
     static let version3 = """
         -- A record the adapter rejected (bad id, timestamp out of range, unparseable model field, too large).
         -- `record_key` is the provider id when one could be read, else the position in the page ("$.result[3]").
@@ -186,6 +187,64 @@ enum Schema {
             updated_at  INTEGER NOT NULL,
             PRIMARY KEY (connection, key)
         ) WITHOUT ROWID;
+
+        -- Bounded storage and lease-checked results (docs/DESIGN.md §5, §6 `retention`):
+        -- * state `orphaned`: a pending delivery to a subscriber no longer in the config; pruned like `failed`.
+        -- * `lease_token`: bumped by every claim and every re-arm (redeliver, replay); a result is written only
+        --   while the row still holds the token of the claim that produced it.
+        -- SQLite cannot change a CHECK constraint in place, so deliveries is rebuilt, and attempts with it (its
+        -- foreign key names deliveries; dropping the old deliveries with foreign keys on would cascade into it).
+        -- Tables are renamed first so the copies keep their ids; the indexes keep their names.
+        DROP INDEX deliveries_pending;
+        DROP INDEX deliveries_pending_record;
+        DROP INDEX deliveries_by_subscriber;
+        DROP INDEX attempts_delivery;
+        ALTER TABLE attempts RENAME TO attempts_v2;
+        ALTER TABLE deliveries RENAME TO deliveries_v2;
+        CREATE TABLE deliveries (
+            id              INTEGER PRIMARY KEY,
+            event_seq       INTEGER NOT NULL REFERENCES events (seq) ON DELETE CASCADE,
+            subscriber      TEXT    NOT NULL,
+            record_key      TEXT    NOT NULL,   -- connection/object/record_id: per-record ordering
+            state           TEXT    NOT NULL DEFAULT 'pending'
+                                    CHECK (state IN ('pending', 'delivered', 'failed', 'orphaned')),
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at INTEGER,
+            last_status     INTEGER,
+            last_error      TEXT,
+            created_at      INTEGER NOT NULL,
+            updated_at      INTEGER NOT NULL,   -- for terminal states: when the state was reached (retention)
+            delivered_at    INTEGER,
+            lease_token     INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (event_seq, subscriber)
+        );
+        INSERT INTO deliveries (id, event_seq, subscriber, record_key, state, attempts, next_attempt_at, last_status,
+                                last_error, created_at, updated_at, delivered_at)
+            SELECT id, event_seq, subscriber, record_key, state, attempts, next_attempt_at, last_status, last_error,
+                   created_at, updated_at, delivered_at
+            FROM deliveries_v2;
+        CREATE TABLE attempts (
+            id               INTEGER PRIMARY KEY,
+            delivery_id      INTEGER NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+            attempted_at     INTEGER NOT NULL,
+            http_status      INTEGER,
+            latency_ms       INTEGER NOT NULL,
+            response_excerpt TEXT,              -- at most 4 KB
+            error            TEXT
+        );
+        INSERT INTO attempts (id, delivery_id, attempted_at, http_status, latency_ms, response_excerpt, error)
+            SELECT id, delivery_id, attempted_at, http_status, latency_ms, response_excerpt, error FROM attempts_v2;
+        DROP TABLE attempts_v2;
+        DROP TABLE deliveries_v2;
+        CREATE INDEX deliveries_pending ON deliveries (subscriber, event_seq, next_attempt_at)
+            WHERE state = 'pending';
+        CREATE INDEX deliveries_pending_record ON deliveries (subscriber, record_key, event_seq)
+            WHERE state = 'pending';
+        CREATE INDEX deliveries_by_subscriber ON deliveries (subscriber, state, id);
+        CREATE INDEX attempts_delivery ON attempts (delivery_id, id);
+
+        -- Tombstones by age, for their retention; only tombstoning and undeleting touch it.
+        CREATE INDEX snapshots_tombstoned ON snapshots (tombstoned_at) WHERE tombstoned = 1;
         """
 
     /// Brings the file up to ``currentVersion``, or refuses a newer one. Idempotent.
@@ -202,6 +261,29 @@ enum Schema {
                 try db.executeScript(migrations[version - 1])
                 try db.executeScript("PRAGMA user_version = \(version)")
             }
+        }
+        if found > 0 { try enableIncrementalVacuum(database, upTo: vacuumOnUpgradeLimit) }
+    }
+
+    /// Files up to this size are rewritten by one VACUUM when an upgrade runs, to switch on incremental vacuum;
+    /// larger ones wait for `deltahook prune --vacuum` (a VACUUM needs the file's size again in free space and
+    /// blocks writers while it runs).
+    static let vacuumOnUpgradeLimit: Int64 = 64 << 20
+
+    /// Switches an existing file to `auto_vacuum = INCREMENTAL` (docs/DESIGN.md §6 `retention`) with a full
+    /// VACUUM, when it is not already and is at most `limit` bytes. New files get the mode at creation
+    /// (``Database``). Returns whether it vacuumed.
+    /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_auto_vacuum>
+    @discardableResult
+    static func enableIncrementalVacuum(_ database: Database, upTo limit: Int64 = .max) throws -> Bool {
+        try database.withConnection { db in
+            let mode = try db.queryOne("PRAGMA auto_vacuum") { $0.int(0) } ?? 0
+            guard mode != 2 else { return false }
+            let pages = try db.queryOne("PRAGMA page_count") { $0.int64(0) } ?? 0
+            let pageSize = try db.queryOne("PRAGMA page_size") { $0.int64(0) } ?? 4096
+            guard pages.multipliedReportingOverflow(by: pageSize).partialValue <= limit else { return false }
+            try db.executeScript("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")
+            return true
         }
     }
 

@@ -562,7 +562,7 @@ public final class StateStore: Sendable {
 
     private static let deliveryColumns = """
         d.id, d.event_seq, e.event_id, e.type, d.subscriber, d.record_key, d.state, d.attempts, d.next_attempt_at,
-        d.last_status, d.last_error, d.created_at, d.updated_at, d.delivered_at
+        d.last_status, d.last_error, d.created_at, d.updated_at, d.delivered_at, d.lease_token
         """
 
     private static func deliveryRow(_ row: Row) throws -> Delivery {
@@ -574,7 +574,8 @@ public final class StateStore: Sendable {
             subscriber: row.text(4), recordKey: row.text(5), state: state, attempts: row.int(7),
             nextAttemptAt: row.date(8), lastStatus: row.optionalInt64(9).map(Int.init), lastError: row.string(10),
             createdAt: row.date(11) ?? Date(timeIntervalSince1970: 0),
-            updatedAt: row.date(12) ?? Date(timeIntervalSince1970: 0), deliveredAt: row.date(13))
+            updatedAt: row.date(12) ?? Date(timeIntervalSince1970: 0), deliveredAt: row.date(13),
+            leaseToken: row.int64(14))
     }
 
     /// Pending deliveries of `subscriber` due at `now`, in event order, keeping only the head of each record's
@@ -582,16 +583,22 @@ public final class StateStore: Sendable {
     /// (subscriber, record_key), even one not yet due. So events of one record arrive in order, and a failing
     /// record (whose head waits for its retry) does not block other records (DESIGN §5). `failed` deliveries
     /// are terminal and do not block later ones.
-    static let dueSQL = """
+    static let dueSQL = dueQuery()
+
+    /// The due query, with `condition` ANDed to its WHERE clause. ?1 subscriber, ?2 now, ?3 limit.
+    private static func dueQuery(_ condition: String = "") -> String {
+        """
         SELECT \(deliveryColumns), \(eventColumns)
         FROM deliveries d JOIN events e ON e.seq = d.event_seq
         WHERE d.subscriber = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
           AND NOT EXISTS (SELECT 1 FROM deliveries p
                           WHERE p.subscriber = ?1 AND p.record_key = d.record_key AND p.state = 'pending'
                             AND p.event_seq < d.event_seq)
+          \(condition)
         ORDER BY d.event_seq
         LIMIT ?3
         """
+    }
 
     /// Due head-of-record deliveries of `subscriber` (see the ordering rule above), without changing them.
     public func dueDeliveries(subscriber: String, now: Date, limit: Int = 100) throws -> [DueDelivery] {
@@ -600,28 +607,44 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// ``dueSQL`` without the records of deliveries the caller still has in flight (`?4`, a JSON array of
+    /// delivery ids). A `redeliver`/`replay` can make an in-flight delivery, or an older event of its record,
+    /// pending and due again; it waits until the attempt in flight has ended, so one record never has two
+    /// deliveries in flight (docs/DESIGN.md §5, ARCHITECTURE.md invariant 6).
+    static let claimSQL = dueQuery("""
+        AND d.record_key NOT IN (SELECT h.record_key FROM deliveries h
+                                 WHERE h.id IN (SELECT value FROM json_each(?4)))
+        """)
+
     /// Like ``dueDeliveries(subscriber:now:limit:)`` but also leases them: their `next_attempt_at` moves to
     /// `leaseUntil` in the same transaction, so the next call does not return them again while they are in
-    /// flight, and after a crash they become due again when the lease ends (at-least-once).
-    public func claimDueDeliveries(subscriber: String, now: Date, leaseUntil: Date, limit: Int = 100) throws
-        -> [DueDelivery]
+    /// flight, and after a crash they become due again when the lease ends (at-least-once). Each claim bumps
+    /// the row's `lease_token`; the returned ``Delivery/leaseToken`` goes back with the attempt's result.
+    ///
+    /// - Parameter inFlight: deliveries the caller claimed earlier and has not recorded yet; their records are
+    ///   skipped even if a re-arm made one of them due (see ``claimSQL``).
+    public func claimDueDeliveries(subscriber: String, now: Date, leaseUntil: Date, limit: Int = 100,
+                                   inFlight: Set<Int64> = []) throws -> [DueDelivery]
     {
-        try database.write { db in
-            let due = try db.queryAll(Self.dueSQL, [.text(subscriber), .date(now), .integer(Int64(limit))], Self.dueRow)
-            for item in due {
-                try db.execute("UPDATE deliveries SET next_attempt_at = ?, updated_at = ? WHERE id = ?",
-                               [.date(leaseUntil), .date(now), .integer(item.delivery.id)])
-            }
-            return due.map { item in
+        let held = JSONValue.array(inFlight.map { .integer($0) }).serialized()
+        return try database.write { db in
+            let due = try db.queryAll(Self.claimSQL, [.text(subscriber), .date(now), .integer(Int64(limit)), .text(held)],
+                                      Self.dueRow)
+            return try due.map { item in
                 var item = item
+                try db.execute("""
+                    UPDATE deliveries SET next_attempt_at = ?, updated_at = ?, lease_token = lease_token + 1
+                    WHERE id = ?
+                    """, [.date(leaseUntil), .date(now), .integer(item.delivery.id)])
                 item.delivery.nextAttemptAt = leaseUntil
+                item.delivery.leaseToken += 1
                 return item
             }
         }
     }
 
     private static func dueRow(_ row: Row) throws -> DueDelivery {
-        DueDelivery(delivery: try deliveryRow(row), event: try eventRow(row, offset: 14).event)
+        DueDelivery(delivery: try deliveryRow(row), event: try eventRow(row, offset: 15).event)
     }
 
     /// Records one HTTP attempt and the delivery's new state in one transaction.
@@ -631,9 +654,17 @@ public final class StateStore: Sendable {
     }
 
     /// Records several attempts in one transaction (the dispatcher batches completions for throughput).
-    public func recordAttempts(_ results: [AttemptResult]) throws {
-        guard !results.isEmpty else { return }
-        try database.write { db in
+    ///
+    /// A result carrying a ``AttemptResult/leaseToken`` changes the delivery only while the row still holds
+    /// that token. When a `redeliver` or `replay` re-armed the row during the attempt (or it was claimed
+    /// again), the result is superseded: its attempt is still logged in `attempts` (the receiver may have got
+    /// it), but state, attempt count and schedule stay as the re-arm left them, so the redelivery happens.
+    /// - Returns: the ids of the deliveries whose result was superseded.
+    @discardableResult
+    public func recordAttempts(_ results: [AttemptResult]) throws -> [Int64] {
+        guard !results.isEmpty else { return [] }
+        return try database.write { db in
+            var superseded: [Int64] = []
             for result in results {
                 let at = Millis.from(result.attemptedAt)
                 let state: DeliveryState
@@ -647,13 +678,19 @@ public final class StateStore: Sendable {
                 let changed = try db.execute("""
                     UPDATE deliveries SET attempts = attempts + 1, state = ?, next_attempt_at = ?, last_status = ?,
                         last_error = ?, updated_at = ?, delivered_at = COALESCE(?, delivered_at)
-                    WHERE id = ?
+                    WHERE id = ? AND (?8 IS NULL OR lease_token = ?8)
                     """, [
                         .text(state.rawValue), next, .integer(result.httpStatus.map(Int64.init)), .text(result.error),
-                        .integer(at), deliveredAt, .integer(result.deliveryID),
+                        .integer(at), deliveredAt, .integer(result.deliveryID), .integer(result.leaseToken),
                     ])
-                guard changed == 1 else {
-                    throw StoreError(code: .notFound, message: "delivery \(result.deliveryID) does not exist")
+                if changed != 1 {
+                    let exists = try db.queryOne("SELECT 1 FROM deliveries WHERE id = ?",
+                                                 [.integer(result.deliveryID)]) { _ in true } ?? false
+                    guard exists else {
+                        throw StoreError(code: .notFound, message: "delivery \(result.deliveryID) does not exist",
+                                         hint: "it was pruned by retention while the attempt was in flight")
+                    }
+                    superseded.append(result.deliveryID)
                 }
                 try db.execute("""
                     INSERT INTO attempts (delivery_id, attempted_at, http_status, latency_ms, response_excerpt, error)
@@ -665,6 +702,7 @@ public final class StateStore: Sendable {
                         .text(result.error),
                     ])
             }
+            return superseded
         }
     }
 
@@ -719,7 +757,7 @@ public final class StateStore: Sendable {
         VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4)
         ON CONFLICT (event_seq, subscriber) DO UPDATE SET
             state = 'pending', attempts = 0, next_attempt_at = excluded.next_attempt_at,
-            updated_at = excluded.updated_at, delivered_at = NULL
+            updated_at = excluded.updated_at, delivered_at = NULL, lease_token = deliveries.lease_token + 1
         """
 
     /// `replay --subscriber S --since T`: for every event detected at or after `since` that `matches` (the
@@ -772,7 +810,7 @@ public final class StateStore: Sendable {
             }
             return try db.execute("""
                 UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?1, updated_at = ?1,
-                    delivered_at = NULL
+                    delivered_at = NULL, lease_token = lease_token + 1
                 WHERE event_seq = ?2
                 """, [.date(now), .integer(seq)])
         }
@@ -829,8 +867,11 @@ public final class StateStore: Sendable {
             let failed = try db.queryOne(
                 "SELECT COUNT(*) FROM deliveries WHERE subscriber = ? AND state = 'failed'", [.text(subscriber)]
             ) { $0.int(0) } ?? 0
+            let orphaned = try db.queryOne(
+                "SELECT COUNT(*) FROM deliveries WHERE subscriber = ? AND state = 'orphaned'", [.text(subscriber)]
+            ) { $0.int(0) } ?? 0
             return SubscriberBacklog(subscriber: subscriber, pending: pending, oldestPendingCreatedAt: oldest,
-                                     failed: failed)
+                                     failed: failed, orphaned: orphaned)
         }
     }
 
