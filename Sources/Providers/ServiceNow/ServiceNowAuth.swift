@@ -142,7 +142,7 @@ public actor ServiceNowAuthenticator {
             method: "POST", url: tokenURL,
             headers: [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
             body: Array(ServiceNowQuery.queryString(form).utf8))
-        let origin = "\(http.connection): \(HTTPClientError.redact(tokenURL))"
+        let origin = "\(http.connection): \(URLRedaction.redact(tokenURL))"
         switch response.status {
         case 200:
             guard !ServiceNowClient.looksLikeHTML(response) else {
@@ -152,6 +152,8 @@ public actor ServiceNowAuthenticator {
             let body = try response.json(context: "\(origin) token response")
             let reader = FieldReader(body, path: "$")
             let access = try reader.requiredString("access_token")
+            // Registered before first use, so a 401 body that echoes it is already scrubbed (docs/DESIGN.md §1).
+            http.scrubber?.registerRuntimeToken(access)
             // `expires_in` ≤ 0, missing or unreadable: assume the default lifetime rather than "already expired",
             // which would send a token request before every API call (docs/DESIGN.md §2 rules 11, 12).
             var lifetime = Self.fallbackLifetime
@@ -161,6 +163,7 @@ public actor ServiceNowAuthenticator {
             default: break
             }
             lifetime = min(lifetime, 366 * 86_400) // beyond a year is a broken answer; Double stays exact
+            if let returned = reader.optionalString("refresh_token") { http.scrubber?.registerRuntimeToken(returned) }
             if let rotated = reader.optionalString("refresh_token"), grant == .refreshToken,
                rotated != latestRefreshToken ?? refreshToken?.unredactedValue {
                 latestRefreshToken = rotated
@@ -194,6 +197,7 @@ public actor ServiceNowAuthenticator {
                   let value = try? JSONValue.parse(Array(text.utf8)),
                   value["configured_sha256"]?.stringValue == Digest.sha256Hex(configured),
                   let token = value["refresh_token"]?.stringValue, !token.isEmpty else { return nil }
+            http.scrubber?.registerRuntimeToken(token)
             return token
         } catch {
             http.waits.logger?.warning("could not read persisted OAuth state", [.connection: http.connection],
