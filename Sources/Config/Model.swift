@@ -17,7 +17,7 @@ public struct DeltahookConfig: Sendable {
     /// How long finished rows stay in the store (docs/DESIGN.md §6 `retention`).
     public var retention: RetentionConfig = .defaults
 
-    /// Every resolved secret, for registering with the log scrubber (`RedactionList` in Logging).
+    /// Every resolved secret, for registering with the process's `SecretScrubber` (Core).
     public var allSecrets: [Secret] {
         var out: [Secret] = []
         for connection in connections { out += connection.auth.secrets }
@@ -29,10 +29,24 @@ public struct DeltahookConfig: Sendable {
     /// secrets (a key may be printed without its prefix by mistake).
     public var redactionTexts: [String] {
         var out = allSecrets.map(\.unredactedValue)
+        // An `Authorization: Basic` value is as good as the password; a 401 body may echo the header.
+        for connection in connections {
+            if case .basic(let username, let password) = connection.auth {
+                out.append(Data("\(username):\(password.unredactedValue)".utf8).base64EncodedString())
+            }
+        }
         for subscriber in subscribers {
             out += subscriber.secrets.map { String($0.secret.unredactedValue.dropFirst(WebhookSecret.prefix.count)) }
         }
         return out
+    }
+
+    /// Teaches `scrubber` every configured secret and every subscriber URL (shown as `scheme://host[:port]/…`,
+    /// since hooks carry their secret in the path). Called at start and on every reload; a secret of the old
+    /// config stays registered, because texts that mention it may still be in flight.
+    public func register(in scrubber: SecretScrubber) {
+        scrubber.register(contentsOf: redactionTexts)
+        for subscriber in subscribers { scrubber.registerSubscriberURL(subscriber.url.absoluteString) }
     }
 
     public func connection(id: String) -> ConnectionConfig? { connections.first { $0.id == id } }

@@ -24,8 +24,13 @@ public final class MetricsRegistry: Sendable {
     }
 
     private let families = Mutex<[String: Family]>([:])
+    /// Label values pass it when rendered (docs/DESIGN.md §1): labels are ids from the config, but an exit is an
+    /// exit, and one scrubber at every exit is the rule. nil in unit tests.
+    private let scrubber: SecretScrubber?
 
-    public init() {}
+    public init(scrubber: SecretScrubber? = nil) {
+        self.scrubber = scrubber
+    }
 
     /// Declares a metric family; re-declaring with the same shape is harmless.
     public func declare(_ name: String, kind: Kind, help: String, labels: [String] = [],
@@ -88,6 +93,10 @@ public final class MetricsRegistry: Sendable {
     /// The text exposition format, families sorted by name, ending with a newline.
     public func render() -> String {
         let snapshot = families.withLock { $0 }
+        let scrubber = self.scrubber
+        func labelText(_ names: [String], _ values: [String]) -> String {
+            Self.labelText(names, scrubber.map { scrubber in values.map { scrubber.scrub($0) } } ?? values)
+        }
         var out = ""
         for name in snapshot.keys.sorted() {
             guard let family = snapshot[name] else { continue }
@@ -96,18 +105,18 @@ public final class MetricsRegistry: Sendable {
             switch family.kind {
             case .counter, .gauge:
                 for labels in family.samples.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
-                    out += "\(name)\(Self.labelText(family.labelNames, labels)) \(Self.number(family.samples[labels] ?? 0))\n"
+                    out += "\(name)\(labelText(family.labelNames, labels)) \(Self.number(family.samples[labels] ?? 0))\n"
                 }
             case .histogram:
                 for labels in family.histograms.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
                     guard let h = family.histograms[labels] else { continue }
                     for (i, bound) in family.buckets.enumerated() {
-                        let le = Self.labelText(family.labelNames + ["le"], labels + [Self.number(bound)])
+                        let le = labelText(family.labelNames + ["le"], labels + [Self.number(bound)])
                         out += "\(name)_bucket\(le) \(h.counts[i])\n"
                     }
-                    out += "\(name)_bucket\(Self.labelText(family.labelNames + ["le"], labels + ["+Inf"])) \(h.count)\n"
-                    out += "\(name)_sum\(Self.labelText(family.labelNames, labels)) \(Self.number(h.sum))\n"
-                    out += "\(name)_count\(Self.labelText(family.labelNames, labels)) \(h.count)\n"
+                    out += "\(name)_bucket\(labelText(family.labelNames + ["le"], labels + ["+Inf"])) \(h.count)\n"
+                    out += "\(name)_sum\(labelText(family.labelNames, labels)) \(Self.number(h.sum))\n"
+                    out += "\(name)_count\(labelText(family.labelNames, labels)) \(h.count)\n"
                 }
             }
         }

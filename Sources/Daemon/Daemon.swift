@@ -69,17 +69,18 @@ public enum Daemon {
             return DaemonExitCode.config
         }
 
-        let redactions = RedactionList()
-        redactions.register(contentsOf: config.redactionTexts)
+        // The process's one scrubber (docs/DESIGN.md §1): the logger carries it to every component, which scrub
+        // what they store with it and register the tokens they mint.
+        let scrubber = SecretScrubber()
+        config.register(in: scrubber)
         let sink = options.logSink ?? LogOutput.automatic(variables: options.environment)
-        let logger = Logger(level: LogLevel(name: config.logLevel.rawValue) ?? .info, sink: sink,
-                            redactions: redactions)
+        let logger = Logger(level: LogLevel(name: config.logLevel.rawValue) ?? .info, sink: sink, scrubber: scrubber)
 
         // 2. Store, and the one-poller-per-state-directory lock (held until this function returns).
         let store: StateStore
         let pollerLock: PollerLock
         do {
-            store = try openStore(directory: config.stateDirectory)
+            store = try openStore(directory: config.stateDirectory, logger: logger)
             guard let lock = try PollerLock.acquire(directory: config.stateDirectory) else {
                 options.errorOutput("deltahook run: another deltahook process is polling \(config.stateDirectory) "
                     + "(\(PollerLock.fileName) is locked); stop it first, or give this one its own state_directory\n")
@@ -95,7 +96,7 @@ public enum Daemon {
         defer { withExtendedLifetime(pollerLock) {} }
 
         // 3. Pipeline and the daemon's own services.
-        let registry = MetricsRegistry()
+        let registry = MetricsRegistry(scrubber: scrubber)
         DaemonMetric.declare(in: registry, version: version)
         let state = DaemonState(config: config)
         let debugStall = options.environment["DELTAHOOK_DEBUG_STALL_ENGINE"] == "1"
@@ -132,7 +133,7 @@ public enum Daemon {
         let trigger = ShutdownTrigger()
         let control = ControlService(signals: signals, notifier: notifier, trigger: trigger, state: state,
                                      logger: logger) { [options] in
-            await reload(options: options, pipeline: pipeline, state: state, redactions: redactions,
+            await reload(options: options, pipeline: pipeline, state: state, scrubber: scrubber,
                          registry: registry, logger: logger)
         }
         let watchdog = WatchdogService(notifier: notifier, liveness: pipeline, store: store, state: state,
@@ -168,20 +169,17 @@ public enum Daemon {
         return DaemonExitCode.failure
     }
 
-    /// Creates the state directory (0700, parents as needed) and opens the store in it.
-    static func openStore(directory: String) throws -> StateStore {
-        var isDirectory: ObjCBool = false
-        if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
-        } else if !isDirectory.boolValue {
-            throw DaemonError("state directory \(directory) exists but is not a directory")
+    /// Creates the state directory 0700 (parents as needed) or tightens a looser one, tightens existing store
+    /// files to 0600 (each with a warning: the data was readable by others until now), and opens the store.
+    static func openStore(directory: String, logger: Logger) throws -> StateStore {
+        for warning in try PrivateFiles.prepareStateDirectory(directory) {
+            logger.warning("state directory or store file was readable by others; tightened", ["DETAIL": warning])
         }
         return try StateStore(path: directory + "/" + StateStore.fileName)
     }
 
     /// SIGHUP: RELOADING=1, re-read, apply or keep the old config, READY=1.
-    static func reload(options: DaemonOptions, pipeline: any Pipeline, state: DaemonState, redactions: RedactionList,
+    static func reload(options: DaemonOptions, pipeline: any Pipeline, state: DaemonState, scrubber: SecretScrubber,
                        registry: MetricsRegistry, logger: Logger) async
     {
         let notifier = SystemdNotifier(environment: options.environment)
@@ -191,7 +189,7 @@ public enum Daemon {
         do {
             let new = try ConfigLoader.load(path: options.configPath,
                                             environment: ConfigEnvironment(variables: options.environment))
-            redactions.register(contentsOf: new.redactionTexts)
+            new.register(in: scrubber)
             try await pipeline.apply(new)
             state.setConfig(new)
             registry.increment(DaemonMetric.reloads, labels: ["ok"])

@@ -89,7 +89,9 @@ public struct RetryPolicy: Sendable, Hashable {
                 return AttemptDecision(outcome: .delivered, error: nil, disableReason: nil, pauseSubscriberUntil: nil,
                                        succeeded: true)
             case 300..<400:
-                let target = location.map { " to \(Self.redactedLocation($0))" } ?? ""
+                // A Location can carry userinfo, a token in its query or, for hook services, a secret path: it is
+                // shown like a subscriber URL (docs/DESIGN.md §1).
+                let target = location.map { " to \(URLRedaction.subscriber($0))" } ?? ""
                 return scheduled("HTTP \(status) redirect\(target) not followed (update the subscriber URL)")
             case 410:
                 // Kept pending (not failed): nothing is lost, and `subscribers resume` sends it first, in order.
@@ -118,12 +120,5 @@ public struct RetryPolicy: Sendable, Hashable {
         case .refused(let reason):
             return scheduled(reason)
         }
-    }
-
-    /// Location headers can carry tokens in their query: keep scheme, host and path only.
-    static func redactedLocation(_ location: String) -> String {
-        var text = Substring(location)
-        if let cut = text.firstIndex(where: { $0 == "?" || $0 == "#" }) { text = text[..<cut] }
-        return String(text.prefix(200))
     }
 }

@@ -316,9 +316,12 @@ final class SubscriberRunner: Sendable {
         let latency = Int64((finishedAt.timeIntervalSince(started) * 1000).rounded())
         shared.metrics?.observe("deltahook_delivery_request_seconds", finishedAt.timeIntervalSince(started),
                                 labels: [id])
+        // A receiver may echo the signature or its URL's secret path; a curl error names the URL: both pass the
+        // process's scrubber before they are stored (docs/DESIGN.md §1).
+        let scrubber = shared.logger.scrubber
         shared.writer.submit(AttemptResult(deliveryID: item.delivery.id, attemptedAt: started, httpStatus: status,
-                                           latencyMilliseconds: latency, responseExcerpt: excerpt,
-                                           error: decision.error, outcome: decision.outcome,
+                                           latencyMilliseconds: latency, responseExcerpt: excerpt.map(scrubber.scrub),
+                                           error: decision.error.map(scrubber.scrub), outcome: decision.outcome,
                                            leaseToken: item.delivery.leaseToken), from: self)
         let outcome: String
         switch decision.outcome {

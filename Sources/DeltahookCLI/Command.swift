@@ -3,6 +3,7 @@
 // Adding a command: write one file with a type conforming to `Command`, then add it to `CommandTable.all`.
 import Foundation
 import Config
+import Core
 
 /// sysexits.h values the brief fixes: 0 ok, 1 failure, 64 usage, 78 config.
 enum ExitCode {
@@ -26,6 +27,10 @@ struct CommandContext: Sendable {
     /// The process environment (injectable for tests of commands).
     var environment: [String: String]
     var output: Output
+    /// The process's one scrubber (docs/DESIGN.md §1): `output` passes every text through it, commands that load
+    /// the config register its secrets and subscriber URLs, and poller commands hand it to their logger, so
+    /// provider tokens minted during `poll-once` are known to it too.
+    var scrubber = SecretScrubber()
 
     var configEnvironment: ConfigEnvironment { ConfigEnvironment(variables: environment) }
 }
@@ -38,6 +43,13 @@ struct Output: Sendable {
     static let standard = Output(
         out: { FileHandle.standardOutput.write(Data($0.utf8)) },
         err: { FileHandle.standardError.write(Data($0.utf8)) })
+
+    /// The same writers behind `scrubber`: nothing a command prints (tables, `--json`, error messages) can carry
+    /// a registered secret.
+    func scrubbed(by scrubber: SecretScrubber) -> Output {
+        let base = self
+        return Output(out: { base.out(scrubber.scrub($0)) }, err: { base.err(scrubber.scrub($0)) })
+    }
 }
 
 /// A subcommand. `init` parses and validates the arguments (throwing `UsageError`); `run` does the work and

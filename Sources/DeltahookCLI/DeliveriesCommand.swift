@@ -48,7 +48,7 @@ struct DeliveriesCommand: Command {
     }
 
     func run() async throws -> Int32 {
-        let outline = StoreCLI.outline(path: context.configPath)
+        let outline = StoreCLI.outline(context: context)
         let store = try StoreCLI.openStore(
             path: StoreCLI.storePath(context: context, outline: outline, override: stateDirectory), write: false)
         switch mode {

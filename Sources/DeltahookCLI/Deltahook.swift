@@ -5,6 +5,9 @@ import Config
 @main
 struct Deltahook {
     static func main() async {
+        // Every file any command creates (the store, its -wal/-shm, the lock, demo and bench directories) is
+        // private, also outside systemd's UMask=0077 (docs/DESIGN.md §1, private files).
+        umask(0o077)
         let code = await run(Array(CommandLine.arguments.dropFirst()),
                              context: CommandContext(configPath: ConfigLoader.defaultPath,
                                                      environment: ProcessInfo.processInfo.environment,
@@ -14,6 +17,7 @@ struct Deltahook {
 
     static func run(_ arguments: [String], context baseContext: CommandContext) async -> Int32 {
         var context = baseContext
+        context.output = baseContext.output.scrubbed(by: context.scrubber)
         var list = ArgumentList(arguments)
         let output = context.output
         let wantsHelp: Bool

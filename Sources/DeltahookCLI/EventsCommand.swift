@@ -60,7 +60,7 @@ struct EventsCommand: Command {
     }
 
     func run() async throws -> Int32 {
-        let outline = StoreCLI.outline(path: context.configPath)
+        let outline = StoreCLI.outline(context: context)
         let store: StateStore
         do {
             store = try StoreCLI.openStore(

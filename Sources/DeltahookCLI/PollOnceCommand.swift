@@ -46,9 +46,11 @@ struct PollOnceCommand: Command {
 
     func run() async throws -> Int32 {
         let (config, connectionConfig) = try PollerCLI.load(context: context, connection: connection, object: object)
-        let (logger, redactions) = PollerCLI.logger(for: config, context: context)
+        let (logger, scrubber) = PollerCLI.logger(for: config, context: context)
 
-        try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true)
+        for warning in try PrivateFiles.prepareStateDirectory(config.stateDirectory) {
+            logger.warning("state directory or store file was readable by others; tightened", ["DETAIL": warning])
+        }
         // A cycle that writes must not interleave its cursor writes with a running daemon's; a dry run writes
         // nothing and may run beside it.
         var pollerLock: PollerLock? = nil
@@ -82,7 +84,7 @@ struct PollOnceCommand: Command {
             reports = error.completed
         }
         await engine.shutdown()
-        try render(reports: reports, failure: failure, store: store, redactions: redactions)
+        try render(reports: reports, failure: failure, store: store, scrubber: scrubber)
         return failure == nil ? ExitCode.ok : ExitCode.failure
     }
 
@@ -92,8 +94,8 @@ struct PollOnceCommand: Command {
     }
 
     private func render(reports: [CycleReport], failure: PollOnceFailure?, store: StateStore,
-                       redactions: RedactionList) throws {
-        let errorText = failure.map { redactions.scrub(String(describing: $0)) }
+                       scrubber: SecretScrubber) throws {
+        let errorText = failure.map { scrubber.scrub(String(describing: $0)) }
         if json {
             var object = JSONObject()
             object["ok"] = .bool(failure == nil)

@@ -2,6 +2,7 @@
 // config with secrets (they build provider adapters), the connection and object named on the command line, and a
 // logger that scrubs the config's secrets.
 import Config
+import Core
 import Foundation
 import Logging
 
@@ -23,12 +24,12 @@ enum PollerCLI {
         return (config, connectionConfig)
     }
 
-    /// A stderr logger at the config's level that never prints the config's secrets.
-    static func logger(for config: DeltahookConfig, context: CommandContext) -> (Logger, RedactionList) {
-        let redactions = RedactionList()
-        redactions.register(contentsOf: config.redactionTexts)
+    /// A stderr logger at the config's level that never prints the config's secrets, nor the tokens the
+    /// providers mint (they register them with `context.scrubber`, which the logger carries).
+    static func logger(for config: DeltahookConfig, context: CommandContext) -> (Logger, SecretScrubber) {
+        config.register(in: context.scrubber)
         let logger = Logger(level: LogLevel(name: config.logLevel.rawValue) ?? .info,
-                            sink: StderrSink(variables: context.environment), redactions: redactions)
-        return (logger, redactions)
+                            sink: StderrSink(variables: context.environment), scrubber: context.scrubber)
+        return (logger, context.scrubber)
     }
 }

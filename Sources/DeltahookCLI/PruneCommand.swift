@@ -48,7 +48,7 @@ struct PruneCommand: Command {
     }
 
     func run() async throws -> Int32 {
-        let outline = StoreCLI.outline(path: context.configPath)
+        let outline = StoreCLI.outline(context: context)
         let policy = try Self.retention(configPath: context.configPath)
         let path = StoreCLI.storePath(context: context, outline: outline, override: stateDirectory)
         let store = try StoreCLI.openStore(path: path, write: !dryRun)

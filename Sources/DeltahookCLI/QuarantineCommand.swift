@@ -62,7 +62,7 @@ struct QuarantineCommand: Command {
     }
 
     func run() async throws -> Int32 {
-        let outline = StoreCLI.outline(path: context.configPath)
+        let outline = StoreCLI.outline(context: context)
         let path = StoreCLI.storePath(context: context, outline: outline, override: stateDirectory)
         switch mode {
         case .list(let connection, let object, let limit):

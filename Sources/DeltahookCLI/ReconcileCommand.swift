@@ -60,7 +60,7 @@ struct ReconcileCommand: Command {
 
     func run() async throws -> Int32 {
         let (config, connectionConfig) = try PollerCLI.load(context: context, connection: connection, object: object)
-        let (logger, redactions) = PollerCLI.logger(for: config, context: context)
+        let (logger, scrubber) = PollerCLI.logger(for: config, context: context)
         let path = config.stateDirectory + "/" + StateStore.fileName
         let store = try StoreCLI.openStore(path: path, write: true)
 
@@ -98,7 +98,7 @@ struct ReconcileCommand: Command {
             try await reconciler.sweep(target, router: router, report: &report, logger: log)
         } catch {
             throw CommandFailure("sweep of \(connection)/\(object) failed, nothing deleted: "
-                + redactions.scrub(String(describing: error)))
+                + scrubber.scrub(String(describing: error)))
         }
         if let held = report.sweepHeld {
             print(action: "held", ["listed": .integer(Int64(report.reconcileIDs)), "held": StatusReport.json(held)],

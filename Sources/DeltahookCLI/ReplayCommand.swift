@@ -44,7 +44,7 @@ struct ReplayCommand: Command {
     }
 
     func run() async throws -> Int32 {
-        let outline = StoreCLI.outline(path: context.configPath)
+        let outline = StoreCLI.outline(context: context)
         guard outline.readable else {
             throw ConfigError(file: context.configPath, problems: [ConfigProblem(
                 path: "", message: "cannot read \(context.configPath) as JSON: replay needs the subscriber's events "

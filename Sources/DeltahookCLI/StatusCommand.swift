@@ -36,7 +36,7 @@ struct StatusCommand: Command {
     }
 
     func run() async throws -> Int32 {
-        let outline = StoreCLI.outline(path: context.configPath)
+        let outline = StoreCLI.outline(context: context)
         let path = StoreCLI.storePath(context: context, outline: outline, override: stateDirectory)
         guard FileManager.default.fileExists(atPath: path) else {
             let message = "no store at \(path) yet: the daemon has not run with this state directory"

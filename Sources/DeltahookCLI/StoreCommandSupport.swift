@@ -5,6 +5,7 @@
 // event globs and connections), so an operator's shell without $CREDENTIALS_DIRECTORY can run these commands
 // and no secret is ever loaded. The daemon notices what they write by polling the store (every 2 s by default,
 // `Dispatcher.Options.storePollInterval`): the CLI and the daemon share only the SQLite file.
+import Config
 import Core
 import Foundation
 import Store
@@ -41,7 +42,14 @@ enum StoreCLI {
         func subscriber(_ id: String) -> SubscriberOutline? { subscribers.first { $0.id == id } }
     }
 
-    static func outline(path: String) -> Outline {
+    /// Reads the config's outline and registers what must not be printed with `context.scrubber`: every
+    /// subscriber URL, and every secret when this process can resolve them (an operator's shell often cannot
+    /// read the unit's credentials; the store's texts were scrubbed by the daemon before they were written).
+    static func outline(context: CommandContext) -> Outline {
+        let path = context.configPath
+        if let config = try? ConfigLoader.load(path: path, environment: context.configEnvironment) {
+            config.register(in: context.scrubber)
+        }
         guard let data = FileManager.default.contents(atPath: path) else {
             return Outline(note: "config \(path) not readable; showing what the store knows")
         }
@@ -57,9 +65,10 @@ enum StoreCLI {
         }
         for entry in root["subscribers"]?.arrayValue ?? [] {
             guard let id = entry["id"]?.stringValue else { continue }
+            if let url = entry["url"]?.stringValue { context.scrubber.registerSubscriberURL(url) }
             let globs = (entry["events"]?.arrayValue ?? [.string("*")]).compactMap(\.stringValue).map(EventTypeGlob.init)
             let connections = entry["connections"]?.arrayValue?.compactMap(\.stringValue)
-            outline.subscribers.append(SubscriberOutline(id: id, url: entry["url"]?.stringValue.map(redactURL),
+            outline.subscribers.append(SubscriberOutline(id: id, url: entry["url"]?.stringValue.map(URLRedaction.subscriber),
                                                          events: globs, connections: connections))
         }
         return outline
@@ -142,17 +151,6 @@ enum StoreCLI {
         object["error"] = a.error.map { .string($0) } ?? .null
         object["response_excerpt"] = a.responseExcerpt.map { .string($0) } ?? .null
         return .object(object)
-    }
-
-    /// Scheme, host and path only: a query string can carry a token.
-    static func redactURL(_ url: String) -> String {
-        var text = Substring(url)
-        if let cut = text.firstIndex(where: { $0 == "?" || $0 == "#" }) { text = text[..<cut] }
-        if let schemeEnd = text.range(of: "://"),
-           let at = text[schemeEnd.upperBound...].prefix(while: { $0 != "/" }).lastIndex(of: "@") {
-            return String(text[..<schemeEnd.upperBound]) + String(text[text.index(after: at)...])
-        }
-        return String(text)
     }
 
     /// One line, at most `limit` characters (errors in tables).

@@ -45,7 +45,7 @@ struct SubscribersCommand: Command {
     }
 
     func run() async throws -> Int32 {
-        let outline = StoreCLI.outline(path: context.configPath)
+        let outline = StoreCLI.outline(context: context)
         let path = StoreCLI.storePath(context: context, outline: outline, override: stateDirectory)
         switch mode {
         case .list:

@@ -66,6 +66,9 @@ public final class ServiceNowEmulator: Sendable {
         /// 429 with these exact header texts (nil: header left out), for hostile values such as
         /// `Retry-After: 99999999999999999999` or `X-RateLimit-Reset: 9223372036854775807` (docs/DESIGN.md §2 rule 12).
         case rateLimitedWith(retryAfter: String?, reset: String?)
+        /// 401 whose error detail echoes the request's `Authorization` header, as careless proxies and some
+        /// instance scripts do: the daemon must never store or print it (docs/DESIGN.md §1).
+        case unauthorizedEchoingAuthorization
     }
 
     /// What a Table API request asked for, given to the request hook.
@@ -113,6 +116,7 @@ public final class ServiceNowEmulator: Sendable {
         var log: [LoggedRequest] = []
         var rejected: [String] = []
         var tokenGrants: [String] = []
+        var issuedTokens: [String] = []
         var idCounter = 0
     }
 
@@ -332,6 +336,8 @@ public final class ServiceNowEmulator: Sendable {
     public var requestLog: [LoggedRequest] { state.withLock { $0.log } }
     /// Table API requests only.
     public var tableRequestLog: [LoggedRequest] { state.withLock { $0.log.filter { $0.path.hasPrefix("/api/") } } }
+    /// Every access and refresh token handed out so far (secrets tests grep every output for them).
+    public var issuedTokens: [String] { state.withLock { $0.issuedTokens } }
     /// `grant_type` of every token request answered 200.
     public var issuedGrants: [String] { state.withLock { $0.tokenGrants } }
 
@@ -407,7 +413,8 @@ public final class ServiceNowEmulator: Sendable {
         let lifetime = options.tokenLifetime
         state.withLock { s in
             s.tokens[access] = Date().addingTimeInterval(Double(lifetime))
-            if let refresh { s.refreshTokens.insert(refresh) }
+            s.issuedTokens.append(access)
+            if let refresh { s.refreshTokens.insert(refresh); s.issuedTokens.append(refresh) }
             s.tokenGrants.append(grant)
         }
         var body = "{\"scope\":\"useraccount\",\"token_type\":\"Bearer\""
@@ -459,7 +466,7 @@ public final class ServiceNowEmulator: Sendable {
             return (s.hook, s.tableRequests, fault)
         }
         hook?(TableRequest(number: number, table: tableName, query: query))
-        if let fault { return answer(fault) }
+        if let fault { return answer(fault, authorization: request.headers["authorization"]) }
         guard authorized(request) else {
             return envelope(401, "User Not Authenticated", "Required to provide Auth information")
         }
@@ -529,8 +536,10 @@ public final class ServiceNowEmulator: Sendable {
         "sysparm_exclude_reference_link", "sysparm_no_count", "sysparm_suppress_pagination_header",
     ]
 
-    private func answer(_ fault: Fault) -> HTTPServerResponse {
+    private func answer(_ fault: Fault, authorization: String?) -> HTTPServerResponse {
         switch fault {
+        case .unauthorizedEchoingAuthorization:
+            return envelope(401, "User Not Authenticated", "Invalid credentials: \(authorization ?? "none")")
         case .rateLimited(let retryAfter?):
             let reset = Int(Date().timeIntervalSince1970) + retryAfter
             return envelope(429, "Rate limit exceeded", "Rate limit of 100 requests per hour for Table API exceeded",

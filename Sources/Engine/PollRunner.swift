@@ -103,7 +103,7 @@ public final class PollRunner: Sendable {
         metrics.cycle(descriptor, outcome: report.notModified ? .notModified : .success)
         metrics.success(descriptor, at: now(), watermark: report.watermark)
         let poll = PollReport(connection: descriptor.connection, object: descriptor.object, at: started,
-                              error: report.reconcileError.map { "reconciliation sweep failed: \($0)" },
+                              error: report.reconcileError.map { log.scrubber.scrub("reconciliation sweep failed: \($0)") },
                               events: report.eventCount, records: report.records)
         do {
             try await store.perform { try $0.recordPoll(poll) }
@@ -121,7 +121,10 @@ public final class PollRunner: Sendable {
             metrics.cycle(descriptor, outcome: .error)
         }
         let poll = PollReport(connection: descriptor.connection, object: descriptor.object, at: at,
-                              error: String(describing: error), events: report.eventCount, records: report.records)
+                              // A provider's error body may echo a token: scrubbed before it is stored and
+                              // printed by `status` (docs/DESIGN.md §1).
+                              error: log.scrubber.scrub(String(describing: error)), events: report.eventCount,
+                              records: report.records)
         do {
             try await store.perform { try $0.recordPoll(poll) }
         } catch let storeError {

@@ -1,4 +1,5 @@
 // Value types shared by every user of the HTTP client (providers, delivery, tests with fakes).
+import Core
 
 /// Per-request knobs. Defaults suit provider polling; delivery sets `captureLimit` and `pinnedAddress`.
 public struct HTTPRequestOptions: Sendable, Equatable {
@@ -120,7 +121,7 @@ public struct HTTPClientError: Error, Sendable, CustomStringConvertible {
 
     public init(kind: Kind, target: String, message: String, curlCode: Int? = nil) {
         self.kind = kind
-        self.target = HTTPClientError.redact(target)
+        self.target = URLRedaction.redact(target)
         self.message = message
         self.curlCode = curlCode
     }
@@ -129,20 +130,6 @@ public struct HTTPClientError: Error, Sendable, CustomStringConvertible {
         var text = "HTTP \(kind.rawValue) error for \(target): \(message)"
         if let curlCode { text += " (curl \(curlCode))" }
         return text
-    }
-
-    /// Strips userinfo, query and fragment from a URL so it can go into errors and logs.
-    public static func redact(_ url: String) -> String {
-        var text = Substring(url)
-        if let cut = text.firstIndex(where: { $0 == "?" || $0 == "#" }) { text = text[..<cut] }
-        if let schemeEnd = text.range(of: "://") {
-            let authorityStart = schemeEnd.upperBound
-            let authorityEnd = text[authorityStart...].firstIndex(of: "/") ?? text.endIndex
-            if let at = text[authorityStart..<authorityEnd].lastIndex(of: "@") {
-                return String(text[..<authorityStart]) + String(text[text.index(after: at)...])
-            }
-        }
-        return String(text)
     }
 }
 

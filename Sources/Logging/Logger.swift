@@ -1,7 +1,7 @@
 // A small value-type logger in the style of swift-log (a Logger value plus a pluggable sink), sized for one
 // daemon: constant messages, structured fields that become journald fields, and a secret scrubber.
+public import Core
 public import Foundation
-import Synchronization
 
 /// Severity, ordered from least to most severe; each maps to a syslog priority (sd-daemon.h `SD_*`).
 public enum LogLevel: Int, Sendable, Comparable, CaseIterable, CustomStringConvertible {
@@ -113,54 +113,21 @@ public protocol LogSink: Sendable {
     func write(_ record: LogRecord)
 }
 
-/// Secret texts that must never reach a sink. The daemon registers every resolved secret after loading the
-/// config (`DeltahookConfig.redactionTexts`); the logger replaces them by `<redacted>` in every field.
-/// This is the second guard, behind `Secret`'s redacted description and constant messages.
-public final class RedactionList: Sendable {
-    private let texts = Mutex<[String]>([])
-
-    /// Texts shorter than this are not scrubbed: replacing e.g. "1" everywhere would wreck every line, and
-    /// such short values are not real secrets.
-    public static let minimumLength = 4
-
-    public init() {}
-
-    public func register(_ text: String) {
-        guard text.count >= RedactionList.minimumLength else { return }
-        texts.withLock { list in
-            if !list.contains(text) {
-                list.append(text)
-                list.sort { $0.count > $1.count }  // longest first, so a secret containing another goes whole
-            }
-        }
-    }
-
-    public func register<S: Sequence>(contentsOf texts: S) where S.Element == String {
-        for t in texts { register(t) }
-    }
-
-    public func scrub(_ text: String) -> String {
-        let list = texts.withLock { $0 }
-        var out = text
-        for secret in list where out.contains(secret) {
-            out = out.replacingOccurrences(of: secret, with: "<redacted>")
-        }
-        return out
-    }
-}
-
 /// The logger value. Copy it freely; `with(_:)` returns a logger that adds context fields to every record.
 public struct Logger: Sendable {
     public var minimumLevel: LogLevel
     public private(set) var context: [LogFieldValue]
     public let sink: any LogSink
-    public let redactions: RedactionList
+    /// The process's one scrubber (docs/DESIGN.md §1): every message and field passes it before the sink. It
+    /// rides along with the logger so every component that logs can also scrub the texts it stores, and
+    /// providers can register the tokens they mint.
+    public let scrubber: SecretScrubber
 
-    public init(level: LogLevel = .info, sink: any LogSink, redactions: RedactionList = RedactionList()) {
+    public init(level: LogLevel = .info, sink: any LogSink, scrubber: SecretScrubber = SecretScrubber()) {
         self.minimumLevel = level
         self.context = []
         self.sink = sink
-        self.redactions = redactions
+        self.scrubber = scrubber
     }
 
     /// A logger whose records all carry `fields` (e.g. `[.connection: "acme-snow"]`).
@@ -179,8 +146,8 @@ public struct Logger: Sendable {
         var all = context
         all += fields.map { LogFieldValue($0.key, $0.value) }
         if let error { all.append(LogFieldValue(.error, String(describing: error))) }
-        for i in all.indices { all[i].value = redactions.scrub(all[i].value) }
-        sink.write(LogRecord(level: level, message: redactions.scrub(message.text), fields: all, file: file, line: line,
+        for i in all.indices { all[i].value = scrubber.scrub(all[i].value) }
+        sink.write(LogRecord(level: level, message: scrubber.scrub(message.text), fields: all, file: file, line: line,
                              date: Date()))
     }
 

@@ -69,6 +69,9 @@ public struct ProviderHTTP: Sendable {
     /// before anything is sent, so credentials cannot leave the origin even if a link check were missed
     /// (docs/DESIGN.md §2 rule 13).
     public let allowedOrigins: [ProviderOrigin]
+    /// The process's scrubber (the logger's), where authenticators register every token they mint so no error
+    /// body echoing one reaches a log, `status` or the store (docs/DESIGN.md §1). nil without a logger (unit tests).
+    public var scrubber: SecretScrubber? { waits.logger?.scrubber }
 
     public init(transport: any HTTPTransport, connection: String, userAgent: String = "deltahook/1",
                 timeout: Duration = .seconds(60), limits: ConnectionLimits = .defaults,
@@ -96,7 +99,7 @@ public struct ProviderHTTP: Sendable {
                      body: [UInt8] = []) async throws -> ProviderResponse {
         if !allowedOrigins.isEmpty, !ProviderOrigin.isAllowed(url, allowed: allowedOrigins) {
             throw ProviderError.configuration(message: "\(connection): refusing to send a request to "
-                + "\(HTTPClientError.redact(url)): only base_url's origin (\(allowedOrigins.map(\.description).joined(separator: ", "))) "
+                + "\(URLRedaction.redact(url)): only base_url's origin (\(allowedOrigins.map(\.description).joined(separator: ", "))) "
                 + "receives this connection's credentials")
         }
         var allHeaders = headers

@@ -69,7 +69,11 @@ public final class StateStore: Sendable {
         database = try Database(path: path, mode: mode)
         queue = DispatchQueue(label: "deltahook.store")
         switch mode {
-        case .readWrite: try Schema.migrate(database)
+        case .readWrite:
+            try Schema.migrate(database)
+            // SQLite creates the file under the process umask and gives -wal/-shm the file's mode: made 0600 here,
+            // every later -wal/-shm is 0600 too (docs/DESIGN.md §1, private files).
+            try PrivateFiles.tightenStoreFiles(path)
         case .readOnly: try Schema.checkReadable(database)
         }
     }

@@ -23,6 +23,8 @@ public struct StoreError: Error, CustomStringConvertible, Sendable, Equatable {
         case notFound
         /// The poller lock file could not be opened or locked (`errno` from open/flock).
         case lockFile(errno: Int32)
+        /// The state directory or a store file could not be created or made private (`errno` from mkdir/chmod).
+        case privateFiles(errno: Int32)
     }
 
     public var code: Code

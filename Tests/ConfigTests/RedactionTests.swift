@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Config
+import Core
 import Logging
 
 @Suite struct ConfigRedactionTests {
@@ -9,10 +10,10 @@ import Logging
     @Test func configSecretsAreScrubbedFromLogs() throws {
         let dir = try Fixtures.exampleCredentialsDirectory()
         let config = try ConfigLoader.load(path: Fixtures.examplePath, environment: Fixtures.environment(dir))
-        let redactions = RedactionList()
+        let redactions = SecretScrubber()
         redactions.register(contentsOf: config.redactionTexts)
         let sink = MemoryLogSink()
-        let logger = Logger(level: .debug, sink: sink, redactions: redactions)
+        let logger = Logger(level: .debug, sink: sink, scrubber: redactions)
         let token = try #require(config.connection(id: "octo-github")).auth.secrets[0]
         let webhookKey = String(Fixtures.webhookSecret.dropFirst(6))
 

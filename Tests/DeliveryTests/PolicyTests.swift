@@ -102,6 +102,15 @@ import Store
         #expect(!d.succeeded)
     }
 
+    /// Issue 12 item 1: the redirect target is shown like a subscriber URL — no userinfo, query or path.
+    @Test func redirectLocationLosesUserinfoQueryAndPath() {
+        let d = policy.decide(.response(status: 301, retryAfter: nil,
+                                        location: "https://user:hunter2@x.example:8443/hooks/PATHSECRET?token=s3cr3t"),
+                              attemptsMade: 1, now: now, random: 0.5)
+        #expect(d.error?.contains("redirect to https://x.example:8443/… not followed") == true, "\(d.error ?? "")")
+        for secret in ["user", "hunter2", "PATHSECRET", "s3cr3t"] { #expect(d.error?.contains(secret) == false) }
+    }
+
     @Test func otherStatusesAndTransportErrorsFollowTheSchedule() {
         for observation: AttemptObservation in [
             .response(status: 500, retryAfter: nil, location: nil), .response(status: 404, retryAfter: nil, location: nil),

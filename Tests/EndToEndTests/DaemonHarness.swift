@@ -114,6 +114,49 @@ final class NotifySocket {
         }
     }
 
+    // Async overloads: an async test must never block a thread of the cooperative pool (two threads on this
+    // machine's two cores) — a blocked pool stalls every other test's emulators and deadlines at once.
+
+    /// Reads datagrams for up to `timeout` without blocking a thread, returning the new ones.
+    @discardableResult
+    func read(for timeout: Duration) async -> [String] {
+        let deadline = ContinuousClock.now + timeout
+        var fresh: [String] = []
+        repeat {
+            fresh += readPending()
+            try? await Task.sleep(for: .milliseconds(20))
+        } while ContinuousClock.now < deadline
+        fresh += readPending()
+        messages += fresh
+        return fresh
+    }
+
+    /// ``waitFor(timeout:_:)`` without blocking a thread.
+    func waitFor(timeout: Duration, _ predicate: (String) -> Bool) async -> String? {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if let index = messages[consumed...].firstIndex(where: predicate) {
+                consumed = index + 1
+                return messages[index]
+            }
+            guard ContinuousClock.now < deadline else { return nil }
+            await read(for: .milliseconds(100))
+        }
+    }
+
+    /// Every datagram already queued, without waiting.
+    private func readPending() -> [String] {
+        var fresh: [String] = []
+        while true {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, 0) > 0 else { return fresh }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let n = recv(fd, &buffer, buffer.count, 0)
+            guard n > 0 else { return fresh }
+            fresh.append(String(decoding: buffer[..<n], as: UTF8.self))
+        }
+    }
+
     /// Reads whatever is pending and forgets everything seen so far.
     func drain() {
         read(for: .milliseconds(50))
@@ -162,6 +205,24 @@ final class DaemonProcess {
         while process.isRunning, ContinuousClock.now < deadline { usleep(20_000) }
         guard !process.isRunning else { return nil }
         return process.terminationStatus
+    }
+
+    /// ``waitForExit(timeout:)`` without blocking a thread of the cooperative pool.
+    func waitForExit(timeout: Duration) async -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        guard !process.isRunning else { return nil }
+        return process.terminationStatus
+    }
+
+    /// ``waitForLog(_:timeout:)`` without blocking a thread of the cooperative pool.
+    func waitForLog(_ text: String, timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if stderr.contains(text) { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return stderr.contains(text)
     }
 
     /// Waits until stderr contains `text`.

@@ -78,13 +78,13 @@ private final class Scenario {
 @Suite("deltahook run under a fake systemd", .serialized)
 struct DaemonTests {
     @Test("a bad config exits 78 with every problem printed and never sends READY=1")
-    func badConfigExits78BeforeReady() throws {
+    func badConfigExits78BeforeReady() async throws {
         let scenario = try Scenario()
         try scenario.writeConfig(extra: #" "colour": "blue", "log_levle": "debug","#)
         let daemon = try scenario.start()
-        let status = daemon.waitForExit(timeout: .seconds(20))
+        let status = await daemon.waitForExit(timeout: .seconds(20))
         #expect(status == 78, "\(daemon.stderr)")
-        scenario.notify.read(for: .milliseconds(200))
+        await scenario.notify.read(for: .milliseconds(200))
         #expect(!scenario.notify.messages.contains { $0.contains("READY=1") }, "\(scenario.notify.messages)")
         let stderr = daemon.stderr
         #expect(stderr.contains("colour"), "\(stderr)")
@@ -93,13 +93,13 @@ struct DaemonTests {
     }
 
     @Test("READY, STATUS, polling and delivery, metrics, reload (broken then good), SIGTERM drain, status --json")
-    func lifecycle() throws {
+    func lifecycle() async throws {
         let scenario = try Scenario()
         scenario.github.createIssue(title: "first issue")
         try scenario.writeConfig()
         let daemon = try scenario.start(["WATCHDOG_USEC": "1000000"])
 
-        let ready = scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") }
+        let ready = await scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") }
         let readyMessage = try #require(ready, "no READY=1; stderr: \(daemon.stderr)")
         #expect(readyMessage.contains("STATUS=1 connections, 1 subscribers"), "\(readyMessage)")
         let stateMode = try FileManager.default.attributesOfItem(atPath: scenario.stateDirectory)[.posixPermissions]
@@ -107,12 +107,12 @@ struct DaemonTests {
 
         // The engine polls at once and the dispatcher delivers the `created` event, signed.
         let deadline = ContinuousClock.now + .seconds(20)
-        while scenario.receiver.accepted.isEmpty, ContinuousClock.now < deadline { usleep(50_000) }
+        while scenario.receiver.accepted.isEmpty, ContinuousClock.now < deadline { try? await Task.sleep(for: .microseconds(50_000)) }
         let delivered = try #require(scenario.receiver.accepted.first, "nothing delivered; stderr: \(daemon.stderr)")
         #expect(delivered.type == "ticket.created")
 
         // Watchdog pings at half of WATCHDOG_USEC while the engine beats.
-        let pings = scenario.notify.read(for: .seconds(2)).filter { $0.contains("WATCHDOG=1") }
+        let pings = await scenario.notify.read(for: .seconds(2)).filter { $0.contains("WATCHDOG=1") }
         #expect(pings.count >= 2, "\(scenario.notify.messages)")
 
         // Metrics textfile (0644) and the listener.
@@ -121,7 +121,7 @@ struct DaemonTests {
         for _ in 0..<150 {
             promText = (try? String(contentsOfFile: prom, encoding: .utf8)) ?? ""
             if promText.contains("deltahook_events_total") { break }
-            usleep(100_000)
+            try? await Task.sleep(for: .microseconds(100_000))
         }
         #expect(promText.contains("deltahook_up 1"), "\(promText)")
         #expect(promText.contains("deltahook_subscriber_backlog{subscriber=\"crm\"}"))
@@ -136,11 +136,11 @@ struct DaemonTests {
         scenario.notify.drain()
         try #"{"connections": [], "bogus": 1}"#.write(toFile: scenario.configPath, atomically: true, encoding: .utf8)
         daemon.signal(SIGHUP)
-        let reloading = scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("RELOADING=1") }
+        let reloading = await scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("RELOADING=1") }
         #expect(reloading?.contains("MONOTONIC_USEC=") == true)
-        #expect(scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("READY=1") } != nil)
+        #expect(await scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("READY=1") } != nil)
         #expect(daemon.process.isRunning)
-        #expect(daemon.waitForLog("reload rejected", timeout: .seconds(5)))
+        #expect(await daemon.waitForLog("reload rejected", timeout: .seconds(5)))
         #expect(daemon.stderr.contains("bogus"), "\(daemon.stderr)")
         #expect(daemon.stderr.contains("connections"))
 
@@ -148,21 +148,21 @@ struct DaemonTests {
         scenario.notify.drain()
         try scenario.writeConfig(subscribers: ["crm", "audit"])
         daemon.signal(SIGHUP)
-        let reloaded = scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("READY=1") }
+        let reloaded = await scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("READY=1") }
         #expect(reloaded?.contains("2 subscribers") == true, "\(String(describing: reloaded))")
-        #expect(daemon.waitForLog("configuration reloaded", timeout: .seconds(5)))
+        #expect(await daemon.waitForLog("configuration reloaded", timeout: .seconds(5)))
 
         // A change after the reload reaches both subscribers.
         scenario.github.createIssue(title: "second issue")
         let both = ContinuousClock.now + .seconds(20)
-        while scenario.receiver.accepted.count < 3, ContinuousClock.now < both { usleep(50_000) }
+        while scenario.receiver.accepted.count < 3, ContinuousClock.now < both { try? await Task.sleep(for: .microseconds(50_000)) }
         #expect(scenario.receiver.accepted.count >= 3, "\(daemon.stderr)")
         #expect(daemon.process.isRunning, "the reloads did not restart or stop the process")
 
         // SIGTERM: STOPPING=1, exit 0 within shutdown_timeout (5 s) plus start-up slack.
         daemon.signal(SIGTERM)
-        #expect(scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("STOPPING=1") } != nil)
-        let status = daemon.waitForExit(timeout: .seconds(15))
+        #expect(await scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("STOPPING=1") } != nil)
+        let status = await daemon.waitForExit(timeout: .seconds(15))
         #expect(status == 0, "\(daemon.stderr)")
         #expect(!FileManager.default.fileExists(atPath: prom), "the textfile is removed on stop")
         #expect(!daemon.stderr.contains(webhookSecret) && !daemon.stderr.contains(githubToken))
@@ -197,86 +197,86 @@ struct DaemonTests {
     }
 
     @Test("the watchdog stops pinging when the engine's liveness stalls, and /healthz turns 503")
-    func stalledEngineStopsWatchdogPings() throws {
+    func stalledEngineStopsWatchdogPings() async throws {
         let scenario = try Scenario()
         try scenario.writeConfig()
         let daemon = try scenario.start(["WATCHDOG_USEC": "400000", "DELTAHOOK_DEBUG_STALL_ENGINE": "1"])
-        #expect(scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") } != nil, "\(daemon.stderr)")
+        #expect(await scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") } != nil, "\(daemon.stderr)")
         // Pings flow until the engine's heartbeat is older than the liveness window, then stop for good.
-        #expect(daemon.waitForLog("liveness probe failed", timeout: .seconds(15)), "\(daemon.stderr)")
+        #expect(await daemon.waitForLog("liveness probe failed", timeout: .seconds(15)), "\(daemon.stderr)")
         scenario.notify.drain()
-        let after = scenario.notify.read(for: .milliseconds(1500))
+        let after = await scenario.notify.read(for: .milliseconds(1500))
         #expect(!after.contains { $0.contains("WATCHDOG=1") }, "\(after)")
         #expect(daemon.process.isRunning, "without systemd nobody kills it; the daemon itself keeps running")
         let health = try loopbackGET(port: scenario.httpPort, path: "/healthz")
         #expect(health.0 == 503 && health.1.contains("heartbeat"), "\(health)")
         daemon.signal(SIGTERM)
-        #expect(daemon.waitForExit(timeout: .seconds(15)) == 0)
+        #expect(await daemon.waitForExit(timeout: .seconds(15)) == 0)
     }
 
     @Test("SIGTERM waits for a delivery in flight (within shutdown_timeout) and records it")
-    func drainsInFlightDelivery() throws {
+    func drainsInFlightDelivery() async throws {
         let scenario = try Scenario()
         scenario.receiver.setDefault(ReceiverReply.ok.delayed(.milliseconds(1500)))
         scenario.github.createIssue(title: "slow receiver")
         try scenario.writeConfig(shutdownTimeout: "10s")
         let daemon = try scenario.start()
-        #expect(scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") } != nil, "\(daemon.stderr)")
+        #expect(await scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") } != nil, "\(daemon.stderr)")
         let deadline = ContinuousClock.now + .seconds(20)
-        while scenario.receiver.receivedCount == 0, ContinuousClock.now < deadline { usleep(10_000) }
+        while scenario.receiver.receivedCount == 0, ContinuousClock.now < deadline { try? await Task.sleep(for: .microseconds(10_000)) }
         try #require(scenario.receiver.receivedCount == 1, "no delivery started; \(daemon.stderr)")
         daemon.signal(SIGTERM)  // the POST is still waiting for its answer
-        #expect(daemon.waitForExit(timeout: .seconds(20)) == 0, "\(daemon.stderr)")
+        #expect(await daemon.waitForExit(timeout: .seconds(20)) == 0, "\(daemon.stderr)")
         let (root, text) = try statusJSON(configPath: scenario.configPath)
         #expect(root["pending_total"] as? Int == 0, "the drained delivery was recorded: \(text)")
         #expect(scenario.receiver.receivedCount == 1, "not sent twice")
     }
 
     @Test("a receiver slower than shutdown_timeout does not hold the stop; the delivery stays pending")
-    func drainDeadline() throws {
+    func drainDeadline() async throws {
         let scenario = try Scenario()
         scenario.receiver.setDefault(ReceiverReply.ok.delayed(.seconds(60)))
         scenario.github.createIssue(title: "stuck receiver")
         try scenario.writeConfig(shutdownTimeout: "500ms")
         let daemon = try scenario.start()
-        #expect(scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") } != nil, "\(daemon.stderr)")
+        #expect(await scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") } != nil, "\(daemon.stderr)")
         let deadline = ContinuousClock.now + .seconds(20)
-        while scenario.receiver.receivedCount == 0, ContinuousClock.now < deadline { usleep(10_000) }
+        while scenario.receiver.receivedCount == 0, ContinuousClock.now < deadline { try? await Task.sleep(for: .microseconds(10_000)) }
         try #require(scenario.receiver.receivedCount == 1, "no delivery started; \(daemon.stderr)")
         daemon.signal(SIGTERM)
         // Far below the receiver's 60 s: the drain gave up at its deadline and the process still exited 0.
-        #expect(daemon.waitForExit(timeout: .seconds(20)) == 0, "\(daemon.stderr)")
+        #expect(await daemon.waitForExit(timeout: .seconds(20)) == 0, "\(daemon.stderr)")
         let (root, text) = try statusJSON(configPath: scenario.configPath)
         #expect(root["pending_total"] as? Int == 1, "the unanswered delivery is due again later: \(text)")
     }
 
     @Test("SIGHUP adds and removes connections without a restart")
-    func reloadAddsAndRemovesConnections() throws {
+    func reloadAddsAndRemovesConnections() async throws {
         let scenario = try Scenario()
         scenario.github.createIssue(title: "seen by both connections")
         try scenario.writeConfig()
         let daemon = try scenario.start()
-        #expect(scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") } != nil, "\(daemon.stderr)")
+        #expect(await scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") } != nil, "\(daemon.stderr)")
         func connections() -> Set<String> {
             Set(scenario.receiver.accepted.compactMap { try? JSONValue.parse($0.body)["data"]?["connection"]?.stringValue })
         }
         var deadline = ContinuousClock.now + .seconds(20)
-        while !connections().contains("e2e-github"), ContinuousClock.now < deadline { usleep(50_000) }
+        while !connections().contains("e2e-github"), ContinuousClock.now < deadline { try? await Task.sleep(for: .microseconds(50_000)) }
         #expect(connections() == ["e2e-github"])
 
         try scenario.writeConfig(connections: ["e2e-github", "e2e-second"])
         daemon.signal(SIGHUP)
-        #expect(scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("READY=1") }?.contains("2 connections") == true)
+        #expect(await scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("READY=1") }?.contains("2 connections") == true)
         deadline = ContinuousClock.now + .seconds(20)
-        while !connections().contains("e2e-second"), ContinuousClock.now < deadline { usleep(50_000) }
+        while !connections().contains("e2e-second"), ContinuousClock.now < deadline { try? await Task.sleep(for: .microseconds(50_000)) }
         #expect(connections() == ["e2e-github", "e2e-second"], "the new connection polls at once: \(daemon.stderr)")
 
         try scenario.writeConfig(connections: ["e2e-second"])
         daemon.signal(SIGHUP)
-        #expect(scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("READY=1") }?.contains("1 connections") == true)
+        #expect(await scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("READY=1") }?.contains("1 connections") == true)
         #expect(daemon.process.isRunning, "reloads never restart the process")
         daemon.signal(SIGTERM)
-        #expect(daemon.waitForExit(timeout: .seconds(15)) == 0, "\(daemon.stderr)")
+        #expect(await daemon.waitForExit(timeout: .seconds(15)) == 0, "\(daemon.stderr)")
         let (root, text) = try statusJSON(configPath: scenario.configPath)
         let objects = try #require(root["objects"] as? [[String: Any]], "\(text)")
         let removed = objects.first { $0["connection"] as? String == "e2e-github" }

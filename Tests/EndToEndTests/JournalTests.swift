@@ -3,6 +3,7 @@
 // /var/log/journal/<machine-id>.NAME), records sent through the native protocol, and the fields read back with
 // `journalctl --namespace=NAME -o json`, filtered by SUBSCRIBER= the way operators filter `-u deltahook`.
 // Needs root and /lib/systemd/systemd-journald; otherwise the test is skipped and says why.
+import Core
 import Foundation
 import Logging
 import Testing
@@ -99,9 +100,9 @@ struct JournalTests {
         defer { journald.stop() }
         #expect(FileManager.default.fileExists(atPath: journald.socketPath), "journald did not bind its socket")
         let sink = try #require(JournalSink(socketPath: journald.socketPath, identifier: "deltahook-test"))
-        let redactions = RedactionList()
+        let redactions = SecretScrubber()
         redactions.register("hunter2-secret-value")
-        let logger = Logger(level: .debug, sink: sink, redactions: redactions)
+        let logger = Logger(level: .debug, sink: sink, scrubber: redactions)
 
         logger.info("delivery failed; will retry", [.subscriber: "crm", .eventID: "evt_abc", .connection: "acme-snow"])
         logger.warning("provider answered with an error", [.connection: "acme-snow", .object: "incident",

@@ -1,4 +1,5 @@
 import Foundation
+import Core
 import HTTPClient
 import HTTPServer
 import Testing
@@ -126,7 +127,7 @@ struct HeaderParsingTests {
     }
 
     @Test func redactionDropsSecrets() {
-        #expect(HTTPClientError.redact("https://user:pw@h.example:8443/p/a?token=s#frag") == "https://h.example:8443/p/a")
-        #expect(HTTPClientError.redact("http://h/x") == "http://h/x")
+        #expect(URLRedaction.redact("https://user:pw@h.example:8443/p/a?token=s#frag") == "https://h.example:8443/p/a")
+        #expect(URLRedaction.redact("http://h/x") == "http://h/x")
     }
 }

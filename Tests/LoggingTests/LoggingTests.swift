@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import Core
 @testable import Logging
 
 /// A temporary file opened read-write; stands in for fd 2 so tests never write to the real stderr.
@@ -200,7 +201,7 @@ func decodeJournal(_ bytes: [UInt8]) -> [(String, String)]? {
 @Suite struct RedactionTests {
     @Test func registeredSecretsNeverReachASink() throws {
         let secret = "tok_Zq9-DISTINCTIVE-4711"
-        let redactions = RedactionList()
+        let redactions = SecretScrubber()
         redactions.register(secret)
         redactions.register("abc")  // too short to scrub safely: ignored
         let memory = MemoryLogSink()
@@ -209,7 +210,7 @@ func decodeJournal(_ bytes: [UInt8]) -> [(String, String)]? {
         let journal = try #require(JournalSink(socketPath: receiver.path))
         struct Leaky: Error, CustomStringConvertible { let token: String; var description: String { "401 for token \(token)" } }
         for sink in [memory, StderrSink(fd: file.fd, syslogPrefixes: false), journal] as [any LogSink] {
-            let logger = Logger(sink: sink, redactions: redactions).with(["AUTH": "Bearer \(secret)"])
+            let logger = Logger(sink: sink, scrubber: redactions).with(["AUTH": "Bearer \(secret)"])
             logger.error("auth failed", ["BODY": "{\"token\":\"\(secret)\"}\nabc"], error: Leaky(token: secret))
         }
         let datagram = String(decoding: try #require(receiver.receive()), as: UTF8.self)

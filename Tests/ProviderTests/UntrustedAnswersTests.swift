@@ -526,8 +526,10 @@ struct UntrustedServiceNowTests {
         #expect(try await source(store).fetchDelta(request).records.count == 1)
         let stored = try #require(try await store.loadAuthState(connection: "acme-snow",
                                                                 key: ServiceNowAuthenticator.refreshTokenKey))
-        let rotated = try #require(try JSONValue.parse(Array(stored.utf8))["refresh_token"]?.stringValue)
+        // Issue 12 item 1: kept sealed, so the store file alone does not reveal it.
+        let rotated = try #require(emulator.issuedTokens.last)
         #expect(rotated != "configured-refresh-token")
+        #expect(!stored.contains(rotated) && stored.contains("\"sealed\""))
         // "Restart": a new authenticator on the same store uses the rotated token and works.
         #expect(try await source(store).fetchDelta(request).records.count == 1)
         // Without the store, the configured (revoked) token fails: the persistence is what made it work.

@@ -70,6 +70,7 @@ public actor GitHubAppTokens {
         let jwt: String
         do {
             jwt = try GitHubAppJWT.make(appID: appID, privateKey: privateKey, now: now)
+            http.scrubber?.registerRuntimeToken(jwt)
         } catch {
             throw ProviderError.authentication(message: "\(http.connection): could not sign the GitHub App JWT: \(error)",
                                                hint: "check auth.private_key: it must be the App's RSA private key (PEM)")
@@ -100,6 +101,8 @@ public actor GitHubAppTokens {
         let body = try response.json(context: "\(http.connection): App token response")
         let reader = FieldReader(body, path: "$")
         let token = try reader.requiredString("token")
+        // Registered before first use, so an error body echoing it is already scrubbed (docs/DESIGN.md §1).
+        http.scrubber?.registerRuntimeToken(token)
         let expiresAt = try reader.requiredTimestamp("expires_at", format: "RFC 3339", Timestamps.parseRFC3339)
         let lifetime = max(0, expiresAt.timeIntervalSince(now))
         let margin = min(refreshMargin.seconds, lifetime / 2)

@@ -82,7 +82,7 @@ public final class GitHubClient: Sendable {
                         ? "the token in auth.token was revoked, expired or mistyped; it needs read access to issues"
                         : "a freshly minted installation token was refused; check the App's installation and permissions")
             }
-            if let error = Self.classify(response, connection: connection, what: "reading \(HTTPClientError.redact(url))",
+            if let error = Self.classify(response, connection: connection, what: "reading \(URLRedaction.redact(url))",
                                          now: clock(), backoff: secondaryBackoff, waits: http.waits) {
                 throw error
             }

@@ -106,7 +106,7 @@ public final class NetSuiteClient: Sendable {
     /// The `Authorization` header for one request (fresh nonce and timestamp unless fixed for tests).
     public func authorization(method: String, url: String) throws -> String {
         guard let parsed = URL(string: url) else {
-            throw ProviderError.configuration(message: "\(connection): \(HTTPClientError.redact(url)) is not a valid URL")
+            throw ProviderError.configuration(message: "\(connection): \(URLRedaction.redact(url)) is not a valid URL")
         }
         do {
             return try OAuth1.authorizationHeader(method: method, url: parsed, credentials: credentials,

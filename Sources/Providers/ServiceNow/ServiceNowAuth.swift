@@ -142,7 +142,7 @@ public actor ServiceNowAuthenticator {
             method: "POST", url: tokenURL,
             headers: [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
             body: Array(ServiceNowQuery.queryString(form).utf8))
-        let origin = "\(http.connection): \(HTTPClientError.redact(tokenURL))"
+        let origin = "\(http.connection): \(URLRedaction.redact(tokenURL))"
         switch response.status {
         case 200:
             guard !ServiceNowClient.looksLikeHTML(response) else {
@@ -152,6 +152,8 @@ public actor ServiceNowAuthenticator {
             let body = try response.json(context: "\(origin) token response")
             let reader = FieldReader(body, path: "$")
             let access = try reader.requiredString("access_token")
+            // Registered before first use, so a 401 body that echoes it is already scrubbed (docs/DESIGN.md §1).
+            http.scrubber?.registerRuntimeToken(access)
             // `expires_in` ≤ 0, missing or unreadable: assume the default lifetime rather than "already expired",
             // which would send a token request before every API call (docs/DESIGN.md §2 rules 11, 12).
             var lifetime = Self.fallbackLifetime
@@ -161,6 +163,7 @@ public actor ServiceNowAuthenticator {
             default: break
             }
             lifetime = min(lifetime, 366 * 86_400) // beyond a year is a broken answer; Double stays exact
+            if let returned = reader.optionalString("refresh_token") { http.scrubber?.registerRuntimeToken(returned) }
             if let rotated = reader.optionalString("refresh_token"), grant == .refreshToken,
                rotated != latestRefreshToken ?? refreshToken?.unredactedValue {
                 latestRefreshToken = rotated
@@ -186,14 +189,29 @@ public actor ServiceNowAuthenticator {
 
     /// The persisted rotated refresh token, when it was rotated from the refresh token configured now. The value
     /// is stored with a digest of the configured token it descends from: an operator who puts a new refresh_token
-    /// in the config (after a revocation) gets it used, not the stale persisted one.
+    /// in the config (after a revocation) gets it used, not the stale persisted one. The token itself is sealed
+    /// (``sealingKey(configured:)``); a value written in the clear by an older version is still read.
     private func loadPersistedRefreshToken(configured: String) async -> String? {
         guard let authState else { return nil }
         do {
             guard let text = try await authState.loadAuthState(connection: http.connection, key: Self.refreshTokenKey),
                   let value = try? JSONValue.parse(Array(text.utf8)),
-                  value["configured_sha256"]?.stringValue == Digest.sha256Hex(configured),
-                  let token = value["refresh_token"]?.stringValue, !token.isEmpty else { return nil }
+                  value["configured_sha256"]?.stringValue == Digest.sha256Hex(configured) else { return nil }
+            let token: String
+            if let sealed = value["sealed"]?.stringValue {
+                guard let key = sealingKey(configured: configured), let bytes = Data(base64Encoded: sealed),
+                      let opened = try? Seal.open(Array(bytes), key: key) else {
+                    http.waits.logger?.warning("persisted OAuth refresh token cannot be unsealed (client_secret changed?); using the configured refresh_token",
+                                               [.connection: http.connection])
+                    return nil
+                }
+                token = String(decoding: opened, as: UTF8.self)
+            } else {
+                guard let clear = value["refresh_token"]?.stringValue else { return nil }
+                token = clear
+            }
+            guard !token.isEmpty else { return nil }
+            http.scrubber?.registerRuntimeToken(token)
             return token
         } catch {
             http.waits.logger?.warning("could not read persisted OAuth state", [.connection: http.connection],
@@ -202,19 +220,29 @@ public actor ServiceNowAuthenticator {
         }
     }
 
-    /// Keeps a rotated refresh token for the next start. A failure is logged (never with the token) and the
-    /// in-memory token still serves this process.
+    /// Keeps a rotated refresh token for the next start, sealed with AES-256-GCM so the state file alone does not
+    /// reveal it (docs/DESIGN.md §1). A failure is logged (never with the token) and the in-memory token still
+    /// serves this process.
     private func persistRefreshToken(_ token: String, configured: String) async {
-        guard let authState else { return }
-        let value = JSONValue.object(JSONObject([("configured_sha256", .string(Digest.sha256Hex(configured))),
-                                                 ("refresh_token", .string(token))]))
+        guard let authState, let key = sealingKey(configured: configured) else { return }
         do {
+            let sealed = try Seal.seal(Array(token.utf8), key: key)
+            let value = JSONValue.object(JSONObject([("configured_sha256", .string(Digest.sha256Hex(configured))),
+                                                     ("sealed", .string(Data(sealed).base64EncodedString()))]))
             try await authState.saveAuthState(connection: http.connection, key: Self.refreshTokenKey,
                                                value: value.serialized())
         } catch {
             http.waits.logger?.warning("could not persist the rotated OAuth refresh token", [.connection: http.connection],
                                        error: error)
         }
+    }
+
+    /// The key that seals the persisted refresh token: HMAC-SHA256 keyed by the configured client_secret over the
+    /// connection and the configured refresh token. It lives only in the config's secrets, never in the store.
+    private func sealingKey(configured: String) -> [UInt8]? {
+        guard case .oauth(_, _, let clientSecret, _, _, _) = mode else { return nil }
+        return HMAC.sha256(key: Array(clientSecret.unredactedValue.utf8),
+                           message: Array("deltahook auth_state v1\u{0}\(http.connection)\u{0}\(configured)".utf8))
     }
 
     /// ServiceNow answers failures with `{"error_description":"access_denied","error":"server_error"}`
