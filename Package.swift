@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "ProviderTests", dependencies: ["Providers", "Core", "Crypto", "Config", "Emulators", "HTTPClient",
                                                           "HTTPServer", "Engine", "Store", "Logging", "TestSupport"],
                     swiftSettings: strict),
-        .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Store", "Core", "Crypto", "Emulators",
+        .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Store", "Core", "Crypto", "Emulators", "Logging",
                                                           "HTTPClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "EndToEndTests", dependencies: ["Core", "Crypto", "Config", "Emulators", "HTTPServer", "HTTPClient",
                                                           "Daemon", "Logging", "Store", "TestSupport"], swiftSettings: strict),

@@ -313,7 +313,7 @@ final class SubscriberRunner: Sendable {
             decision.pauseSubscriberUntil = nil
         }
         await applySubscriberEffects(decision, probe: probe, at: finishedAt)
-        let latency = Int64((finishedAt.timeIntervalSince(started) * 1000).rounded())
+        let latency = Timestamps.saturatingInt64((finishedAt.timeIntervalSince(started) * 1000).rounded())
         shared.metrics?.observe("deltahook_delivery_request_seconds", finishedAt.timeIntervalSince(started),
                                 labels: [id])
         // A receiver may echo the signature or its URL's secret path; a curl error names the URL: both pass the
@@ -330,6 +330,13 @@ final class SubscriberRunner: Sendable {
         case .failed: outcome = "failed"
         }
         shared.metrics?.increment("deltahook_deliveries_total", labels: [id, outcome])
+        // One debug line per attempt (docs/DESIGN.md §8): what an operator at `log_level: debug` wants to follow.
+        if logger.isEnabled(.debug) {
+            logger.debug("delivery attempt", [.eventID: item.event.id, .recordID: item.event.recordID,
+                                              "STATUS": status.map(String.init) ?? "none",
+                                              "LATENCY_MS": String(latency), "ATTEMPT": String(item.delivery.attempts + 1),
+                                              "OUTCOME": outcome, "PROBE": probe ? "yes" : "no"])
+        }
         switch decision.outcome {
         case .delivered: break
         case .retry(let at):

@@ -93,9 +93,17 @@ public struct CycleReport: Sendable {
         events.reduce(into: [:]) { $0[$1.type, default: 0] += 1 }
     }
 
+    /// Committed events per kind (all of them, not only the listed ones).
+    public var created = 0
+    public var updated = 0
+
     mutating func add(_ event: ChangeEvent) {
         eventCount += 1
-        if event.kind == .deleted { deletions += 1 }
+        switch event.kind {
+        case .created: created += 1
+        case .updated: updated += 1
+        case .deleted: deletions += 1
+        }
         guard events.count < Self.eventListLimit else { return }
         events.append(CycleEvent(event))
         if dryRun { previewEvents.append(event) }

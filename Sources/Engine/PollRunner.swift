@@ -77,6 +77,7 @@ public final class PollRunner: Sendable {
         let log = logger.with([.connection: descriptor.connection, .object: descriptor.object])
         var report = CycleReport(connection: descriptor.connection, object: descriptor.object, dryRun: dryRun)
         let started = now()
+        let clockStart = ContinuousClock.now
         do {
             var feedError: (any Error)?
             do {
@@ -110,7 +111,25 @@ public final class PollRunner: Sendable {
         } catch {
             log.error("could not record poll status", error: error)
         }
+        logSummary(report, elapsed: ContinuousClock.now - clockStart, log: log)
         return report
+    }
+
+    /// One line per cycle, so an operator tailing journald sees the work (docs/DESIGN.md §8): `info` when the
+    /// cycle committed events, `debug` otherwise. Counts, pages, the new cursor and the duration, as fields.
+    private func logSummary(_ report: CycleReport, elapsed: Duration, log: Logger) {
+        var scoped = log
+        if report.quarantined > 0 { scoped = scoped.with(["QUARANTINED": String(report.quarantined)]) }
+        if report.futureRecords > 0 { scoped = scoped.with(["FUTURE_RECORDS": String(report.futureRecords)]) }
+        if report.reconciled { scoped = scoped.with(["SWEEP_IDS": String(report.reconcileIDs)]) }
+        let level: LogLevel = report.eventCount > 0 ? .info : .debug
+        guard scoped.isEnabled(level) else { return }
+        scoped.log(level, report.eventCount > 0 ? "poll cycle committed events" : "poll cycle found no changes", [
+            "EVENTS": String(report.eventCount), "CREATED": String(report.created), "UPDATED": String(report.updated),
+            "DELETED": String(report.deletions), "RECORDS": String(report.records), "PAGES": String(report.pages),
+            "CURSOR": report.watermark.map { Timestamps.rfc3339($0) } ?? "none",
+            "DURATION_MS": String(elapsed.milliseconds),
+        ])
     }
 
     private func recordFailure(_ error: any Error, descriptor: ObjectDescriptor, report: CycleReport, at: Date,

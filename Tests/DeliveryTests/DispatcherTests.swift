@@ -8,9 +8,12 @@ import Crypto
 import Store
 import HTTPClient
 import Emulators
+import Logging
 @testable import Delivery
 
 final class Harness: @unchecked Sendable {
+    /// Everything the dispatcher logged, at debug level.
+    let logs = MemoryLogSink()
     let dir: URL
     let store: StateStore
     let receiver: ReceiverEmulator
@@ -46,7 +49,8 @@ final class Harness: @unchecked Sendable {
             userAgent: "deltahook/test", policy: RetryPolicy(schedule: setup.schedule, jitter: 0),
             pauseAfter: setup.pauseAfter, probeInterval: setup.probeInterval, storePollInterval: .milliseconds(50),
             claimBatch: 64, leaseMargin: .seconds(30))
-        dispatcher = Dispatcher(store: store, transport: client, options: options, metrics: metrics)
+        dispatcher = Dispatcher(store: store, transport: client, options: options,
+                                logger: Logger(level: .debug, sink: logs), metrics: metrics)
         settings = SubscriberSettings(
             id: subscriber, url: try #require(URL(string: setup.url ?? receiver.url)),
             secrets: try (setup.subscriberSecrets ?? [secret]).map { try StandardWebhooks.Secret($0) },
@@ -185,6 +189,15 @@ func interleaved(records: [String], perRecord: Int) -> [ChangeEvent] {
             #expect(requests.count == 3)
             #expect(Set(requests.compactMap(\.webhookID)) == [event.id])
             #expect(requests.allSatisfy { $0.verified })
+            // Issue 12 item 4: one debug line per attempt, with status, latency and attempt number.
+            let lines = h.logs.records.filter { $0.message == "delivery attempt" }
+            #expect(lines.count == 3 && lines.allSatisfy { $0.level == .debug })
+            let numbers = lines.compactMap { line in line.fields.first { $0.field == "ATTEMPT" }?.value }
+            #expect(numbers == ["1", "2", "3"])
+            #expect(lines.allSatisfy { line in
+                line.fields.contains { $0.field == "STATUS" && $0.value == "500" }
+                    && line.fields.contains { $0.field == "SUBSCRIBER" } && line.fields.contains { $0.field == "LATENCY_MS" }
+            })
         }
     }
 

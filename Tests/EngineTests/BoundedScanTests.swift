@@ -146,3 +146,29 @@ struct BoundedScanTests {
         #expect(try temp.cursor(source) == nil)
     }
 }
+
+@Suite("Cycle log lines")
+struct CycleLogTests {
+    @Test("issue 12 item 4: a cycle that committed events logs one info line with counts, pages, cursor, duration")
+    func cycleSummaryAtInfo() async throws {
+        let temp = try TempStore()
+        let source = FakeSource()
+        let sink = MemoryLogSink()
+        let runner = makeRunner(source, temp, sink: sink)
+        source.upsert("a", at: at(1), ["state": "1"])
+        source.upsert("b", at: at(2), ["state": "1"])
+        _ = try await runner.runCycle()
+        let line = try #require(sink.records.first { $0.message == "poll cycle committed events" })
+        #expect(line.level == .info)
+        let fields = Dictionary(line.fields.map { ($0.field.description, $0.value) }, uniquingKeysWith: { $1 })
+        #expect(fields["EVENTS"] == "2" && fields["CREATED"] == "2" && fields["UPDATED"] == "0")
+        #expect(fields["RECORDS"] == "2" && fields["PAGES"] == "1" && fields["DURATION_MS"] != nil)
+        #expect(fields["CURSOR"] == Timestamps.rfc3339(at(2)))
+        #expect(fields["CONNECTION"] == "acme" && fields["OBJECT"] == "incident")
+
+        // A quiet cycle logs at debug only.
+        _ = try await runner.runCycle()
+        let quiet = try #require(sink.records.last { $0.message == "poll cycle found no changes" })
+        #expect(quiet.level == .debug)
+    }
+}
