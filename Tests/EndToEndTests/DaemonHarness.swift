@@ -105,13 +105,17 @@ final class NotifySocket {
     func waitFor(timeout: Duration, _ predicate: (String) -> Bool) -> String? {
         let deadline = ContinuousClock.now + timeout
         while true {
-            if let index = messages[consumed...].firstIndex(where: predicate) {
-                consumed = index + 1
-                return messages[index]
-            }
+            if let match = takeMatch(predicate) { return match }
             guard ContinuousClock.now < deadline else { return nil }
             read(for: .milliseconds(100))
         }
+    }
+
+    /// The first unconsumed datagram that satisfies `predicate`, consumed; nil when none has arrived yet.
+    private func takeMatch(_ predicate: (String) -> Bool) -> String? {
+        guard let index = messages[consumed...].firstIndex(where: predicate) else { return nil }
+        consumed = index + 1
+        return messages[index]
     }
 
     // Async overloads: an async test must never block a thread of the cooperative pool (two threads on this
@@ -135,10 +139,7 @@ final class NotifySocket {
     func waitFor(timeout: Duration, _ predicate: (String) -> Bool) async -> String? {
         let deadline = ContinuousClock.now + timeout
         while true {
-            if let index = messages[consumed...].firstIndex(where: predicate) {
-                consumed = index + 1
-                return messages[index]
-            }
+            if let match = takeMatch(predicate) { return match }
             guard ContinuousClock.now < deadline else { return nil }
             await read(for: .milliseconds(100))
         }
