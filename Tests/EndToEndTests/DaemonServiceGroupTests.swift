@@ -110,11 +110,11 @@ struct DaemonServiceGroupTests {
         let services = [MockService("first", journal: journal), MockService("stuck", .hangsInShutdown, journal: journal)]
         let trigger = ShutdownTrigger()
         trigger.fire(reason: "test")
-        let started = ContinuousClock.now
+        // No wall-clock bound (a loaded machine stretches any): a run that ignored the deadline would never
+        // return, and deadlineExceeded says the deadline, not the service, ended the shutdown.
         let outcome = await ServiceGroup.run(services, trigger: trigger, shutdownTimeout: .milliseconds(200),
                                              logger: quietLogger)
         #expect(outcome.deadlineExceeded && !outcome.abandoned)
-        #expect(ContinuousClock.now - started < .seconds(10))
         #expect(journal.all.contains("returned first"), "cancelled, not left running")
     }
 
