@@ -1,4 +1,4 @@
-// The `subscribers` part of the config walk (DESIGN §6): receiver URL, signing secrets, event globs, limits.
+// The `subscribers` part of the config walk (docs/DESIGN.md §6): receiver URL, signing secrets, event globs, limits.
 import Foundation
 import Core
 

@@ -2,7 +2,7 @@
 // `ProviderAdapterFactory` from its own folder (`Sources/Providers/<Name>/<Name>Factory.swift`), listed once in
 // `ProviderFactory.all`; its config schema is the matching file in `Sources/Config/Providers/`. A connection's
 // objects share one client (tokens, rate-limit backoff), because provider limits are per account
-// (DESIGN §2 rule 10).
+// (docs/DESIGN.md §2 rule 10).
 public import Config
 public import Core
 public import HTTPClient
