@@ -638,8 +638,9 @@ struct UntrustedGitHubNetSuiteTests {
             + #"{"links":[],"id":"5","\#(alias)":"2026-10-01 00:00:03"}],"offset":0,"totalResults":5}"#
         let transport = ScriptedTransport([HTTPResponse(status: 200, body: Array(body.utf8))])
         let client = NetSuiteClient(connection: "ns", accountID: "1234567_SB1", baseURL: "https://ns.example",
-                                    timeZone: losAngeles, consumerKey: "ck", consumerSecret: "cs", tokenID: "tid",
-                                    tokenSecret: "ts", transport: transport)
+                                    timeZone: losAngeles,
+                                    tokens: NetSuiteTokens(consumerKey: "ck", consumerSecret: "cs", tokenID: "tid",
+                                                           tokenSecret: "ts"), transport: transport)
         let source = NetSuiteSource(client: client, object: "customer", model: "record", recordType: nil, fields: nil,
                                     usesDeleteFeed: false)
         let page = try await source.fetchDelta(DeltaRequest(lowerBound: nil, after: nil, pageSize: 10))

@@ -30,9 +30,10 @@ extension ProviderFactory {
         clientOptions.maxConcurrency = settings.maxConcurrency
         let client = NetSuiteClient(connection: connection.id, accountID: settings.accountID,
                                     baseURL: connection.baseURL.absoluteString, timeZone: settings.timeZone,
-                                    consumerKey: consumerKey.unredactedValue,
-                                    consumerSecret: consumerSecret.unredactedValue,
-                                    tokenID: tokenID.unredactedValue, tokenSecret: tokenSecret.unredactedValue,
+                                    tokens: NetSuiteTokens(consumerKey: consumerKey.unredactedValue,
+                                                           consumerSecret: consumerSecret.unredactedValue,
+                                                           tokenID: tokenID.unredactedValue,
+                                                           tokenSecret: tokenSecret.unredactedValue),
                                     transport: transport, options: clientOptions,
                                     http: try providerHTTP(for: connection, transport: transport, logger: logger))
         return try connection.objects.map { object in
