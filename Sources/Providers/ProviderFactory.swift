@@ -63,6 +63,11 @@ public enum ProviderFactory {
                             allowedOrigins: [origin], logger: logger)
     }
 
+    /// `providerHTTP(for:transport:logger:)` with the context's transport and logger.
+    static func providerHTTP(for connection: ConnectionConfig, context: ProviderContext) throws -> ProviderHTTP {
+        try providerHTTP(for: connection, transport: context.transport, logger: context.logger)
+    }
+
     /// The error for an adapter handed an object or connection of another provider (a programming error: the
     /// config schema gives each provider's objects that provider's settings).
     static func mismatch(_ connection: ConnectionConfig, _ object: ObjectConfig? = nil, _ what: String) -> ProviderError {

@@ -2,25 +2,18 @@
 // `GitHubIssuesSource` per object (repository). Config schema: `Sources/Config/Providers/GitHubSchema.swift`.
 public import Config
 public import Core
-public import HTTPClient
-public import Logging
 import Crypto
 public import Foundation
 
-struct GitHubFactory: ProviderAdapterFactory {
-    var provider: Provider { .github }
+public struct GitHubFactory: ProviderAdapterFactory {
+    /// The clock the App's JWTs are dated by (tests pin it).
+    public var clock: @Sendable () -> Date
 
-    func makeSources(for connection: ConnectionConfig, context: ProviderContext) throws -> [any ObjectSource] {
-        try ProviderFactory.makeGitHubSources(for: connection, transport: context.transport, logger: context.logger)
-    }
-}
+    public init(clock: @escaping @Sendable () -> Date = { Date() }) { self.clock = clock }
 
-extension ProviderFactory {
-    /// GitHub: one `GitHubClient` for the connection, one `GitHubIssuesSource` per object (repository).
-    public static func makeGitHubSources(for connection: ConnectionConfig, transport: any HTTPTransport,
-                                         logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) throws
-        -> [any ObjectSource]
-    {
+    public var provider: Provider { .github }
+
+    public func makeSources(for connection: ConnectionConfig, context: ProviderContext) throws -> [any ObjectSource] {
         let credentials: GitHubCredentials
         switch connection.auth {
         case .token(let secret):
@@ -35,14 +28,16 @@ extension ProviderFactory {
             }
             credentials = .app(appID: appID, installationID: installationID, privateKey: key)
         default:
-            throw mismatch(connection, nil, "GitHub auth")
+            throw ProviderFactory.mismatch(connection, nil, "GitHub auth")
         }
         let client = GitHubClient(connection: connection.id, baseURL: connection.baseURL.absoluteString,
-                                  credentials: credentials, transport: transport, clock: clock,
-                                  http: try providerHTTP(for: connection, transport: transport, logger: logger))
+                                  credentials: credentials, transport: context.transport, clock: clock,
+                                  http: try ProviderFactory.providerHTTP(for: connection, context: context))
         return try connection.objects.map { object in
-            guard let settings = object.settings.github else { throw mismatch(connection, object, "GitHub object") }
-            logger.debug("GitHub object configured", [.connection: connection.id, .object: object.name])
+            guard let settings = object.settings.github else {
+                throw ProviderFactory.mismatch(connection, object, "GitHub object")
+            }
+            context.logger.debug("GitHub object configured", [.connection: connection.id, .object: object.name])
             return try GitHubIssuesSource(client: client, object: object.name, owner: settings.repository.owner,
                                           repository: settings.repository.name, model: object.model.rawValue,
                                           includePullRequests: settings.includePullRequests,

@@ -1,15 +1,15 @@
 // The generic REST provider's adapter factory: one `ProviderHTTP` per connection, one `RestSource` per object
 // (its `request` description). Config schema: `Sources/Config/Providers/RestSchema.swift`.
-import Config
-import Core
-import HTTPClient
-import Logging
+public import Config
+public import Core
 
-struct RestFactory: ProviderAdapterFactory {
-    var provider: Provider { .rest }
+public struct RestFactory: ProviderAdapterFactory {
+    public init() {}
 
-    func makeSources(for connection: ConnectionConfig, context: ProviderContext) throws -> [any ObjectSource] {
-        let http = try ProviderFactory.providerHTTP(for: connection, transport: context.transport, logger: context.logger)
+    public var provider: Provider { .rest }
+
+    public func makeSources(for connection: ConnectionConfig, context: ProviderContext) throws -> [any ObjectSource] {
+        let http = try ProviderFactory.providerHTTP(for: connection, context: context)
         return try connection.objects.map {
             try RestSource(connection: connection, object: $0, transport: context.transport, http: http)
         }
