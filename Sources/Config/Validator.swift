@@ -1,4 +1,5 @@
 // One pass over the parsed document that builds the typed config and records every problem (DESIGN §6).
+// Provider-specific keys are read by each provider's `ProviderSchema` (Config/Providers/), not here.
 import Foundation
 import Core
 
@@ -103,6 +104,9 @@ struct Validator {
 
     // MARK: Connections
 
+    /// Reads the keys every connection shares; the provider's schema (`provider.schema`, one per provider in
+    /// `Config/Providers/`) reads its own keys, says whether `base_url` is required or derived, and lists the auth
+    /// kinds and models it accepts.
     func validateConnection(_ c: Fields) -> ConnectionConfig? {
         let id = c.object["id"]?.stringValue ?? "?"
         // Provider-independent: checked even when the provider is unknown, so every problem is listed at once.
