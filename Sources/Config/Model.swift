@@ -64,33 +64,6 @@ public struct HTTPListenConfig: Sendable, Hashable {
     public var port: UInt16
 }
 
-public enum Provider: String, Sendable, CaseIterable {
-    case servicenow, netsuite, github, rest
-
-    /// The default `page_size` (provider limits: ServiceNow sysparm_limit, NetSuite SuiteQL limit ≤ 1000,
-    /// GitHub per_page ≤ 100).
-    public var defaultPageSize: Int {
-        switch self {
-        case .servicenow: 1000
-        case .netsuite: 1000
-        case .github: 100
-        case .rest: 100
-        }
-    }
-
-    public var maximumPageSize: Int {
-        switch self {
-        case .servicenow: 10_000
-        case .netsuite: 1000
-        case .github: 100
-        case .rest: 10_000
-        }
-    }
-
-    /// Whether the provider has a delete feed (ServiceNow `sys_audit_delete`, NetSuite `DeletedRecord`).
-    public var hasDeleteFeed: Bool { self == .servicenow || self == .netsuite }
-}
-
 public struct ConnectionConfig: Sendable {
     public var id: String
     public var provider: Provider
@@ -98,8 +71,8 @@ public struct ConnectionConfig: Sendable {
     public var baseURL: URL
     public var auth: AuthConfig
     public var objects: [ObjectConfig]
-    /// Present exactly when `provider == .netsuite`.
-    public var netsuite: NetSuiteSettings?
+    /// The provider's own connection keys (its schema in `Config/Providers/`), e.g. NetSuite's account and zone.
+    public var settings: ConnectionSettings
     /// Bounds on what this provider's answers may make the daemon do (docs/DESIGN.md §2 rules 12, 14, 18).
     public var limits: ConnectionLimits = .defaults
 }
@@ -123,22 +96,6 @@ public struct ConnectionLimits: Sendable, Hashable {
     }
 }
 
-
-public struct NetSuiteSettings: Sendable {
-    /// As written, e.g. `1234567_SB1` (the OAuth realm). The host form is `hostAccountID` (`1234567-sb1`).
-    public var accountID: String
-    /// The account's time zone: SuiteQL timestamps are local to it.
-    public var timeZone: TimeZone
-    /// Per-account concurrent request limit (default 5).
-    public var maxConcurrency: Int
-
-    /// `123456_SB1` → `123456-sb1`, the form NetSuite uses in host names.
-    public var hostAccountID: String { NetSuiteSettings.hostForm(of: accountID) }
-
-    static func hostForm(of accountID: String) -> String {
-        accountID.lowercased().replacingOccurrences(of: "_", with: "-")
-    }
-}
 
 public enum OAuth2Grant: String, Sendable, CaseIterable {
     case password
@@ -197,13 +154,6 @@ public enum DeleteFeed: String, Sendable, CaseIterable {
     case none
 }
 
-/// GitHub `owner/repo`.
-public struct GitHubRepository: Sendable, Hashable, CustomStringConvertible {
-    public var owner: String
-    public var name: String
-    public var description: String { "\(owner)/\(name)" }
-}
-
 public struct ObjectConfig: Sendable {
     /// ServiceNow table, NetSuite SuiteQL table, or a free name (GitHub, rest). Unique within its connection.
     public var name: String
@@ -220,62 +170,14 @@ public struct ObjectConfig: Sendable {
     /// Restrict what is fetched; nil = everything.
     public var fields: [String]?
     public var deleteFeed: DeleteFeed
-    /// GitHub: emit events for pull requests too (default false: PRs advance the cursor only).
-    public var includePullRequests: Bool
-    /// GitHub: the repository polled. It is also the object's cursor partition.
-    public var repository: GitHubRepository?
-    /// NetSuite: `type` filter on `transaction`, e.g. `CustInvc`.
-    public var recordType: String?
-    /// rest: how to request and read pages.
-    public var request: RestRequestConfig?
+    /// The provider's own object keys, typed (GitHub repository, NetSuite record type, rest request).
+    public var settings: ObjectSettings
     /// nil when `"delete_guard": false` (docs/DESIGN.md §2 rule 17).
     public var deleteGuard: DeleteGuardPolicy? = .defaults
     /// Cap on the pages of one delta scan (`max_pages_per_scan`, default 10000, rule 18).
     public var maxPagesPerScan: Int = 10_000
     /// `emit`: which content changes become `updated` events (default any change, rule 5a).
     public var emit: EmitPolicy = .anyChange
-}
-
-/// The generic REST provider's declarative request description (see config.example.json, "request").
-public struct RestRequestConfig: Sendable {
-    /// Path and query appended to `base_url`, with placeholders `{cursor}`, `{limit}`, `{page}`, `{offset}`,
-    /// `{next}`. Placeholder values are percent-encoded.
-    public var path: String
-    /// Dot path to the array of records in the response body; empty when the body is the array.
-    public var recordsPath: [String]
-    /// Dot path to the record id inside a record.
-    public var idField: [String]
-    /// Dot path to the record's updated-at value inside a record.
-    public var cursorField: [String]
-    public var cursorFormat: RestCursorFormat
-    public var pagination: RestPagination
-}
-
-public enum RestCursorFormat: String, Sendable, CaseIterable {
-    /// `2026-11-29T06:00:00Z` (fractional seconds and offsets accepted when reading).
-    case rfc3339
-    /// `2026-11-29 06:00:00`, UTC.
-    case sql
-    /// Integer seconds since 1970.
-    case unixSeconds = "unix_seconds"
-    /// Integer milliseconds since 1970.
-    case unixMilliseconds = "unix_milliseconds"
-}
-
-public enum RestPagination: Sendable, Equatable {
-    /// One request per poll.
-    case none
-    /// `{page}` counts up from `start`, only inside a full page of one timestamp (RestSource walks with `{cursor}`
-    /// otherwise; docs/DESIGN.md §2 rule 3).
-    case page(start: Int)
-    /// `{offset}` grows by the records received, only inside a full page of one timestamp (as `page`).
-    case offset
-    /// `{next}` takes the opaque token found at `field` in the previous response; absent or null ends.
-    case nextToken(field: [String])
-    /// The next request is the absolute URL at `field` in the body; absent or null ends.
-    case nextURL(field: [String])
-    /// Follow `Link: <…>; rel="next"` (RFC 8288).
-    case linkHeader
 }
 
 public enum SignatureStyle: String, Sendable, CaseIterable {

@@ -27,18 +27,18 @@ import Core
 
         let netsuite = try #require(config.connection(id: "acme-netsuite"))
         #expect(netsuite.baseURL.absoluteString == "https://1234567-sb1.suitetalk.api.netsuite.com")
-        #expect(netsuite.netsuite?.timeZone.identifier == "America/Los_Angeles")
-        #expect(netsuite.netsuite?.maxConcurrency == 5)
-        #expect(netsuite.objects[1].recordType == "CustInvc")
+        #expect(netsuite.settings.netsuite?.timeZone.identifier == "America/Los_Angeles")
+        #expect(netsuite.settings.netsuite?.maxConcurrency == 5)
+        #expect(netsuite.objects[1].settings.netsuite?.recordType == "CustInvc")
 
         let github = try #require(config.connection(id: "octo-github"))
         #expect(github.baseURL.absoluteString == "https://api.github.com")
-        #expect(github.objects[0].repository == GitHubRepository(owner: "octo-org", name: "hello"))
+        #expect(github.objects[0].settings.github?.repository == GitHubRepository(owner: "octo-org", name: "hello"))
         #expect(github.objects[0].pageSize == 100)
         #expect(github.objects[0].deleteFeed == DeleteFeed.none)
 
         let rest = try #require(config.connection(id: "acme-orders"))
-        let request = try #require(rest.objects[0].request)
+        let request = try #require(rest.objects[0].settings.rest)
         #expect(request.pagination == .page(start: 1))
         #expect(request.recordsPath == ["data"])
         #expect(request.cursorField == ["updated_at"])

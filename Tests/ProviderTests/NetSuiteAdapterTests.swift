@@ -28,9 +28,10 @@ struct NetSuiteAdapterTests {
     static let ts = "c29a677df7d5439a458c063654187e3d678d73aca8e3c9d8bea1478a3eb0d295"
 
     func vectorClient(account: String) -> NetSuiteClient {
-        NetSuiteClient(connection: "ns", accountID: account, baseURL: nil, timeZone: losAngeles, consumerKey: Self.ck,
-                       consumerSecret: Self.cs, tokenID: Self.tid, tokenSecret: Self.ts, transport: UnusedTransport(),
-                       fixedNonce: "fjaLirsIcCGVZWzBX0pg", fixedTimestamp: 1_508_242_306)
+        NetSuiteClient(connection: "ns", accountID: account, baseURL: nil, timeZone: losAngeles,
+                       tokens: NetSuiteTokens(consumerKey: Self.ck, consumerSecret: Self.cs, tokenID: Self.tid,
+                                              tokenSecret: Self.ts), transport: UnusedTransport(),
+                       options: .init(fixedNonce: "fjaLirsIcCGVZWzBX0pg", fixedTimestamp: 1_508_242_306))
     }
 
     @Test("Rule 11 (TBA): the adapter's header reproduces NetSuite's documented GET vector, realm in header only")
@@ -185,7 +186,8 @@ struct NetSuiteClientErrorTests {
 
     func client(_ transport: ScriptedTransport, retries: Int) -> NetSuiteClient {
         NetSuiteClient(connection: "ns", accountID: "1234567_SB1", baseURL: "https://ns.example", timeZone: losAngeles,
-                       consumerKey: "ck", consumerSecret: "cs", tokenID: "tid", tokenSecret: "ts", transport: transport,
+                       tokens: NetSuiteTokens(consumerKey: "ck", consumerSecret: "cs", tokenID: "tid", tokenSecret: "ts"),
+                       transport: transport,
                        options: .init(rateLimitRetries: retries, maxInlineWait: .seconds(5),
                                       backoff: RateLimitBackoff(base: .milliseconds(1), cap: .milliseconds(5))))
     }

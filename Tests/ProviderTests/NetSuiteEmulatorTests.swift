@@ -24,9 +24,11 @@ struct NetSuiteFixture {
         emulator = try NetSuiteEmulator(options: options)
         transport = try CurlHTTPClient()
         client = NetSuiteClient(connection: "acme-ns", accountID: options.accountID, baseURL: emulator.baseURL,
-                                timeZone: options.timeZone, consumerKey: options.consumerKey,
-                                consumerSecret: options.consumerSecret, tokenID: options.tokenID,
-                                tokenSecret: tokenSecret ?? options.tokenSecret, transport: transport,
+                                timeZone: options.timeZone,
+                                tokens: NetSuiteTokens(consumerKey: options.consumerKey,
+                                                       consumerSecret: options.consumerSecret, tokenID: options.tokenID,
+                                                       tokenSecret: tokenSecret ?? options.tokenSecret),
+                                transport: transport,
                                 options: clientOptions ?? Self.fastOptions(rowCap: options.rowCap))
     }
 

@@ -92,9 +92,8 @@ final class NetSuiteE2E: @unchecked Sendable {
         let connectionConfig = try #require(config.connection(id: connection))
         var clientOptions = NetSuiteFixture.fastOptions(rowCap: options.rowCap)
         clientOptions.maxConcurrency = maxConcurrency
-        let sources = try ProviderFactory.makeNetSuiteSources(for: connectionConfig, transport: transport,
-                                                              logger: Logger(level: .debug, sink: sink),
-                                                              options: clientOptions)
+        let sources = try NetSuiteFactory(options: clientOptions).makeSources(
+            for: connectionConfig, context: ProviderContext(transport: transport, logger: Logger(level: .debug, sink: sink)))
         let targets = zip(sources, connectionConfig.objects).map { source, object in
             PollTarget(plan: ObjectPlan(descriptor: source.descriptor, interval: object.interval, lookback: object.lookback,
                                         reconcileEvery: reconcileEvery, initialSync: initialSync,

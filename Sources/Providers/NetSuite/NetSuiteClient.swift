@@ -24,6 +24,21 @@ public struct SuiteQLPage: Sendable {
     public var totalResults: Int
 }
 
+/// The four Token-Based Authentication values of a NetSuite integration and its access token (`auth` `tba`).
+public struct NetSuiteTokens: Sendable {
+    public var consumerKey: String
+    public var consumerSecret: String
+    public var tokenID: String
+    public var tokenSecret: String
+
+    public init(consumerKey: String, consumerSecret: String, tokenID: String, tokenSecret: String) {
+        self.consumerKey = consumerKey
+        self.consumerSecret = consumerSecret
+        self.tokenID = tokenID
+        self.tokenSecret = tokenSecret
+    }
+}
+
 /// A signed, concurrency-limited SuiteQL client for one NetSuite account.
 public final class NetSuiteClient: Sendable {
     /// Tuning knobs; the defaults are NetSuite's documented limits.
@@ -39,16 +54,22 @@ public final class NetSuiteClient: Sendable {
         /// SuiteQL's row cap per query (100,000, provider-wire-facts §2.2); lowered only by tests.
         public var rowCap: Int
         public var timeout: Duration
+        /// Injected by tests to reproduce the documented signature; nil = a fresh nonce and the current time.
+        public var fixedNonce: String?
+        public var fixedTimestamp: Int64?
 
         public init(maxConcurrency: Int = 5, rateLimitRetries: Int = 6, maxInlineWait: Duration = .seconds(30),
                     backoff: RateLimitBackoff = RateLimitBackoff(base: .milliseconds(500), cap: .seconds(30)),
-                    rowCap: Int = 100_000, timeout: Duration = .seconds(120)) {
+                    rowCap: Int = 100_000, timeout: Duration = .seconds(120), fixedNonce: String? = nil,
+                    fixedTimestamp: Int64? = nil) {
             self.maxConcurrency = maxConcurrency
             self.rateLimitRetries = rateLimitRetries
             self.maxInlineWait = maxInlineWait
             self.backoff = backoff
             self.rowCap = rowCap
             self.timeout = timeout
+            self.fixedNonce = fixedNonce
+            self.fixedTimestamp = fixedTimestamp
         }
     }
 
@@ -62,30 +83,24 @@ public final class NetSuiteClient: Sendable {
     private let credentials: OAuth1.Credentials
     private let http: ProviderHTTP
     private let semaphore: AsyncSemaphore
-    /// Injected by tests to reproduce the documented signature; nil = fresh nonce and the current time.
-    private let fixedNonce: String?
-    private let fixedTimestamp: Int64?
 
     /// - Parameters:
     ///   - baseURL: nil derives the host from the account id (`1234567_SB1` → `1234567-sb1.suitetalk…`).
-    public init(connection: String, accountID: String, baseURL: String?, timeZone: TimeZone,
-                consumerKey: String, consumerSecret: String, tokenID: String, tokenSecret: String,
-                transport: any HTTPTransport, options: Options = Options(),
-                fixedNonce: String? = nil, fixedTimestamp: Int64? = nil, http: ProviderHTTP? = nil) {
+    public init(connection: String, accountID: String, baseURL: String?, timeZone: TimeZone, tokens: NetSuiteTokens,
+                transport: any HTTPTransport, options: Options = Options(), http: ProviderHTTP? = nil) {
         self.connection = connection
         self.accountID = accountID
         let base = baseURL ?? "https://\(Self.hostForm(accountID)).suitetalk.api.netsuite.com"
         self.baseURL = base.hasSuffix("/") ? String(base.dropLast()) : base
         clock = NetSuiteClock(zone: timeZone)
         self.options = options
-        credentials = OAuth1.Credentials(realm: Self.realm(accountID), consumerKey: consumerKey,
-                                         consumerSecret: consumerSecret, token: tokenID, tokenSecret: tokenSecret)
+        credentials = OAuth1.Credentials(realm: Self.realm(accountID), consumerKey: tokens.consumerKey,
+                                         consumerSecret: tokens.consumerSecret, token: tokens.tokenID,
+                                         tokenSecret: tokens.tokenSecret)
         // The factory passes the connection's limits, origins and logger; tests may build a plain one.
         self.http = http?.with(timeout: options.timeout)
             ?? ProviderHTTP(transport: transport, connection: connection, timeout: options.timeout)
         semaphore = AsyncSemaphore(value: max(1, options.maxConcurrency))
-        self.fixedNonce = fixedNonce
-        self.fixedTimestamp = fixedTimestamp
     }
 
     /// OAuth realm: the account id upper-case with underscores (`1234567_SB1`), provider-wire-facts §2.1.
@@ -110,7 +125,7 @@ public final class NetSuiteClient: Sendable {
         }
         do {
             return try OAuth1.authorizationHeader(method: method, url: parsed, credentials: credentials,
-                                                  nonce: fixedNonce, timestamp: fixedTimestamp)
+                                                  nonce: options.fixedNonce, timestamp: options.fixedTimestamp)
         } catch let error as OAuth1.OAuthError {
             throw ProviderError.configuration(message: "\(connection): cannot sign the request: \(error.description)")
         }

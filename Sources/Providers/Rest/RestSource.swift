@@ -31,10 +31,7 @@ public struct RestSource: ObjectSource {
     ///   `connection` (tests).
     public init(connection: ConnectionConfig, object: ObjectConfig, transport: any HTTPTransport,
                 http: ProviderHTTP? = nil) throws {
-        guard let spec = object.request else {
-            throw ProviderError.configuration(
-                message: "\(connection.id)/\(object.name): a rest object needs a \"request\" block")
-        }
+        guard let spec = object.settings.rest else { throw ProviderFactory.mismatch(connection, object, "rest object") }
         self.spec = spec
         var volatile = Set(object.ignoreFields)
         if spec.cursorField.count == 1, let field = spec.cursorField.first { volatile.insert(field) }
