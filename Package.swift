@@ -60,6 +60,9 @@ let package = Package(
                           swiftSettings: strict),
 
         // MARK: Tests
+        // `deltahook run` with the engine's liveness stalled (DaemonTestHooks), for the watchdog proofs only.
+        .executableTarget(name: "DeltahookWatchdogProof", dependencies: ["Daemon"], path: "Tests/WatchdogProof",
+                          swiftSettings: strict),
         .target(name: "TestSupport", dependencies: ["Core", "HTTPServer", "Emulators"], path: "Tests/TestSupport",
                 swiftSettings: strict),
         .testTarget(name: "CoreTests", dependencies: ["Core", "Crypto"], swiftSettings: strict),

@@ -8,16 +8,17 @@ import Testing
 let daemonPackageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent()
 
-/// `.build/debug/deltahook` (built by `swift build --build-tests`), or next to the test bundle.
-func daemonBinary() throws -> URL {
+/// `.build/debug/deltahook` (built by `swift build --build-tests`), or next to the test bundle. `name`: another
+/// executable of the package, e.g. the test-only `DeltahookWatchdogProof`.
+func daemonBinary(_ name: String = "deltahook") throws -> URL {
     var candidates: [URL] = []
     if let bundle = Bundle.main.executableURL?.deletingLastPathComponent() {
-        candidates.append(bundle.appendingPathComponent("deltahook"))
-        candidates.append(bundle.deletingLastPathComponent().appendingPathComponent("deltahook"))
+        candidates.append(bundle.appendingPathComponent(name))
+        candidates.append(bundle.deletingLastPathComponent().appendingPathComponent(name))
     }
-    candidates.append(daemonPackageRoot.appendingPathComponent(".build/debug/deltahook"))
+    candidates.append(daemonPackageRoot.appendingPathComponent(".build/debug/" + name))
     return try #require(candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) },
-                        "build the package first (swift build) so .build/debug/deltahook exists")
+                        "build the package first (swift build) so .build/debug/\(name) exists")
 }
 
 /// Runs the built `deltahook` with `arguments` and only `environment`, to completion (CLI commands, not `run`).
@@ -176,8 +177,8 @@ final class DaemonProcess {
     let process = Process()
     let stderrPath: String
 
-    init(arguments: [String], environment: [String: String], directory: String) throws {
-        process.executableURL = try daemonBinary()
+    init(arguments: [String], environment: [String: String], directory: String, binary: String = "deltahook") throws {
+        process.executableURL = try daemonBinary(binary)
         process.arguments = arguments
         process.environment = environment  // nothing inherited
         stderrPath = directory + "/stderr-\(UUID().uuidString.prefix(6)).log"

@@ -69,9 +69,10 @@ private final class Scenario {
          "RUNTIME_DIRECTORY": runtimeDirectory].merging(extra) { _, new in new }
     }
 
-    func start(_ extra: [String: String] = [:]) throws -> DaemonProcess {
+    /// `binary`: `deltahook`, or the test-only `DeltahookWatchdogProof` (the daemon with its engine stalled).
+    func start(_ extra: [String: String] = [:], binary: String = "deltahook") throws -> DaemonProcess {
         try DaemonProcess(arguments: ["run", "--config", configPath], environment: environment(extra),
-                          directory: directory.path)
+                          directory: directory.path, binary: binary)
     }
 }
 
@@ -200,7 +201,8 @@ struct DaemonTests {
     func stalledEngineStopsWatchdogPings() async throws {
         let scenario = try Scenario()
         try scenario.writeConfig()
-        let daemon = try scenario.start(["WATCHDOG_USEC": "400000", "DELTAHOOK_DEBUG_STALL_ENGINE": "1"])
+        // The shipped binary has no stall switch: the test-only build sets `DaemonTestHooks.stallEngineLiveness`.
+        let daemon = try scenario.start(["WATCHDOG_USEC": "400000"], binary: "DeltahookWatchdogProof")
         #expect(await scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") } != nil, "\(daemon.stderr)")
         // Pings flow until the engine's heartbeat is older than the liveness window, then stop for good.
         #expect(await daemon.waitForLog("liveness probe failed", timeout: .seconds(15)), "\(daemon.stderr)")
