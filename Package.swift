@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "StoreTests", dependencies: ["Store", "Core"], swiftSettings: strict),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Core", "Logging"], swiftSettings: strict),
         .testTarget(name: "LoggingTests", dependencies: ["Logging", "Core"], swiftSettings: strict),
-        .testTarget(name: "HTTPTests", dependencies: ["HTTPClient", "HTTPServer", "Core"], swiftSettings: strict),
+        .testTarget(name: "HTTPTests", dependencies: ["HTTPClient", "HTTPServer", "Core", "Emulators"], swiftSettings: strict),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Store", "Core", "Providers", "Emulators",
                                                         "HTTPClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ProviderTests", dependencies: ["Providers", "Core", "Crypto", "Config", "Emulators", "HTTPClient",
