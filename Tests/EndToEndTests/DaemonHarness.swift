@@ -2,6 +2,7 @@
 // temporary directory, read the way systemd reads it), a config on disk, and the process with its stderr in a file.
 import Foundation
 import Glibc
+import TestSupport
 import Testing
 
 /// The package root, found from this file's path.
@@ -203,38 +204,26 @@ final class DaemonProcess {
 
     /// Waits up to `timeout` for the exit; nil when still running.
     func waitForExit(timeout: Duration) -> Int32? {
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning, ContinuousClock.now < deadline { usleep(20_000) }
+        _ = Wait.blocking(timeout: timeout) { !process.isRunning }
         guard !process.isRunning else { return nil }
         return process.terminationStatus
     }
 
     /// ``waitForExit(timeout:)`` without blocking a thread of the cooperative pool.
     func waitForExit(timeout: Duration) async -> Int32? {
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        _ = await Wait.until(timeout: timeout) { !process.isRunning }
         guard !process.isRunning else { return nil }
         return process.terminationStatus
     }
 
     /// ``waitForLog(_:timeout:)`` without blocking a thread of the cooperative pool.
     func waitForLog(_ text: String, timeout: Duration) async -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if stderr.contains(text) { return true }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        return stderr.contains(text)
+        await Wait.until(timeout: timeout, interval: .milliseconds(50)) { stderr.contains(text) }
     }
 
     /// Waits until stderr contains `text`.
     func waitForLog(_ text: String, timeout: Duration) -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if stderr.contains(text) { return true }
-            usleep(50_000)
-        }
-        return false
+        Wait.blocking(timeout: timeout, interval: .milliseconds(50)) { stderr.contains(text) }
     }
 }
 

@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import Store
 import Synchronization
+import TestSupport
 import Testing
 
 /// Records when each job's poll started.
@@ -19,14 +20,9 @@ final class PollLog: Sendable {
     func count(_ key: JobKey) -> Int { all.filter { $0.key == key }.count }
 }
 
-/// Waits until `condition` holds, checking every 5 ms, for at most `limit`.
-func eventually(_ limit: Duration = .seconds(10), _ condition: () throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + limit
-    while ContinuousClock.now < deadline {
-        if try condition() { return true }
-        try? await Task.sleep(for: .milliseconds(5))
-    }
-    return try condition()
+/// Waits until `condition` holds, checking every 5 ms, for at most 10 s (the shared `Wait.until`).
+private func eventually(_ condition: () throws -> Bool) async rethrows -> Bool {
+    try await Wait.until(timeout: .seconds(10), interval: .milliseconds(5), condition)
 }
 
 func quickTiming() -> RetryTiming {
