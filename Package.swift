@@ -65,7 +65,7 @@ let package = Package(
                           swiftSettings: strict),
         .target(name: "TestSupport", dependencies: ["Core", "HTTPServer", "Emulators"], path: "Tests/TestSupport",
                 swiftSettings: strict),
-        .testTarget(name: "CoreTests", dependencies: ["Core", "Crypto"], swiftSettings: strict),
+        .testTarget(name: "CoreTests", dependencies: ["Core", "Crypto", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Core"], swiftSettings: strict),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Core", "Logging"], swiftSettings: strict),
         .testTarget(name: "LoggingTests", dependencies: ["Logging", "Core"], swiftSettings: strict),
