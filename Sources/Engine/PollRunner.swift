@@ -169,21 +169,15 @@ public final class PollRunner: Sendable {
             log.warning("unreadable scan resume state; restarting the scan from the watermark")
             resume = .empty
         }
-        let resuming = resume.position != nil
-        let initial = resuming ? resume.initial : base == nil
-        let silent = initial && plan.initialSync == .silent
         let startWatermark = try await repairedWatermark(base?.watermark, descriptor: descriptor,
                                                          scanStart: scanStart, plan: plan, log: log)
-        let lowerBound = resuming ? resume.scanLowerBound : plan.lowerBound(fromWatermark: startWatermark)
-        report.initialSync = initial
-        report.silent = silent
-        report.resumed = resuming
-        report.watermark = startWatermark
-
-        let context = ScanContext(target: target, router: router, dryRun: dryRun,
-                                  differ: Differ(descriptor: descriptor, emit: plan.emit), lowerBound: lowerBound,
-                                  initial: initial, silent: silent, base: base, scanStart: scanStart, resume: resume,
+        let context = ScanContext(target: target, router: router, dryRun: dryRun, base: base, resume: resume,
+                                  lowerBound: plan.lowerBound(fromWatermark: startWatermark), scanStart: scanStart,
                                   log: log)
+        report.initialSync = context.initial
+        report.silent = context.silent
+        report.resumed = resume.position != nil
+        report.watermark = startWatermark
         var state = ScanState(position: resume.position, watermark: startWatermark,
                               budget: ScanBudget(plan: plan, scanStart: scanStart))
         defer { state.prefetch?.task.cancel() }

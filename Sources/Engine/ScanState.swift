@@ -25,6 +25,25 @@ struct ScanContext {
     var log: Logger
 
     var descriptor: ObjectDescriptor { target.plan.descriptor }
+
+    /// A scan resuming `resume.position` keeps that scan's bound and initial flag; a fresh one starts from
+    /// `lowerBound` and is initial when nothing was ever stored.
+    init(target: PollTarget, router: @escaping EventRouter, dryRun: Bool, base: CursorState?, resume: ResumeState,
+         lowerBound: Date?, scanStart: Date, log: Logger) {
+        let plan = target.plan
+        self.target = target
+        self.router = router
+        self.dryRun = dryRun
+        differ = Differ(descriptor: plan.descriptor, emit: plan.emit)
+        let resuming = resume.position != nil
+        self.lowerBound = resuming ? resume.scanLowerBound : lowerBound
+        initial = resuming ? resume.initial : base == nil
+        silent = initial && plan.initialSync == .silent
+        self.base = base
+        self.scanStart = scanStart
+        self.resume = resume
+        self.log = log
+    }
 }
 
 /// Where one delta scan stands between two pages.
