@@ -60,13 +60,17 @@ let package = Package(
                           swiftSettings: strict),
 
         // MARK: Tests
+        // `deltahook run` with the engine's liveness stalled (DaemonTestHooks), for the watchdog proofs only.
+        .executableTarget(name: "DeltahookWatchdogProof", dependencies: ["Daemon"], path: "Tests/WatchdogProof",
+                          swiftSettings: strict),
         .target(name: "TestSupport", dependencies: ["Core", "HTTPServer", "Emulators"], path: "Tests/TestSupport",
                 swiftSettings: strict),
-        .testTarget(name: "CoreTests", dependencies: ["Core", "Crypto"], swiftSettings: strict),
+        .testTarget(name: "CoreTests", dependencies: ["Core", "Crypto", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Core"], swiftSettings: strict),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Core", "Logging"], swiftSettings: strict),
         .testTarget(name: "LoggingTests", dependencies: ["Logging", "Core"], swiftSettings: strict),
-        .testTarget(name: "HTTPTests", dependencies: ["HTTPClient", "HTTPServer", "Core"], swiftSettings: strict),
+        .testTarget(name: "HTTPTests", dependencies: ["HTTPClient", "HTTPServer", "Core", "Emulators", "TestSupport"],
+                    swiftSettings: strict),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Store", "Core", "Providers", "Emulators",
                                                         "HTTPClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ProviderTests", dependencies: ["Providers", "Core", "Crypto", "Config", "Emulators", "HTTPClient",

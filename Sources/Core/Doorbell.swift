@@ -63,6 +63,12 @@ public final class Doorbell: Sendable {
     /// Waits until rung, closed, cancelled, or `duration` has passed. Returns true when rung or closed.
     @discardableResult
     public func wait(upTo duration: Duration) async -> Bool {
+        await wait(upTo: duration) { try await Task.sleep(for: $0) }
+    }
+
+    /// ``wait(upTo:)`` with the timeout measured by `sleep` (a scheduler's clock; a manual one in tests).
+    @discardableResult
+    public func wait(upTo duration: Duration, sleep: @escaping @Sendable (Duration) async throws -> Void) async -> Bool {
         if duration <= .zero {
             return state.withLock { s in
                 defer { s.rung = false }
@@ -71,7 +77,7 @@ public final class Doorbell: Sendable {
         }
         return await withTaskGroup(of: Bool.self) { group in
             group.addTask {
-                do { try await Task.sleep(for: duration) } catch { return false }
+                do { try await sleep(duration) } catch { return false }
                 return false
             }
             group.addTask {

@@ -24,10 +24,12 @@ public struct DaemonOptions: Sendable {
     public var logSink: (any LogSink)?
     /// How often metrics and STATUS= are refreshed.
     public var metricsInterval: Duration
+    /// Switches only tests set (never the environment, never `deltahook run`).
+    public var testHooks: DaemonTestHooks
 
     public init(configPath: String, environment: [String: String], makePipeline: @escaping PipelineFactory,
                 errorOutput: @escaping @Sendable (String) -> Void, logSink: (any LogSink)? = nil,
-                metricsInterval: Duration = .seconds(5))
+                metricsInterval: Duration = .seconds(5), testHooks: DaemonTestHooks = DaemonTestHooks())
     {
         self.configPath = configPath
         self.environment = environment
@@ -35,6 +37,19 @@ public struct DaemonOptions: Sendable {
         self.errorOutput = errorOutput
         self.logSink = logSink
         self.metricsInterval = metricsInterval
+        self.testHooks = testHooks
+    }
+}
+
+/// Misbehaviour a test can ask of the daemon. The production binary (`deltahook run`) always passes the default;
+/// `DeltahookWatchdogProof` (Tests/WatchdogProof, a test-only executable) sets `stallEngineLiveness`.
+public struct DaemonTestHooks: Sendable {
+    /// The engine's liveness signal stops advancing after start-up, so a test can prove that WATCHDOG=1 pings stop
+    /// (and systemd's watchdog fires) when the engine is stuck.
+    public var stallEngineLiveness: Bool
+
+    public init(stallEngineLiveness: Bool = false) {
+        self.stallEngineLiveness = stallEngineLiveness
     }
 }
 
@@ -99,13 +114,13 @@ public enum Daemon {
         let registry = MetricsRegistry(scrubber: scrubber)
         DaemonMetric.declare(in: registry, version: version)
         let state = DaemonState(config: config)
-        let debugStall = options.environment["DELTAHOOK_DEBUG_STALL_ENGINE"] == "1"
-        if debugStall { logger.warning("debug switch DELTAHOOK_DEBUG_STALL_ENGINE=1: the engine's liveness will stall") }
+        let stall = options.testHooks.stallEngineLiveness
+        if stall { logger.warning("test hook stallEngineLiveness: the engine's liveness will stall") }
         let pipeline: any Pipeline
         do {
             pipeline = try await options.makePipeline(
                 config, store, PipelineContext(logger: logger, metrics: registry, environment: options.environment,
-                                               debugStallEngine: debugStall))
+                                               stallEngineLiveness: stall))
         } catch let error as ConfigError {
             options.errorOutput("deltahook run: \(error)\n")
             return DaemonExitCode.config

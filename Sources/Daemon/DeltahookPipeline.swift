@@ -16,7 +16,7 @@ public final class DeltahookPipeline: Pipeline {
     let transport: CurlHTTPClient
     let store: StateStore
     let logger: Logger
-    let debugStall: Bool
+    let stallEngineLiveness: Bool
     /// The engine beats every second; three missed beats mean it is stuck.
     static let livenessWindow: Duration = .seconds(3)
 
@@ -25,7 +25,7 @@ public final class DeltahookPipeline: Pipeline {
     init(config: DeltahookConfig, store: StateStore, context: PipelineContext) throws {
         self.store = store
         logger = context.logger
-        debugStall = context.debugStallEngine
+        stallEngineLiveness = context.stallEngineLiveness
         transport = try CurlHTTPClient(configuration: .init(userAgent: "deltahook/\(Daemon.version)"))
         dispatcher = Dispatcher(store: store, transport: transport,
                                 options: Dispatcher.Options(delivery: config.delivery,
@@ -39,7 +39,7 @@ public final class DeltahookPipeline: Pipeline {
                         router: Wiring.router(for: config.subscribers))
         // Start order: dispatcher, engine — so shutdown (reverse) stops polling before draining deliveries.
         services = [DispatcherService(dispatcher: dispatcher, transport: transport, store: store),
-                    EngineService(engine: engine, stallAfterStart: context.debugStallEngine, logger: context.logger)]
+                    EngineService(engine: engine, stallAfterStart: context.stallEngineLiveness, logger: context.logger)]
     }
 
     /// The `PipelineFactory` of the real binary.
@@ -88,7 +88,7 @@ public final class DeltahookPipeline: Pipeline {
         let liveness = engine.liveness
         if liveness.sinceLastBeat <= DeltahookPipeline.livenessWindow { return (true, "ok") }
         return (false, "engine heartbeat silent for \(DurationText.format(liveness.sinceLastBeat))"
-                    + (debugStall ? " (DELTAHOOK_DEBUG_STALL_ENGINE=1)" : ""))
+                    + (stallEngineLiveness ? " (test hook stallEngineLiveness)" : ""))
     }
 
     /// One `PollTarget` per configured object (built by `Wiring`, shared with `poll-once`). A connection whose
@@ -126,7 +126,7 @@ final class EngineService: Service {
         engine.start()
         if stallAfterStart {
             engine.debugStallHeartbeat(true)
-            logger.warning("engine heartbeat stalled by DELTAHOOK_DEBUG_STALL_ENGINE=1; the watchdog will stop pinging")
+            logger.warning("engine heartbeat stalled by the test hook stallEngineLiveness; the watchdog will stop pinging")
         }
         await stop.wait()
     }

@@ -20,15 +20,16 @@ public struct PipelineContext: Sendable {
     public var logger: Logger
     public var metrics: MetricsRegistry
     public var environment: [String: String]
-    /// `DELTAHOOK_DEBUG_STALL_ENGINE=1`: the engine's liveness signal stops advancing after start-up, so tests can
-    /// prove that WATCHDOG=1 pings stop when the engine is stuck. Never set in production.
-    public var debugStallEngine: Bool
+    /// `DaemonTestHooks.stallEngineLiveness`: the engine's liveness signal stops advancing after start-up, so a
+    /// test can prove that WATCHDOG=1 pings stop when the engine is stuck. Never set by `deltahook run`.
+    public var stallEngineLiveness: Bool
 
-    public init(logger: Logger, metrics: MetricsRegistry, environment: [String: String], debugStallEngine: Bool) {
+    public init(logger: Logger, metrics: MetricsRegistry, environment: [String: String],
+                stallEngineLiveness: Bool = false) {
         self.logger = logger
         self.metrics = metrics
         self.environment = environment
-        self.debugStallEngine = debugStallEngine
+        self.stallEngineLiveness = stallEngineLiveness
     }
 }
 

@@ -50,10 +50,10 @@ public struct ReceiverReply: Sendable {
     public var headers: [(name: String, value: String)]
     public var body: String
     public var delay: Duration?
-    public var fault: HTTPServerResponse.Fault?
+    public var fault: ConnectionFault?
 
     public init(status: Int = 204, headers: [(name: String, value: String)] = [], body: String = "",
-                delay: Duration? = nil, fault: HTTPServerResponse.Fault? = nil) {
+                delay: Duration? = nil, fault: ConnectionFault? = nil) {
         self.status = status
         self.headers = headers
         self.body = body

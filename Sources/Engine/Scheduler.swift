@@ -99,15 +99,18 @@ public final class Scheduler: Sendable {
     private let gates = ConnectionGates()
     private let observer: @Sendable (JobKey, CycleOutcome) -> Void
     private let entries = Mutex<[JobKey: Entry]>([:])
-    private let clock = ContinuousClock()
+    private let clock: any SchedulerClock
 
     /// - Parameters:
     ///   - maxConcurrentPolls: global bound on cycles running at once.
+    ///   - clock: "now" for connection gates, and the waits between cycles (a manual clock in tests).
     ///   - observer: told about every cycle's outcome (never blocks the scheduler).
     public init(maxConcurrentPolls: Int = 8, timing: RetryTiming = RetryTiming(),
+                clock: any SchedulerClock = SystemSchedulerClock(),
                 observer: @escaping @Sendable (JobKey, CycleOutcome) -> Void = { _, _ in }) {
         concurrency = AsyncSemaphore(value: max(1, maxConcurrentPolls))
         self.timing = timing
+        self.clock = clock
         self.observer = observer
     }
 
@@ -182,7 +185,7 @@ public final class Scheduler: Sendable {
         var wait = Duration.milliseconds(Int64.random(in: 0...max(0, timing.startJitter.milliseconds),
                                                       using: &generator))
         while !Task.isCancelled {
-            await doorbell.wait(upTo: wait)
+            await doorbell.wait(upTo: wait) { [clock] in try await clock.sleep(for: $0) }
             guard !Task.isCancelled, let job = currentJob(key) else { return }
             // The whole connection waits out a rate limit, whichever object hit it.
             if let blocked = gates.deadline(for: key.connection), blocked > clock.now {

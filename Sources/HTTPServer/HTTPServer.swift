@@ -74,7 +74,7 @@ public final class HTTPServer: Sendable {
 
     /// TCP connections accepted so far (keep-alive tests compare this with the request count).
     public var acceptedConnections: Int { accepted.load(ordering: .relaxed) }
-    /// Requests answered so far (including fault answers).
+    /// Requests answered so far (including those whose connection a handler took over).
     public var servedRequests: Int { served.load(ordering: .relaxed) }
     public var openConnections: Int { registry.withLock { $0.open.count } }
 
@@ -215,12 +215,6 @@ public final class HTTPServer: Sendable {
     fileprivate func countServed() { served.add(1, ordering: .relaxed) }
 }
 
-public struct HTTPServerError: Error, Sendable, CustomStringConvertible {
-    public var message: String
-    public init(message: String) { self.message = message }
-    public var description: String { message }
-}
-
 // MARK: - One connection
 
 private struct Connection {
@@ -260,14 +254,14 @@ private struct Connection {
             guard let response = server.respond(to: request) else { return }
             if let delay = response.delay, !sleepInterruptibly(delay) { return }
             server.countServed()
-            if let fault = response.fault {
-                perform(fault, response: response, request: request)
+            if let takeover = response.takeover {
+                takeover(HTTPServerConnection(fd: fd), request)
                 return
             }
             let closeAfter = wantsClose(request) || response.headers.contains {
                 asciiCaseInsensitiveEquals($0.name, "Connection") && $0.value.lowercased().contains("close")
             }
-            guard write(serialize(response, for: request, close: closeAfter)) else { return }
+            guard write(serializeResponse(response, for: request, close: closeAfter)) else { return }
             if closeAfter { return }
         }
     }
@@ -278,50 +272,11 @@ private struct Connection {
         return connection.contains("close")
     }
 
-    func serialize(_ response: HTTPServerResponse, for request: HTTPServerRequest, close: Bool,
-                   declaredLength: Int? = nil) -> [UInt8] {
-        let bodyless = response.status < 200 || response.status == 204 || response.status == 304
-        var head = "HTTP/1.1 \(response.status) \(reasonPhrase(response.status))\r\n"
-        for (name, value) in response.headers {
-            if asciiCaseInsensitiveEquals(name, "Content-Length") || asciiCaseInsensitiveEquals(name, "Transfer-Encoding")
-                || asciiCaseInsensitiveEquals(name, "Connection") { continue }
-            // Never let a handler's value split the header block.
-            let safe = value.contains(where: { $0 == "\r" || $0 == "\n" })
-                ? String(value.filter { $0 != "\r" && $0 != "\n" }) : value
-            head += "\(name): \(safe)\r\n"
-        }
-        if !bodyless { head += "Content-Length: \(declaredLength ?? response.body.count)\r\n" }
-        if close { head += "Connection: close\r\n" }
-        head += "\r\n"
-        var bytes = Array(head.utf8)
-        if !bodyless && request.method != "HEAD" { bytes += response.body }
-        return bytes
-    }
-
-    func perform(_ fault: HTTPServerResponse.Fault, response: HTTPServerResponse, request: HTTPServerRequest) {
-        switch fault {
-        case .closeWithoutResponse:
-            shutdown(fd, Int32(SHUT_RDWR))
-        case .resetConnection:
-            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
-            setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
-        case .truncatedBody:
-            var bytes = serialize(HTTPServerResponse(status: response.status, headers: response.headers, body: []),
-                                  for: request, close: true, declaredLength: response.body.count)
-            bytes += response.body.prefix(response.body.count / 2)
-            _ = write(bytes)
-            shutdown(fd, Int32(SHUT_RDWR))
-        case .raw(let bytes):
-            _ = write(bytes)
-            shutdown(fd, Int32(SHUT_RDWR))
-        }
-    }
-
     func sendSimple(_ status: Int, _ text: String) {
         let response = HTTPServerResponse.text(text + "\n", status: status)
         let request = HTTPServerRequest(method: "GET", target: "", path: "", rawQuery: "", query: [],
                                         headers: .init(), body: [])
-        _ = write(serialize(response, for: request, close: true))
+        _ = write(serializeResponse(response, for: request, close: true))
     }
 
     func sleepInterruptibly(_ duration: Duration) -> Bool {
@@ -336,21 +291,7 @@ private struct Connection {
         return !server.stopping
     }
 
-    func write(_ bytes: [UInt8]) -> Bool {
-        bytes.withUnsafeBytes { raw in
-            guard let base = raw.baseAddress else { return true }
-            var offset = 0
-            while offset < raw.count {
-                let n = send(fd, base + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return false
-                }
-                offset += n
-            }
-            return true
-        }
-    }
+    func write(_ bytes: [UInt8]) -> Bool { HTTPServerConnection(fd: fd).write(bytes) }
 
     /// Reads more bytes into the buffer; false on EOF, error or idle timeout.
     mutating func fill() -> Bool {

@@ -58,18 +58,6 @@ public struct HTTPServerRequest: Sendable {
 }
 
 public struct HTTPServerResponse: Sendable {
-    /// Deliberate misbehaviour for failure-path tests.
-    public enum Fault: Sendable, Equatable {
-        /// Close the connection without writing anything.
-        case closeWithoutResponse
-        /// Reset the connection (RST via SO_LINGER 0) without answering.
-        case resetConnection
-        /// Send the headers with the full Content-Length but only half the body, then close.
-        case truncatedBody
-        /// Write exactly these bytes (anything malformed you like), then close.
-        case raw([UInt8])
-    }
-
     public var status: Int
     /// Content-Length and Transfer-Encoding are computed by the server and ignored here;
     /// `Connection: close` is honoured.
@@ -77,15 +65,17 @@ public struct HTTPServerResponse: Sendable {
     public var body: [UInt8]
     /// Wait this long before answering (slow-server tests); interrupted by `stop()`.
     public var delay: Duration?
-    public var fault: Fault?
+    /// Instead of this answer, hand the connection to the closure (after `delay`); the server closes it afterwards.
+    /// The server has no faults of its own: the emulators build theirs on this (`Emulators/ConnectionFault`).
+    public var takeover: (@Sendable (HTTPServerConnection, HTTPServerRequest) -> Void)?
 
     public init(status: Int = 200, headers: [(name: String, value: String)] = [], body: [UInt8] = [],
-                delay: Duration? = nil, fault: Fault? = nil) {
+                delay: Duration? = nil, takeover: (@Sendable (HTTPServerConnection, HTTPServerRequest) -> Void)? = nil) {
         self.status = status
         self.headers = headers
         self.body = body
         self.delay = delay
-        self.fault = fault
+        self.takeover = takeover
     }
 
     public static func text(_ text: String, status: Int = 200) -> HTTPServerResponse {
@@ -96,10 +86,6 @@ public struct HTTPServerResponse: Sendable {
     public static func json(_ bytes: [UInt8], status: Int = 200,
                             headers: [(name: String, value: String)] = []) -> HTTPServerResponse {
         HTTPServerResponse(status: status, headers: [("Content-Type", "application/json")] + headers, body: bytes)
-    }
-
-    public static func fault(_ fault: Fault, delay: Duration? = nil) -> HTTPServerResponse {
-        HTTPServerResponse(status: 500, delay: delay, fault: fault)
     }
 }
 
@@ -184,4 +170,10 @@ func reasonPhrase(_ status: Int) -> String {
     case 504: return "Gateway Timeout"
     default: return "Status \(status)"
     }
+}
+
+public struct HTTPServerError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(message: String) { self.message = message }
+    public var description: String { message }
 }

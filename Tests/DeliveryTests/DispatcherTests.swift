@@ -9,6 +9,7 @@ import Store
 import HTTPClient
 import Emulators
 import Logging
+import TestSupport
 @testable import Delivery
 
 final class Harness: @unchecked Sendable {
@@ -73,14 +74,9 @@ final class Harness: @unchecked Sendable {
         try store.deliveries(eventID: event.id).first { $0.subscriber == subscriber }
     }
 
-    /// Polls the store every 10 ms until `predicate` holds (bounded).
+    /// Polls the store every 10 ms until `predicate` holds (bounded; the shared `Wait.until`).
     func waitStore(timeout: Duration = .seconds(20), _ predicate: (StateStore) throws -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if try predicate(store) { return true }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        return try predicate(store)
+        try await Wait.until(timeout: timeout, interval: .milliseconds(10)) { try predicate(store) }
     }
 
     func close() async {
@@ -211,8 +207,6 @@ func interleaved(records: [String], perRecord: Int) -> [ChangeEvent] {
             #expect(try await h.waitStore { try $0.subscriber(id: "s1")?.state == .disabled })
             #expect(try h.store.subscriber(id: "s1")?.reason?.contains("410") == true)
             let countAfterDisable = h.receiver.receivedCount
-            try await Task.sleep(for: .milliseconds(300))  // several store polls
-            #expect(h.receiver.receivedCount == countAfterDisable)
             #expect(try events.allSatisfy { try h.delivery($0)?.state == .pending })
 
             // The operator resumes (what `deltahook subscribers resume` writes); the loop notices by polling.
@@ -220,6 +214,10 @@ func interleaved(records: [String], perRecord: Int) -> [ChangeEvent] {
             try h.store.setSubscriberState(id: "s1", state: .active, reason: nil, at: Date())
             try h.store.setSubscriberFailingSince(id: "s1", nil, at: Date())
             #expect(try await h.waitStore { _ in try events.allSatisfy { try h.delivery($0)?.state == .delivered } })
+            // Nothing was sent while disabled: after the resume, exactly one request per event went out (an attempt
+            // during the disabled spell, however many store polls it lasted, would show as an extra request).
+            #expect(h.receiver.receivedCount == countAfterDisable + events.count,
+                    "\(h.receiver.receivedCount) requests, \(countAfterDisable) before the resume")
         }
     }
 
@@ -418,12 +416,14 @@ func interleaved(records: [String], perRecord: Int) -> [ChangeEvent] {
             #expect(h.dispatcher.subscriberIDs.isEmpty)
             let event = sampleEvent("late", 1)
             try h.enqueue([event])
-            try await Task.sleep(for: .milliseconds(200))
-            #expect(h.receiver.receivedCount == 0)
+            h.dispatcher.notifyNewEvents()
             #expect(try h.delivery(event)?.state == .pending)
             h.dispatcher.setSubscribers([h.settings])
             #expect(h.dispatcher.subscriberIDs == ["s1"])
             #expect(try await h.waitStore { _ in try h.delivery(event)?.state == .delivered })
+            // Delivered by its first attempt, the only request: nothing was tried while no subscriber ran.
+            #expect(try h.delivery(event)?.attempts == 1)
+            #expect(h.receiver.receivedCount == 1)
         }
     }
 }

@@ -2,22 +2,24 @@
 // temporary directory, read the way systemd reads it), a config on disk, and the process with its stderr in a file.
 import Foundation
 import Glibc
+import TestSupport
 import Testing
 
 /// The package root, found from this file's path.
 let daemonPackageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent()
 
-/// `.build/debug/deltahook` (built by `swift build --build-tests`), or next to the test bundle.
-func daemonBinary() throws -> URL {
+/// `.build/debug/deltahook` (built by `swift build --build-tests`), or next to the test bundle. `name`: another
+/// executable of the package, e.g. the test-only `DeltahookWatchdogProof`.
+func daemonBinary(_ name: String = "deltahook") throws -> URL {
     var candidates: [URL] = []
     if let bundle = Bundle.main.executableURL?.deletingLastPathComponent() {
-        candidates.append(bundle.appendingPathComponent("deltahook"))
-        candidates.append(bundle.deletingLastPathComponent().appendingPathComponent("deltahook"))
+        candidates.append(bundle.appendingPathComponent(name))
+        candidates.append(bundle.deletingLastPathComponent().appendingPathComponent(name))
     }
-    candidates.append(daemonPackageRoot.appendingPathComponent(".build/debug/deltahook"))
+    candidates.append(daemonPackageRoot.appendingPathComponent(".build/debug/" + name))
     return try #require(candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) },
-                        "build the package first (swift build) so .build/debug/deltahook exists")
+                        "build the package first (swift build) so .build/debug/\(name) exists")
 }
 
 /// Runs the built `deltahook` with `arguments` and only `environment`, to completion (CLI commands, not `run`).
@@ -176,8 +178,8 @@ final class DaemonProcess {
     let process = Process()
     let stderrPath: String
 
-    init(arguments: [String], environment: [String: String], directory: String) throws {
-        process.executableURL = try daemonBinary()
+    init(arguments: [String], environment: [String: String], directory: String, binary: String = "deltahook") throws {
+        process.executableURL = try daemonBinary(binary)
         process.arguments = arguments
         process.environment = environment  // nothing inherited
         stderrPath = directory + "/stderr-\(UUID().uuidString.prefix(6)).log"
@@ -202,38 +204,26 @@ final class DaemonProcess {
 
     /// Waits up to `timeout` for the exit; nil when still running.
     func waitForExit(timeout: Duration) -> Int32? {
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning, ContinuousClock.now < deadline { usleep(20_000) }
+        _ = Wait.blocking(timeout: timeout) { !process.isRunning }
         guard !process.isRunning else { return nil }
         return process.terminationStatus
     }
 
     /// ``waitForExit(timeout:)`` without blocking a thread of the cooperative pool.
     func waitForExit(timeout: Duration) async -> Int32? {
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        _ = await Wait.until(timeout: timeout) { !process.isRunning }
         guard !process.isRunning else { return nil }
         return process.terminationStatus
     }
 
     /// ``waitForLog(_:timeout:)`` without blocking a thread of the cooperative pool.
     func waitForLog(_ text: String, timeout: Duration) async -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if stderr.contains(text) { return true }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        return stderr.contains(text)
+        await Wait.until(timeout: timeout, interval: .milliseconds(50)) { stderr.contains(text) }
     }
 
     /// Waits until stderr contains `text`.
     func waitForLog(_ text: String, timeout: Duration) -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if stderr.contains(text) { return true }
-            usleep(50_000)
-        }
-        return false
+        Wait.blocking(timeout: timeout, interval: .milliseconds(50)) { stderr.contains(text) }
     }
 }
 

@@ -7,6 +7,7 @@ import Core
 import Emulators
 import Foundation
 import Glibc
+import TestSupport
 import Testing
 
 private let webhookSecret = "whsec_" + Data((0..<32).map { UInt8($0 &* 7 &+ 3) }).base64EncodedString()
@@ -69,9 +70,10 @@ private final class Scenario {
          "RUNTIME_DIRECTORY": runtimeDirectory].merging(extra) { _, new in new }
     }
 
-    func start(_ extra: [String: String] = [:]) throws -> DaemonProcess {
+    /// `binary`: `deltahook`, or the test-only `DeltahookWatchdogProof` (the daemon with its engine stalled).
+    func start(_ extra: [String: String] = [:], binary: String = "deltahook") throws -> DaemonProcess {
         try DaemonProcess(arguments: ["run", "--config", configPath], environment: environment(extra),
-                          directory: directory.path)
+                          directory: directory.path, binary: binary)
     }
 }
 
@@ -106,8 +108,7 @@ struct DaemonTests {
         #expect(stateMode as? Int == 0o700, "the daemon creates its state directory private")
 
         // The engine polls at once and the dispatcher delivers the `created` event, signed.
-        let deadline = ContinuousClock.now + .seconds(20)
-        while scenario.receiver.accepted.isEmpty, ContinuousClock.now < deadline { try? await Task.sleep(for: .microseconds(50_000)) }
+        _ = await Wait.until(timeout: .seconds(20)) { !scenario.receiver.accepted.isEmpty }
         let delivered = try #require(scenario.receiver.accepted.first, "nothing delivered; stderr: \(daemon.stderr)")
         #expect(delivered.type == "ticket.created")
 
@@ -117,11 +118,9 @@ struct DaemonTests {
 
         // Metrics textfile (0644) and the listener.
         let prom = scenario.runtimeDirectory + "/deltahook.prom"
-        var promText = ""
-        for _ in 0..<150 {
-            promText = (try? String(contentsOfFile: prom, encoding: .utf8)) ?? ""
-            if promText.contains("deltahook_events_total") { break }
-            try? await Task.sleep(for: .microseconds(100_000))
+        var promText: String { (try? String(contentsOfFile: prom, encoding: .utf8)) ?? "" }
+        _ = await Wait.until(timeout: .seconds(15), interval: .milliseconds(100)) {
+            promText.contains("deltahook_events_total")
         }
         #expect(promText.contains("deltahook_up 1"), "\(promText)")
         #expect(promText.contains("deltahook_subscriber_backlog{subscriber=\"crm\"}"))
@@ -154,8 +153,7 @@ struct DaemonTests {
 
         // A change after the reload reaches both subscribers.
         scenario.github.createIssue(title: "second issue")
-        let both = ContinuousClock.now + .seconds(20)
-        while scenario.receiver.accepted.count < 3, ContinuousClock.now < both { try? await Task.sleep(for: .microseconds(50_000)) }
+        _ = await Wait.until(timeout: .seconds(20)) { scenario.receiver.accepted.count >= 3 }
         #expect(scenario.receiver.accepted.count >= 3, "\(daemon.stderr)")
         #expect(daemon.process.isRunning, "the reloads did not restart or stop the process")
 
@@ -200,7 +198,8 @@ struct DaemonTests {
     func stalledEngineStopsWatchdogPings() async throws {
         let scenario = try Scenario()
         try scenario.writeConfig()
-        let daemon = try scenario.start(["WATCHDOG_USEC": "400000", "DELTAHOOK_DEBUG_STALL_ENGINE": "1"])
+        // The shipped binary has no stall switch: the test-only build sets `DaemonTestHooks.stallEngineLiveness`.
+        let daemon = try scenario.start(["WATCHDOG_USEC": "400000"], binary: "DeltahookWatchdogProof")
         #expect(await scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") } != nil, "\(daemon.stderr)")
         // Pings flow until the engine's heartbeat is older than the liveness window, then stop for good.
         #expect(await daemon.waitForLog("liveness probe failed", timeout: .seconds(15)), "\(daemon.stderr)")
@@ -222,8 +221,7 @@ struct DaemonTests {
         try scenario.writeConfig(shutdownTimeout: "10s")
         let daemon = try scenario.start()
         #expect(await scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") } != nil, "\(daemon.stderr)")
-        let deadline = ContinuousClock.now + .seconds(20)
-        while scenario.receiver.receivedCount == 0, ContinuousClock.now < deadline { try? await Task.sleep(for: .microseconds(10_000)) }
+        _ = await Wait.until(timeout: .seconds(20)) { scenario.receiver.receivedCount > 0 }
         try #require(scenario.receiver.receivedCount == 1, "no delivery started; \(daemon.stderr)")
         daemon.signal(SIGTERM)  // the POST is still waiting for its answer
         #expect(await daemon.waitForExit(timeout: .seconds(20)) == 0, "\(daemon.stderr)")
@@ -240,8 +238,7 @@ struct DaemonTests {
         try scenario.writeConfig(shutdownTimeout: "500ms")
         let daemon = try scenario.start()
         #expect(await scenario.notify.waitFor(timeout: .seconds(20)) { $0.contains("READY=1") } != nil, "\(daemon.stderr)")
-        let deadline = ContinuousClock.now + .seconds(20)
-        while scenario.receiver.receivedCount == 0, ContinuousClock.now < deadline { try? await Task.sleep(for: .microseconds(10_000)) }
+        _ = await Wait.until(timeout: .seconds(20)) { scenario.receiver.receivedCount > 0 }
         try #require(scenario.receiver.receivedCount == 1, "no delivery started; \(daemon.stderr)")
         daemon.signal(SIGTERM)
         // Far below the receiver's 60 s: the drain gave up at its deadline and the process still exited 0.
@@ -260,15 +257,13 @@ struct DaemonTests {
         func connections() -> Set<String> {
             Set(scenario.receiver.accepted.compactMap { try? JSONValue.parse($0.body)["data"]?["connection"]?.stringValue })
         }
-        var deadline = ContinuousClock.now + .seconds(20)
-        while !connections().contains("e2e-github"), ContinuousClock.now < deadline { try? await Task.sleep(for: .microseconds(50_000)) }
+        _ = await Wait.until(timeout: .seconds(20)) { connections().contains("e2e-github") }
         #expect(connections() == ["e2e-github"])
 
         try scenario.writeConfig(connections: ["e2e-github", "e2e-second"])
         daemon.signal(SIGHUP)
         #expect(await scenario.notify.waitFor(timeout: .seconds(10)) { $0.contains("READY=1") }?.contains("2 connections") == true)
-        deadline = ContinuousClock.now + .seconds(20)
-        while !connections().contains("e2e-second"), ContinuousClock.now < deadline { try? await Task.sleep(for: .microseconds(50_000)) }
+        _ = await Wait.until(timeout: .seconds(20)) { connections().contains("e2e-second") }
         #expect(connections() == ["e2e-github", "e2e-second"], "the new connection polls at once: \(daemon.stderr)")
 
         try scenario.writeConfig(connections: ["e2e-second"])

@@ -6,6 +6,7 @@ import Emulators
 import Foundation
 import Glibc
 import Store
+import TestSupport
 import Testing
 
 private let webhookSecret = "whsec_" + Data((0..<32).map { UInt8(truncatingIfNeeded: $0 &* 11 &+ 5) }).base64EncodedString()
@@ -160,15 +161,9 @@ final class HostileScenario {
         #expect(deleted.isEmpty, "deleted events: \(deleted.map(\.recordID))", sourceLocation: sourceLocation)
     }
 
-    /// Polls `condition` every 50 ms for at most `timeout`. Sleeps with `Task.sleep`, never blocking a thread of the
-    /// cooperative pool: on two cores a blocked pool starves every other test's emulator.
+    /// Polls `condition` every 50 ms for at most `timeout` (the shared `Wait.until`).
     func waitUntil(_ timeout: Duration = .seconds(30), _ condition: () -> Bool) async -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if condition() { return true }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        return condition()
+        await Wait.until(timeout: timeout, interval: .milliseconds(50), condition)
     }
 
     /// Waits until the daemon's stderr contains `text`.

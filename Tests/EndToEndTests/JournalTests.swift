@@ -6,6 +6,7 @@
 import Core
 import Foundation
 import Logging
+import TestSupport
 import Testing
 
 private enum JournalHarness {
@@ -43,15 +44,15 @@ private final class PrivateJournald {
         process.standardError = FileHandle.nullDevice
         try process.run()
         // Bounded wait for the socket to appear.
-        for _ in 0..<100 where !FileManager.default.fileExists(atPath: socketPath) {
-            usleep(50_000)
+        _ = Wait.blocking(timeout: .seconds(5), interval: .milliseconds(50)) {
+            FileManager.default.fileExists(atPath: socketPath)
         }
     }
 
     func stop() {
         if process.isRunning {
             process.terminate()
-            for _ in 0..<100 where process.isRunning { usleep(50_000) }
+            _ = Wait.blocking(timeout: .seconds(5), interval: .milliseconds(50)) { !process.isRunning }
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         }
         process.waitUntilExit()
@@ -82,10 +83,9 @@ private final class PrivateJournald {
     /// Polls `entries` until `count` entries match or ~5 s pass (journald writes asynchronously).
     func waitForEntries(_ matches: [String], count: Int) throws -> [[String: Any]] {
         var found: [[String: Any]] = []
-        for _ in 0..<100 {
+        _ = try Wait.blocking(timeout: .seconds(5), interval: .milliseconds(50)) {
             found = try entries(matches)
-            if found.count >= count { break }
-            usleep(50_000)
+            return found.count >= count
         }
         return found
     }

@@ -5,28 +5,25 @@ import Foundation
 import Logging
 import Store
 import Synchronization
+import TestSupport
 import Testing
 
-/// Records when each job's poll started.
+/// Records when each job's poll started, in the scheduler clock's time since the test began.
 final class PollLog: Sendable {
     struct Entry: Sendable {
         var key: JobKey
-        var at: ContinuousClock.Instant
+        var at: Duration
     }
     private let entries = Mutex<[Entry]>([])
-    func note(_ key: JobKey) { entries.withLock { $0.append(Entry(key: key, at: ContinuousClock.now)) } }
+    func note(_ key: JobKey, at: Duration) { entries.withLock { $0.append(Entry(key: key, at: at)) } }
     var all: [Entry] { entries.withLock { $0 } }
     func count(_ key: JobKey) -> Int { all.filter { $0.key == key }.count }
+    func times(_ key: JobKey) -> [Duration] { all.filter { $0.key == key }.map(\.at) }
 }
 
-/// Waits until `condition` holds, checking every 5 ms, for at most `limit`.
-func eventually(_ limit: Duration = .seconds(10), _ condition: () throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + limit
-    while ContinuousClock.now < deadline {
-        if try condition() { return true }
-        try? await Task.sleep(for: .milliseconds(5))
-    }
-    return try condition()
+/// Waits until `condition` holds, checking every 5 ms, for at most 10 s (the shared `Wait.until`).
+private func eventually(_ condition: () throws -> Bool) async rethrows -> Bool {
+    try await Wait.until(timeout: .seconds(10), interval: .milliseconds(5), condition)
 }
 
 func quickTiming() -> RetryTiming {
@@ -38,74 +35,74 @@ func quickTiming() -> RetryTiming {
 
 @Suite("Scheduler")
 struct SchedulerTests {
+    /// Waits (bounded) until `loops` scheduler loops sleep on `clock` again, i.e. everything the last advance woke
+    /// has run.
+    private func settled(_ clock: ManualClock, loops: Int) async -> Bool {
+        await Wait.until(timeout: .seconds(10), interval: .milliseconds(1)) { clock.sleepers == loops }
+    }
+
     @Test("a rate limit blocks every object of the connection for Retry-After; other connections go on (rules 9, 10)")
     func rateLimitGate() async throws {
+        let clock = ManualClock()
         let log = PollLog()
         let a = JobKey(connection: "c1", object: "a")
         let b = JobKey(connection: "c1", object: "b")
         let c = JobKey(connection: "c2", object: "c")
-        let thrownAt = Mutex<ContinuousClock.Instant?>(nil)
-        let observedAt = Mutex<ContinuousClock.Instant?>(nil)
+        let step = Duration.milliseconds(100)
         let retryAfter = Duration.milliseconds(600)
-        let scheduler = Scheduler(maxConcurrentPolls: 8, timing: quickTiming()) { key, outcome in
-            if case .rateLimited = outcome, key == a { observedAt.withLock { $0 = ContinuousClock.now } }
-        }
-        let aCalls = Mutex(0)
+        let scheduler = Scheduler(maxConcurrentPolls: 8, timing: quickTiming(), clock: clock)
         scheduler.update(jobs: [
-            ScheduledJob(key: a, interval: .milliseconds(10)) {
-                log.note(a)
-                let n = aCalls.withLock { $0 += 1; return $0 }
-                if n == 2 {
-                    thrownAt.withLock { $0 = ContinuousClock.now }
-                    throw ProviderError.rateLimited(retryAfter: retryAfter, message: "429")
-                }
+            ScheduledJob(key: a, interval: .seconds(1)) {
+                log.note(a, at: clock.elapsed)
+                if log.count(a) == 2 { throw ProviderError.rateLimited(retryAfter: retryAfter, message: "429") }
             },
-            ScheduledJob(key: b, interval: .milliseconds(10)) { log.note(b) },
-            ScheduledJob(key: c, interval: .milliseconds(10)) { log.note(c) },
+            ScheduledJob(key: b, interval: step) { log.note(b, at: clock.elapsed) },
+            ScheduledJob(key: c, interval: step) { log.note(c, at: clock.elapsed) },
         ])
-        // Wait until A has been retried after the block and B has polled again too.
-        let retried = await eventually {
-            guard let thrown = thrownAt.withLock({ $0 }) else { return false }
-            return aCalls.withLock { $0 } >= 3 && log.all.contains { $0.key == b && $0.at >= thrown + retryAfter }
+        // t = 0: every job polls at once; then time moves in 100 ms steps to t = 1.6 s, each step run to rest.
+        #expect(await settled(clock, loops: 3))
+        for _ in 0..<16 {
+            clock.advance(by: step)
+            #expect(await settled(clock, loops: 3), "at \(clock.elapsed)")
         }
         await scheduler.shutdown()
-        #expect(retried)
-        let thrown = try #require(thrownAt.withLock { $0 })
-        let observed = try #require(observedAt.withLock { $0 })
-        let gateOpens = thrown + retryAfter
-        let c1After = log.all.filter { $0.key.connection == "c1" && $0.at > observed }
-        #expect(!c1After.isEmpty)
+        let hit = Duration.seconds(1)              // A's second poll answers 429
+        let opens = hit + retryAfter               // the connection's gate opens again
         // A itself waits out Retry-After exactly.
-        #expect(c1After.filter { $0.key == a }.allSatisfy { $0.at >= gateOpens })
-        // B may have one cycle that was admitted before A's 429 arrived and only started running after it; an
-        // open gate would instead let B (10 ms interval) poll dozens of times inside the window.
-        #expect(c1After.filter { $0.key == b && $0.at < gateOpens }.count <= 1)
-        #expect(log.all.contains { $0.key == b && $0.at >= gateOpens })
-        // The other connection was not blocked: it polled while c1 waited (by order of calls, not wall time,
-        // so a starved cooperative pool on a loaded machine cannot fail it).
-        let aRetry = try #require(log.all.first { $0.key == a && $0.at > observed })
-        #expect(log.all.contains { $0.key == c && $0.at > observed && $0.at < aRetry.at })
+        #expect(log.times(a) == [.zero, hit, opens], "\(log.times(a))")
+        // B, same connection, polls every 100 ms until the 429, then not before the gate opens, then at once.
+        let bTimes = log.times(b)
+        #expect(bTimes.filter { $0 < hit }.count == 10, "\(bTimes)")
+        #expect(!bTimes.contains { $0 > hit && $0 < opens }, "\(bTimes)")
+        #expect(bTimes.contains(opens), "\(bTimes)")
+        // C, another connection, was never blocked: every step from 0 to 1.6 s.
+        #expect(log.count(c) == 17, "\(log.times(c))")
     }
 
     @Test("polls start at once, trigger runs a cycle now, unknown keys are refused (rule 10)")
     func triggerRunsNow() async {
+        let clock = ManualClock()
         let log = PollLog()
         let key = JobKey(connection: "c", object: "o")
-        let scheduler = Scheduler(timing: quickTiming())
-        scheduler.update(jobs: [ScheduledJob(key: key, interval: .seconds(3600)) { log.note(key) }])
+        let scheduler = Scheduler(timing: quickTiming(), clock: clock)
+        scheduler.update(jobs: [ScheduledJob(key: key, interval: .seconds(3600)) { log.note(key, at: clock.elapsed) }])
         #expect(await eventually { log.count(key) == 1 })
+        #expect(await settled(clock, loops: 1))
         #expect(scheduler.trigger(key))
         #expect(await eventually { log.count(key) == 2 })
+        // Both polls at t = 0: the first needed no interval, the second no time at all.
+        #expect(log.times(key) == [.zero, .zero])
         #expect(!scheduler.trigger(JobKey(connection: "c", object: "nope")))
         await scheduler.shutdown()
     }
 
     @Test("shutdown cancels a running cycle and stops the loop")
     func cancellationStops() async {
+        let clock = ManualClock()
         let key = JobKey(connection: "c", object: "o")
         let started = Mutex(0)
         let cancelled = Mutex(false)
-        let scheduler = Scheduler(timing: quickTiming())
+        let scheduler = Scheduler(timing: quickTiming(), clock: clock)
         scheduler.update(jobs: [ScheduledJob(key: key, interval: .milliseconds(1)) {
             started.withLock { $0 += 1 }
             do { try await Task.sleep(for: .seconds(3600)) } catch {
@@ -114,28 +111,39 @@ struct SchedulerTests {
             }
         }])
         #expect(await eventually { started.withLock { $0 } == 1 })
-        await scheduler.shutdown()                              // returns only once the cycle has ended
+        await scheduler.shutdown()                              // returns only once the loop has ended
         #expect(cancelled.withLock { $0 })
         #expect(scheduler.jobCount == 0)
-        try? await Task.sleep(for: .milliseconds(50))
+        // The loop is gone, not waiting for its next cycle: time passing cannot start one.
+        #expect(clock.sleepers == 0)
+        clock.advance(by: .seconds(10))
         #expect(started.withLock { $0 } == 1)
     }
 
     @Test("update(jobs:) starts new jobs and stops removed ones (SIGHUP reload)")
     func updateAddsAndRemoves() async {
+        let clock = ManualClock()
         let log = PollLog()
         let a = JobKey(connection: "c", object: "a")
         let b = JobKey(connection: "c", object: "b")
-        let scheduler = Scheduler(timing: quickTiming())
-        scheduler.update(jobs: [ScheduledJob(key: a, interval: .milliseconds(5)) { log.note(a) }])
-        #expect(await eventually { log.count(a) >= 2 })
-        scheduler.update(jobs: [ScheduledJob(key: b, interval: .milliseconds(5)) { log.note(b) }])
-        let removedAt = ContinuousClock.now
+        let step = Duration.milliseconds(100)
+        let scheduler = Scheduler(timing: quickTiming(), clock: clock)
+        scheduler.update(jobs: [ScheduledJob(key: a, interval: step) { log.note(a, at: clock.elapsed) }])
+        #expect(await settled(clock, loops: 1))
+        clock.advance(by: step)
+        #expect(await settled(clock, loops: 1))
+        #expect(log.count(a) == 2)
+        scheduler.update(jobs: [ScheduledJob(key: b, interval: step) { log.note(b, at: clock.elapsed) }])
         #expect(scheduler.jobCount == 1)
-        #expect(await eventually { log.count(b) >= 2 })
+        #expect(await eventually { log.count(b) == 1 })
+        #expect(await settled(clock, loops: 1))                // A's loop left its sleep; only B's sleeps
+        for _ in 0..<3 {
+            clock.advance(by: step)
+            #expect(await settled(clock, loops: 1))
+        }
         await scheduler.shutdown()
-        // At most a cycle that had already passed its checks when the update landed may follow.
-        #expect(log.all.filter { $0.key == a && $0.at > removedAt }.count <= 1)
+        #expect(log.count(a) == 2, "a removed job polled again: \(log.times(a))")
+        #expect(log.count(b) == 4, "\(log.times(b))")
         #expect(!scheduler.trigger(a))
     }
 }

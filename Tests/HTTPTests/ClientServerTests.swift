@@ -1,6 +1,7 @@
 import Foundation
 import HTTPClient
 import HTTPServer
+import Emulators
 import Testing
 
 private let gzipHello: [UInt8] = [
@@ -66,12 +67,10 @@ struct ClientServerTests {
         }
     }
 
-    @Test(arguments: [HTTPServerResponse.Fault.closeWithoutResponse, .resetConnection, .truncatedBody])
-    func serverHangupIsConnectionClosed(fault: HTTPServerResponse.Fault) async throws {
+    @Test(arguments: [ConnectionFault.closeWithoutResponse, .resetConnection, .truncatedBody])
+    func serverHangupIsConnectionClosed(fault: ConnectionFault) async throws {
         try await withServer(.sync { _ in
-            var response = HTTPServerResponse.text(String(repeating: "x", count: 1000))
-            response.fault = fault
-            return response
+            HTTPServerResponse.text(String(repeating: "x", count: 1000)).spoiled(by: fault)
         }) { server, client in
             _ = await expectKind(.connectionClosed) { try await client.send(HTTPRequest(url: server.baseURL + "/")) }
         }

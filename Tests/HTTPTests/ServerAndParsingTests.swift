@@ -2,6 +2,8 @@ import Foundation
 import Core
 import HTTPClient
 import HTTPServer
+import Synchronization
+import TestSupport
 import Testing
 
 @Suite("HTTP server wire handling")
@@ -70,17 +72,23 @@ struct ServerWireTests {
         _ = await expectKind(.connect) { try await client.send(HTTPRequest(url: server.baseURL + "/")) }
     }
 
+    /// The request is inside the handler (not still connecting) when the server stops; the client then sees the
+    /// connection closed — not a connect error, not the handler's late answer — long before the handler's 30 s.
     @Test func stopInterruptsSlowAsyncHandler() async throws {
+        let entered = Mutex(false)
         let server = try HTTPServer { _ in
+            entered.withLock { $0 = true }
             try? await Task.sleep(for: .seconds(30))
             return .text("late")
         }
         let client = try CurlHTTPClient()
         defer { client.shutdown() }
+        let started = ContinuousClock.now
         let pending = Task { try await client.send(HTTPRequest(url: server.baseURL + "/", timeout: .seconds(60))) }
-        try await Task.sleep(for: .milliseconds(100))
+        try #require(await Wait.until(timeout: .seconds(10)) { entered.withLock { $0 } }, "the handler never ran")
         server.stop()
-        await #expect(throws: HTTPClientError.self) { try await pending.value }
+        _ = await expectKind(.connectionClosed) { try await pending.value }
+        #expect(ContinuousClock.now - started < .seconds(10), "stop() did not cut the handler's wait short")
     }
 }
 

@@ -5,6 +5,9 @@ import Synchronization
 import Testing
 import Core
 @testable import Store
+#if canImport(CDispatch)
+import CDispatch
+#endif
 
 /// A fresh directory per test, removed afterwards.
 struct TempDir: ~Copyable {
@@ -581,11 +584,21 @@ final class LockedBox<Value>: @unchecked Sendable {
         #expect(try store.subscriber(id: "crm")?.state == .paused)
     }
 
+    /// `perform` and `enqueue` run their bodies on the store's own serial queue ("deltahook.store"), never inline on
+    /// the caller's thread (a cooperative one here), and in the order they were queued.
     @Test func asyncPerformRunsOnTheStoreQueue() async throws {
         let dir = try TempDir()
         let store = try StateStore(path: dir.dbPath)
-        let count = try await store.perform { try $0.pendingCount() }
+        let (count, label) = try await store.perform { try ($0.pendingCount(), currentQueueLabel()) }
         #expect(count == 0)
+        #expect(label == "deltahook.store", "perform ran on \(label)")
+        #expect(currentQueueLabel() != "deltahook.store")
+        let order = Mutex<[Int]>([])
+        let first = store.enqueue { _ in order.withLock { $0.append(1) }; return currentQueueLabel() }
+        let second = try await store.perform { _ in order.withLock { $0.append(2) }; return currentQueueLabel() }
+        #expect(try await first.value == "deltahook.store")
+        #expect(second == "deltahook.store")
+        #expect(order.withLock { $0 } == [1, 2], "a job queued first ran first")
     }
 }
 
@@ -666,4 +679,13 @@ final class LockedBox<Value>: @unchecked Sendable {
                                                    now: t0))
         #expect(try #require(next.inserted.first).seq > lastSeq)
     }
+}
+
+/// The label of the dispatch queue the caller runs on.
+private func currentQueueLabel() -> String {
+    #if canImport(CDispatch)
+    String(cString: dispatch_queue_get_label(nil))
+    #else
+    String(cString: __dispatch_queue_get_label(nil))
+    #endif
 }

@@ -115,17 +115,32 @@ public final class RunningProcess: @unchecked Sendable {
     }
 }
 
-/// Bounded polling for conditions (never an open-ended sleep).
+/// Bounded polling for conditions (never an open-ended sleep): the one polling helper of the tests.
 public enum Wait {
-    /// Polls `condition` every `interval` until it holds (true) or `timeout` passes (false).
+    /// Polls `condition` every `interval` until it holds (true) or `timeout` passes (false). Sleeps with
+    /// `Task.sleep`, never blocking a thread of the cooperative pool: on two cores a blocked pool starves every
+    /// other test's emulators and deadlines at once.
     public static func until(timeout: Duration, interval: Duration = .milliseconds(20),
-                             _ condition: @Sendable () async -> Bool) async -> Bool {
+                             _ condition: () async throws -> Bool) async rethrows -> Bool {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
         while clock.now < deadline {
-            if await condition() { return true }
+            if try await condition() { return true }
             try? await Task.sleep(for: interval)
         }
-        return await condition()
+        return try await condition()
+    }
+
+    /// ``until(timeout:interval:_:)`` for synchronous callers only (a test that is not `async`); blocks the thread.
+    public static func blocking(timeout: Duration, interval: Duration = .milliseconds(20),
+                                _ condition: () throws -> Bool) rethrows -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while clock.now < deadline {
+            if try condition() { return true }
+            let (seconds, attoseconds) = interval.components
+            usleep(UInt32(seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
+        }
+        return try condition()
     }
 }
