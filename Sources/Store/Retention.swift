@@ -209,6 +209,28 @@ extension StateStore {
 
     // MARK: - Space
 
+    /// Retention: deletes up to `limit` events detected before `cutoff` whose deliveries are all delivered (or
+    /// that had none), with their deliveries and attempts (ON DELETE CASCADE). Pending and failed deliveries keep
+    /// their events. Call repeatedly until it returns 0; each call is one short write transaction. seq is
+    /// AUTOINCREMENT, so deleted seqs are never reused and keyset paging stays valid.
+    public func pruneEvents(detectedBefore cutoff: Date, limit: Int = 1000) throws -> Int {
+        try database.write { db in
+            try db.execute("""
+                DELETE FROM events WHERE seq IN (
+                    SELECT e.seq FROM events e
+                    WHERE e.detected_at < ?
+                      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq AND d.state != 'delivered')
+                    ORDER BY e.seq LIMIT ?)
+                """, [.date(cutoff), .integer(Int64(limit))])
+        }
+    }
+
+    /// Checkpoints the WAL into the database file and truncates it (e.g. on shutdown or after pruning).
+    /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_wal_checkpoint>
+    public func checkpoint() throws {
+        try database.withConnection { try $0.executeScript("PRAGMA wal_checkpoint(TRUNCATE)") }
+    }
+
     /// Returns free pages to the file system (`PRAGMA incremental_vacuum`, a no-op unless the file is
     /// `auto_vacuum = INCREMENTAL`) and checkpoints the WAL, truncating it: in WAL mode the main file shrinks
     /// only when the checkpoint copies the vacuumed pages back.

@@ -1,0 +1,130 @@
+// The `snapshots` table: the last diffed state of every record (hash, normalized and raw JSON, tombstone), read
+// by the differ and the reconciliation sweep. Written only by the page commit (CommitPage.swift) and by
+// `markSeen`; held sweeps and watermark repair read it too (HeldSweeps.swift, Watermarks.swift).
+public import Foundation
+public import Core
+
+extension StateStore {
+    /// Hash, source time and tombstone flag of the given ids (those that exist), keyed by record id: enough for
+    /// the differ to skip unchanged re-reads without parsing stored JSON.
+    public func snapshotHeads(connection: String, object: String, ids: [String]) throws -> [String: SnapshotHead] {
+        guard !ids.isEmpty else { return [:] }
+        return try database.read { db in
+            var result = [String: SnapshotHead](minimumCapacity: ids.count)
+            try db.query("""
+                SELECT record_id, content_hash, source_ts, tombstoned FROM snapshots
+                WHERE connection = ? AND object = ? AND record_id IN (SELECT value FROM json_each(?))
+                """, [.text(connection), .text(object), .text(Self.jsonArray(ids))]) { row in
+                let id = row.text(0)
+                result[id] = SnapshotHead(recordID: id, contentHash: row.text(1), sourceTimestamp: row.date(2),
+                                          tombstoned: row.bool(3))
+            }
+            return result
+        }
+    }
+
+    /// Full snapshots of the given ids (those that exist), keyed by record id.
+    public func snapshots(connection: String, object: String, ids: [String]) throws -> [String: Snapshot] {
+        guard !ids.isEmpty else { return [:] }
+        return try database.read { db in
+            var result = [String: Snapshot](minimumCapacity: ids.count)
+            try db.query("""
+                SELECT record_id, content_hash, record, raw, source_ts, tombstoned, tombstoned_at, updated_at
+                FROM snapshots
+                WHERE connection = ? AND object = ? AND record_id IN (SELECT value FROM json_each(?))
+                """, [.text(connection), .text(object), .text(Self.jsonArray(ids))]) { row in
+                let id = row.text(0)
+                let context = "snapshot \(connection)/\(object)/\(id)"
+                result[id] = Snapshot(
+                    recordID: id, contentHash: row.text(1),
+                    record: try Self.parseJSON(row.text(2), "\(context) record"),
+                    raw: try Self.parseJSON(row.text(3), "\(context) raw"), sourceTimestamp: row.date(4),
+                    tombstoned: row.bool(5), tombstonedAt: row.date(6), updatedAt: row.date(7) ?? Date(timeIntervalSince1970: 0))
+            }
+            return result
+        }
+    }
+
+    /// The stored normalized records of the given ids (those that exist), keyed by record id: what the differ
+    /// needs for an `updated` event's field-level `changes`. Unlike ``snapshots(connection:object:ids:)`` it
+    /// does not read or parse `raw`, which only deletes need.
+    public func snapshotRecords(connection: String, object: String, ids: [String]) throws -> [String: JSONValue] {
+        try snapshotBodies(connection: connection, object: object, ids: ids, withRaw: false).mapValues(\.record)
+    }
+
+    /// The stored normalized and raw records of the given ids (those that exist), keyed by record id: what the
+    /// differ needs for an `updated` event — `changes` from the records, `changed_fields` from the raws
+    /// (docs/DESIGN.md §2 rule 5a). Meant for ids whose content hash changed only: unchanged re-reads are decided
+    /// by ``snapshotHeads(connection:object:ids:)`` without parsing any JSON.
+    public func snapshotPriors(connection: String, object: String, ids: [String]) throws -> [String: SnapshotBody] {
+        try snapshotBodies(connection: connection, object: object, ids: ids, withRaw: true)
+    }
+
+    /// `record` (and `raw` when `withRaw`; `.null` otherwise) of the given ids, parsed.
+    private func snapshotBodies(connection: String, object: String, ids: [String], withRaw: Bool) throws
+        -> [String: SnapshotBody]
+    {
+        guard !ids.isEmpty else { return [:] }
+        return try database.read { db in
+            var result = [String: SnapshotBody](minimumCapacity: ids.count)
+            try db.query("""
+                SELECT record_id, record\(withRaw ? ", raw" : "") FROM snapshots
+                WHERE connection = ? AND object = ? AND record_id IN (SELECT value FROM json_each(?))
+                """, [.text(connection), .text(object), .text(Self.jsonArray(ids))]) { row in
+                let id = row.text(0)
+                let context = "snapshot \(connection)/\(object)/\(id)"
+                let record = try Self.parseJSON(row.text(1), "\(context) record")
+                let raw = try withRaw ? Self.parseJSON(row.text(2), "\(context) raw") : JSONValue.null
+                result[id] = SnapshotBody(record: record, raw: raw)
+            }
+            return result
+        }
+    }
+
+    /// One page of live (non-tombstoned) record ids in id order, after `after` (keyset paging; pass the last id
+    /// of the previous page, nil to start). An empty result ends the walk.
+    public func liveRecordIDs(connection: String, object: String, after: String? = nil, limit: Int = 1000) throws
+        -> [String]
+    {
+        try database.read { db in
+            try db.queryAll("""
+                SELECT record_id FROM snapshots
+                WHERE connection = ? AND object = ? AND tombstoned = 0 AND record_id > ?
+                ORDER BY record_id LIMIT ?
+                """, [.text(connection), .text(object), .text(after ?? ""), .integer(Int64(limit))]) { $0.text(0) }
+        }
+    }
+
+    /// Marks ids as seen by the reconciliation sweep that started at `sweep` (DESIGN §2 rule 6). Snapshots written
+    /// by ``commitPage(_:)`` count as seen at their write time (`updated_at`), so records created or changed during
+    /// a sweep are not mistaken for deletions.
+    public func markSeen(connection: String, object: String, ids: [String], sweep: Date) throws {
+        guard !ids.isEmpty else { return }
+        try database.write { db in
+            try db.execute("""
+                UPDATE snapshots SET last_seen_sweep = MAX(last_seen_sweep, ?)
+                WHERE connection = ? AND object = ? AND record_id IN (SELECT value FROM json_each(?))
+                """, [.date(sweep), .text(connection), .text(object), .text(Self.jsonArray(ids))])
+        }
+    }
+
+    /// One page (keyset on record id) of live ids NOT seen by the sweep that started at `sweep` — neither marked
+    /// by ``markSeen(connection:object:ids:sweep:)`` nor written by ``commitPage(_:)`` since it started: after a
+    /// complete, successful sweep these are the deleted records. Call only then — deletes are never inferred from
+    /// a partial sweep.
+    public func unseenLiveIDs(connection: String, object: String, sweep: Date, after: String? = nil,
+                              limit: Int = 1000) throws -> [String]
+    {
+        try database.read { db in
+            try db.queryAll("""
+                SELECT record_id FROM snapshots
+                WHERE connection = ? AND object = ? AND tombstoned = 0 AND record_id > ? AND last_seen_sweep < ?
+                  AND updated_at < ?
+                ORDER BY record_id LIMIT ?
+                """, [.text(connection), .text(object), .text(after ?? ""), .date(sweep), .date(sweep),
+                      .integer(Int64(limit))]) {
+                $0.text(0)
+            }
+        }
+    }
+}
