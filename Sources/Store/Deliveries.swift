@@ -23,6 +23,20 @@ extension StateStore {
             leaseToken: row.int64(14))
     }
 
+    /// The head-of-record rule (ARCHITECTURE.md invariant 6, docs/DESIGN.md §5), the one place it is written:
+    /// delivery `d` is the head of its record's queue when no earlier pending delivery of the same
+    /// (subscriber, record_key) exists — due or not. Only heads are claimable, so a record's events arrive in
+    /// order while other records flow; `failed`, `delivered` and `orphaned` rows do not block later ones.
+    ///
+    /// A predicate for a WHERE clause over `deliveries d` whose subscriber is bound as `?1`, served by the
+    /// `deliveries_pending_record` index (Schema). Used by ``dueSQL``, ``claimSQL`` and
+    /// ``nextDueAt(subscriber:)``.
+    static let isHeadOfRecordSQL = """
+        NOT EXISTS (SELECT 1 FROM deliveries p
+                    WHERE p.subscriber = ?1 AND p.record_key = d.record_key AND p.state = 'pending'
+                      AND p.event_seq < d.event_seq)
+        """
+
     /// Pending deliveries of `subscriber` due at `now`, in event order, keeping only the head of each record's
     /// queue: a delivery is returned only if no earlier pending delivery exists for the same
     /// (subscriber, record_key), even one not yet due. So events of one record arrive in order, and a failing
@@ -36,9 +50,7 @@ extension StateStore {
         SELECT \(deliveryColumns), \(eventColumns)
         FROM deliveries d JOIN events e ON e.seq = d.event_seq
         WHERE d.subscriber = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
-          AND NOT EXISTS (SELECT 1 FROM deliveries p
-                          WHERE p.subscriber = ?1 AND p.record_key = d.record_key AND p.state = 'pending'
-                            AND p.event_seq < d.event_seq)
+          AND \(isHeadOfRecordSQL)
           \(condition)
         ORDER BY d.event_seq
         LIMIT ?3
@@ -159,10 +171,7 @@ extension StateStore {
         try database.read { db in
             try db.queryOne("""
                 SELECT MIN(d.next_attempt_at) FROM deliveries d
-                WHERE d.subscriber = ?1 AND d.state = 'pending'
-                  AND NOT EXISTS (SELECT 1 FROM deliveries p
-                                  WHERE p.subscriber = ?1 AND p.record_key = d.record_key AND p.state = 'pending'
-                                    AND p.event_seq < d.event_seq)
+                WHERE d.subscriber = ?1 AND d.state = 'pending' AND \(Self.isHeadOfRecordSQL)
                 """, [.text(subscriber)]) { $0.date(0) } ?? nil
         }
     }
