@@ -5,24 +5,6 @@ public import Foundation
 import Core
 
 extension StateStore {
-    static let deliveryColumns = """
-        d.id, d.event_seq, e.event_id, e.type, d.subscriber, d.record_key, d.state, d.attempts, d.next_attempt_at,
-        d.last_status, d.last_error, d.created_at, d.updated_at, d.delivered_at, d.lease_token
-        """
-
-    static func deliveryRow(_ row: Row) throws -> Delivery {
-        guard let state = DeliveryState(rawValue: row.text(6)) else {
-            throw StoreError(code: .corruptData, message: "delivery \(row.int64(0)) has unknown state")
-        }
-        return Delivery(
-            id: row.int64(0), eventSeq: row.int64(1), eventID: row.text(2), eventType: row.text(3),
-            subscriber: row.text(4), recordKey: row.text(5), state: state, attempts: row.int(7),
-            nextAttemptAt: row.date(8), lastStatus: row.optionalInt64(9).map(Int.init), lastError: row.string(10),
-            createdAt: row.date(11) ?? Date(timeIntervalSince1970: 0),
-            updatedAt: row.date(12) ?? Date(timeIntervalSince1970: 0), deliveredAt: row.date(13),
-            leaseToken: row.int64(14))
-    }
-
     /// The head-of-record rule (ARCHITECTURE.md invariant 6, docs/DESIGN.md §5), the one place it is written:
     /// delivery `d` is the head of its record's queue when no earlier pending delivery of the same
     /// (subscriber, record_key) exists — due or not. Only heads are claimable, so a record's events arrive in
@@ -47,7 +29,7 @@ extension StateStore {
     /// The due query, with `condition` ANDed to its WHERE clause. ?1 subscriber, ?2 now, ?3 limit.
     private static func dueQuery(_ condition: String = "") -> String {
         """
-        SELECT \(deliveryColumns), \(eventColumns)
+        SELECT \(DeliveryRow.columns.sql), \(EventRow.columns.sql)
         FROM deliveries d JOIN events e ON e.seq = d.event_seq
         WHERE d.subscriber = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
           AND \(isHeadOfRecordSQL)
@@ -101,7 +83,9 @@ extension StateStore {
     }
 
     private static func dueRow(_ row: Row) throws -> DueDelivery {
-        DueDelivery(delivery: try deliveryRow(row), event: try eventRow(row, offset: 15).event)
+        // The event's columns follow the delivery's in ``dueSQL``.
+        DueDelivery(delivery: try DeliveryRow(row).delivery,
+                    event: try EventRow(row, at: DeliveryRow.columns.count).stored.event)
     }
 
     /// Records one HTTP attempt and the delivery's new state in one transaction.
@@ -174,5 +158,34 @@ extension StateStore {
                 WHERE d.subscriber = ?1 AND d.state = 'pending' AND \(Self.isHeadOfRecordSQL)
                 """, [.text(subscriber)]) { $0.date(0) } ?? nil
         }
+    }
+}
+
+/// A row of `deliveries d` joined with `events e` (for the event's id and type).
+struct DeliveryRow {
+    enum Column: String, ColumnList {
+        case id = "d.id", eventSeq = "d.event_seq", eventID = "e.event_id", eventType = "e.type"
+        case subscriber = "d.subscriber", recordKey = "d.record_key", state = "d.state", attempts = "d.attempts"
+        case nextAttemptAt = "d.next_attempt_at", lastStatus = "d.last_status", lastError = "d.last_error"
+        case createdAt = "d.created_at", updatedAt = "d.updated_at", deliveredAt = "d.delivered_at"
+        case leaseToken = "d.lease_token"
+    }
+    static let columns = Columns<Column>()
+
+    let delivery: Delivery
+
+    init(_ row: Row) throws {
+        let column = Self.columns.reader(row)
+        guard let state = DeliveryState(rawValue: column.text(.state)) else {
+            throw StoreError(code: .corruptData, message: "delivery \(column.int64(.id)) has unknown state")
+        }
+        delivery = Delivery(
+            id: column.int64(.id), eventSeq: column.int64(.eventSeq), eventID: column.text(.eventID),
+            eventType: column.text(.eventType), subscriber: column.text(.subscriber),
+            recordKey: column.text(.recordKey), state: state, attempts: column.int(.attempts),
+            nextAttemptAt: column.date(.nextAttemptAt), lastStatus: column.optionalInt64(.lastStatus).map(Int.init),
+            lastError: column.string(.lastError), createdAt: column.date(.createdAt) ?? Date(timeIntervalSince1970: 0),
+            updatedAt: column.date(.updatedAt) ?? Date(timeIntervalSince1970: 0),
+            deliveredAt: column.date(.deliveredAt), leaseToken: column.int64(.leaseToken))
     }
 }

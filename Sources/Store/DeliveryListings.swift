@@ -17,9 +17,9 @@ extension StateStore {
         arguments.append(.integer(Int64(max(0, limit))))
         return try database.read { db in
             try db.queryAll("""
-                SELECT \(Self.deliveryColumns) FROM deliveries d JOIN events e ON e.seq = d.event_seq
+                SELECT \(DeliveryRow.columns.sql) FROM deliveries d JOIN events e ON e.seq = d.event_seq
                 \(whereClause) ORDER BY d.id DESC LIMIT ?
-                """, arguments, Self.deliveryRow)
+                """, arguments) { try DeliveryRow($0).delivery }
         }
     }
 
@@ -27,9 +27,9 @@ extension StateStore {
     public func deliveries(eventID: String) throws -> [Delivery] {
         try database.read { db in
             try db.queryAll("""
-                SELECT \(Self.deliveryColumns) FROM deliveries d JOIN events e ON e.seq = d.event_seq
+                SELECT \(DeliveryRow.columns.sql) FROM deliveries d JOIN events e ON e.seq = d.event_seq
                 WHERE e.event_id = ? ORDER BY d.subscriber LIMIT 10000
-                """, [.text(eventID)], Self.deliveryRow)
+                """, [.text(eventID)]) { try DeliveryRow($0).delivery }
         }
     }
 
@@ -37,14 +37,9 @@ extension StateStore {
     public func attempts(deliveryID: Int64, limit: Int = 20) throws -> [Attempt] {
         try database.read { db in
             try db.queryAll("""
-                SELECT id, delivery_id, attempted_at, http_status, latency_ms, response_excerpt, error
+                SELECT \(AttemptRow.columns.sql)
                 FROM attempts WHERE delivery_id = ? ORDER BY id DESC LIMIT ?
-                """, [.integer(deliveryID), .integer(Int64(limit))]) { row in
-                Attempt(id: row.int64(0), deliveryID: row.int64(1),
-                        attemptedAt: row.date(2) ?? Date(timeIntervalSince1970: 0),
-                        httpStatus: row.optionalInt64(3).map(Int.init), latencyMilliseconds: row.int64(4),
-                        responseExcerpt: row.string(5), error: row.string(6))
-            }
+                """, [.integer(deliveryID), .integer(Int64(limit))]) { AttemptRow($0).attempt }
         }
     }
 
@@ -77,5 +72,25 @@ extension StateStore {
                 "SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_pending WHERE state = 'pending'"
             ) { $0.int(0) } ?? 0
         }
+    }
+}
+
+/// A row of `attempts` (no alias): one HTTP attempt of a delivery.
+struct AttemptRow {
+    enum Column: String, ColumnList {
+        case id, deliveryID = "delivery_id", attemptedAt = "attempted_at", httpStatus = "http_status"
+        case latencyMilliseconds = "latency_ms", responseExcerpt = "response_excerpt", error
+    }
+    static let columns = Columns<Column>()
+
+    let attempt: Attempt
+
+    init(_ row: Row) {
+        let column = Self.columns.reader(row)
+        attempt = Attempt(id: column.int64(.id), deliveryID: column.int64(.deliveryID),
+                          attemptedAt: column.date(.attemptedAt) ?? Date(timeIntervalSince1970: 0),
+                          httpStatus: column.optionalInt64(.httpStatus).map(Int.init),
+                          latencyMilliseconds: column.int64(.latencyMilliseconds),
+                          responseExcerpt: column.string(.responseExcerpt), error: column.string(.error))
     }
 }

@@ -4,16 +4,11 @@ public import Foundation
 import Core
 
 extension StateStore {
-    static let eventColumns = """
-        e.seq, e.event_id, e.model, e.kind, e.connection, e.provider, e.object, e.record_id, e.occurred_at,
-        e.detected_at, e.record, e.changes, e.raw, e.changed_fields
-        """
-
     /// The event with this id (`evt_…`), nil when unknown.
     public func event(id: String) throws -> StoredEvent? {
         try database.read { db in
-            try db.queryOne("SELECT \(Self.eventColumns) FROM events e WHERE e.event_id = ?", [.text(id)]) {
-                try Self.eventRow($0, offset: 0)
+            try db.queryOne("SELECT \(EventRow.columns.sql) FROM events e WHERE e.event_id = ?", [.text(id)]) {
+                try EventRow($0).stored
             }
         }
     }
@@ -31,18 +26,18 @@ extension StateStore {
         if let before = query.beforeSeq { conditions.append("e.seq < ?"); arguments.append(.integer(before)) }
         let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         arguments.append(.integer(Int64(max(0, query.limit))))
-        let sql = "SELECT \(Self.eventColumns) FROM events e \(whereClause) ORDER BY e.seq "
+        let sql = "SELECT \(EventRow.columns.sql) FROM events e \(whereClause) ORDER BY e.seq "
             + (query.newestFirst ? "DESC" : "ASC") + " LIMIT ?"
-        return try database.read { db in try db.queryAll(sql, arguments) { try Self.eventRow($0, offset: 0) } }
+        return try database.read { db in try db.queryAll(sql, arguments) { try EventRow($0).stored } }
     }
 
     /// Events with seq in `range`, ascending, at most `limit`.
     public func events(seqIn range: ClosedRange<Int64>, limit: Int = 1000) throws -> [StoredEvent] {
         try database.read { db in
             try db.queryAll("""
-                SELECT \(Self.eventColumns) FROM events e WHERE e.seq BETWEEN ? AND ? ORDER BY e.seq LIMIT ?
+                SELECT \(EventRow.columns.sql) FROM events e WHERE e.seq BETWEEN ? AND ? ORDER BY e.seq LIMIT ?
                 """, [.integer(range.lowerBound), .integer(range.upperBound), .integer(Int64(limit))]) {
-                try Self.eventRow($0, offset: 0)
+                try EventRow($0).stored
             }
         }
     }
@@ -51,27 +46,38 @@ extension StateStore {
     public func eventSummaries(since: Date?, afterSeq: Int64 = 0, limit: Int = 1000) throws -> [EventSummary] {
         try database.read { db in
             try db.queryAll("""
-                SELECT seq, event_id, type, connection, object, record_id, detected_at FROM events
+                SELECT \(EventSummaryRow.columns.sql) FROM events
                 WHERE seq > ? AND detected_at >= ? ORDER BY seq LIMIT ?
-                """, [.integer(afterSeq), .date(since ?? Date(timeIntervalSince1970: 0)), .integer(Int64(limit))]) { row in
-                EventSummary(seq: row.int64(0), id: row.text(1), type: row.text(2), connection: row.text(3),
-                             object: row.text(4), recordID: row.text(5),
-                             detectedAt: row.date(6) ?? Date(timeIntervalSince1970: 0))
+                """, [.integer(afterSeq), .date(since ?? Date(timeIntervalSince1970: 0)), .integer(Int64(limit))]) {
+                EventSummaryRow($0).summary
             }
         }
     }
+}
 
-    /// Decodes the 14 ``eventColumns`` starting at `offset`.
-    static func eventRow(_ row: Row, offset: Int32) throws -> StoredEvent {
-        let seq = row.int64(offset)
-        let id = row.text(offset + 1)
+/// A row of `events` (alias `e`): a whole stored event.
+struct EventRow {
+    enum Column: String, ColumnList {
+        case seq = "e.seq", eventID = "e.event_id", model = "e.model", kind = "e.kind", connection = "e.connection"
+        case provider = "e.provider", object = "e.object", recordID = "e.record_id", occurredAt = "e.occurred_at"
+        case detectedAt = "e.detected_at", record = "e.record", changes = "e.changes", raw = "e.raw"
+        case changedFields = "e.changed_fields"
+    }
+    static let columns = Columns<Column>()
+
+    let stored: StoredEvent
+
+    /// Decodes the event whose ``columns`` start at `offset`.
+    init(_ row: Row, at offset: Int32 = 0) throws {
+        let column = Self.columns.reader(row, at: offset)
+        let id = column.text(.eventID)
         let context = "event \(id)"
-        guard let kind = ChangeKind(rawValue: row.text(offset + 3)) else {
+        guard let kind = ChangeKind(rawValue: column.text(.kind)) else {
             throw StoreError(code: .corruptData, message: "\(context) has unknown kind")
         }
         var changes: [String: FieldChange]?
-        if let text = row.string(offset + 11) {
-            let value = try parseJSON(text, "\(context) changes")
+        if let text = column.string(.changes) {
+            let value = try StateStore.parseJSON(text, "\(context) changes")
             var result = [String: FieldChange]()
             for (key, change) in value.objectValue ?? JSONObject() {
                 result[key] = FieldChange(from: change["from"] ?? .null, to: change["to"] ?? .null)
@@ -79,8 +85,8 @@ extension StateStore {
             changes = result
         }
         var changedFields: [String]?
-        if let text = row.string(offset + 13) {
-            let value = try parseJSON(text, "\(context) changed_fields")
+        if let text = column.string(.changedFields) {
+            let value = try StateStore.parseJSON(text, "\(context) changed_fields")
             guard let names = value.arrayValue?.compactMap(\.stringValue), names.count == value.arrayValue?.count
             else {
                 throw StoreError(code: .corruptData, message: "\(context) changed_fields is not an array of names")
@@ -88,11 +94,29 @@ extension StateStore {
             changedFields = names
         }
         let event = ChangeEvent(
-            id: id, model: row.text(offset + 2), kind: kind, connection: row.text(offset + 4),
-            provider: row.text(offset + 5), object: row.text(offset + 6), recordID: row.text(offset + 7),
-            occurredAt: row.date(offset + 8), detectedAt: row.date(offset + 9) ?? Date(timeIntervalSince1970: 0),
-            record: try parseJSON(row.text(offset + 10), "\(context) record"), changes: changes,
-            raw: try parseJSON(row.text(offset + 12), "\(context) raw"), changedFields: changedFields)
-        return StoredEvent(seq: seq, event: event)
+            id: id, model: column.text(.model), kind: kind, connection: column.text(.connection),
+            provider: column.text(.provider), object: column.text(.object), recordID: column.text(.recordID),
+            occurredAt: column.date(.occurredAt), detectedAt: column.date(.detectedAt) ?? Date(timeIntervalSince1970: 0),
+            record: try StateStore.parseJSON(column.text(.record), "\(context) record"), changes: changes,
+            raw: try StateStore.parseJSON(column.text(.raw), "\(context) raw"), changedFields: changedFields)
+        stored = StoredEvent(seq: column.int64(.seq), event: event)
+    }
+}
+
+/// The routing columns of an `events` row (no alias): what `replay` filters on.
+struct EventSummaryRow {
+    enum Column: String, ColumnList {
+        case seq, eventID = "event_id", type, connection, object, recordID = "record_id", detectedAt = "detected_at"
+    }
+    static let columns = Columns<Column>()
+
+    let summary: EventSummary
+
+    init(_ row: Row) {
+        let column = Self.columns.reader(row)
+        summary = EventSummary(seq: column.int64(.seq), id: column.text(.eventID), type: column.text(.type),
+                               connection: column.text(.connection), object: column.text(.object),
+                               recordID: column.text(.recordID),
+                               detectedAt: column.date(.detectedAt) ?? Date(timeIntervalSince1970: 0))
     }
 }
