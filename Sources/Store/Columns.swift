@@ -17,17 +17,19 @@ struct Columns<Column: ColumnList>: Sendable {
     let count: Int32
     private let positions: [Column: Int32]
 
-    init() {
-        let all = Column.allCases
-        sql = all.map(\.rawValue).joined(separator: ", ")
-        count = Int32(all.count)
-        positions = Dictionary(uniqueKeysWithValues: zip(all, Int32(0)...))
+    /// All of `Column`'s cases, or some of them, in this order, for a query that needs fewer (read only those).
+    init(_ list: [Column] = Column.allCases) {
+        sql = list.map(\.rawValue).joined(separator: ", ")
+        count = Int32(list.count)
+        positions = Dictionary(uniqueKeysWithValues: zip(list, Int32(0)...))
     }
 
     /// Position of `column` in the result row when the list starts at `offset`.
     func position(_ column: Column, after offset: Int32) -> Int32 {
-        // Every case is a key: `positions` is built from `allCases`.
-        offset + (positions[column] ?? 0)
+        guard let position = positions[column] else {
+            preconditionFailure("column \(column.rawValue) is not in the SELECT list")
+        }
+        return offset + position
     }
 
     /// Reads `row` by column name, the list starting at `offset`.

@@ -7,10 +7,9 @@ extension StateStore {
     public func cursor(connection: String, object: String, partition: String = "") throws -> CursorState? {
         try database.read { db in
             try db.queryOne("""
-                SELECT connection, object, partition, watermark, resume_state, delete_cursor, last_reconcile_at,
-                       updated_at
+                SELECT \(CursorRow.columns.sql)
                 FROM cursors WHERE connection = ? AND object = ? AND partition = ?
-                """, [.text(connection), .text(object), .text(partition)], Self.cursorRow)
+                """, [.text(connection), .text(object), .text(partition)]) { CursorRow($0).cursor }
         }
     }
 
@@ -18,10 +17,9 @@ extension StateStore {
     public func cursors(connection: String, object: String) throws -> [CursorState] {
         try database.read { db in
             try db.queryAll("""
-                SELECT connection, object, partition, watermark, resume_state, delete_cursor, last_reconcile_at,
-                       updated_at
+                SELECT \(CursorRow.columns.sql)
                 FROM cursors WHERE connection = ? AND object = ? ORDER BY partition LIMIT 10000
-                """, [.text(connection), .text(object)], Self.cursorRow)
+                """, [.text(connection), .text(object)]) { CursorRow($0).cursor }
         }
     }
 
@@ -47,9 +45,24 @@ extension StateStore {
             ])
     }
 
-    static func cursorRow(_ row: Row) -> CursorState {
-        CursorState(connection: row.text(0), object: row.text(1), partition: row.text(2), watermark: row.date(3),
-                    resumeState: row.string(4), deleteFeedCursor: row.string(5), lastReconcileAt: row.date(6),
-                    updatedAt: row.date(7))
+}
+
+/// A row of `cursors`.
+struct CursorRow {
+    enum Column: String, ColumnList {
+        case connection, object, partition, watermark, resumeState = "resume_state", deleteFeedCursor = "delete_cursor"
+        case lastReconcileAt = "last_reconcile_at", updatedAt = "updated_at"
+    }
+    static let columns = Columns<Column>()
+
+    let cursor: CursorState
+
+    init(_ row: Row) {
+        let column = Self.columns.reader(row)
+        cursor = CursorState(connection: column.text(.connection), object: column.text(.object),
+                             partition: column.text(.partition), watermark: column.date(.watermark),
+                             resumeState: column.string(.resumeState),
+                             deleteFeedCursor: column.string(.deleteFeedCursor),
+                             lastReconcileAt: column.date(.lastReconcileAt), updatedAt: column.date(.updatedAt))
     }
 }

@@ -30,14 +30,29 @@ extension StateStore {
     public func pollStatuses() throws -> [PollStatus] {
         try database.read { db in
             try db.queryAll("""
-                SELECT connection, object, last_poll_at, last_success_at, last_error, last_error_at, events_total,
-                       records_total
+                SELECT \(PollStatusRow.columns.sql)
                 FROM poll_status ORDER BY connection, object LIMIT 100000
-                """) { row in
-                PollStatus(connection: row.text(0), object: row.text(1), lastPollAt: row.date(2),
-                           lastSuccessAt: row.date(3), lastError: row.string(4), lastErrorAt: row.date(5),
-                           eventsTotal: row.int64(6), recordsTotal: row.int64(7))
-            }
+                """) { PollStatusRow($0).status }
         }
+    }
+}
+
+/// A row of `poll_status`.
+struct PollStatusRow {
+    enum Column: String, ColumnList {
+        case connection, object, lastPollAt = "last_poll_at", lastSuccessAt = "last_success_at"
+        case lastError = "last_error", lastErrorAt = "last_error_at", eventsTotal = "events_total"
+        case recordsTotal = "records_total"
+    }
+    static let columns = Columns<Column>()
+
+    let status: PollStatus
+
+    init(_ row: Row) {
+        let column = Self.columns.reader(row)
+        status = PollStatus(connection: column.text(.connection), object: column.text(.object),
+                            lastPollAt: column.date(.lastPollAt), lastSuccessAt: column.date(.lastSuccessAt),
+                            lastError: column.string(.lastError), lastErrorAt: column.date(.lastErrorAt),
+                            eventsTotal: column.int64(.eventsTotal), recordsTotal: column.int64(.recordsTotal))
     }
 }

@@ -39,16 +39,23 @@ extension StateStore {
         }
     }
 
+    /// An event's seq and the columns of its record key.
+    private static let eventKeyColumns = Columns<EventSummaryRow.Column>([.seq, .connection, .object, .recordID])
+
     /// `redeliver EVENT`: re-arms the event's deliveries (pending, attempts reset, due at `now`). With
     /// `subscribers` nil, every existing delivery of the event; otherwise exactly those subscribers (creating
     /// rows as needed). Returns the number of deliveries re-armed.
     /// - Throws: ``StoreError`` `.notFound` when the event id is unknown.
     public func redeliver(eventID: String, subscribers: [String]? = nil, now: Date) throws -> Int {
         try database.write { db in
+            let columns = Self.eventKeyColumns
             guard let (seq, key) = try db.queryOne(
-                "SELECT seq, connection, object, record_id FROM events WHERE event_id = ?", [.text(eventID)],
+                "SELECT \(columns.sql) FROM events WHERE event_id = ?", [.text(eventID)],
                 { row in
-                    (row.int64(0), Self.recordKey(connection: row.text(1), object: row.text(2), recordID: row.text(3)))
+                    let column = columns.reader(row)
+                    return (column.int64(.seq), Self.recordKey(connection: column.text(.connection),
+                                                               object: column.text(.object),
+                                                               recordID: column.text(.recordID)))
                 })
             else {
                 throw StoreError(code: .notFound, message: "no event with id \(eventID)",

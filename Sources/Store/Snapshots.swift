@@ -12,12 +12,11 @@ extension StateStore {
         return try database.read { db in
             var result = [String: SnapshotHead](minimumCapacity: ids.count)
             try db.query("""
-                SELECT record_id, content_hash, source_ts, tombstoned FROM snapshots
+                SELECT \(SnapshotHeadRow.columns.sql) FROM snapshots
                 WHERE connection = ? AND object = ? AND record_id IN (SELECT value FROM json_each(?))
                 """, [.text(connection), .text(object), .text(Self.jsonArray(ids))]) { row in
-                let id = row.text(0)
-                result[id] = SnapshotHead(recordID: id, contentHash: row.text(1), sourceTimestamp: row.date(2),
-                                          tombstoned: row.bool(3))
+                let head = SnapshotHeadRow(row).head
+                result[head.recordID] = head
             }
             return result
         }
@@ -29,17 +28,12 @@ extension StateStore {
         return try database.read { db in
             var result = [String: Snapshot](minimumCapacity: ids.count)
             try db.query("""
-                SELECT record_id, content_hash, record, raw, source_ts, tombstoned, tombstoned_at, updated_at
+                SELECT \(SnapshotRow.columns.sql)
                 FROM snapshots
                 WHERE connection = ? AND object = ? AND record_id IN (SELECT value FROM json_each(?))
                 """, [.text(connection), .text(object), .text(Self.jsonArray(ids))]) { row in
-                let id = row.text(0)
-                let context = "snapshot \(connection)/\(object)/\(id)"
-                result[id] = Snapshot(
-                    recordID: id, contentHash: row.text(1),
-                    record: try Self.parseJSON(row.text(2), "\(context) record"),
-                    raw: try Self.parseJSON(row.text(3), "\(context) raw"), sourceTimestamp: row.date(4),
-                    tombstoned: row.bool(5), tombstonedAt: row.date(6), updatedAt: row.date(7) ?? Date(timeIntervalSince1970: 0))
+                let snapshot = try SnapshotRow(row, context: "snapshot \(connection)/\(object)").snapshot
+                result[snapshot.recordID] = snapshot
             }
             return result
         }
@@ -65,16 +59,18 @@ extension StateStore {
         -> [String: SnapshotBody]
     {
         guard !ids.isEmpty else { return [:] }
+        let columns = withRaw ? SnapshotBodyRow.withRaw : SnapshotBodyRow.recordOnly
         return try database.read { db in
             var result = [String: SnapshotBody](minimumCapacity: ids.count)
             try db.query("""
-                SELECT record_id, record\(withRaw ? ", raw" : "") FROM snapshots
+                SELECT \(columns.sql) FROM snapshots
                 WHERE connection = ? AND object = ? AND record_id IN (SELECT value FROM json_each(?))
                 """, [.text(connection), .text(object), .text(Self.jsonArray(ids))]) { row in
-                let id = row.text(0)
+                let column = columns.reader(row)
+                let id = column.text(.recordID)
                 let context = "snapshot \(connection)/\(object)/\(id)"
-                let record = try Self.parseJSON(row.text(1), "\(context) record")
-                let raw = try withRaw ? Self.parseJSON(row.text(2), "\(context) raw") : JSONValue.null
+                let record = try Self.parseJSON(column.text(.record), "\(context) record")
+                let raw = try withRaw ? Self.parseJSON(column.text(.raw), "\(context) raw") : JSONValue.null
                 result[id] = SnapshotBody(record: record, raw: raw)
             }
             return result
@@ -127,4 +123,53 @@ extension StateStore {
             }
         }
     }
+}
+
+/// The head of a `snapshots` row: enough to tell an unchanged re-read without parsing JSON.
+struct SnapshotHeadRow {
+    enum Column: String, ColumnList {
+        case recordID = "record_id", contentHash = "content_hash", sourceTimestamp = "source_ts", tombstoned
+    }
+    static let columns = Columns<Column>()
+
+    let head: SnapshotHead
+
+    init(_ row: Row) {
+        let column = Self.columns.reader(row)
+        head = SnapshotHead(recordID: column.text(.recordID), contentHash: column.text(.contentHash),
+                            sourceTimestamp: column.date(.sourceTimestamp), tombstoned: column.bool(.tombstoned))
+    }
+}
+
+/// A whole `snapshots` row, its JSON parsed.
+struct SnapshotRow {
+    enum Column: String, ColumnList {
+        case recordID = "record_id", contentHash = "content_hash", record, raw, sourceTimestamp = "source_ts"
+        case tombstoned, tombstonedAt = "tombstoned_at", updatedAt = "updated_at"
+    }
+    static let columns = Columns<Column>()
+
+    let snapshot: Snapshot
+
+    /// `context` names the object (`snapshot connection/object`) in corrupt-data errors.
+    init(_ row: Row, context: String) throws {
+        let column = Self.columns.reader(row)
+        let id = column.text(.recordID)
+        let context = "\(context)/\(id)"
+        snapshot = Snapshot(
+            recordID: id, contentHash: column.text(.contentHash),
+            record: try StateStore.parseJSON(column.text(.record), "\(context) record"),
+            raw: try StateStore.parseJSON(column.text(.raw), "\(context) raw"),
+            sourceTimestamp: column.date(.sourceTimestamp), tombstoned: column.bool(.tombstoned),
+            tombstonedAt: column.date(.tombstonedAt), updatedAt: column.date(.updatedAt) ?? Date(timeIntervalSince1970: 0))
+    }
+}
+
+/// The bodies of a `snapshots` row: the normalized record, and the raw one only when a caller needs it.
+enum SnapshotBodyRow {
+    enum Column: String, ColumnList {
+        case recordID = "record_id", record, raw
+    }
+    static let withRaw = Columns<Column>()
+    static let recordOnly = Columns<Column>([.recordID, .record])
 }

@@ -6,16 +6,18 @@ extension StateStore {
     /// The stored state of a subscriber; nil if never recorded (treat as active).
     public func subscriber(id: String) throws -> SubscriberStatus? {
         try database.read { db in
-            try db.queryOne("SELECT id, state, reason, changed_at, failing_since FROM subscribers WHERE id = ?",
-                            [.text(id)], Self.subscriberRow)
+            try db.queryOne("SELECT \(SubscriberRow.columns.sql) FROM subscribers WHERE id = ?", [.text(id)]) {
+                try SubscriberRow($0).status
+            }
         }
     }
 
     /// Every subscriber with stored state, by id.
     public func subscribers() throws -> [SubscriberStatus] {
         try database.read { db in
-            try db.queryAll("SELECT id, state, reason, changed_at, failing_since FROM subscribers ORDER BY id LIMIT 100000",
-                            [], Self.subscriberRow)
+            try db.queryAll("SELECT \(SubscriberRow.columns.sql) FROM subscribers ORDER BY id LIMIT 100000") {
+                try SubscriberRow($0).status
+            }
         }
     }
 
@@ -40,12 +42,24 @@ extension StateStore {
                 """, [.text(id), .date(at), .date(since)])
         }
     }
+}
 
-    private static func subscriberRow(_ row: Row) throws -> SubscriberStatus {
-        guard let state = SubscriberState(rawValue: row.text(1)) else {
-            throw StoreError(code: .corruptData, message: "subscriber \(row.text(0)) has unknown state")
+/// A row of `subscribers`.
+struct SubscriberRow {
+    enum Column: String, ColumnList {
+        case id, state, reason, changedAt = "changed_at", failingSince = "failing_since"
+    }
+    static let columns = Columns<Column>()
+
+    let status: SubscriberStatus
+
+    init(_ row: Row) throws {
+        let column = Self.columns.reader(row)
+        guard let state = SubscriberState(rawValue: column.text(.state)) else {
+            throw StoreError(code: .corruptData, message: "subscriber \(column.text(.id)) has unknown state")
         }
-        return SubscriberStatus(id: row.text(0), state: state, reason: row.string(2),
-                                changedAt: row.date(3) ?? Date(timeIntervalSince1970: 0), failingSince: row.date(4))
+        status = SubscriberStatus(id: column.text(.id), state: state, reason: column.string(.reason),
+                                  changedAt: column.date(.changedAt) ?? Date(timeIntervalSince1970: 0),
+                                  failingSince: column.date(.failingSince))
     }
 }
