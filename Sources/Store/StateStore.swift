@@ -49,7 +49,9 @@ public final class StateStore: Sendable {
     /// The schema version this binary writes.
     public static var schemaVersion: Int { Schema.currentVersion }
 
-    public let database: Database
+    /// The SQLite connection. Internal: everything outside the module goes through the store's methods, so a
+    /// second backend can stand behind ``StateStoring`` (tests reach it with `@testable import Store`).
+    let database: Database
     private let queue: DispatchQueue
     /// Told after every committed page that inserted events (see ``observeCommittedEvents(_:)``).
     let eventsObserver = Mutex<(@Sendable (Int) -> Void)?>(nil)
@@ -76,6 +78,12 @@ public final class StateStore: Sendable {
             try PrivateFiles.tightenStoreFiles(path)
         case .readOnly: try Schema.checkReadable(database)
         }
+    }
+
+    /// Sets SQLite's page cache of the store's connection (`PRAGMA cache_size = -kibibytes`): an experiment knob
+    /// for `Scripts/bench`; the daemon keeps SQLite's default.
+    public func setPageCache(kibibytes: Int) throws {
+        try database.withConnection { try $0.executeScript("PRAGMA cache_size = -\(max(0, kibibytes))") }
     }
 
     /// Runs `body` on the store's own serial queue, so blocking SQLite calls never occupy a Swift concurrency
