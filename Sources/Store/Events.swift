@@ -96,7 +96,8 @@ struct EventRow {
         let event = ChangeEvent(
             id: id, model: column.text(.model), kind: kind, connection: column.text(.connection),
             provider: column.text(.provider), object: column.text(.object), recordID: column.text(.recordID),
-            occurredAt: column.date(.occurredAt), detectedAt: column.date(.detectedAt) ?? Date(timeIntervalSince1970: 0),
+            occurredAt: column.date(.occurredAt),
+            detectedAt: column.date(.detectedAt) ?? Date(timeIntervalSince1970: 0),
             record: try StateStore.parseJSON(column.text(.record), "\(context) record"), changes: changes,
             raw: try StateStore.parseJSON(column.text(.raw), "\(context) raw"), changedFields: changedFields)
         stored = StoredEvent(seq: column.int64(.seq), event: event)

@@ -79,8 +79,9 @@ extension StateStore {
     /// Every held sweep, by connection and object (few rows: at most one per configured object).
     public func heldSweeps() throws -> [HeldSweep] {
         try database.read { db in
-            try db.queryAll("SELECT \(HeldSweepRow.columns.sql) FROM held_sweeps ORDER BY connection, object LIMIT 100000",
-                            []) { HeldSweepRow($0).held }
+            try db.queryAll(
+                "SELECT \(HeldSweepRow.columns.sql) FROM held_sweeps ORDER BY connection, object LIMIT 100000"
+            ) { HeldSweepRow($0).held }
         }
     }
 

@@ -161,7 +161,8 @@ struct SnapshotRow {
             record: try StateStore.parseJSON(column.text(.record), "\(context) record"),
             raw: try StateStore.parseJSON(column.text(.raw), "\(context) raw"),
             sourceTimestamp: column.date(.sourceTimestamp), tombstoned: column.bool(.tombstoned),
-            tombstonedAt: column.date(.tombstonedAt), updatedAt: column.date(.updatedAt) ?? Date(timeIntervalSince1970: 0))
+            tombstonedAt: column.date(.tombstonedAt),
+            updatedAt: column.date(.updatedAt) ?? Date(timeIntervalSince1970: 0))
     }
 }
 

@@ -79,6 +79,7 @@ public protocol StateStoring: AuthStateStore, Sendable {
     func dueDeliveries(subscriber: String, now: Date, limit: Int) throws -> [DueDelivery]
     func claimDueDeliveries(subscriber: String, now: Date, leaseUntil: Date, limit: Int, inFlight: Set<Int64>) throws
         -> [DueDelivery]
+    func recordAttempt(_ result: AttemptResult) throws
     @discardableResult
     func recordAttempts(_ results: [AttemptResult]) throws -> [Int64]
     func releaseLeases(_ ids: [Int64], now: Date) throws
