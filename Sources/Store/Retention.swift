@@ -306,8 +306,11 @@ public struct RetentionRun: Sendable {
         return false
     }
 
+    /// Events examined per step and tombstones purged per step: the store's defaults for one short transaction.
+    static let eventScan = 1000, tombstoneBatch = 1000
+
     /// Runs the next step (one transaction at most).
-    public mutating func step(_ store: StateStore) throws {
+    public mutating func step(_ store: some StateStoring) throws {
         switch phase {
         case .orphan:
             if let configuredSubscribers {
@@ -315,14 +318,15 @@ public struct RetentionRun: Sendable {
             }
             phase = .events(after: 0)
         case .events(let after):
-            let page = try store.pruneEventPage(policy: policy, now: now, afterSeq: after, dryRun: dryRun)
+            let page = try store.pruneEventPage(policy: policy, now: now, afterSeq: after, scan: Self.eventScan,
+                                                dryRun: dryRun)
             report.events += page.events
             report.deliveries += page.deliveries
             report.attempts += page.attempts
             phase = page.nextAfterSeq.map { .events(after: $0) } ?? .tombstones
         case .tombstones:
             let cutoff = now.addingTimeInterval(-policy.tombstones)
-            let n = try store.purgeTombstones(before: cutoff, dryRun: dryRun)
+            let n = try store.purgeTombstones(before: cutoff, limit: Self.tombstoneBatch, dryRun: dryRun)
             report.tombstones += n
             if dryRun || n == 0 { phase = .reclaim }
         case .reclaim:
