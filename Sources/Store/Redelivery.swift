@@ -3,6 +3,9 @@
 public import Foundation
 
 extension StateStore {
+    /// Events per write transaction of ``replay(subscriber:since:now:pageSize:matching:)``.
+    public static let replayPageSize = 500
+
     private static let rearmSQL = """
         INSERT INTO deliveries (event_seq, subscriber, record_key, state, attempts, next_attempt_at, created_at,
                                 updated_at)
@@ -17,7 +20,7 @@ extension StateStore {
     /// `subscriber`, or re-arms the existing one (pending, attempts reset, due at `now`). The event id stays
     /// the same, so receivers can deduplicate. Walks the outbox in keyset pages of `pageSize`, one write
     /// transaction per page. Returns the number of deliveries created or re-armed.
-    public func replay(subscriber: String, since: Date, now: Date, pageSize: Int = 500,
+    public func replay(subscriber: String, since: Date, now: Date, pageSize: Int = StateStore.replayPageSize,
                        matching matches: (EventSummary) -> Bool) throws -> Int
     {
         var afterSeq: Int64 = 0

@@ -119,8 +119,8 @@ extension StateStore {
     /// retention and deletes those that are done (see the file comment), in one write transaction — or only
     /// counts them with `dryRun`. Call again with `nextAfterSeq` until it is nil. seq is AUTOINCREMENT, so the
     /// walk never meets a reused seq.
-    public func pruneEventPage(policy: RetentionPolicy, now: Date, afterSeq: Int64 = 0, scan: Int = 1000,
-                               dryRun: Bool = false) throws -> EventPrunePage
+    public func pruneEventPage(policy: RetentionPolicy, now: Date, afterSeq: Int64 = 0,
+                               scan: Int = RetentionRun.eventScan, dryRun: Bool = false) throws -> EventPrunePage
     {
         let deliveredCutoff = Millis.from(now.addingTimeInterval(-policy.delivered))
         let failedCutoff = Millis.from(now.addingTimeInterval(-policy.failed))
@@ -172,7 +172,8 @@ extension StateStore {
     // MARK: - Tombstones
 
     /// Deletes up to `limit` tombstones deleted before `cutoff` (or, with `dryRun`, counts all of them).
-    public func purgeTombstones(before cutoff: Date, limit: Int = 1000, dryRun: Bool = false) throws -> Int {
+    public func purgeTombstones(before cutoff: Date, limit: Int = RetentionRun.tombstoneBatch,
+                                dryRun: Bool = false) throws -> Int {
         if dryRun {
             return try database.read { db in
                 try db.queryOne("SELECT COUNT(*) FROM snapshots WHERE tombstoned = 1 AND tombstoned_at < ?",
@@ -306,8 +307,10 @@ public struct RetentionRun: Sendable {
         return false
     }
 
-    /// Events examined per step and tombstones purged per step: the store's defaults for one short transaction.
-    static let eventScan = 1000, tombstoneBatch = 1000
+    /// Events examined per step and tombstones purged per step: each step stays one short transaction. Also the
+    /// defaults of ``StateStore/pruneEventPage(policy:now:afterSeq:scan:dryRun:)`` and
+    /// ``StateStore/purgeTombstones(before:limit:dryRun:)``.
+    public static let eventScan = 1000, tombstoneBatch = 1000
 
     /// Runs the next step (one transaction at most).
     public mutating func step(_ store: some StateStoring) throws {
