@@ -4,6 +4,10 @@
 //
 // Memory stays flat: every listing is bounded by a limit and pages by keyset (seq, id), never by OFFSET, and no
 // method materializes a whole table.
+//
+// This file holds the class, `init` and the serial queue (`perform`, `enqueue`); each table's methods and row
+// type are an extension in the table's own file (ARCHITECTURE.md, "Store: where each table lives"), and the
+// surface other modules may rely on is the `StateStoring` protocol (StateStoring.swift).
 public import Foundation
 public import Core
 import Dispatch
