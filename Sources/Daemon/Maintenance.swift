@@ -32,7 +32,7 @@ final class MaintenanceService: Service {
     let name = "maintenance"
     static let period: Duration = .seconds(15 * 60)
 
-    let store: StateStore
+    let store: any StateStoring
     let logger: Logger
     let period: Duration
     private let settings: @Sendable () -> Settings
@@ -40,7 +40,7 @@ final class MaintenanceService: Service {
     private let stop = Doorbell()
     private let warnedAboutVacuum = Atomic<Bool>(false)
 
-    init(store: StateStore, logger: Logger, period: Duration = MaintenanceService.period,
+    init(store: any StateStoring, logger: Logger, period: Duration = MaintenanceService.period,
          settings: @escaping @Sendable () -> Settings, now: @escaping @Sendable () -> Date = { Date() })
     {
         self.store = store

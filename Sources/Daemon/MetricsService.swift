@@ -62,7 +62,7 @@ public enum DaemonMetric {
 public final class MetricsService: Service {
     public let name = "metrics"
     let registry: MetricsRegistry
-    let store: StateStore
+    let store: any StateStoring
     let state: DaemonState
     let textfile: String?
     let interval: Duration
@@ -71,7 +71,7 @@ public final class MetricsService: Service {
     private let stop = Doorbell()
 
     /// `textfile` nil: only keep the registry current (for `/metrics`).
-    init(registry: MetricsRegistry, store: StateStore, state: DaemonState, textfile: String?, interval: Duration,
+    init(registry: MetricsRegistry, store: any StateStoring, state: DaemonState, textfile: String?, interval: Duration,
          notifier: SystemdNotifier, logger: Logger)
     {
         self.notifier = notifier

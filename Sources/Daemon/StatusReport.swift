@@ -63,7 +63,7 @@ public struct StatusReport: Sendable {
 
     /// Reads everything in one go. `subscribers` and `objects` are the configured ones (they are listed even
     /// before the first poll); rows only the store knows (removed from the config) are added, marked.
-    public static func collect(store: StateStore, subscribers: [String], objects: [(String, String)], now: Date)
+    public static func collect(store: any StateStoring, subscribers: [String], objects: [(String, String)], now: Date)
         throws -> StatusReport
     {
         let polls = try store.pollStatuses()
@@ -102,7 +102,7 @@ public struct StatusReport: Sendable {
         // Subscribers removed from the config keep their pending and failed deliveries; list them too. The store
         // has no "distinct subscribers" query, so this looks at the newest 1000 of each (bounded cost).
         for state in [DeliveryState.pending, .failed, .orphaned] {
-            for delivery in try store.deliveries(state: state, limit: 1000) where !ids.contains(delivery.subscriber) {
+            for delivery in try store.deliveries(subscriber: nil, state: state, beforeID: nil, limit: 1000) where !ids.contains(delivery.subscriber) {
                 ids.append(delivery.subscriber)
             }
         }

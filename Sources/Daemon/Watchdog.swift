@@ -19,7 +19,7 @@ final class WatchdogService: Service {
     let name = "watchdog"
     let notifier: SystemdNotifier
     let liveness: any LivenessSource
-    let store: StateStore
+    let store: any StateStoring
     let state: DaemonState
     let registry: MetricsRegistry
     let logger: Logger
@@ -27,7 +27,7 @@ final class WatchdogService: Service {
     let storeTimeout: Duration
     private let stop = Doorbell()
 
-    init(notifier: SystemdNotifier, liveness: any LivenessSource, store: StateStore, state: DaemonState,
+    init(notifier: SystemdNotifier, liveness: any LivenessSource, store: any StateStoring, state: DaemonState,
          registry: MetricsRegistry, logger: Logger)
     {
         self.notifier = notifier

@@ -92,8 +92,8 @@ public final class Dispatcher: Sendable {
     ///   - ssrfGuard: resolves and vets subscriber hosts; inject a resolver in tests.
     ///   - metrics: optional registry for `deltahook_deliveries_total` and latency histograms.
     ///   - logger: nil discards logs (tests).
-    public init(store: StateStore, transport: any HTTPTransport, options: Options = Options(), logger: Logger? = nil,
-                metrics: MetricsRegistry? = nil, ssrfGuard: SSRFGuard = SSRFGuard()) {
+    public init(store: any StateStoring, transport: any HTTPTransport, options: Options = Options(),
+                logger: Logger? = nil, metrics: MetricsRegistry? = nil, ssrfGuard: SSRFGuard = SSRFGuard()) {
         let logger = logger ?? Logger(level: .critical, sink: DiscardingSink())
         shared = Shared(store: store, transport: transport, options: options, logger: logger, metrics: metrics,
                         guardian: ssrfGuard, writer: ResultWriter(store: store, logger: logger))
@@ -194,7 +194,7 @@ struct DiscardingSink: LogSink {
 
 /// Everything the loops share.
 struct Shared: Sendable {
-    let store: StateStore
+    let store: any StateStoring
     let transport: any HTTPTransport
     let options: Dispatcher.Options
     let logger: Logger
@@ -214,14 +214,14 @@ final class ResultWriter: Sendable {
         var runner: SubscriberRunner
     }
 
-    private let store: StateStore
+    private let store: any StateStoring
     private let logger: Logger
     private let pending = Mutex<[Item]>([])
     private let doorbell = Doorbell()
     /// Upper bound of one transaction; more waits for the next.
     private let maxBatch = 2000
 
-    init(store: StateStore, logger: Logger) {
+    init(store: any StateStoring, logger: Logger) {
         self.store = store
         self.logger = logger
     }

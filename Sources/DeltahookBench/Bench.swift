@@ -177,9 +177,9 @@ struct Bench {
         let store = try StateStore(path: directory.appendingPathComponent(StateStore.fileName).path)
         // Experiment knob: BENCH_CACHE_MIB sets SQLite's page cache on both the store and the raw baseline
         // (SQLite's default is 2 MiB). Unset: both run with the store's defaults, like the daemon.
-        let cachePragma = ProcessInfo.processInfo.environment["BENCH_CACHE_MIB"].flatMap(Int.init)
-            .map { "PRAGMA cache_size = -\($0 * 1024)" }
-        if let cachePragma { try store.database.withConnection { try $0.executeScript(cachePragma) } }
+        let cacheMiB = ProcessInfo.processInfo.environment["BENCH_CACHE_MIB"].flatMap(Int.init)
+        let cachePragma = cacheMiB.map { "PRAGMA cache_size = -\($0 * 1024)" }
+        if let cacheMiB { try store.setPageCache(kibibytes: cacheMiB * 1024) }
         let source = SyntheticSource(count: count)
         let plan = ObjectPlan(descriptor: source.descriptor, interval: .seconds(60), lookback: .seconds(1),
                               reconcileEvery: nil, initialSync: .silent, pageSize: pageSize, useDeleteFeed: false)

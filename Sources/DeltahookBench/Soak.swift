@@ -19,7 +19,10 @@ enum Soak {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("deltahook-soak-\(ProcessInfo.processInfo.processIdentifier)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try StateStore(path: directory.appendingPathComponent(StateStore.fileName).path)
+        let path = directory.appendingPathComponent(StateStore.fileName).path
+        let store = try StateStore(path: path)
+        // The store's connection is its own; the row counts come through a WAL reader like the CLI's.
+        let reader = try Database(path: path, mode: .readOnly)
         let policy = RetentionPolicy(delivered: retention, failed: retention, tombstones: retention)
         let base = Date(timeIntervalSince1970: 1_764_000_000)
         let body = String(repeating: "printer on floor 3 jams again; ", count: 12)
@@ -70,7 +73,7 @@ enum Soak {
             peak = max(peak, summary.totalBytes)
             // One line per simulated minute (12 rounds).
             guard round % 12 == 11 || round == rounds - 1 else { continue }
-            let (kept, tombstones) = try store.database.read { db in
+            let (kept, tombstones) = try reader.read { db in
                 (try db.queryOne("SELECT COUNT(*) FROM events") { $0.int(0) } ?? 0,
                  try db.queryOne("SELECT COUNT(*) FROM snapshots WHERE tombstoned = 1") { $0.int(0) } ?? 0)
             }

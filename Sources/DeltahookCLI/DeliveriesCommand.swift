@@ -53,7 +53,8 @@ struct DeliveriesCommand: Command {
             path: StoreCLI.storePath(context: context, outline: outline, override: stateDirectory), write: false)
         switch mode {
         case .list(let subscriber, let failed, let limit):
-            let rows = try store.deliveries(subscriber: subscriber, state: failed ? .failed : nil, limit: limit)
+            let rows = try store.deliveries(subscriber: subscriber, state: failed ? .failed : nil, beforeID: nil,
+                                            limit: limit)
             if json {
                 context.output.out(JSONValue.array(rows.map(StoreCLI.deliveryJSON)).serialized() + "\n")
             } else if rows.isEmpty {

@@ -61,7 +61,7 @@ struct EventsCommand: Command {
 
     func run() async throws -> Int32 {
         let outline = StoreCLI.outline(context: context)
-        let store: StateStore
+        let store: any StateStoring
         do {
             store = try StoreCLI.openStore(
                 path: StoreCLI.storePath(context: context, outline: outline, override: stateDirectory), write: false)

@@ -59,7 +59,7 @@ struct PruneCommand: Command {
         do {
             before = try store.storageSummary()
             report = try store.applyRetention(policy, configuredSubscribers: outline.readable ? outline.subscribers.map(\.id) : nil,
-                                              now: now, dryRun: dryRun)
+                                              now: now, dryRun: dryRun, shouldContinue: { true })
             if vacuum, !dryRun {
                 try store.vacuum()
                 vacuumed = true

@@ -62,7 +62,7 @@ struct ReconcileCommand: Command {
         let (config, connectionConfig) = try PollerCLI.load(context: context, connection: connection, object: object)
         let (logger, scrubber) = PollerCLI.logger(for: config, context: context)
         let path = config.stateDirectory + "/" + StateStore.fileName
-        let store = try StoreCLI.openStore(path: path, write: true)
+        let store = try StoreCLI.openStateStore(path: path, write: true)
 
         guard let lock = try PollerLock.acquire(directory: config.stateDirectory) else {
             return try requestFromDaemon(store: store, stateDirectory: config.stateDirectory)

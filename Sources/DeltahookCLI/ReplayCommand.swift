@@ -57,7 +57,8 @@ struct ReplayCommand: Command {
         let store = try StoreCLI.openStore(
             path: StoreCLI.storePath(context: context, outline: outline, override: stateDirectory), write: true)
         let until = self.until
-        let count = try store.replay(subscriber: subscriber, since: since, now: Date()) { summary in
+        let count = try store.replay(subscriber: subscriber, since: since, now: Date(),
+                                     pageSize: StateStore.replayPageSize) { summary in
             if let until, summary.detectedAt >= until { return false }
             return target.accepts(summary)
         }

@@ -71,16 +71,17 @@ extension StateStore {
     /// The held sweep of an object, nil when none.
     public func heldSweep(connection: String, object: String) throws -> HeldSweep? {
         try database.read { db in
-            try db.queryOne("SELECT \(Self.heldColumns) FROM held_sweeps WHERE connection = ? AND object = ?",
-                            [.text(connection), .text(object)], Self.heldRow)
+            try db.queryOne("SELECT \(HeldSweepRow.columns.sql) FROM held_sweeps WHERE connection = ? AND object = ?",
+                            [.text(connection), .text(object)]) { HeldSweepRow($0).held }
         }
     }
 
     /// Every held sweep, by connection and object (few rows: at most one per configured object).
     public func heldSweeps() throws -> [HeldSweep] {
         try database.read { db in
-            try db.queryAll("SELECT \(Self.heldColumns) FROM held_sweeps ORDER BY connection, object LIMIT 100000",
-                            [], Self.heldRow)
+            try db.queryAll(
+                "SELECT \(HeldSweepRow.columns.sql) FROM held_sweeps ORDER BY connection, object LIMIT 100000"
+            ) { HeldSweepRow($0).held }
         }
     }
 
@@ -129,14 +130,24 @@ extension StateStore {
                            [.text(connection), .text(object)]) == 1
         }
     }
+}
 
-    private static let heldColumns =
-        "connection, object, sweep_started, held_at, would_delete, live, listed, apply_requested"
+/// A row of `held_sweeps`, without its id list (read on its own by ``StateStore/heldSweepIDs(connection:object:)``).
+struct HeldSweepRow {
+    enum Column: String, ColumnList {
+        case connection, object, sweepStarted = "sweep_started", heldAt = "held_at", wouldDelete = "would_delete"
+        case live, listed, applyRequested = "apply_requested"
+    }
+    static let columns = Columns<Column>()
 
-    private static func heldRow(_ row: Row) -> HeldSweep {
-        HeldSweep(connection: row.text(0), object: row.text(1),
-                  sweepStarted: row.date(2) ?? Date(timeIntervalSince1970: 0),
-                  heldAt: row.date(3) ?? Date(timeIntervalSince1970: 0), wouldDelete: row.int(4), live: row.int(5),
-                  listed: row.int(6), applyRequested: row.bool(7))
+    let held: HeldSweep
+
+    init(_ row: Row) {
+        let column = Self.columns.reader(row)
+        held = HeldSweep(connection: column.text(.connection), object: column.text(.object),
+                         sweepStarted: column.date(.sweepStarted) ?? Date(timeIntervalSince1970: 0),
+                         heldAt: column.date(.heldAt) ?? Date(timeIntervalSince1970: 0),
+                         wouldDelete: column.int(.wouldDelete), live: column.int(.live), listed: column.int(.listed),
+                         applyRequested: column.bool(.applyRequested))
     }
 }

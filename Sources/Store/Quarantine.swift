@@ -42,16 +42,10 @@ extension StateStore {
         arguments.append(.integer(Int64(max(0, limit))))
         return try database.read { db in
             try db.queryAll("""
-                SELECT connection, object, record_key, record_id, reason, raw_excerpt, first_seen_at, last_seen_at,
-                       seen_count
+                SELECT \(QuarantineRow.columns.sql)
                 FROM quarantine \(whereClause)
                 ORDER BY first_seen_at, connection, object, record_key LIMIT ?
-                """, arguments) { row in
-                QuarantineEntry(connection: row.text(0), object: row.text(1), recordKey: row.text(2),
-                                recordID: row.string(3), reason: row.text(4), rawExcerpt: row.text(5),
-                                firstSeenAt: row.date(6) ?? Date(timeIntervalSince1970: 0),
-                                lastSeenAt: row.date(7) ?? Date(timeIntervalSince1970: 0), seenCount: row.int64(8))
-            }
+                """, arguments) { QuarantineRow($0).entry }
         }
     }
 
@@ -134,5 +128,26 @@ extension StateStore {
     private static func hasQuarantine(connection: String, object: String, _ db: SQLConnection) throws -> Bool {
         try db.queryOne("SELECT 1 FROM quarantine WHERE connection = ? AND object = ? LIMIT 1",
                         [.text(connection), .text(object)]) { _ in true } ?? false
+    }
+}
+
+/// A row of `quarantine`.
+struct QuarantineRow {
+    enum Column: String, ColumnList {
+        case connection, object, recordKey = "record_key", recordID = "record_id", reason, rawExcerpt = "raw_excerpt"
+        case firstSeenAt = "first_seen_at", lastSeenAt = "last_seen_at", seenCount = "seen_count"
+    }
+    static let columns = Columns<Column>()
+
+    let entry: QuarantineEntry
+
+    init(_ row: Row) {
+        let column = Self.columns.reader(row)
+        entry = QuarantineEntry(connection: column.text(.connection), object: column.text(.object),
+                                recordKey: column.text(.recordKey), recordID: column.string(.recordID),
+                                reason: column.text(.reason), rawExcerpt: column.text(.rawExcerpt),
+                                firstSeenAt: column.date(.firstSeenAt) ?? Date(timeIntervalSince1970: 0),
+                                lastSeenAt: column.date(.lastSeenAt) ?? Date(timeIntervalSince1970: 0),
+                                seenCount: column.int64(.seenCount))
     }
 }

@@ -119,8 +119,8 @@ extension StateStore {
     /// retention and deletes those that are done (see the file comment), in one write transaction — or only
     /// counts them with `dryRun`. Call again with `nextAfterSeq` until it is nil. seq is AUTOINCREMENT, so the
     /// walk never meets a reused seq.
-    public func pruneEventPage(policy: RetentionPolicy, now: Date, afterSeq: Int64 = 0, scan: Int = 1000,
-                               dryRun: Bool = false) throws -> EventPrunePage
+    public func pruneEventPage(policy: RetentionPolicy, now: Date, afterSeq: Int64 = 0,
+                               scan: Int = RetentionRun.eventScan, dryRun: Bool = false) throws -> EventPrunePage
     {
         let deliveredCutoff = Millis.from(now.addingTimeInterval(-policy.delivered))
         let failedCutoff = Millis.from(now.addingTimeInterval(-policy.failed))
@@ -172,7 +172,8 @@ extension StateStore {
     // MARK: - Tombstones
 
     /// Deletes up to `limit` tombstones deleted before `cutoff` (or, with `dryRun`, counts all of them).
-    public func purgeTombstones(before cutoff: Date, limit: Int = 1000, dryRun: Bool = false) throws -> Int {
+    public func purgeTombstones(before cutoff: Date, limit: Int = RetentionRun.tombstoneBatch,
+                                dryRun: Bool = false) throws -> Int {
         if dryRun {
             return try database.read { db in
                 try db.queryOne("SELECT COUNT(*) FROM snapshots WHERE tombstoned = 1 AND tombstoned_at < ?",
@@ -208,6 +209,28 @@ extension StateStore {
     }
 
     // MARK: - Space
+
+    /// Retention: deletes up to `limit` events detected before `cutoff` whose deliveries are all delivered (or
+    /// that had none), with their deliveries and attempts (ON DELETE CASCADE). Pending and failed deliveries keep
+    /// their events. Call repeatedly until it returns 0; each call is one short write transaction. seq is
+    /// AUTOINCREMENT, so deleted seqs are never reused and keyset paging stays valid.
+    public func pruneEvents(detectedBefore cutoff: Date, limit: Int = 1000) throws -> Int {
+        try database.write { db in
+            try db.execute("""
+                DELETE FROM events WHERE seq IN (
+                    SELECT e.seq FROM events e
+                    WHERE e.detected_at < ?
+                      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq AND d.state != 'delivered')
+                    ORDER BY e.seq LIMIT ?)
+                """, [.date(cutoff), .integer(Int64(limit))])
+        }
+    }
+
+    /// Checkpoints the WAL into the database file and truncates it (e.g. on shutdown or after pruning).
+    /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_wal_checkpoint>
+    public func checkpoint() throws {
+        try database.withConnection { try $0.executeScript("PRAGMA wal_checkpoint(TRUNCATE)") }
+    }
 
     /// Returns free pages to the file system (`PRAGMA incremental_vacuum`, a no-op unless the file is
     /// `auto_vacuum = INCREMENTAL`) and checkpoints the WAL, truncating it: in WAL mode the main file shrinks
@@ -284,8 +307,13 @@ public struct RetentionRun: Sendable {
         return false
     }
 
+    /// Events examined per step and tombstones purged per step: each step stays one short transaction. Also the
+    /// defaults of ``StateStore/pruneEventPage(policy:now:afterSeq:scan:dryRun:)`` and
+    /// ``StateStore/purgeTombstones(before:limit:dryRun:)``.
+    public static let eventScan = 1000, tombstoneBatch = 1000
+
     /// Runs the next step (one transaction at most).
-    public mutating func step(_ store: StateStore) throws {
+    public mutating func step(_ store: some StateStoring) throws {
         switch phase {
         case .orphan:
             if let configuredSubscribers {
@@ -293,14 +321,15 @@ public struct RetentionRun: Sendable {
             }
             phase = .events(after: 0)
         case .events(let after):
-            let page = try store.pruneEventPage(policy: policy, now: now, afterSeq: after, dryRun: dryRun)
+            let page = try store.pruneEventPage(policy: policy, now: now, afterSeq: after, scan: Self.eventScan,
+                                                dryRun: dryRun)
             report.events += page.events
             report.deliveries += page.deliveries
             report.attempts += page.attempts
             phase = page.nextAfterSeq.map { .events(after: $0) } ?? .tombstones
         case .tombstones:
             let cutoff = now.addingTimeInterval(-policy.tombstones)
-            let n = try store.purgeTombstones(before: cutoff, dryRun: dryRun)
+            let n = try store.purgeTombstones(before: cutoff, limit: Self.tombstoneBatch, dryRun: dryRun)
             report.tombstones += n
             if dryRun || n == 0 { phase = .reclaim }
         case .reclaim:
