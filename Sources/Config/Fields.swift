@@ -1,5 +1,5 @@
 // A reader over one JSON object that records every key it is asked for, so unknown keys can be reported
-// afterwards (typos must not pass silently, DESIGN §6), and that turns type mismatches into path-qualified
+// afterwards (typos must not pass silently, docs/DESIGN.md §6), and that turns type mismatches into path-qualified
 // problems instead of stopping at the first one.
 import Foundation
 import Core

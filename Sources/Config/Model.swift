@@ -1,4 +1,4 @@
-// The typed configuration (DESIGN §6). Every value here has passed validation and every secret is resolved.
+// The typed configuration (docs/DESIGN.md §6). Every value here has passed validation and every secret is resolved.
 public import Foundation
 public import Core
 
@@ -135,7 +135,7 @@ public enum AuthConfig: Sendable {
     }
 }
 
-/// Normalized models (DESIGN §4); `record` passes raw fields through.
+/// Normalized models (docs/DESIGN.md §4); `record` passes raw fields through.
 public enum RecordModel: String, Sendable, CaseIterable {
     case ticket, user, group, customer, employee, invoice, record
 }

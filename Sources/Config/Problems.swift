@@ -1,4 +1,4 @@
-// Validation reports every problem at once, each with its JSON path and what is expected (DESIGN §6).
+// Validation reports every problem at once, each with its JSON path and what is expected (docs/DESIGN.md §6).
 
 /// One configuration mistake: where (`connections[1].objects[0].interval`) and what is expected.
 public struct ConfigProblem: Sendable, Hashable, CustomStringConvertible {

@@ -1,4 +1,4 @@
-// Secrets come from a systemd credential, a file or an environment variable (DESIGN §1, §6) and are
+// Secrets come from a systemd credential, a file or an environment variable (docs/DESIGN.md §1, §6) and are
 // resolved while the config loads, so `check-config` proves they are present. Their values never appear in
 // errors, descriptions, dumps or logs.
 import Foundation

@@ -1,4 +1,4 @@
-// One pass over the parsed document that builds the typed config and records every problem (DESIGN §6).
+// One pass over the parsed document that builds the typed config and records every problem (docs/DESIGN.md §6).
 // Provider-specific keys are read by each provider's `ProviderSchema` (Config/Providers/), not here.
 import Foundation
 import Core

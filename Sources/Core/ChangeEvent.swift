@@ -1,4 +1,4 @@
-// The change event: what the differ produces, the outbox stores and subscribers receive (DESIGN §4).
+// The change event: what the differ produces, the outbox stores and subscribers receive (docs/DESIGN.md §4).
 public import Foundation
 internal import Crypto
 
@@ -20,7 +20,7 @@ public struct FieldChange: Sendable, Hashable {
 /// A detected change, as stored in the outbox. The wire body is rendered per subscriber
 /// (`raw` only when the subscriber sets `include_raw`) by `webhookBody(includeRaw:)`.
 public struct ChangeEvent: Sendable, Hashable {
-    /// Deterministic id (`evt_…`), the `webhook-id` (DESIGN §2 rule 8).
+    /// Deterministic id (`evt_…`), the `webhook-id` (docs/DESIGN.md §2 rule 8).
     public var id: String
     /// Normalized model name: `ticket`, `user`, `customer`, … or `record`.
     public var model: String
@@ -36,7 +36,7 @@ public struct ChangeEvent: Sendable, Hashable {
     /// The normalized record (for model `record`, the raw fields). For `deleted`, the last known record.
     public var record: JSONValue
     /// Field-level changes keyed by `record`'s field names; `updated` only. May be empty: the provider record
-    /// changed outside the normalized model (DESIGN §2 rule 5a).
+    /// changed outside the normalized model (docs/DESIGN.md §2 rule 5a).
     public var changes: [String: FieldChange]?
     /// The provider field names (top-level keys of `raw`) whose values changed, sorted, without volatile fields;
     /// `updated` only. Names, never values: a subscriber without `include_raw` learns which fields moved without
@@ -69,7 +69,7 @@ public struct ChangeEvent: Sendable, Hashable {
 
     /// The event id is a function of (connection, object, record id, source timestamp, content hash, kind),
     /// so a re-poll after a crash yields the same `webhook-id` while A→B→A→B still yields distinct events
-    /// (the source timestamp differs). DESIGN §2 rule 8.
+    /// (the source timestamp differs). docs/DESIGN.md §2 rule 8.
     public static func makeID(connection: String, object: String, recordID: String, sourceTimestamp: Date?,
                               contentHash: String, kind: ChangeKind) -> String {
         let stamp = sourceTimestamp.map { String(Timestamps.saturatingInt64(($0.timeIntervalSince1970 * 1000).rounded())) } ?? "-"
@@ -114,7 +114,7 @@ public struct ChangeEvent: Sendable, Hashable {
     }
 }
 
-/// Content hashing for change detection (DESIGN §2 rule 5).
+/// Content hashing for change detection (docs/DESIGN.md §2 rule 5).
 public enum ContentHash {
     /// SHA-256 (hex) of the canonical JSON of `record` without the `ignoring` top-level fields.
     public static func of(_ record: JSONValue, ignoring volatile: Set<String> = []) -> String {
@@ -139,7 +139,7 @@ public enum ContentHash {
 
     /// The sorted names of the top-level fields whose values differ between two provider records, skipping
     /// `ignoring` (the volatile fields the content hash ignores): an `updated` event's `changed_fields`
-    /// (DESIGN §2 rule 5a). Names only, so no raw value leaks to a subscriber without `include_raw`.
+    /// (docs/DESIGN.md §2 rule 5a). Names only, so no raw value leaks to a subscriber without `include_raw`.
     public static func changedFields(from old: JSONValue, to new: JSONValue, ignoring volatile: Set<String> = [])
         -> [String]
     {

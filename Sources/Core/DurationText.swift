@@ -1,4 +1,4 @@
-// Durations as the config writes them: "500ms", "30s", "5m", "2h", "5d" (DESIGN §6).
+// Durations as the config writes them: "500ms", "30s", "5m", "2h", "5d" (docs/DESIGN.md §6).
 
 /// Parses and formats the duration strings used in config files.
 public enum DurationText {

@@ -1,4 +1,4 @@
-// Subscriber `events` filters are globs over event types such as "ticket.updated" (DESIGN §6).
+// Subscriber `events` filters are globs over event types such as "ticket.updated" (docs/DESIGN.md §6).
 
 /// A glob over event types: `*` matches any run of characters (dots included), everything else is literal.
 ///

@@ -3,7 +3,7 @@
 // deltahook parses provider responses and config files itself (instead of JSONSerialization) for three
 // reasons: errors must name a line and column (config) or a JSON path (provider data); integers must
 // survive exactly (GitHub ids exceed 2^53 one day); and the canonical form used for content hashes
-// (DESIGN §2 rule 5) must not depend on Foundation's number formatting.
+// (docs/DESIGN.md §2 rule 5) must not depend on Foundation's number formatting.
 
 /// A parsed JSON value. Objects keep their members in source order; `canonical` sorts them.
 public enum JSONValue: Sendable, Hashable {
@@ -157,7 +157,7 @@ extension JSONValue {
 
     /// Canonical JSON: members sorted by key (UTF-8 byte order), no whitespace, integers without a fraction,
     /// other numbers in Swift's shortest round-trip form, strings with minimal escapes. Two values that are
-    /// equal as data always give the same bytes (DESIGN §2 rule 5).
+    /// equal as data always give the same bytes (docs/DESIGN.md §2 rule 5).
     public func canonicalBytes() -> [UInt8] {
         var out = [UInt8]()
         out.reserveCapacity(256)
@@ -232,7 +232,7 @@ extension JSONValue {
     }
 
     /// Canonical bytes of `self`, leaving out the `skipping` members when `self` is an object (top level
-    /// only: nested objects keep every member). The content hash's input (DESIGN §2 rule 5).
+    /// only: nested objects keep every member). The content hash's input (docs/DESIGN.md §2 rule 5).
     public func canonicalBytes(skipping volatile: Set<String>) -> [UInt8] {
         var out = [UInt8]()
         out.reserveCapacity(512)

@@ -1,4 +1,4 @@
-// In-process metrics with Prometheus text exposition 0.0.4 (DESIGN §8): counters, gauges and histograms
+// In-process metrics with Prometheus text exposition 0.0.4 (docs/DESIGN.md §8): counters, gauges and histograms
 // with low-cardinality labels (connection, object, subscriber, outcome — never record ids). No sample
 // timestamps: node_exporter's textfile collector drops a whole file that has any.
 import Synchronization

@@ -1,4 +1,4 @@
-// The contract between the engine and a provider adapter (DESIGN §2, §3).
+// The contract between the engine and a provider adapter (docs/DESIGN.md §2, §3).
 //
 // A provider adapter turns a delta request into HTTP calls and a response into a page of records. It knows
 // nothing of the store, of snapshots or of delivery: the engine owns cursors, diffing and commits, and the
@@ -8,7 +8,7 @@ public import Foundation
 /// A keyset position inside a delta scan: the (source timestamp, record id) of the last record the engine
 /// committed, plus provider-specific resume hints (GitHub's page number inside a run of identical
 /// timestamps, NetSuite's window end). Persisted with the cursor in the same transaction as the page it
-/// covers (DESIGN §2 rules 1 and 3), so a restarted scan resumes exactly there.
+/// covers (docs/DESIGN.md §2 rules 1 and 3), so a restarted scan resumes exactly there.
 public struct ScanPosition: Sendable, Hashable, Codable {
     public var timestamp: Date
     public var recordID: String
@@ -67,7 +67,7 @@ public struct SourceRecord: Sendable, Hashable {
 public struct DeltaPage: Sendable {
     public var records: [SourceRecord]
     /// Where the next page starts; nil when this page ended the scan (an empty page or an explicit end
-    /// marker — never merely a short page, DESIGN §2 rule 4).
+    /// marker — never merely a short page, docs/DESIGN.md §2 rule 4).
     public var next: ScanPosition?
     /// The provider answered "not modified" (GitHub 304): nothing changed, no quota spent.
     public var notModified: Bool
@@ -141,7 +141,7 @@ public protocol AuthStateStore: Sendable {
     func saveAuthState(connection: String, key: String, value: String) async throws
 }
 
-/// One page of a full id listing, for reconciliation sweeps (DESIGN §2 rule 6).
+/// One page of a full id listing, for reconciliation sweeps (docs/DESIGN.md §2 rule 6).
 public struct IDPage: Sendable {
     public var ids: [String]
     /// Opaque resume token for the next page; nil when the listing is complete.
@@ -199,9 +199,9 @@ public struct ObjectDescriptor: Sendable, Hashable {
     public var model: String
     /// Partition key (GitHub repository, NetSuite record type); "" when the object has one partition.
     public var partition: String
-    /// Top-level fields excluded from the content hash and from `changes` (DESIGN §2 rule 5, §4).
+    /// Top-level fields excluded from the content hash and from `changes` (docs/DESIGN.md §2 rule 5, §4).
     public var volatileFields: Set<String>
-    /// The provider's timestamp granularity; the engine overlaps at least one granule (DESIGN §2 rule 2).
+    /// The provider's timestamp granularity; the engine overlaps at least one granule (docs/DESIGN.md §2 rule 2).
     public var granularity: Duration
 
     public init(connection: String, provider: String, object: String, model: String, partition: String = "",
@@ -245,9 +245,9 @@ extension ObjectSource {
 }
 
 /// Why a provider call failed. The engine maps each case to a scheduling decision; none of them moves a
-/// cursor (DESIGN §2 rules 1, 9, 11).
+/// cursor (docs/DESIGN.md §2 rules 1, 9, 11).
 public enum ProviderError: Error, Sendable, CustomStringConvertible {
-    /// Wait this long before ANY request on this connection (Retry-After, GitHub reset time). DESIGN §2 rules 9–10.
+    /// Wait this long before ANY request on this connection (Retry-After, GitHub reset time). docs/DESIGN.md §2 rules 9–10.
     case rateLimited(retryAfter: Duration, message: String)
     /// Credentials rejected after one refresh. `hint` says what to check.
     case authentication(message: String, hint: String)

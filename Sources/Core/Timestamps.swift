@@ -1,5 +1,5 @@
 // UTC instants and the textual forms providers and subscribers use.
-// Cursors are UTC instants taken from source data (DESIGN §2 rule 7); every conversion is explicit here.
+// Cursors are UTC instants taken from source data (docs/DESIGN.md §2 rule 7); every conversion is explicit here.
 public import Foundation
 
 /// Formatting and parsing of the timestamp forms deltahook meets. All parsing is strict and UTC unless a

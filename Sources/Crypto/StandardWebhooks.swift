@@ -1,4 +1,4 @@
-// Standard Webhooks v1 symmetric signatures (standardwebhooks.com, spec v1.0.0, DESIGN §4), plus the
+// Standard Webhooks v1 symmetric signatures (standardwebhooks.com, spec v1.0.0, docs/DESIGN.md §4), plus the
 // GitHub-style `x-hub-signature-256` header some receivers expect. Pure functions over Crypto's primitives:
 // no I/O, no Store/HTTP, so the dispatcher, the test receivers and the demo all share one implementation.
 public import Foundation

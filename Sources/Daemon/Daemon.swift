@@ -1,4 +1,4 @@
-// `deltahook run`: the daemon's lifecycle under systemd (DESIGN §8).
+// `deltahook run`: the daemon's lifecycle under systemd (docs/DESIGN.md §8).
 //
 //   load + validate config ── bad: every problem on stderr, exit 78, no READY
 //   open the store ($STATE_DIRECTORY / state_directory, created 0700)
@@ -53,7 +53,7 @@ public struct DaemonTestHooks: Sendable {
     }
 }
 
-/// Exit codes of `deltahook run` (DESIGN §7): 0 clean stop, 1 failure, 78 bad config.
+/// Exit codes of `deltahook run` (docs/DESIGN.md §7): 0 clean stop, 1 failure, 78 bad config.
 public enum DaemonExitCode {
     public static let ok: Int32 = 0
     public static let failure: Int32 = 1

@@ -1,5 +1,5 @@
 // The optional listener (`http.listen`, loopback by default): `GET /metrics` (Prometheus text 0.0.4) and
-// `GET /healthz` (200 "ok" while the liveness probe passes, 503 with the reason otherwise). DESIGN §8.
+// `GET /healthz` (200 "ok" while the liveness probe passes, 503 with the reason otherwise). docs/DESIGN.md §8.
 import Config
 import Core
 import HTTPServer

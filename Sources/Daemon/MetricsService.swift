@@ -7,7 +7,7 @@ import Glibc
 import Logging
 import Store
 
-/// Names of the gauges derived from the store (DESIGN §8).
+/// Names of the gauges derived from the store (docs/DESIGN.md §8).
 public enum DaemonMetric {
     public static let up = "deltahook_up"
     public static let buildInfo = "deltahook_build_info"

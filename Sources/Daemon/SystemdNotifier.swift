@@ -1,5 +1,5 @@
 // sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET (sd_notify(3), "Notes"). Used for READY=1,
-// STATUS=, WATCHDOG=1, RELOADING=1 + MONOTONIC_USEC, STOPPING=1 (DESIGN §8).
+// STATUS=, WATCHDOG=1, RELOADING=1 + MONOTONIC_USEC, STOPPING=1 (docs/DESIGN.md §8).
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,4 +1,4 @@
-// The systemd watchdog (DESIGN §8, sd_watchdog_enabled(3)): WATCHDOG=1 at half of $WATCHDOG_USEC, sent only
+// The systemd watchdog (docs/DESIGN.md §8, sd_watchdog_enabled(3)): WATCHDOG=1 at half of $WATCHDOG_USEC, sent only
 // while the probe passes — the engine's liveness signal is fresh AND a store read through the store's queue
 // answers within a timeout. A stuck engine or a wedged store therefore stops the pings and systemd kills
 // and restarts the unit (miniflux pings its database before each notification the same way).

@@ -1,5 +1,5 @@
 // From a validated configuration to what the engine runs: one PollTarget (ObjectPlan + provider adapter) per
-// configured object, and the event router built from the subscribers (DESIGN §2, §5, §6). Used by
+// configured object, and the event router built from the subscribers (docs/DESIGN.md §2, §5, §6). Used by
 // `deltahook run` (and its SIGHUP reload) and by `deltahook poll-once`.
 public import Config
 public import Core

@@ -1,4 +1,4 @@
-// The dispatcher: turns pending delivery rows into signed POSTs (DESIGN §5).
+// The dispatcher: turns pending delivery rows into signed POSTs (docs/DESIGN.md §5).
 //
 // Shape: one loop per subscriber. A loop claims due head-of-record deliveries with a lease (the store returns
 // only the oldest pending delivery of each record, so events of one record go out strictly in order while other

@@ -1,4 +1,4 @@
-// The delivery retry policy (DESIGN §5), as a pure function from "what happened to this attempt" to "what the
+// The delivery retry policy (docs/DESIGN.md §5), as a pure function from "what happened to this attempt" to "what the
 // delivery and the subscriber become". No I/O, no clock, no randomness of its own: the dispatcher passes `now`
 // and a random number, so every branch is unit-tested exactly.
 public import Foundation
@@ -39,7 +39,7 @@ public struct RetryPolicy: Sendable, Hashable {
     public var schedule: [Duration]
     /// ± fraction applied to each delay (0.2 = uniformly within [0.8×, 1.2×]).
     public var jitter: Double
-    /// Cap on a receiver's Retry-After (DESIGN §5: 1 h by default).
+    /// Cap on a receiver's Retry-After (docs/DESIGN.md §5: 1 h by default).
     public var maxRetryAfter: Duration
 
     public init(schedule: [Duration] = RetryPolicy.defaultSchedule, jitter: Double = 0.2,
@@ -49,7 +49,7 @@ public struct RetryPolicy: Sendable, Hashable {
         self.maxRetryAfter = maxRetryAfter
     }
 
-    /// Immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (Svix's schedule, DESIGN §5).
+    /// Immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (Svix's schedule, docs/DESIGN.md §5).
     public static let defaultSchedule: [Duration] = [
         .zero, .seconds(5), .seconds(300), .seconds(1800), .seconds(7200), .seconds(18_000), .seconds(36_000),
         .seconds(36_000),

@@ -1,4 +1,4 @@
-// SSRF guard (DESIGN §5): a subscriber URL must not make the daemon talk to loopback, private, link-local (incl.
+// SSRF guard (docs/DESIGN.md §5): a subscriber URL must not make the daemon talk to loopback, private, link-local (incl.
 // the cloud metadata address 169.254.169.254), CGNAT, multicast or other non-global addresses unless the
 // subscriber is explicitly allowed to. The URL's host is resolved once, every answer is classified, and the
 // vetted address is pinned for the request (HTTPRequestOptions.pinnedAddress), so DNS cannot change between

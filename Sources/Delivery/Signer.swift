@@ -1,4 +1,4 @@
-// What a subscriber receives (DESIGN §4): the body bytes and the Standard Webhooks headers. The bytes signed
+// What a subscriber receives (docs/DESIGN.md §4): the body bytes and the Standard Webhooks headers. The bytes signed
 // are exactly the bytes sent, and every attempt is re-signed with its own `webhook-timestamp` (receivers
 // tolerate 5 minutes while retries span days — field notes gap 10).
 public import Foundation
@@ -61,7 +61,7 @@ public struct SubscriberSettings: Sendable {
 
 extension SubscriberSettings {
     /// Settings for every usable subscriber plus a problem per unusable one: one bad subscriber must not stop
-    /// the daemon (DESIGN §5), so the caller logs the problems and runs the rest.
+    /// the daemon (docs/DESIGN.md §5), so the caller logs the problems and runs the rest.
     public static func from(_ configs: [SubscriberConfig]) -> (settings: [SubscriberSettings], problems: [DeliveryError]) {
         var settings: [SubscriberSettings] = []
         var problems: [DeliveryError] = []

@@ -1,5 +1,5 @@
 // deltahook-bench: the diff engine's throughput beside the local SQLite limit, measured in the same run
-// (DESIGN §9). Not a test: it prints numbers for people to compare; it asserts nothing about speed.
+// (docs/DESIGN.md §9). Not a test: it prints numbers for people to compare; it asserts nothing about speed.
 // `DeltahookBench soak …` runs the retention soak instead (Soak.swift, Scripts/soak).
 //
 //   phase 0  source only      — generating the synthetic pages (the cost every phase below includes)

@@ -1,4 +1,4 @@
-// `deltahook bench-delivery`: the delivery throughput benchmark of DESIGN §9, run by Scripts/bench-delivery.
+// `deltahook bench-delivery`: the delivery throughput benchmark of docs/DESIGN.md §9, run by Scripts/bench-delivery.
 // Everything is real except the provider: a durable store in a temp directory, the dispatcher with signing,
 // the SSRF check and batched result writes, libcurl keep-alive, and the receiver emulator on 127.0.0.1.
 // Printed beside it: the loopback limit (the same client POSTing the same bodies with no store and no

@@ -1,5 +1,5 @@
 // `deltahook check-config`: validates the config and resolves every secret, so a passing check means the
-// daemon can start with it (DESIGN §6: every problem with its JSON path, exit 78).
+// daemon can start with it (docs/DESIGN.md §6: every problem with its JSON path, exit 78).
 import Core
 import Config
 

@@ -1,4 +1,4 @@
-// The command table and the small hand-written argument parser every subcommand uses (DESIGN §7).
+// The command table and the small hand-written argument parser every subcommand uses (docs/DESIGN.md §7).
 //
 // Adding a command: write one file with a type conforming to `Command`, then add it to `CommandTable.all`.
 import Foundation

@@ -1,4 +1,4 @@
-// `deltahook deliveries list|show`: what was sent where, what failed and why (DESIGN §7). Read-only: opens the
+// `deltahook deliveries list|show`: what was sent where, what failed and why (docs/DESIGN.md §7). Read-only: opens the
 // store as a WAL reader, so it never blocks the daemon.
 import Core
 import Foundation

@@ -1,4 +1,4 @@
-// The `deltahook` binary: global options, dispatch to the command table, exit codes (DESIGN §7).
+// The `deltahook` binary: global options, dispatch to the command table, exit codes (docs/DESIGN.md §7).
 import Foundation
 import Config
 

@@ -1,4 +1,4 @@
-// `deltahook events list|show`: reads the outbox in the state directory (DESIGN §7). Opens the store read-only,
+// `deltahook events list|show`: reads the outbox in the state directory (docs/DESIGN.md §7). Opens the store read-only,
 // so it can run beside the daemon (WAL reader); reads the config only for `state_directory`, so it needs no
 // secrets.
 import Core

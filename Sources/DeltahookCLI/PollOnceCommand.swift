@@ -1,4 +1,4 @@
-// `deltahook poll-once`: one poll cycle of a connection's objects through the real engine and store (DESIGN §7),
+// `deltahook poll-once`: one poll cycle of a connection's objects through the real engine and store (docs/DESIGN.md §7),
 // printing the events it committed — or, with --dry-run, the events it would commit without writing anything.
 import Config
 import Core

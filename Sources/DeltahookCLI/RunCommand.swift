@@ -1,4 +1,4 @@
-// `deltahook run`: the daemon (DESIGN §8). Everything lives in the Daemon module; this file only maps the
+// `deltahook run`: the daemon (docs/DESIGN.md §8). Everything lives in the Daemon module; this file only maps the
 // command line onto `DaemonOptions`.
 import Daemon
 import Foundation

@@ -101,7 +101,7 @@ public final class DemoChangeGenerator: Sendable {
 
     // MARK: ServiceNow: incidents move through New → In Progress → On Hold/Resolved → Closed; users change title.
 
-    /// Incident `state` codes (DESIGN §3): where each one may go next.
+    /// Incident `state` codes (docs/DESIGN.md §3): where each one may go next.
     private static let nextStates: [String: [String]] = ["1": ["2"], "2": ["3", "6"], "3": ["2"], "6": ["7", "2"]]
     private static let titles = ["Senior Analyst", "Team Lead", "Site Reliability Engineer", "Architect", "Manager"]
     private static let incidentTexts = ["Laptop will not boot", "Cannot reach the wiki", "Password reset loop",

@@ -1,6 +1,6 @@
 // What `deltahook demo` prints: one line per webhook the receiver got (time, event type, provider/object, record,
 // changed fields, delivery latency, signature check) and the closing summary. Everything here is computed from what
-// arrived at the receiver — the body a subscriber sees (DESIGN §4) and the receiver's own signature verdict — plus
+// arrived at the receiver — the body a subscriber sees (docs/DESIGN.md §4) and the receiver's own signature verdict — plus
 // the enqueue time the demo looks up in the store for the latency.
 public import Foundation
 public import Core

@@ -154,7 +154,7 @@ public final class DemoWorld: Sendable {
                 ("entitystatus", .text(status)), ("isinactive", .text("F"))]
     }
 
-    /// The deltahook configuration for this world (DESIGN §6): one connection per provider polled every second,
+    /// The deltahook configuration for this world (docs/DESIGN.md §6): one connection per provider polled every second,
     /// initial_sync `emit` (the seeded records appear at once), secrets from `$CREDENTIALS_DIRECTORY`, and the
     /// receiver as the only subscriber (plain HTTP on loopback, allowed explicitly).
     public func configJSON(stateDirectory: String, logLevel: String) -> String {

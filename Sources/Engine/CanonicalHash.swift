@@ -1,5 +1,5 @@
-// The differ's hot path: the content hash of every record read (DESIGN §2 rule 5). An unchanged re-read costs
-// exactly one of these plus a batched head lookup, so it must be cheap (DESIGN §9: ≥ 100k records/s).
+// The differ's hot path: the content hash of every record read (docs/DESIGN.md §2 rule 5). An unchanged re-read costs
+// exactly one of these plus a batched head lookup, so it must be cheap (docs/DESIGN.md §9: ≥ 100k records/s).
 //
 // The bytes are Core's canonical form (`JSONValue.writeCanonical(into:skipping:)`, the same code behind
 // `ContentHash.of`): volatile top-level members are skipped while writing instead of copying the object. What

@@ -1,5 +1,5 @@
 // The differ: decides what a freshly read record means against what deltahook last stored for it
-// (DESIGN §2 rules 5 and 5a, rule 6 for tombstones, rule 8 for event ids). Pure: no I/O, no clock.
+// (docs/DESIGN.md §2 rules 5 and 5a, rule 6 for tombstones, rule 8 for event ids). Pure: no I/O, no clock.
 public import Core
 public import Foundation
 

@@ -112,7 +112,7 @@ public final class Engine: Sendable {
 
     // MARK: - Running
 
-    /// Starts polling every object (at once, with the scheduler's small start jitter, DESIGN §2 rule 10) and
+    /// Starts polling every object (at once, with the scheduler's small start jitter, docs/DESIGN.md §2 rule 10) and
     /// the supervisor heartbeat. Idempotent.
     public func start() {
         let jobs = state.withLock { state -> [ScheduledJob]? in

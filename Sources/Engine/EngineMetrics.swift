@@ -1,4 +1,4 @@
-// The engine's Prometheus families (DESIGN §8). Labels are connection/object/type/outcome only — never record
+// The engine's Prometheus families (docs/DESIGN.md §8). Labels are connection/object/type/outcome only — never record
 // ids — so cardinality is bounded by the configuration.
 import Core
 import Foundation

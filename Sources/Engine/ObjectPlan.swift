@@ -1,9 +1,9 @@
 // What the daemon derives from the configuration for one polled object, and the few types every engine
-// component shares (routing, errors). DESIGN §2 and §6.
+// component shares (routing, errors). docs/DESIGN.md §2 and §6.
 public import Core
 public import Foundation
 
-/// How the first complete scan of an object (no cursor yet) is treated (DESIGN §6 `initial_sync`).
+/// How the first complete scan of an object (no cursor yet) is treated (docs/DESIGN.md §6 `initial_sync`).
 public enum InitialSyncMode: String, Sendable, Hashable, CaseIterable {
     /// Baseline: snapshots only, no events.
     case silent
@@ -13,7 +13,7 @@ public enum InitialSyncMode: String, Sendable, Hashable, CaseIterable {
 
 /// Returns the subscriber ids an event goes to. The daemon builds it from the subscribers' event globs and
 /// connection lists; the engine calls it inside the page commit so the event and its delivery rows are
-/// created in the same transaction (DESIGN §2 rule 1, §5).
+/// created in the same transaction (docs/DESIGN.md §2 rule 1, §5).
 public typealias EventRouter = @Sendable (ChangeEvent) -> [String]
 
 /// The polling plan of one (connection, object, partition).
@@ -22,9 +22,9 @@ public struct ObjectPlan: Sendable {
     /// Time between the end of one cycle and the start of the next.
     public var interval: Duration
     /// Extra re-read window below the watermark for rows that become visible late (long transactions,
-    /// replica lag). The engine always overlaps one more granule on top (DESIGN §2 rule 2).
+    /// replica lag). The engine always overlaps one more granule on top (docs/DESIGN.md §2 rule 2).
     public var lookback: Duration
-    /// Full id-set reconciliation period (DESIGN §2 rule 6); nil disables reconciliation.
+    /// Full id-set reconciliation period (docs/DESIGN.md §2 rule 6); nil disables reconciliation.
     public var reconcileEvery: Duration?
     public var initialSync: InitialSyncMode
     /// Records per provider page; also the size of reconciliation id pages and delete transactions.

@@ -1,5 +1,5 @@
 // The poll runner: one cycle of one object = the delete feed, then a delta scan (all pages), then a
-// reconciliation sweep when due. DESIGN §2 rules 1–5 and 8 live here; rules 6 and 6a in Reconciler.
+// reconciliation sweep when due. docs/DESIGN.md §2 rules 1–5 and 8 live here; rules 6 and 6a in Reconciler.
 //
 // A delta scan reads the cursor, asks for records `>=` (watermark − lookback − one granule), follows the
 // provider's keyset positions until a page says the scan is over (`next == nil`), and commits each page —

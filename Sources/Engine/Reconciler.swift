@@ -1,4 +1,4 @@
-// Deletes (DESIGN §2 rule 6): from the provider's delete feed where it has one (ServiceNow `sys_audit_delete`,
+// Deletes (docs/DESIGN.md §2 rule 6): from the provider's delete feed where it has one (ServiceNow `sys_audit_delete`,
 // NetSuite `DeletedRecord`), and from a scheduled full id-set reconciliation. A sweep marks every listed id as
 // seen; only when the listing completed without error are the live snapshots it did not see declared
 // deleted. Deleted snapshots are tombstoned, not removed, so an undelete diffs as `created` again.

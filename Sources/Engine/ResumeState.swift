@@ -1,5 +1,5 @@
 // The JSON the engine keeps in a cursor row: the resume state of an unfinished delta scan and the delete-feed
-// position. Written in the same transaction as the page it covers (DESIGN §2 rule 1), read back on restart.
+// position. Written in the same transaction as the page it covers (docs/DESIGN.md §2 rule 1), read back on restart.
 // Instants are stored as Unix seconds in shortest round-trip Double form, so a ScanPosition survives exactly
 // (a rounded keyset position could skip records).
 import Core
@@ -17,7 +17,7 @@ struct ResumeState: Equatable {
     /// mode it keeps writing snapshots only after a restart.
     var initial: Bool = false
     /// GitHub ETag of the first page of the last complete scan, and the lower bound it was answered for:
-    /// sent as If-None-Match only when the next scan asks the same first page (DESIGN §2 rule 9).
+    /// sent as If-None-Match only when the next scan asks the same first page (docs/DESIGN.md §2 rule 9).
     var validator: String?
     var validatorLowerBound: Date?
 

@@ -1,6 +1,6 @@
 // The scheduler: one loop per (connection, object). Polls start at once with a small jitter, then every
 // `interval`; failures back off exponentially with jitter; rate-limit waits apply to the whole connection
-// because provider limits are per user or account (DESIGN §2 rules 9 and 10). A global semaphore bounds
+// because provider limits are per user or account (docs/DESIGN.md §2 rules 9 and 10). A global semaphore bounds
 // concurrent polls. `trigger` starts a poll now (push hints, `poll-once`).
 import Core
 import Synchronization
@@ -209,7 +209,7 @@ public final class Scheduler: Sendable {
             } catch let blocked as ConnectionBlocked {
                 wait = blocked.until - clock.now
             } catch ProviderError.rateLimited(let retryAfter, _) {
-                // Exact wait, no jitter: the provider told us when (DESIGN §2 rule 9).
+                // Exact wait, no jitter: the provider told us when (docs/DESIGN.md §2 rule 9).
                 gates.block(key.connection, until: clock.now.advanced(by: retryAfter))
                 observer(key, .rateLimited(wait: retryAfter))
                 wait = retryAfter

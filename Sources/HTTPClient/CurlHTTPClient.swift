@@ -446,7 +446,7 @@ final class CurlLoop: @unchecked Sendable {
         try setString(CURLOPT_URL, request.url, "URL rejected")
         try setString(CURLOPT_PROTOCOLS_STR, "http,https", "protocol restriction")
         setLong(CURLOPT_NOSIGNAL, 1)
-        setLong(CURLOPT_FOLLOWLOCATION, 0) // DESIGN §5: never follow redirects
+        setLong(CURLOPT_FOLLOWLOCATION, 0) // docs/DESIGN.md §5: never follow redirects
         setLong(CURLOPT_TIMEOUT_MS, Self.milliseconds(request.timeout))
         setLong(CURLOPT_CONNECTTIMEOUT_MS, Self.milliseconds(request.options.connectTimeout))
         _ = deltahook_curl_setopt_off(handle, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(request.options.maxResponseBytes))

@@ -6,7 +6,7 @@ import Glibc
 public enum RetryAfter {
     /// Parses `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date. A date in the past
     /// yields `.zero`. Returns nil for anything else (callers then use their own back-off).
-    /// Capping (DESIGN §5: at most 1 h) is the caller's policy.
+    /// Capping (docs/DESIGN.md §5: at most 1 h) is the caller's policy.
     public static func parse(_ value: String, now: Date = Date()) -> Duration? {
         let text = value.trimmingCharacters(in: .whitespaces)
         guard !text.isEmpty else { return nil }

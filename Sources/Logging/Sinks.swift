@@ -1,5 +1,5 @@
 // Output sinks: stderr (with syslog priority prefixes only under journald), the journald native socket, and
-// an in-memory sink for tests. See DESIGN §8 and docs/JOURNAL_NATIVE_PROTOCOL.md ("Automatic Protocol
+// an in-memory sink for tests. See docs/DESIGN.md §8 and docs/JOURNAL_NATIVE_PROTOCOL.md ("Automatic Protocol
 // Upgrading").
 public import Foundation
 import Glibc
@@ -98,7 +98,7 @@ public final class StderrSink: LogSink {
 }
 
 /// Sends each record as one datagram to journald's native socket, so fields (`CONNECTION=`, `SUBSCRIBER=`…)
-/// are indexed and `journalctl -u deltahook SUBSCRIBER=crm` works (DESIGN §8).
+/// are indexed and `journalctl -u deltahook SUBSCRIBER=crm` works (docs/DESIGN.md §8).
 ///
 /// Datagrams carry `MESSAGE`, `PRIORITY`, `SYSLOG_IDENTIFIER`, `CODE_FILE`, `CODE_LINE` and every field.
 /// Values containing a newline use the binary form (`KEY\n` + little-endian u64 length + bytes + `\n`).
@@ -185,7 +185,7 @@ public final class MemoryLogSink: LogSink {
     public var records: [LogRecord] { storage.withLock { $0 } }
 }
 
-/// Picks the sink for this process (DESIGN §8).
+/// Picks the sink for this process (docs/DESIGN.md §8).
 ///
 /// - stderr is the journal (`$JOURNAL_STREAM` matches) and the native socket exists: `JournalSink`, falling
 ///   back to prefixed stderr lines per record if a send fails. Nothing is written to stderr otherwise, since

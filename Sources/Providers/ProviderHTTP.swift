@@ -1,6 +1,6 @@
 // Shared HTTP plumbing for provider adapters: send a request, map transport failures and error statuses to
 // ProviderError (which the engine turns into scheduling decisions), parse JSON bodies with a JSON-path
-// context, and remember consecutive header-less 429s for exponential backoff with jitter (DESIGN §2 rule 9).
+// context, and remember consecutive header-less 429s for exponential backoff with jitter (docs/DESIGN.md §2 rule 9).
 public import Config
 public import Core
 public import HTTPClient

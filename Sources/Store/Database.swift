@@ -1,6 +1,6 @@
 // Database: a small typed wrapper over one SQLite connection (libsqlite3 through CSQLite).
 //
-// The choices follow GRDB (shared/reference/swift-style-and-systemd.md §A8):
+// The choices follow the habits of GRDB, a mature Swift SQLite library:
 // - the connection is opened with SQLITE_OPEN_NOMUTEX and every use is serialized by one lock, so SQLite's
 //   own per-call mutex is redundant;
 // - extended result codes, WAL + synchronous=NORMAL, a busy timeout, foreign keys on;

@@ -22,7 +22,7 @@ extension StateStore {
     /// Pending deliveries of `subscriber` due at `now`, in event order, keeping only the head of each record's
     /// queue: a delivery is returned only if no earlier pending delivery exists for the same
     /// (subscriber, record_key), even one not yet due. So events of one record arrive in order, and a failing
-    /// record (whose head waits for its retry) does not block other records (DESIGN §5). `failed` deliveries
+    /// record (whose head waits for its retry) does not block other records (docs/DESIGN.md §5). `failed` deliveries
     /// are terminal and do not block later ones.
     static let dueSQL = dueQuery()
 

@@ -7,7 +7,7 @@ public import Core
 
 // MARK: - Cursors and poll status
 
-/// Poll position of one (connection, object, partition). DESIGN §2 rules 1, 3, 6, 7.
+/// Poll position of one (connection, object, partition). docs/DESIGN.md §2 rules 1, 3, 6, 7.
 public struct CursorState: Sendable, Hashable {
     public var connection: String
     public var object: String
@@ -153,7 +153,7 @@ public struct OutgoingEvent: Sendable, Hashable {
     }
 }
 
-/// Everything one page produces, committed atomically by ``StateStore/commitPage(_:)`` (DESIGN §2 rule 1).
+/// Everything one page produces, committed atomically by ``StateStore/commitPage(_:)`` (docs/DESIGN.md §2 rule 1).
 public struct PageCommit: Sendable, Hashable {
     public var connection: String
     public var object: String

@@ -13,7 +13,7 @@ enum Schema {
     static var currentVersion: Int { migrations.count }
 
     static let version1 = """
-        -- Poll position per (connection, object, partition). DESIGN §2 rules 1, 3, 6, 7.
+        -- Poll position per (connection, object, partition). docs/DESIGN.md §2 rules 1, 3, 6, 7.
         CREATE TABLE cursors (
             connection        TEXT    NOT NULL,
             object            TEXT    NOT NULL,
@@ -66,7 +66,7 @@ enum Schema {
         CREATE INDEX events_source ON events (connection, object, seq);
         CREATE INDEX events_record ON events (connection, object, record_id, seq);
 
-        -- One row per (event, subscriber). DESIGN §5.
+        -- One row per (event, subscriber). docs/DESIGN.md §5.
         CREATE TABLE deliveries (
             id              INTEGER PRIMARY KEY,
             event_seq       INTEGER NOT NULL REFERENCES events (seq) ON DELETE CASCADE,
@@ -126,7 +126,7 @@ enum Schema {
         ) WITHOUT ROWID;
         """
 
-    /// Write cost of a changed record (DESIGN §9 measures it against raw SQLite row writes).
+    /// Write cost of a changed record (docs/DESIGN.md §9 measures it against raw SQLite row writes).
     /// - `events_record` served no query: nothing reads events by record id.
     /// - `snapshots_live` carried `updated_at`, and the page upsert set `last_seen_sweep` and `tombstoned`, so every
     ///   snapshot write deleted and re-inserted the record's entry in it. The index now holds only what the sweep

@@ -91,7 +91,7 @@ extension StateStore {
         }
     }
 
-    /// Marks ids as seen by the reconciliation sweep that started at `sweep` (DESIGN §2 rule 6). Snapshots written
+    /// Marks ids as seen by the reconciliation sweep that started at `sweep` (docs/DESIGN.md §2 rule 6). Snapshots written
     /// by ``commitPage(_:)`` count as seen at their write time (`updated_at`), so records created or changed during
     /// a sweep are not mistaken for deletions.
     public func markSeen(connection: String, object: String, ids: [String], sweep: Date) throws {

@@ -48,7 +48,7 @@ private final class QueuedOutcome<T: Sendable>: Sendable {
 public final class StateStore: Sendable {
     /// The conventional file name inside `state_directory`.
     public static let fileName = "deltahook.sqlite"
-    /// Response bodies are kept up to this many UTF-8 bytes (DESIGN §5: "a few KB").
+    /// Response bodies are kept up to this many UTF-8 bytes (docs/DESIGN.md §5: "a few KB").
     public static let responseExcerptLimit = 4096
     /// The schema version this binary writes.
     public static var schemaVersion: Int { Schema.currentVersion }

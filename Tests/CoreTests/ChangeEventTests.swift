@@ -1,4 +1,4 @@
-// Event ids (DESIGN §2 rule 8) and the subscriber body (DESIGN §4).
+// Event ids (docs/DESIGN.md §2 rule 8) and the subscriber body (docs/DESIGN.md §4).
 import Foundation
 import Testing
 import Core

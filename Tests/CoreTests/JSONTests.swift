@@ -1,4 +1,4 @@
-// The exact JSON parser and the canonical form behind content hashes (DESIGN §2 rule 5).
+// The exact JSON parser and the canonical form behind content hashes (docs/DESIGN.md §2 rule 5).
 import Foundation
 import Testing
 @testable import Core

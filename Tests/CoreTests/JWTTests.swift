@@ -1,4 +1,4 @@
-// GitHub App RS256 JWTs (DESIGN §2 rule 11; GitHub docs "Generating a JWT for a GitHub App").
+// GitHub App RS256 JWTs (docs/DESIGN.md §2 rule 11; GitHub docs "Generating a JWT for a GitHub App").
 import Foundation
 import Testing
 import Crypto

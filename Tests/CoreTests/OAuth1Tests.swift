@@ -1,4 +1,4 @@
-// OAuth 1.0a HMAC-SHA256 for NetSuite Token-Based Authentication (DESIGN §2 rule 11; RFC 5849;
+// OAuth 1.0a HMAC-SHA256 for NetSuite Token-Based Authentication (docs/DESIGN.md §2 rule 11; RFC 5849;
 // provider-wire-facts §2.5).
 import Foundation
 import Testing

@@ -1,4 +1,4 @@
-// Standard Webhooks signatures (DESIGN §4; standardwebhooks.com spec v1.0.0).
+// Standard Webhooks signatures (docs/DESIGN.md §4; standardwebhooks.com spec v1.0.0).
 import Foundation
 import Testing
 import Crypto

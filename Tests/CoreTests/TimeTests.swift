@@ -1,4 +1,4 @@
-// Durations (DESIGN §6) and timestamps (DESIGN §2 rule 7).
+// Durations (docs/DESIGN.md §6) and timestamps (docs/DESIGN.md §2 rule 7).
 import Foundation
 import Testing
 import Core

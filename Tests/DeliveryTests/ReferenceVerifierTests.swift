@@ -1,4 +1,4 @@
-// DESIGN §4: "Standard Webhooks is the contract; its reference libraries must verify us." These tests hand
+// docs/DESIGN.md §4: "Standard Webhooks is the contract; its reference libraries must verify us." These tests hand
 // real deliveries — captured by the receiver exactly as they arrived — to the spec's own Python library
 // (`standardwebhooks` on PyPI, installed by Scripts/test), not to our verifier.
 import Core
@@ -41,7 +41,7 @@ func referenceVerify(body: [UInt8], headers: [(name: String, value: String)], se
 
 @Suite("Standard Webhooks reference library")
 struct ReferenceVerifierTests {
-    @Test("the reference Python library verifies every delivery, with either rotation secret alone (DESIGN §4)")
+    @Test("the reference Python library verifies every delivery, with either rotation secret alone (docs/DESIGN.md §4)")
     func referenceLibraryVerifiesDeliveries() async throws {
         let old = try StandardWebhooks.generateSecret()
         let new = try StandardWebhooks.generateSecret()

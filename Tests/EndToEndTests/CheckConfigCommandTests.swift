@@ -1,4 +1,4 @@
-// Runs the built `deltahook` binary: `check-config` exit codes 0 / 78 / 64 and its output (DESIGN §6, §7).
+// Runs the built `deltahook` binary: `check-config` exit codes 0 / 78 / 64 and its output (docs/DESIGN.md §6, §7).
 import Foundation
 import Testing
 

@@ -1,4 +1,4 @@
-// `deltahook run` as systemd runs it (DESIGN §8): the real binary against the GitHub emulator and a webhook
+// `deltahook run` as systemd runs it (docs/DESIGN.md §8): the real binary against the GitHub emulator and a webhook
 // receiver, with a fake $NOTIFY_SOCKET. Proves: a bad config exits 78 before READY with every problem printed;
 // a good one sends READY=1 + STATUS=, polls, delivers, writes the metrics textfile and serves /metrics and
 // /healthz; SIGHUP with a broken file keeps running (RELOADING=1 … READY=1, problems logged) and a good file

@@ -1,5 +1,5 @@
 // The real `deltahook` binary (`poll-once`, `events list|show`) against the GitHub emulator: config in a temp
-// dir, secrets from environment variables, state in a temp state directory. Each test names the DESIGN §2 rule
+// dir, secrets from environment variables, state in a temp state directory. Each test names the docs/DESIGN.md §2 rule
 // it proves.
 import Core
 import Crypto

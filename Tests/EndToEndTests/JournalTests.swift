@@ -1,4 +1,4 @@
-// JournalSink against a real systemd-journald (DESIGN §8): a standalone journald in a private journal
+// JournalSink against a real systemd-journald (docs/DESIGN.md §8): a standalone journald in a private journal
 // namespace (`systemd-journald NAME` binds /run/systemd/journal.NAME/socket and writes
 // /var/log/journal/<machine-id>.NAME), records sent through the native protocol, and the fields read back with
 // `journalctl --namespace=NAME -o json`, filtered by SUBSCRIBER= the way operators filter `-u deltahook`.

@@ -1,4 +1,4 @@
-// The differ's fast content hash must equal Core's canonical ContentHash exactly (DESIGN §2 rule 5): stored
+// The differ's fast content hash must equal Core's canonical ContentHash exactly (docs/DESIGN.md §2 rule 5): stored
 // snapshot hashes and event ids depend on it.
 import Core
 import Engine

@@ -1,4 +1,4 @@
-// Poll runner and reconciler against a real StateStore: each test names the DESIGN §2 rule it proves.
+// Poll runner and reconciler against a real StateStore: each test names the docs/DESIGN.md §2 rule it proves.
 import Core
 import Engine
 import Foundation

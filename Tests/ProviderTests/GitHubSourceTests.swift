@@ -1,5 +1,5 @@
 // The GitHub adapter against the GitHub emulator over real HTTP (libcurl ↔ loopback server).
-// Each test names the DESIGN §2 rule it proves.
+// Each test names the docs/DESIGN.md §2 rule it proves.
 import Core
 import Crypto
 import Emulators

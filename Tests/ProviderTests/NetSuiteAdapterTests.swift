@@ -71,7 +71,7 @@ struct NetSuiteAdapterTests {
         #expect(clock.local(instant.addingTimeInterval(0.9)) == "2026-07-01 00:00:00")
     }
 
-    @Test("DESIGN §6 DST rule: a cursor in the repeated hour steps back before it (either reading), re-reads")
+    @Test("docs/DESIGN.md §6 DST rule: a cursor in the repeated hour steps back before it (either reading), re-reads")
     func fallBackStepsBack() {
         let clock = NetSuiteClock(zone: losAngeles)
         // 2026-11-01 01:30 happens twice in Los Angeles: 08:30Z (PDT) and 09:30Z (PST).
@@ -92,7 +92,7 @@ struct NetSuiteAdapterTests {
         #expect(clock.instant(of: "2026-11-01 01:30:00", notBefore: nil) == early)
     }
 
-    @Test("DESIGN §6 DST rule: a spring-forward time does not exist and is refused, not guessed")
+    @Test("docs/DESIGN.md §6 DST rule: a spring-forward time does not exist and is refused, not guessed")
     func springForwardGap() {
         let clock = NetSuiteClock(zone: losAngeles)
         #expect(clock.readings(of: "2026-03-08 02:30:00") == [])
@@ -121,7 +121,7 @@ struct NetSuiteAdapterTests {
         #expect(NetSuiteSQL.deletedRecordTypes(table: "item", recordType: nil).contains("inventoryitem"))
     }
 
-    @Test("DESIGN §4: customer, employee and invoice mappings; record keeps columns minus links; links never hashed")
+    @Test("docs/DESIGN.md §4: customer, employee and invoice mappings; record keeps columns minus links; links never hashed")
     func models() {
         let when = utc("2026-11-29 08:00:00")
         let customerRow: JSONValue = ["links": [], "id": "12", "entityid": "CUST-12", "companyname": "Acme",

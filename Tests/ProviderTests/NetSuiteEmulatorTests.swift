@@ -1,5 +1,5 @@
 // The NetSuite adapter against the NetSuite emulator over real HTTP (libcurl ↔ loopback server), and the
-// emulator's own wire behaviour. Each test names the DESIGN §2 rule it proves.
+// emulator's own wire behaviour. Each test names the docs/DESIGN.md §2 rule it proves.
 import Core
 import Emulators
 import Foundation

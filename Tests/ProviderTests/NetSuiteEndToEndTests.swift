@@ -1,6 +1,6 @@
 // Issue 5 acceptance, end to end in-process: config JSON → ConfigLoader → ProviderFactory → the real Engine
 // (PollRunner, Reconciler) → the real StateStore in a temporary directory, against the NetSuite emulator over
-// loopback HTTP. Each test names the DESIGN §2 rules it proves.
+// loopback HTTP. Each test names the docs/DESIGN.md §2 rules it proves.
 import Config
 import Core
 import Emulators
@@ -130,7 +130,7 @@ final class NetSuiteE2E: @unchecked Sendable {
 
 @Suite("NetSuite end to end through the engine and store", .serialized)
 struct NetSuiteEndToEndTests {
-    @Test("Rules 1, 2, 5, 7 + DESIGN §6 DST rule: midnight, fall-back and spring-forward — nothing lost, nothing doubled")
+    @Test("Rules 1, 2, 5, 7 + docs/DESIGN.md §6 DST rule: midnight, fall-back and spring-forward — nothing lost, nothing doubled")
     func daylightSaving() async throws {
         for reading in [NetSuiteEmulator.AmbiguousReading.earlier, .later] {
             let e = try NetSuiteE2E(emulator: .init(timeZone: losAngeles, ambiguousReading: reading),

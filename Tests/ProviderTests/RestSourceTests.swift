@@ -1,5 +1,5 @@
 // The generic REST provider against a small fake API on loopback: cursor walking instead of offset drift
-// (DESIGN §2 rule 3), paging inside a run of identical timestamps, end markers (rule 4), errors with paths.
+// (docs/DESIGN.md §2 rule 3), paging inside a run of identical timestamps, end markers (rule 4), errors with paths.
 import Config
 import Core
 import Foundation

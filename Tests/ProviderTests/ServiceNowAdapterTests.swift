@@ -1,4 +1,4 @@
-// The ServiceNow adapter against the emulator, one engine rule (DESIGN §2) per test where one applies.
+// The ServiceNow adapter against the emulator, one engine rule (docs/DESIGN.md §2) per test where one applies.
 import Config
 import Core
 import Emulators

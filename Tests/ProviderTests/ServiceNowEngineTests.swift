@@ -1,6 +1,6 @@
 // Issue 4 acceptance, end to end and in-process: the real Engine (PollRunner, Reconciler, Scheduler) and a
 // real StateStore in a temporary directory, reading the ServiceNow emulator through the ServiceNow adapter
-// over loopback HTTP. Each test names the DESIGN §2 rule it proves.
+// over loopback HTTP. Each test names the docs/DESIGN.md §2 rule it proves.
 import Config
 import Core
 import Emulators

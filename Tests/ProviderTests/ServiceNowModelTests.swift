@@ -1,4 +1,4 @@
-// Normalized ServiceNow models (DESIGN §4, docs/models.md).
+// Normalized ServiceNow models (docs/DESIGN.md §4, docs/models.md).
 import Core
 import Providers
 import Testing

@@ -4,7 +4,7 @@
 // An RS256 JWT (iat = now − 60 s, exp ≤ 10 min) is exchanged at
 // `POST /app/installations/{id}/access_tokens` for a token that lives one hour (201 {token, expires_at}).
 // The token is cached per connection and replaced before it expires, so a poll never starts with a token
-// that dies mid-scan (DESIGN §2 rule 11).
+// that dies mid-scan (docs/DESIGN.md §2 rule 11).
 public import Crypto
 public import Foundation
 import Core

@@ -1,7 +1,7 @@
 // One GitHub connection: authentication (PAT or App installation token), the standard request headers, and
 // the mapping of GitHub's answers to ProviderError (GitHub docs "Rate limits for the REST API",
 // "Troubleshooting the REST API"; provider-wire-facts §3.4–§3.6). Shared by every object of the connection,
-// because rate limits and tokens belong to the account, not to a repository (DESIGN §2 rule 10).
+// because rate limits and tokens belong to the account, not to a repository (docs/DESIGN.md §2 rule 10).
 public import Core
 public import Crypto
 public import Foundation

@@ -3,7 +3,7 @@
 // provider-wire-facts §3.1–§3.4).
 //
 // GitHub offers no keyset pagination, only `since` (inclusive, on `updated_at`, whole seconds) and page
-// numbers. Page numbers over a set that changes while we read it skip or repeat rows, so (DESIGN §2 rule 3):
+// numbers. Page numbers over a set that changes while we read it skip or repeat rows, so (docs/DESIGN.md §2 rule 3):
 // - after a page whose rows span several timestamps, the next request is page 1 again with `since` = the
 //   newest `updated_at` seen; rows at exactly that instant that were already on the previous page are
 //   filtered out (their ids travel in the position's `seen` hint);
@@ -34,7 +34,7 @@ import HTTPClient
 
 public struct GitHubIssuesSource: ObjectSource {
     /// Fields that change without a change of content: the cursor field and GitHub's bookkeeping counters
-    /// (reaction totals, comment count, sub-issue and dependency summaries). DESIGN §4: volatile by default.
+    /// (reaction totals, comment count, sub-issue and dependency summaries). docs/DESIGN.md §4: volatile by default.
     public static let defaultVolatileFields: Set<String> = [
         "updated_at", "reactions", "comments", "sub_issues_summary", "issue_dependencies_summary",
     ]

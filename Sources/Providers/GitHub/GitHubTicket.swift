@@ -1,4 +1,4 @@
-// GitHub issue → normalized `ticket` model (DESIGN §4). Field by field (also in docs/models.md, GitHub section):
+// GitHub issue → normalized `ticket` model (docs/DESIGN.md §4). Field by field (also in docs/models.md, GitHub section):
 //
 //   ticket field      GitHub issue field (GET /repos/{owner}/{repo}/issues, REST API 2022-11-28)
 //   id                `id` as a decimal string (the issue id, not its number; PRs share the id space)

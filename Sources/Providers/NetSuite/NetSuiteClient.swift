@@ -1,5 +1,5 @@
 // One NetSuite account: TBA signing, the per-account concurrency limit, SuiteQL requests and error mapping
-// (DESIGN §2 rules 9 and 11, §3; provider-wire-facts §2). Every object of a connection shares one client,
+// (docs/DESIGN.md §2 rules 9 and 11, §3; provider-wire-facts §2). Every object of a connection shares one client,
 // because NetSuite's concurrency limit is per account.
 public import Foundation
 public import Core
@@ -172,7 +172,7 @@ public final class NetSuiteClient: Sendable {
                 try await Task.sleep(for: wait)
             case 401:
                 // TBA has nothing to refresh; one retry with a fresh nonce and timestamp rules out a one-off
-                // nonce or clock hiccup (DESIGN §2 rule 11), then it is an authentication failure.
+                // nonce or clock hiccup (docs/DESIGN.md §2 rule 11), then it is an authentication failure.
                 if !authRetried {
                     authRetried = true
                     continue

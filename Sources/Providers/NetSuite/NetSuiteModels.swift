@@ -1,4 +1,4 @@
-// NetSuite rows → deltahook's normalized models (DESIGN §4). Field by field in docs/models-netsuite.md.
+// NetSuite rows → deltahook's normalized models (docs/DESIGN.md §4). Field by field in docs/models-netsuite.md.
 // SuiteQL returns every column as a string with a lower-case key and omits nothing we rely on; a column that
 // is absent maps to null. Booleans are NetSuite's "T"/"F". Dates are read only through TO_CHAR aliases
 // (never the preference-formatted columns).
@@ -7,7 +7,7 @@ public import Core
 
 public enum NetSuiteModels {
     /// Columns excluded from the content hash and from `changes`: the cursor field in both its forms, the
-    /// per-item `links` envelope member (always `[]`), and the normalized `updated_at` (DESIGN §4).
+    /// per-item `links` envelope member (always `[]`), and the normalized `updated_at` (docs/DESIGN.md §4).
     public static let volatileFields: Set<String> = ["lastmodifieddate", NetSuiteSQL.cursorAlias, "links", "updated_at"]
 
     /// Builds the normalized record for `model` from a SuiteQL row.

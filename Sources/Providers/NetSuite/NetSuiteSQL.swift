@@ -1,4 +1,4 @@
-// The SuiteQL texts deltahook sends (DESIGN §3; provider-wire-facts §2.2). Dates cross the wire only as
+// The SuiteQL texts deltahook sends (docs/DESIGN.md §3; provider-wire-facts §2.2). Dates cross the wire only as
 // `TO_CHAR(col, 'YYYY-MM-DD HH24:MI:SS')` readings and `TO_TIMESTAMP('…', 'YYYY-MM-DD HH24:MI:SS')` literals in
 // the account's time zone, so the user's date-format preference never matters.
 

@@ -1,5 +1,5 @@
 // The NetSuite adapter for one object: SuiteQL delta pages with keyset pagination, adaptive time windows
-// under the 100,000-row cap, the DeletedRecord feed and the id sweep (DESIGN §2 rules 2–4, 6, 7; §3).
+// under the 100,000-row cap, the DeletedRecord feed and the id sweep (docs/DESIGN.md §2 rules 2–4, 6, 7; §3).
 //
 // Paging is keyset, never offset over a changing set (rule 3): every page asks for rows after the last one
 // read, `(lastmodifieddate > T OR (lastmodifieddate = T AND id > N)) ORDER BY lastmodifieddate, id`, at

@@ -1,4 +1,4 @@
-// NetSuite local-time handling (DESIGN §2 rule 7, §6 DST rule; provider-wire-facts §2.3).
+// NetSuite local-time handling (docs/DESIGN.md §2 rule 7, §6 DST rule; provider-wire-facts §2.3).
 //
 // SuiteQL shows and compares `lastmodifieddate` in the account's time-zone preference, not UTC: TO_CHAR output
 // and TO_TIMESTAMP literals are local wall-clock readings. deltahook keeps cursors as UTC instants and converts

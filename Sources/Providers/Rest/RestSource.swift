@@ -1,4 +1,4 @@
-// The declarative generic REST provider (DESIGN §3): any JSON API that lists records updated since a time,
+// The declarative generic REST provider (docs/DESIGN.md §3): any JSON API that lists records updated since a time,
 // oldest first, described in config by a URL template, a records path, id and cursor fields and a
 // pagination style. No code per API.
 //
@@ -119,7 +119,7 @@ public struct RestSource: ObjectSource {
     /// it belongs to was paged to its end (cases 2 and 3); rows that change meanwhile move to the end of the order,
     /// which every first page from a later cursor still reaches. (Inside a run longer than a page, rows of the run
     /// updated between two page requests can shift one unread row of the run into a page already read — the limit
-    /// of page numbers, DESIGN §2 rule 3; the rows after the run are never lost.)
+    /// of page numbers, docs/DESIGN.md §2 rule 3; the rows after the run are never lost.)
     ///
     /// The walk ends (rule 18): every step either moves the cursor to a strictly later granule at a first page, or
     /// keeps it and moves the API's pagination strictly forward inside one finite run; an API that ignores `page` or

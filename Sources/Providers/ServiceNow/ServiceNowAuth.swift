@@ -4,7 +4,7 @@
 // One authenticator per connection, shared by all its objects: a token is fetched once, cached until
 // shortly before `expires_in`, and refreshed by a single request even when several objects need it at the
 // same moment. A 401 from the Table API invalidates the token it was sent with, so the caller refreshes
-// exactly once before giving up (DESIGN §2 rule 11).
+// exactly once before giving up (docs/DESIGN.md §2 rule 11).
 public import Foundation
 public import Config
 public import Core

@@ -1,5 +1,5 @@
 // One ServiceNow instance as seen by deltahook: Table API reads with auth, error classification and
-// rate-limit handling shared by every object of the connection (limits are per user, DESIGN §2 rule 10).
+// rate-limit handling shared by every object of the connection (limits are per user, docs/DESIGN.md §2 rule 10).
 import Foundation
 public import Core
 import HTTPClient
@@ -112,7 +112,7 @@ public final class ServiceNowClient: Sendable {
     }
 
     /// Sends a GET with the current authorization. A 401 with OAuth invalidates the token and retries once with a
-    /// fresh one (DESIGN §2 rule 11); `refreshed` says whether that happened, for the error hint.
+    /// fresh one (docs/DESIGN.md §2 rule 11); `refreshed` says whether that happened, for the error hint.
     private func send(_ url: String) async throws -> (response: ProviderResponse, refreshed: Bool) {
         var refreshed = false
         while true {
@@ -170,7 +170,7 @@ public final class ServiceNowClient: Sendable {
             throw ProviderError.configuration(message: "\(context): \(envelope.text) — base_url must be the instance "
                                               + "root (https://<name>.service-now.com), without a path")
         case 429:
-            // Exact (DESIGN §2 rule 9) but bounded by max_provider_wait (rule 12): ServiceNow rate-limit rules are
+            // Exact (docs/DESIGN.md §2 rule 9) but bounded by max_provider_wait (rule 12): ServiceNow rate-limit rules are
             // per hour (wire facts §1.7), so a longer value is a broken header, not a reason to stop for days.
             if let wait = http.retryAfter(response.headers) {
                 throw ProviderError.rateLimited(retryAfter: wait, message: "\(context): \(envelope.text)")

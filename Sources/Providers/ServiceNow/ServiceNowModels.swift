@@ -1,4 +1,4 @@
-// Normalized models for ServiceNow records (DESIGN §4; field-by-field table in docs/models.md).
+// Normalized models for ServiceNow records (docs/DESIGN.md §4; field-by-field table in docs/models.md).
 //
 // Raw Table API values are all strings, empty = "" (wire facts §1.4). A reference field arrives in one of
 // three shapes depending on the request and release — "" (empty), a plain sys_id
@@ -16,7 +16,7 @@ public enum ServiceNowModel: String, Sendable, CaseIterable {
         "1": "open", "2": "in_progress", "3": "on_hold", "6": "resolved", "7": "closed", "8": "canceled",
     ]
 
-    /// Bookkeeping fields a change in which alone emits nothing (DESIGN §4): the cursor field, the update
+    /// Bookkeeping fields a change in which alone emits nothing (docs/DESIGN.md §4): the cursor field, the update
     /// counter and who touched the record last, plus the normalized form of the cursor (`updated_at`).
     public static let defaultVolatileFields: Set<String> = ["sys_updated_on", "sys_mod_count", "sys_updated_by", "updated_at"]
 

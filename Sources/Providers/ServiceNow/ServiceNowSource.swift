@@ -1,4 +1,4 @@
-// The ServiceNow Table API as an ObjectSource (DESIGN §2 rules 2–4 and 6, §3; wire facts §1).
+// The ServiceNow Table API as an ObjectSource (docs/DESIGN.md §2 rules 2–4 and 6, §3; wire facts §1).
 //
 // Every read is a keyset query ordered by (cursor field, sys_id) with raw values
 // (`sysparm_display_value=false`, `sysparm_exclude_reference_link=true`). Pages are never walked with offsets
@@ -219,7 +219,7 @@ public struct ServiceNowSource: ObjectSource {
     /// more rows match. A short page is returned as is (not the end). A page with no ACCEPTABLE row — empty
     /// because ACLs hid its rows, or holding only rejected rows — while the instance announces more rows
     /// (`X-Total-Count`, a `next` link, or a full page) is stepped over within the same keyset query with
-    /// `sysparm_offset` — the only offsets we ever send — until acceptable rows or the true end appear (DESIGN §2
+    /// `sysparm_offset` — the only offsets we ever send — until acceptable rows or the true end appear (docs/DESIGN.md §2
     /// rules 4 and 16). Steps overlap by a tenth, so a few rows leaving the query meanwhile (updated or deleted)
     /// cannot shift a visible row past us.
     func readPage<T>(table: String, params: [(String, String)], limit: Int,
@@ -271,7 +271,7 @@ public struct ServiceNowSource: ObjectSource {
     }
 
     /// A page must move strictly past the position it started after, or the scan could loop forever
-    /// (DESIGN §2 rule 3: a page full of one timestamp advances by the id tiebreaker and cannot stall).
+    /// (docs/DESIGN.md §2 rule 3: a page full of one timestamp advances by the id tiebreaker and cannot stall).
     /// A stored position whose id is no sys_id was re-read inclusively from its second (ServiceNowQuery.delta);
     /// that page may start below its id, so only checked positions are compared.
     private func checkProgress(_ next: ScanPosition, after: ScanPosition?) throws {
