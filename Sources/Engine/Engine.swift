@@ -45,7 +45,7 @@ public final class Engine: Sendable {
         var supervisor: Task<Void, Never>?
     }
 
-    private let store: StateStore
+    private let store: any StateStoring
     private let logger: Logger
     private let metrics: MetricsRegistry?
     private let now: @Sendable () -> Date
@@ -56,8 +56,9 @@ public final class Engine: Sendable {
     private let lastBeat: Mutex<ContinuousClock.Instant>
     private let beatStalled = Mutex(false)
 
-    public init(store: StateStore, logger: Logger, metrics: MetricsRegistry? = nil, router: @escaping EventRouter,
-                options: Options = Options(), now: @escaping @Sendable () -> Date = { Date() }) {
+    public init(store: any StateStoring, logger: Logger, metrics: MetricsRegistry? = nil,
+                router: @escaping EventRouter, options: Options = Options(),
+                now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store
         self.logger = logger
         self.metrics = metrics

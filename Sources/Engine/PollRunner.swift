@@ -21,7 +21,7 @@ public final class PollRunner: Sendable {
     }
 
     private let settings: Mutex<Settings>
-    let store: StateStore
+    let store: any StateStoring
     private let logger: Logger
     let metrics: EngineMetrics
     let now: @Sendable () -> Date
@@ -33,7 +33,7 @@ public final class PollRunner: Sendable {
     ///   - router: the subscribers each event goes to; their delivery rows commit with the event.
     ///   - metrics: optional registry for the `deltahook_polls_total` … families.
     ///   - now: the detection clock (event `timestamp`, commit times, sweep start). Injected for tests.
-    public init(target: PollTarget, store: StateStore, router: @escaping EventRouter, logger: Logger,
+    public init(target: PollTarget, store: any StateStoring, router: @escaping EventRouter, logger: Logger,
                 metrics: MetricsRegistry? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
         settings = Mutex(Settings(target: target, router: router))
         self.store = store

@@ -30,14 +30,14 @@ public final class Reconciler: Sendable {
         var notBefore: Date?
     }
 
-    let store: StateStore
+    let store: any StateStoring
     let now: @Sendable () -> Date
     let metrics: EngineMetrics
     private let retry = Mutex(RetryState())
     /// The source answered `unsupported` to a single-record read: said once, not on every sweep.
     let singleReadsUnsupportedLogged = Mutex(false)
 
-    public init(store: StateStore, metrics: MetricsRegistry? = nil,
+    public init(store: any StateStoring, metrics: MetricsRegistry? = nil,
                 now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store
         self.metrics = EngineMetrics(metrics)
