@@ -92,7 +92,7 @@ public enum Daemon {
         let logger = Logger(level: LogLevel(name: config.logLevel.rawValue) ?? .info, sink: sink, scrubber: scrubber)
 
         // 2. Store, and the one-poller-per-state-directory lock (held until this function returns).
-        let store: StateStore
+        let store: any StateStoring
         let pollerLock: PollerLock
         do {
             store = try openStore(directory: config.stateDirectory, logger: logger)
@@ -186,7 +186,7 @@ public enum Daemon {
 
     /// Creates the state directory 0700 (parents as needed) or tightens a looser one, tightens existing store
     /// files to 0600 (each with a warning: the data was readable by others until now), and opens the store.
-    static func openStore(directory: String, logger: Logger) throws -> StateStore {
+    static func openStore(directory: String, logger: Logger) throws -> any StateStoring {
         for warning in try PrivateFiles.prepareStateDirectory(directory) {
             logger.warning("state directory or store file was readable by others; tightened", ["DETAIL": warning])
         }

@@ -14,7 +14,7 @@ public final class DeltahookPipeline: Pipeline {
     let engine: Engine
     let dispatcher: Dispatcher
     let transport: CurlHTTPClient
-    let store: StateStore
+    let store: any StateStoring
     let logger: Logger
     let stallEngineLiveness: Bool
     /// The engine beats every second; three missed beats mean it is stuck.
@@ -22,7 +22,7 @@ public final class DeltahookPipeline: Pipeline {
 
     public let services: [any Service]
 
-    init(config: DeltahookConfig, store: StateStore, context: PipelineContext) throws {
+    init(config: DeltahookConfig, store: any StateStoring, context: PipelineContext) throws {
         self.store = store
         logger = context.logger
         stallEngineLiveness = context.stallEngineLiveness
@@ -43,7 +43,7 @@ public final class DeltahookPipeline: Pipeline {
     }
 
     /// The `PipelineFactory` of the real binary.
-    public static func make(config: DeltahookConfig, store: StateStore, context: PipelineContext) async throws
+    public static func make(config: DeltahookConfig, store: any StateStoring, context: PipelineContext) async throws
         -> any Pipeline
     {
         let pipeline = try DeltahookPipeline(config: config, store: store, context: context)
@@ -143,10 +143,10 @@ final class DispatcherService: Service {
     let name = "dispatcher"
     let dispatcher: Dispatcher
     let transport: CurlHTTPClient
-    let store: StateStore
+    let store: any StateStoring
     private let stop = Doorbell()
 
-    init(dispatcher: Dispatcher, transport: CurlHTTPClient, store: StateStore) {
+    init(dispatcher: Dispatcher, transport: CurlHTTPClient, store: any StateStoring) {
         self.dispatcher = dispatcher
         self.transport = transport
         self.store = store

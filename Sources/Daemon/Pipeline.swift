@@ -34,5 +34,5 @@ public struct PipelineContext: Sendable {
 }
 
 /// Builds the pipeline for a validated config and an open store. Throwing a `ConfigError` exits 78.
-public typealias PipelineFactory = @Sendable (DeltahookConfig, StateStore, PipelineContext) async throws
+public typealias PipelineFactory = @Sendable (DeltahookConfig, any StateStoring, PipelineContext) async throws
     -> any Pipeline

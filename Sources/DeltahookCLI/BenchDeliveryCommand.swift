@@ -69,7 +69,7 @@ struct BenchDeliveryCommand: Command {
         out.err("loopback limit: \(Int(limitRate)) requests/s\n")
 
         // Phase 2: throughput.
-        let store = try StateStore(path: directory + "/" + StateStore.fileName)
+        let store: any StateStoring = try StateStore(path: directory + "/" + StateStore.fileName)
         let dispatcher = Dispatcher(
             store: store, transport: client,
             options: Dispatcher.Options(userAgent: "deltahook/\(DeltahookVersion.current)",
@@ -177,7 +177,7 @@ struct BenchDeliveryCommand: Command {
             + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
     }
 
-    private func waitDurable(store: StateStore, timeout: Duration) async throws {
+    private func waitDurable(store: any StateStoring, timeout: Duration) async throws {
         let deadline = ContinuousClock.now + timeout
         while try await store.perform({ try $0.pendingCount() }) > 0 {
             guard ContinuousClock.now < deadline else { throw CommandFailure("deliveries still pending after \(timeout)") }

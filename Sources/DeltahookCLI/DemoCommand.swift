@@ -213,7 +213,7 @@ final class DemoFeedPrinter: Sendable {
     private struct State {
         var printed = 0
         var summary = DemoSummary()
-        var store: StateStore?
+        var store: (any StateStoring)?
     }
 
     private let receiver: ReceiverEmulator
@@ -275,7 +275,7 @@ final class DemoFeedPrinter: Sendable {
     }
 
     /// When the engine's page commit created this event's delivery row for the demo's subscriber.
-    private func enqueuedAt(_ webhook: ReceivedWebhook, store: StateStore?) -> Date? {
+    private func enqueuedAt(_ webhook: ReceivedWebhook, store: (any StateStoring)?) -> Date? {
         guard let store, let id = webhook.webhookID,
               let delivery = try? store.deliveries(eventID: id).first(where: { $0.subscriber == DemoWorld.subscriber })
         else { return nil }

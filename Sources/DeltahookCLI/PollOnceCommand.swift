@@ -63,7 +63,7 @@ struct PollOnceCommand: Command {
             }
         }
         defer { withExtendedLifetime(pollerLock) {} }
-        let store = try StateStore(path: config.stateDirectory + "/" + StateStore.fileName)
+        let store: any StateStoring = try StateStore(path: config.stateDirectory + "/" + StateStore.fileName)
         let transport = try CurlHTTPClient()
         defer { transport.shutdown() }
 
@@ -88,12 +88,12 @@ struct PollOnceCommand: Command {
         return failure == nil ? ExitCode.ok : ExitCode.failure
     }
 
-    private func eventBodies(_ report: CycleReport, store: StateStore) throws -> [JSONValue] {
+    private func eventBodies(_ report: CycleReport, store: any StateStoring) throws -> [JSONValue] {
         if report.dryRun { return report.previewEvents.map { $0.webhookBody(includeRaw: false) } }
         return try report.events.compactMap { try store.event(id: $0.id)?.event.webhookBody(includeRaw: false) }
     }
 
-    private func render(reports: [CycleReport], failure: PollOnceFailure?, store: StateStore,
+    private func render(reports: [CycleReport], failure: PollOnceFailure?, store: any StateStoring,
                        scrubber: SecretScrubber) throws {
         let errorText = failure.map { scrubber.scrub(String(describing: $0)) }
         if json {
@@ -124,7 +124,7 @@ struct PollOnceCommand: Command {
         if let errorText { context.output.err("deltahook poll-once: \(errorText)\n") }
     }
 
-    private func reportJSON(_ report: CycleReport, store: StateStore) throws -> JSONValue {
+    private func reportJSON(_ report: CycleReport, store: any StateStoring) throws -> JSONValue {
         var object = JSONObject()
         object["connection"] = .string(report.connection)
         object["object"] = .string(report.object)

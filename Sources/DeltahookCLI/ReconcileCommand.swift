@@ -62,7 +62,7 @@ struct ReconcileCommand: Command {
         let (config, connectionConfig) = try PollerCLI.load(context: context, connection: connection, object: object)
         let (logger, scrubber) = PollerCLI.logger(for: config, context: context)
         let path = config.stateDirectory + "/" + StateStore.fileName
-        let store = try StoreCLI.openStateStore(path: path, write: true)
+        let store = try StoreCLI.openStore(path: path, write: true)
 
         guard let lock = try PollerLock.acquire(directory: config.stateDirectory) else {
             return try requestFromDaemon(store: store, stateDirectory: config.stateDirectory)
@@ -114,7 +114,7 @@ struct ReconcileCommand: Command {
     }
 
     /// The daemon polls this state directory: only it may write the object's state, so ask it.
-    private func requestFromDaemon(store: StateStore, stateDirectory: String) throws -> Int32 {
+    private func requestFromDaemon(store: any StateStoring, stateDirectory: String) throws -> Int32 {
         guard applyHeld else {
             throw CommandFailure("deltahook run is polling \(stateDirectory); it sweeps every reconcile_every. "
                 + "Stop it to sweep now, or use `deltahook poll-once --reconcile` while it is stopped")

@@ -84,12 +84,6 @@ enum StoreCLI {
 
     /// Opens the store: read-only (a WAL reader beside the daemon) unless the command must write.
     static func openStore(path: String, write: Bool) throws -> any StateStoring {
-        try openStateStore(path: path, write: write)
-    }
-
-    /// ``openStore(path:write:)`` as the SQLite class, for commands that hand it to the engine (which still takes
-    /// the concrete type).
-    static func openStateStore(path: String, write: Bool) throws -> StateStore {
         guard FileManager.default.fileExists(atPath: path) else {
             throw CommandFailure("no store at \(path) yet: the daemon has not run with this state directory "
                 + "(pass --state-directory DIR or --config PATH)")
