@@ -3,6 +3,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Core
 
 /// Talks to the service manager. Does nothing when the process is not supervised by systemd.
 public struct SystemdNotifier: Sendable {
@@ -27,31 +28,12 @@ public struct SystemdNotifier: Sendable {
     /// Sends one state string ("READY=1\nSTATUS=…"). Failures are ignored, as sd_notify(3) recommends.
     @discardableResult
     public func notify(_ state: String) -> Bool {
-        guard let socketPath else { return false }
-        var pathBytes = Array(socketPath.utf8)
-        guard let first = pathBytes.first, first == UInt8(ascii: "/") || first == UInt8(ascii: "@") else { return false }
-        if first == UInt8(ascii: "@") { pathBytes[0] = 0 }  // Linux abstract namespace
-
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: pathBytes) }
-        // The length covers exactly the name: abstract names are not NUL-terminated (unix(7)).
-        guard let pathOffset = MemoryLayout<sockaddr_un>.offset(of: \.sun_path) else { return false }
-        let length = socklen_t(pathOffset + pathBytes.count)
-
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        let payload = Array(state.utf8)
-        let sent = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                // Never block the caller (the watchdog loop) on a full receive queue: a lost datagram is
-                // better than a daemon stuck in sendto.
-                sendto(fd, payload, payload.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL), $0, length)
-            }
-        }
-        return sent == payload.count
+        guard let socketPath, let first = socketPath.utf8.first, first == UInt8(ascii: "/") || first == UInt8(ascii: "@"),
+              let address = UnixSocketAddress(socketPath),
+              let socket = try? UnixDatagramSocket() else { return false }
+        // Never block the caller (the watchdog loop) on a full receive queue: a lost datagram is better than
+        // a daemon stuck in sendto.
+        return (try? socket.send(Array(state.utf8), to: address, wait: false)) != nil
     }
 
     public func ready(status: String) { notify("READY=1\nSTATUS=\(Self.oneLine(status))") }

@@ -4,6 +4,7 @@
 public import Foundation
 import Glibc
 import Synchronization
+import Core
 
 /// Whether a file descriptor is the stream journald handed us: `$JOURNAL_STREAM` is `"<st_dev>:<st_ino>"`
 /// of that stream, and only a match means our stderr really is the journal (not a redirect or a terminal).
@@ -108,8 +109,8 @@ public final class StderrSink: LogSink {
 public final class JournalSink: LogSink {
     public static let defaultSocketPath = "/run/systemd/journal/socket"
 
-    private let socket: Int32
-    private let address: [UInt8]  // a sockaddr_un, ready for sendto
+    private let socket: UnixDatagramSocket
+    private let address: UnixSocketAddress
     public let identifier: String
     public let fallback: (any LogSink)?
 
@@ -117,32 +118,20 @@ public final class JournalSink: LogSink {
     public init?(socketPath: String = JournalSink.defaultSocketPath, identifier: String = "deltahook",
                  fallback: (any LogSink)? = nil)
     {
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let path = Array(socketPath.utf8)
-        guard path.count < MemoryLayout.size(ofValue: addr.sun_path) else { return nil }
-        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: path) }
-        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        var size: Int32 = 8 << 20
-        _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        socket = fd
-        address = withUnsafeBytes(of: addr) { Array($0) }
+        guard let address = UnixSocketAddress(socketPath),
+              let socket = try? UnixDatagramSocket(sendBufferSize: 8 << 20) else { return nil }
+        self.socket = socket
+        self.address = address
         self.identifier = identifier
         self.fallback = fallback
     }
 
-    deinit { close(socket) }
-
     public func write(_ record: LogRecord) {
-        let datagram = JournalSink.encode(record, identifier: identifier)
-        let sent = address.withUnsafeBytes { addressBytes in
-            datagram.withUnsafeBytes { payload in
-                sendto(socket, payload.baseAddress, payload.count, Int32(MSG_NOSIGNAL),
-                       addressBytes.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(addressBytes.count))
-            }
+        do {
+            try socket.send(JournalSink.encode(record, identifier: identifier), to: address)
+        } catch {
+            fallback?.write(record)
         }
-        if sent != datagram.count { fallback?.write(record) }
     }
 
     /// The native-protocol datagram for a record.
