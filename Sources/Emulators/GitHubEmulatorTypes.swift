@@ -73,17 +73,29 @@ extension GitHubEmulator {
         /// Status for an exhausted primary limit (GitHub uses 403 or 429).
         public var rateLimitStatus: Int
 
+        /// The GitHub App the emulator accepts JWTs from (all nil: no App).
+        public struct App: Sendable {
+            public var appID: String?
+            public var installationID: String?
+            public var appPublicKey: RSAKey?
+
+            public init(appID: String? = nil, installationID: String? = nil, appPublicKey: RSAKey? = nil) {
+                self.appID = appID
+                self.installationID = installationID
+                self.appPublicKey = appPublicKey
+            }
+        }
+
         public init(owner: String = "octo-org", repository: String = "hello", repositoryID: Int64 = 1_296_269,
-                    tokens: Set<String> = ["ghp_emulatortoken"], appID: String? = nil, installationID: String? = nil,
-                    appPublicKey: RSAKey? = nil, tokenLifetime: TimeInterval = 3600, rateLimit: Int = 5000,
-                    rateLimitStatus: Int = 403) {
+                    tokens: Set<String> = ["ghp_emulatortoken"], app: App = App(), tokenLifetime: TimeInterval = 3600,
+                    rateLimit: Int = 5000, rateLimitStatus: Int = 403) {
             self.owner = owner
             self.repository = repository
             self.repositoryID = repositoryID
             self.tokens = tokens
-            self.appID = appID
-            self.installationID = installationID
-            self.appPublicKey = appPublicKey
+            self.appID = app.appID
+            self.installationID = app.installationID
+            self.appPublicKey = app.appPublicKey
             self.tokenLifetime = tokenLifetime
             self.rateLimit = rateLimit
             self.rateLimitStatus = rateLimitStatus

@@ -19,17 +19,31 @@ extension NetSuiteEmulator {
         /// How far `oauth_timestamp` may be from the emulator's clock.
         public var timestampTolerance: TimeInterval
 
-        public init(accountID: String = "1234567_SB1", timeZone: TimeZone, consumerKey: String = "ck-emulator",
-                    consumerSecret: String = "cs-emulator", tokenID: String = "token-emulator",
-                    tokenSecret: String = "ts-emulator", concurrencyLimit: Int = 5, responseDelay: Duration = .zero,
-                    rowCap: Int = 100_000, ambiguousReading: AmbiguousReading = .earlier,
-                    timestampTolerance: TimeInterval = 300) {
+        /// The Token-Based Authentication secrets the emulator knows.
+        public struct Credentials: Sendable {
+            public var consumerKey: String
+            public var consumerSecret: String
+            public var tokenID: String
+            public var tokenSecret: String
+
+            public init(consumerKey: String = "ck-emulator", consumerSecret: String = "cs-emulator",
+                        tokenID: String = "token-emulator", tokenSecret: String = "ts-emulator") {
+                self.consumerKey = consumerKey
+                self.consumerSecret = consumerSecret
+                self.tokenID = tokenID
+                self.tokenSecret = tokenSecret
+            }
+        }
+
+        public init(accountID: String = "1234567_SB1", timeZone: TimeZone, credentials: Credentials = Credentials(),
+                    concurrencyLimit: Int = 5, responseDelay: Duration = .zero, rowCap: Int = 100_000,
+                    ambiguousReading: AmbiguousReading = .earlier, timestampTolerance: TimeInterval = 300) {
             self.accountID = accountID
             self.timeZone = timeZone
-            self.consumerKey = consumerKey
-            self.consumerSecret = consumerSecret
-            self.tokenID = tokenID
-            self.tokenSecret = tokenSecret
+            self.consumerKey = credentials.consumerKey
+            self.consumerSecret = credentials.consumerSecret
+            self.tokenID = credentials.tokenID
+            self.tokenSecret = credentials.tokenSecret
             self.concurrencyLimit = concurrencyLimit
             self.responseDelay = responseDelay
             self.rowCap = rowCap
