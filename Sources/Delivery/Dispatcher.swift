@@ -52,14 +52,13 @@ public final class Dispatcher: Sendable {
         public var leaseMargin: Duration
         /// Response body bytes kept per attempt (the store keeps at most 4 KB).
         public var responseCaptureLimit: Int
-        /// Uniform in [0, 1), for jitter; injectable for tests.
-        public var random: @Sendable () -> Double
+        /// Uniform in [0, 1), for jitter; injectable for tests (set it after `init`).
+        public var random: @Sendable () -> Double = { Double.random(in: 0..<1) }
 
         public init(userAgent: String = "deltahook", policy: RetryPolicy = RetryPolicy(),
                     pauseAfter: Duration = .seconds(5 * 86_400), probeInterval: Duration = .seconds(300),
                     storePollInterval: Duration = .seconds(2), claimBatch: Int = 512,
-                    leaseMargin: Duration = .seconds(30), responseCaptureLimit: Int = 4096,
-                    random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }) {
+                    leaseMargin: Duration = .seconds(30), responseCaptureLimit: Int = 4096) {
             self.userAgent = userAgent
             self.policy = policy
             self.pauseAfter = pauseAfter
@@ -68,7 +67,6 @@ public final class Dispatcher: Sendable {
             self.claimBatch = max(1, claimBatch)
             self.leaseMargin = leaseMargin
             self.responseCaptureLimit = responseCaptureLimit
-            self.random = random
         }
 
         /// From the config's `delivery` section.

@@ -22,21 +22,46 @@ public struct SubscriberSettings: Sendable {
     public var allowPrivateNetwork: Bool
     public var caFile: String?
 
-    public init(id: String, url: URL, secrets: [StandardWebhooks.Secret], timeout: Duration = .seconds(15),
-                maxInFlight: Int = 16, rateLimit: Double? = nil, githubSignature: Bool = false,
-                includeRaw: Bool = false, allowInsecureHTTP: Bool = false, allowPrivateNetwork: Bool = false,
-                caFile: String? = nil) {
+    /// How hard the dispatcher may push this subscriber: per-request timeout, concurrency, request rate.
+    public struct Limits: Sendable {
+        public var timeout: Duration
+        public var maxInFlight: Int
+        /// Requests per second; nil = unlimited.
+        public var rateLimit: Double?
+
+        public init(timeout: Duration = .seconds(15), maxInFlight: Int = 16, rateLimit: Double? = nil) {
+            self.timeout = timeout
+            self.maxInFlight = maxInFlight
+            self.rateLimit = rateLimit
+        }
+    }
+
+    /// Where the subscriber may be reached: plain HTTP, private addresses, a custom CA bundle.
+    public struct Network: Sendable {
+        public var allowInsecureHTTP: Bool
+        public var allowPrivateNetwork: Bool
+        public var caFile: String?
+
+        public init(allowInsecureHTTP: Bool = false, allowPrivateNetwork: Bool = false, caFile: String? = nil) {
+            self.allowInsecureHTTP = allowInsecureHTTP
+            self.allowPrivateNetwork = allowPrivateNetwork
+            self.caFile = caFile
+        }
+    }
+
+    public init(id: String, url: URL, secrets: [StandardWebhooks.Secret], limits: Limits = Limits(),
+                githubSignature: Bool = false, includeRaw: Bool = false, network: Network = Network()) {
         self.id = id
         self.url = url
         self.secrets = secrets
-        self.timeout = timeout
-        self.maxInFlight = max(1, maxInFlight)
-        self.rateLimit = rateLimit
+        self.timeout = limits.timeout
+        self.maxInFlight = max(1, limits.maxInFlight)
+        self.rateLimit = limits.rateLimit
         self.githubSignature = githubSignature
         self.includeRaw = includeRaw
-        self.allowInsecureHTTP = allowInsecureHTTP
-        self.allowPrivateNetwork = allowPrivateNetwork
-        self.caFile = caFile
+        self.allowInsecureHTTP = network.allowInsecureHTTP
+        self.allowPrivateNetwork = network.allowPrivateNetwork
+        self.caFile = network.caFile
     }
 
     /// From a validated config entry. Config validation already checked the secrets' shape, so a failure here
@@ -51,11 +76,11 @@ public struct SubscriberSettings: Sendable {
                     + "is not usable: \(error)")
             }
         }
-        self.init(id: config.id, url: config.url, secrets: secrets, timeout: config.timeout,
-                  maxInFlight: config.maxInFlight, rateLimit: config.rateLimit,
+        self.init(id: config.id, url: config.url, secrets: secrets,
+                  limits: Limits(timeout: config.timeout, maxInFlight: config.maxInFlight, rateLimit: config.rateLimit),
                   githubSignature: config.signatureStyles.contains(.github), includeRaw: config.includeRaw,
-                  allowInsecureHTTP: config.allowInsecureHTTP, allowPrivateNetwork: config.allowPrivateNetwork,
-                  caFile: config.caFile)
+                  network: Network(allowInsecureHTTP: config.allowInsecureHTTP,
+                                   allowPrivateNetwork: config.allowPrivateNetwork, caFile: config.caFile))
     }
 }
 

@@ -76,8 +76,9 @@ struct BenchDeliveryCommand: Command {
                                         storePollInterval: .milliseconds(200), claimBatch: 1024))
         guard let url = URL(string: receiver.url) else { throw CommandFailure("bad receiver URL") }
         dispatcher.setSubscribers([SubscriberSettings(
-            id: "bench", url: url, secrets: [try StandardWebhooks.Secret(secret)], timeout: .seconds(15),
-            maxInFlight: maxInFlight, allowInsecureHTTP: true, allowPrivateNetwork: true)])
+            id: "bench", url: url, secrets: [try StandardWebhooks.Secret(secret)],
+            limits: .init(timeout: .seconds(15), maxInFlight: maxInFlight),
+            network: .init(allowInsecureHTTP: true, allowPrivateNetwork: true))])
         let cpu1 = Self.cpuSeconds()
         let start = ContinuousClock.now
         var next = 0

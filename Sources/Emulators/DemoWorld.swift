@@ -75,9 +75,9 @@ public final class DemoWorld: Sendable {
                                                            tokens: [secrets.githubToken], rateLimit: 1_000_000))
             started.append(github.stop)
             let netsuite = try NetSuiteEmulator(options: .init(
-                accountID: Self.netsuiteAccount, timeZone: zone, consumerKey: secrets.netsuiteConsumerKey,
-                consumerSecret: secrets.netsuiteConsumerSecret, tokenID: secrets.netsuiteTokenID,
-                tokenSecret: secrets.netsuiteTokenSecret))
+                accountID: Self.netsuiteAccount, timeZone: zone,
+                credentials: .init(consumerKey: secrets.netsuiteConsumerKey, consumerSecret: secrets.netsuiteConsumerSecret,
+                                   tokenID: secrets.netsuiteTokenID, tokenSecret: secrets.netsuiteTokenSecret)))
             started.append(netsuite.stop)
             let receiver = try ReceiverEmulator(secrets: [secrets.webhookSecret])
             started.append(receiver.stop)

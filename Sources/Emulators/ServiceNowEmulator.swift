@@ -11,87 +11,7 @@ import Crypto
 import Synchronization
 
 public final class ServiceNowEmulator: Sendable {
-    /// Which `rel="prev"` the first page's `Link` header carries (wire facts §1.5: captures show
-    /// `sysparm_offset=-1` with limit 1; a 2019 report shows none).
-    public enum FirstPagePrev: Sendable, Equatable {
-        case none
-        /// `sysparm_offset=-1` literally.
-        case minusOne
-        /// `sysparm_offset=-limit` (identical to `minusOne` for limit 1, the only captured case).
-        case minusLimit
-    }
-
-    public struct Options: Sendable {
-        /// Basic-auth users, also accepted by the password grant (username → password).
-        public var users: [String: String]
-        /// OAuth application registry entries (client_id → client_secret).
-        public var oauthClients: [String: String]
-        /// Refresh tokens valid from the start (a refresh_token-grant config needs one).
-        public var refreshTokens: Set<String>
-        /// `expires_in` of access tokens, in seconds (ServiceNow default lifespan 1800, answered as 1799).
-        public var tokenLifetime: Int
-        /// System property `glide.oauth.inbound.client.credential.grant_type.enabled`.
-        public var clientCredentialsEnabled: Bool
-        public var firstPagePrev: FirstPagePrev
-        /// The refresh_token grant answers with a NEW refresh token and revokes the presented one, as an instance
-        /// configured to rotate refresh tokens does (docs/DESIGN.md §2 rule 11). Default: the same token back.
-        public var rotateRefreshTokens = false
-        /// The JSON text of `expires_in` in token answers when set (`"0"`, `"-5"`, `"\"soon\""`), or `""` to leave the
-        /// member out; the token's real lifetime stays `tokenLifetime`. nil: `tokenLifetime`, as the instance says.
-        public var advertisedExpiresIn: String?
-
-        public init(users: [String: String] = ["admin": "admin-password"],
-                    oauthClients: [String: String] = ["deltahook": "client-secret"],
-                    refreshTokens: Set<String> = ["configured-refresh-token"], tokenLifetime: Int = 1799,
-                    clientCredentialsEnabled: Bool = true, firstPagePrev: FirstPagePrev = .minusOne) {
-            self.users = users
-            self.oauthClients = oauthClients
-            self.refreshTokens = refreshTokens
-            self.tokenLifetime = tokenLifetime
-            self.clientCredentialsEnabled = clientCredentialsEnabled
-            self.firstPagePrev = firstPagePrev
-        }
-    }
-
-    /// A canned failure for the next Table API request(s).
-    public enum Fault: Sendable, Equatable {
-        /// 429; with `retryAfter` the rate-limit-rule headers too, without it no headers at all (§1.7).
-        case rateLimited(retryAfter: Int?)
-        /// Any status with the ServiceNow error envelope (`detail` nil → JSON null).
-        case error(status: Int, message: String, detail: String?)
-        /// 200 with an HTML page, as a hibernating developer instance answers.
-        case hibernating
-        /// Reset the TCP connection without answering.
-        case connectionReset
-        /// 429 with these exact header texts (nil: header left out), for hostile values such as
-        /// `Retry-After: 99999999999999999999` or `X-RateLimit-Reset: 9223372036854775807` (docs/DESIGN.md §2 rule 12).
-        case rateLimitedWith(retryAfter: String?, reset: String?)
-        /// 401 whose error detail echoes the request's `Authorization` header, as careless proxies and some
-        /// instance scripts do: the daemon must never store or print it (docs/DESIGN.md §1).
-        case unauthorizedEchoingAuthorization
-    }
-
-    /// What a Table API request asked for, given to the request hook.
-    public struct TableRequest: Sendable {
-        /// 1-based count of Table API requests so far, this one included.
-        public var number: Int
-        public var table: String
-        public var query: [String: String]
-    }
-
-    /// One answered request, for assertions.
-    public struct LoggedRequest: Sendable {
-        public var method: String
-        public var path: String
-        public var query: [String: String]
-        public var status: Int
-    }
-
-    public struct EmulatorError: Error, Sendable, CustomStringConvertible {
-        public var description: String
-    }
-
-    private struct Table {
+    struct Table {
         var name: String
         var columns: [String]
         var references: [String: String]
@@ -105,7 +25,7 @@ public final class ServiceNowEmulator: Sendable {
         var forbidden = false
     }
 
-    private struct State {
+    struct State {
         var tables: [String: Table] = [:]
         var tokens: [String: Date] = [:]
         var refreshTokens: Set<String>
@@ -120,8 +40,8 @@ public final class ServiceNowEmulator: Sendable {
         var idCounter = 0
     }
 
-    private let state: Mutex<State>
-    private let options: Options
+    let state: Mutex<State>
+    let options: Options
     private let server: Mutex<HTTPServer?> = Mutex(nil)
 
     public init(options: Options = Options()) throws {
@@ -360,12 +280,12 @@ public final class ServiceNowEmulator: Sendable {
         return response
     }
 
-    private func reject(_ request: HTTPServerRequest, _ message: String, status: Int = 400) -> HTTPServerResponse {
+    func reject(_ request: HTTPServerRequest, _ message: String, status: Int = 400) -> HTTPServerResponse {
         state.withLock { $0.rejected.append("\(request.method) \(request.target): \(message)") }
         return envelope(status, message, nil)
     }
 
-    private func envelope(_ status: Int, _ message: String, _ detail: String?, headers: [(name: String, value: String)] = [])
+    func envelope(_ status: Int, _ message: String, _ detail: String?, headers: [(name: String, value: String)] = [])
         -> HTTPServerResponse
     {
         let detailJSON = detail.map { Self.jsonString($0) } ?? "null"
@@ -429,7 +349,7 @@ public final class ServiceNowEmulator: Sendable {
                                   body: Array(body.utf8))
     }
 
-    private func authorized(_ request: HTTPServerRequest) -> Bool {
+    func authorized(_ request: HTTPServerRequest) -> Bool {
         guard let header = request.headers["authorization"] else { return false }
         if header.hasPrefix("Bearer ") {
             let presented = String(header.dropFirst(7))
@@ -437,193 +357,6 @@ public final class ServiceNowEmulator: Sendable {
         }
         if let basic = Self.basicCredentials(header) { return options.users[basic.user] == basic.password }
         return false
-    }
-
-    // MARK: Table API
-
-    private func table(_ request: HTTPServerRequest) -> HTTPServerResponse {
-        // /api/now/table/{t}[/{sys_id}] or /api/now/{v1|v2}/table/{t}[/{sys_id}]
-        var parts = request.path.split(separator: "/").map(String.init) // ["api","now",...]
-        parts.removeFirst(min(2, parts.count))
-        var version = "v2"
-        if let first = parts.first, first == "v1" || first == "v2" { version = first; parts.removeFirst() }
-        guard parts.count == 2 || parts.count == 3, parts[0] == "table" else {
-            return reject(request, "Requested URI does not represent any resource")
-        }
-        guard request.method == "GET" else { return reject(request, "the emulator models GET on the Table API only") }
-        let tableName = parts[1]
-        var query: [String: String] = [:]
-        for item in request.query {
-            guard Self.knownParameters.contains(item.name) else {
-                return reject(request, "parameter \(item.name) is not modelled by the emulator")
-            }
-            query[item.name] = item.value
-        }
-
-        let (hook, number, fault) = state.withLock { s -> ((@Sendable (TableRequest) -> Void)?, Int, Fault?) in
-            s.tableRequests += 1
-            let fault = s.faults.isEmpty ? nil : s.faults.removeFirst()
-            return (s.hook, s.tableRequests, fault)
-        }
-        hook?(TableRequest(number: number, table: tableName, query: query))
-        if let fault { return answer(fault, authorization: request.headers["authorization"]) }
-        guard authorized(request) else {
-            return envelope(401, "User Not Authenticated", "Required to provide Auth information")
-        }
-
-        return state.withLock { s -> HTTPServerResponse in
-            guard let t = s.tables[tableName] else {
-                return envelope(400, "Invalid table \(tableName)", "Table \(tableName) does not exist")
-            }
-            if t.forbidden {
-                return envelope(403, "Insufficient rights to query records",
-                                "Field(s) present in the query do not have permission to be read")
-            }
-            let display = query["sysparm_display_value"] ?? "false"
-            guard ["true", "false", "all"].contains(display) else {
-                s.rejected.append("\(request.target): sysparm_display_value=\(display)")
-                return envelope(400, "Invalid sysparm_display_value \(display)", nil)
-            }
-            let excludeLinks = (query["sysparm_exclude_reference_link"] ?? "false") == "true"
-            if parts.count == 3 {
-                guard let row = t.rows[parts[2]], !t.hidden.contains(parts[2]), !t.queryRuleHidden.contains(parts[2]) else {
-                    return envelope(404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval")
-                }
-                let rendered = render(row, table: t, fields: query["sysparm_fields"], display: display, excludeLinks: excludeLinks)
-                return Self.json("{\"result\":\(rendered)}")
-            }
-            let parsed: ServiceNowEncodedQuery
-            do {
-                parsed = try ServiceNowEncodedQuery.parse(
-                    query["sysparm_query"] ?? "", isField: { t.columns.contains($0) },
-                    isDateTime: { t.dateTimeColumns.contains($0) })
-            } catch {
-                let message = (error as? ServiceNowEncodedQuery.ParseError)?.message ?? "\(error)"
-                s.rejected.append("\(request.target): \(message)")
-                return envelope(400, "Invalid query", message)
-            }
-            guard let limit = Int(query["sysparm_limit"] ?? "10000"), limit > 0,
-                  let offset = Int(query["sysparm_offset"] ?? "0"), offset >= 0 else {
-                s.rejected.append("\(request.target): bad sysparm_limit/sysparm_offset")
-                return envelope(400, "Invalid sysparm_limit or sysparm_offset", nil)
-            }
-            // Filter, order, count (before ACLs), apply the limit, THEN drop what ACLs hide.
-            var matching = t.insertionOrder.filter { !t.queryRuleHidden.contains($0) }.compactMap { t.rows[$0] }
-                .filter { parsed.matches($0) }
-            if !parsed.orderBy.isEmpty {
-                matching = Self.stableSorted(matching) { parsed.precedes($0, $1) }
-            }
-            let total = matching.count
-            let window = offset < total ? Array(matching[offset..<min(total, offset + limit)]) : []
-            let visible = window.filter { !t.hidden.contains($0["sys_id"] ?? "") }
-            if visible.isEmpty && version == "v1" {
-                return envelope(404, "No Record found",
-                                "Records matching query not found. Check query parameter or offset parameter")
-            }
-            let rows = visible.map { render($0, table: t, fields: query["sysparm_fields"], display: display,
-                                            excludeLinks: excludeLinks) }
-            var headers: [(name: String, value: String)] = []
-            if query["sysparm_no_count"] != "true" { headers.append(("X-Total-Count", String(total))) }
-            if total > 0, query["sysparm_suppress_pagination_header"] != "true" {
-                headers.append(("Link", link(request, offset: offset, limit: limit, total: total)))
-            }
-            return Self.json("{\"result\":[\(rows.joined(separator: ","))]}", headers: headers)
-        }
-    }
-
-    private static let knownParameters: Set<String> = [
-        "sysparm_query", "sysparm_limit", "sysparm_offset", "sysparm_fields", "sysparm_display_value",
-        "sysparm_exclude_reference_link", "sysparm_no_count", "sysparm_suppress_pagination_header",
-    ]
-
-    private func answer(_ fault: Fault, authorization: String?) -> HTTPServerResponse {
-        switch fault {
-        case .unauthorizedEchoingAuthorization:
-            return envelope(401, "User Not Authenticated", "Invalid credentials: \(authorization ?? "none")")
-        case .rateLimited(let retryAfter?):
-            let reset = Int(Date().timeIntervalSince1970) + retryAfter
-            return envelope(429, "Rate limit exceeded", "Rate limit of 100 requests per hour for Table API exceeded",
-                            headers: [("Retry-After", String(retryAfter)), ("X-RateLimit-Limit", "100"),
-                                      ("X-RateLimit-Reset", String(reset)),
-                                      ("X-RateLimit-Rule", "d3d4e1fb1b2a1010a1b2c3d4e5f60718")])
-        case .rateLimited(nil):
-            return envelope(429, "Rate limit exceeded", nil)
-        case .error(let status, let message, let detail):
-            return envelope(status, message, detail)
-        case .hibernating:
-            let page = "<html><head><title>Instance Hibernating page</title></head><body>Your instance is hibernating."
-                + "</body></html>"
-            return HTTPServerResponse(status: 200, headers: [("Content-Type", "text/html;charset=UTF-8")],
-                                      body: Array(page.utf8))
-        case .connectionReset:
-            return .fault(.resetConnection)
-        case .rateLimitedWith(let retryAfter, let reset):
-            var headers: [(name: String, value: String)] = [("X-RateLimit-Limit", "100")]
-            if let retryAfter { headers.append(("Retry-After", retryAfter)) }
-            if let reset { headers.append(("X-RateLimit-Reset", reset)) }
-            return envelope(429, "Rate limit exceeded", "Rate limit of 100 requests per hour for Table API exceeded",
-                            headers: headers)
-        }
-    }
-
-    /// One record as JSON: every value a string; references in the shape the parameters ask for.
-    private func render(_ row: [String: String], table: Table, fields: String?, display: String, excludeLinks: Bool) -> String {
-        var columns = table.columns
-        if let fields {
-            // Unknown names in sysparm_fields are silently ignored (wire facts §1.2).
-            columns = fields.split(separator: ",").map(String.init).filter { table.columns.contains($0) }
-        }
-        var members: [String] = []
-        for column in columns {
-            let value = row[column] ?? ""
-            let rendered: String
-            if let target = table.references[column], !value.isEmpty {
-                let link = "\(baseURL)/api/now/table/\(target)/\(value)"
-                switch (display, excludeLinks) {
-                case ("false", true): rendered = Self.jsonString(value)
-                case ("false", false):
-                    rendered = "{\"link\":\(Self.jsonString(link)),\"value\":\(Self.jsonString(value))}"
-                case ("true", true): rendered = Self.jsonString(value)
-                case ("true", false):
-                    rendered = "{\"display_value\":\(Self.jsonString(value)),\"link\":\(Self.jsonString(link))}"
-                case (_, true): rendered = "{\"display_value\":\(Self.jsonString(value)),\"value\":\(Self.jsonString(value))}"
-                default:
-                    rendered = "{\"display_value\":\(Self.jsonString(value)),\"link\":\(Self.jsonString(link)),"
-                        + "\"value\":\(Self.jsonString(value))}"
-                }
-            } else if display == "all" {
-                rendered = "{\"display_value\":\(Self.jsonString(value)),\"value\":\(Self.jsonString(value))}"
-            } else {
-                // Empty references stay "" in every mode (wire facts §1.4).
-                rendered = Self.jsonString(value)
-            }
-            members.append("\(Self.jsonString(column)):\(rendered)")
-        }
-        return "{" + members.joined(separator: ",") + "}"
-    }
-
-    /// `<u>;rel="first",<u>;rel="prev",<u>;rel="next",<u>;rel="last"` without spaces, each URL echoing the
-    /// request's parameters with sysparm_limit and sysparm_offset replaced (wire facts §1.5).
-    private func link(_ request: HTTPServerRequest, offset: Int, limit: Int, total: Int) -> String {
-        let kept = request.rawQuery.split(separator: "&").filter {
-            !$0.hasPrefix("sysparm_offset=") && !$0.hasPrefix("sysparm_limit=")
-        }
-        func url(_ at: Int) -> String {
-            "\(baseURL)\(request.path)?" + (kept + ["sysparm_limit=\(limit)", "sysparm_offset=\(at)"]).joined(separator: "&")
-        }
-        var links = ["<\(url(0))>;rel=\"first\""]
-        if offset > 0 {
-            links.append("<\(url(offset - limit))>;rel=\"prev\"")
-        } else {
-            switch options.firstPagePrev {
-            case .none: break
-            case .minusOne: links.append("<\(url(-1))>;rel=\"prev\"")
-            case .minusLimit: links.append("<\(url(-limit))>;rel=\"prev\"")
-            }
-        }
-        if offset + limit < total { links.append("<\(url(offset + limit))>;rel=\"next\"") }
-        links.append("<\(url((total - 1) / limit * limit))>;rel=\"last\"")
-        return links.joined(separator: ",")
     }
 
     // MARK: helpers
@@ -636,13 +369,13 @@ public final class ServiceNowEmulator: Sendable {
                       Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec))
     }
 
-    private static func stableSorted(_ rows: [[String: String]], by precedes: ([String: String], [String: String]) -> Bool?)
+    static func stableSorted(_ rows: [[String: String]], by precedes: ([String: String], [String: String]) -> Bool?)
         -> [[String: String]]
     {
         rows.enumerated().sorted { a, b in precedes(a.element, b.element) ?? (a.offset < b.offset) }.map(\.element)
     }
 
-    private static func json(_ body: String, headers: [(name: String, value: String)] = []) -> HTTPServerResponse {
+    static func json(_ body: String, headers: [(name: String, value: String)] = []) -> HTTPServerResponse {
         HTTPServerResponse(status: 200, headers: [("Content-Type", "application/json;charset=UTF-8")] + headers,
                            body: Array(body.utf8))
     }

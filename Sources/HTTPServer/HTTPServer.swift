@@ -399,7 +399,7 @@ private struct Connection {
         }
         return HTTPServerRequest(method: method, target: target, path: percentDecode(path, plusAsSpace: false),
                                  rawQuery: String(rawQuery), query: parseQuery(rawQuery), headers: headers,
-                                 body: body, version: version, connectionNumber: number)
+                                 body: body, connection: .init(version: version, number: number))
     }
 
     func sendContinueIfExpected(_ headers: HTTPServerHeaders) {

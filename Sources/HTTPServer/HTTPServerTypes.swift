@@ -37,9 +37,20 @@ public struct HTTPServerRequest: Sendable {
     /// Sequence number of the TCP connection this request came on (1-based), for keep-alive tests.
     public var connectionNumber: Int
 
+    /// Where a request came from: the protocol version it was sent with and the connection it came on.
+    public struct Connection: Sendable {
+        public var version: String
+        public var number: Int
+
+        public init(version: String = "HTTP/1.1", number: Int = 0) {
+            self.version = version
+            self.number = number
+        }
+    }
+
     public init(method: String, target: String, path: String, rawQuery: String,
                 query: [(name: String, value: String)], headers: HTTPServerHeaders, body: [UInt8],
-                version: String = "HTTP/1.1", connectionNumber: Int = 0) {
+                connection: Connection = Connection()) {
         self.method = method
         self.target = target
         self.path = path
@@ -47,8 +58,8 @@ public struct HTTPServerRequest: Sendable {
         self.query = query
         self.headers = headers
         self.body = body
-        self.version = version
-        self.connectionNumber = connectionNumber
+        self.version = connection.version
+        self.connectionNumber = connection.number
     }
 
     /// First value of a query parameter.

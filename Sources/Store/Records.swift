@@ -239,17 +239,29 @@ public struct EventQuery: Sendable, Hashable {
     public var newestFirst: Bool
     public var limit: Int
 
+    /// Keyset paging: the direction and the seq to continue after (ascending) or before (newest first).
+    public struct Paging: Sendable, Hashable {
+        public var afterSeq: Int64?
+        public var beforeSeq: Int64?
+        public var newestFirst: Bool
+
+        public init(afterSeq: Int64? = nil, beforeSeq: Int64? = nil, newestFirst: Bool = false) {
+            self.afterSeq = afterSeq
+            self.beforeSeq = beforeSeq
+            self.newestFirst = newestFirst
+        }
+    }
+
     public init(connection: String? = nil, object: String? = nil, type: String? = nil, since: Date? = nil,
-                until: Date? = nil, afterSeq: Int64? = nil, beforeSeq: Int64? = nil, newestFirst: Bool = false,
-                limit: Int = 100) {
+                until: Date? = nil, paging: Paging = Paging(), limit: Int = 100) {
         self.connection = connection
         self.object = object
         self.type = type
         self.since = since
         self.until = until
-        self.afterSeq = afterSeq
-        self.beforeSeq = beforeSeq
-        self.newestFirst = newestFirst
+        self.afterSeq = paging.afterSeq
+        self.beforeSeq = paging.beforeSeq
+        self.newestFirst = paging.newestFirst
         self.limit = limit
     }
 }

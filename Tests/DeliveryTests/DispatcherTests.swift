@@ -55,9 +55,9 @@ final class Harness: @unchecked Sendable {
         settings = SubscriberSettings(
             id: subscriber, url: try #require(URL(string: setup.url ?? receiver.url)),
             secrets: try (setup.subscriberSecrets ?? [secret]).map { try StandardWebhooks.Secret($0) },
-            timeout: .seconds(10), maxInFlight: setup.maxInFlight, rateLimit: setup.rateLimit,
-            githubSignature: setup.githubSignature, includeRaw: setup.includeRaw, allowInsecureHTTP: true,
-            allowPrivateNetwork: setup.allowPrivateNetwork)
+            limits: .init(timeout: .seconds(10), maxInFlight: setup.maxInFlight, rateLimit: setup.rateLimit),
+            githubSignature: setup.githubSignature, includeRaw: setup.includeRaw,
+            network: .init(allowInsecureHTTP: true, allowPrivateNetwork: setup.allowPrivateNetwork))
         dispatcher.setSubscribers([settings])
     }
 

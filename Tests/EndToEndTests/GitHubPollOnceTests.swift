@@ -305,8 +305,8 @@ struct GitHubPollOnceTests {
     @Test("Rule 11: GitHub App auth from a PEM file: the binary mints an installation token the emulator verifies")
     func appAuthentication() async throws {
         let key = try RSAKey.generate()
-        let options = GitHubEmulator.Options(tokens: [], appID: "12345", installationID: "777",
-                                             appPublicKey: try RSAKey.publicKey(pem: key.publicKeyPEM()))
+        let options = GitHubEmulator.Options(tokens: [], app: .init(appID: "12345", installationID: "777",
+                                                                    appPublicKey: try RSAKey.publicKey(pem: key.publicKeyPEM())))
         let e = try GitHubE2E(options: options, appKeyPEM: try key.privateKeyPEM())
         defer { e.stop() }
         e.emulator.createIssue(title: "app", at: e.base)

@@ -310,8 +310,8 @@ struct GitHubSourceTests {
     func appTokenMintAndRefresh() async throws {
         let key = try RSAKey.generate()
         let clock = EmulatorClock(frozenAt: Date())
-        let options = GitHubEmulator.Options(appID: "12345", installationID: "777",
-                                             appPublicKey: try RSAKey.publicKey(pem: key.publicKeyPEM()),
+        let options = GitHubEmulator.Options(app: .init(appID: "12345", installationID: "777",
+                                                        appPublicKey: try RSAKey.publicKey(pem: key.publicKeyPEM())),
                                              tokenLifetime: 600)
         let f = try GitHubFixture(options: options, clock: clock,
                                   credentials: .app(appID: "12345", installationID: "777", privateKey: key))
@@ -335,8 +335,8 @@ struct GitHubSourceTests {
     @Test("Rule 11: a 401 with App auth re-mints once; a second 401 is an authentication error")
     func appRefreshOnceThenFail() async throws {
         let key = try RSAKey.generate()
-        let options = GitHubEmulator.Options(appID: "12345", installationID: "777",
-                                             appPublicKey: try RSAKey.publicKey(pem: key.publicKeyPEM()))
+        let options = GitHubEmulator.Options(app: .init(appID: "12345", installationID: "777",
+                                                        appPublicKey: try RSAKey.publicKey(pem: key.publicKeyPEM())))
         let f = try GitHubFixture(options: options,
                                   credentials: .app(appID: "12345", installationID: "777", privateKey: key))
         defer { f.stop() }

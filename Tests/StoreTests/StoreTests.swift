@@ -564,9 +564,9 @@ final class LockedBox<Value>: @unchecked Sendable {
         #expect(try store.events(EventQuery(type: "ticket.updated")).map(\.event.id) == [events[1].id, events[3].id])
         #expect(try store.events(EventQuery(since: t0.addingTimeInterval(2), until: t0.addingTimeInterval(4)))
             .map(\.event.id) == [events[1].id, events[2].id])
-        let newest = try store.events(EventQuery(newestFirst: true, limit: 2))
+        let newest = try store.events(EventQuery(paging: .init(newestFirst: true), limit: 2))
         #expect(newest.map(\.event.id) == [events[4].id, events[3].id])
-        let next = try store.events(EventQuery(beforeSeq: newest[1].seq, newestFirst: true, limit: 2))
+        let next = try store.events(EventQuery(paging: .init(beforeSeq: newest[1].seq, newestFirst: true), limit: 2))
         #expect(next.map(\.event.id) == [events[2].id, events[1].id])
         #expect(try store.events(EventQuery(connection: "other")).isEmpty)
         #expect(try store.events(seqIn: newest[1].seq...newest[0].seq).count == 2)
@@ -665,7 +665,7 @@ final class LockedBox<Value>: @unchecked Sendable {
             AttemptResult(deliveryID: try id(events[1]), attemptedAt: t0, httpStatus: 500, latencyMilliseconds: 1,
                           outcome: .failed),
         ])
-        let lastSeq = try #require(try store.events(EventQuery(newestFirst: true, limit: 1)).first).seq
+        let lastSeq = try #require(try store.events(EventQuery(paging: .init(newestFirst: true), limit: 1)).first).seq
         #expect(try store.pruneEvents(detectedBefore: t0) == 0)  // not older than the cutoff
         #expect(try store.pruneEvents(detectedBefore: t0.addingTimeInterval(1)) == 1)
         #expect(try store.event(id: events[0].id) == nil)
