@@ -65,13 +65,16 @@ public enum Wiring {
     {
         var descriptor = source.descriptor
         descriptor.volatileFields.formUnion(object.ignoreFields)
-        return ObjectPlan(descriptor: descriptor, interval: object.interval, lookback: object.lookback,
-                          reconcileEvery: object.reconcileEvery,
-                          initialSync: object.initialSync == .emit ? .emit : .silent,
-                          pageSize: object.pageSize,
-                          useDeleteFeed: object.deleteFeed == .audit && connection.provider.hasDeleteFeed,
-                          maxClockSkew: connection.limits.maxClockSkew, maxPagesPerScan: object.maxPagesPerScan,
-                          deleteGuard: object.deleteGuard, emit: object.emit)
+        var plan = ObjectPlan(descriptor: descriptor, interval: object.interval, lookback: object.lookback,
+                              reconcileEvery: object.reconcileEvery,
+                              initialSync: object.initialSync == .emit ? .emit : .silent,
+                              pageSize: object.pageSize,
+                              useDeleteFeed: object.deleteFeed == .audit && connection.provider.hasDeleteFeed)
+        plan.maxClockSkew = connection.limits.maxClockSkew
+        plan.maxPagesPerScan = object.maxPagesPerScan
+        plan.deleteGuard = object.deleteGuard
+        plan.emit = object.emit
+        return plan
     }
 
     /// Routes an event to every subscriber whose `events` globs and `connections` list accept it.

@@ -32,21 +32,24 @@ public struct ObjectPlan: Sendable {
     /// Read the provider's delete feed after each delta scan (ServiceNow `sys_audit_delete`,
     /// NetSuite `DeletedRecord`), when the source has one.
     public var useDeleteFeed: Bool
+    // The bounds below come from the untrusted-input and event rules; they have safe defaults and are set after
+    // `init` by whoever has the configuration (`Daemon/Wiring`), which keeps `init` to the polling essentials.
+
     /// A record dated later than scan start + this is emitted but left out of the watermark
     /// (docs/DESIGN.md §2 rule 14: one record dated 2099 must not freeze the cursor).
-    public var maxClockSkew: Duration
-    /// Pages one delta scan may read before it stops with a warning (rule 18); the next cycle resumes.
-    public var maxPagesPerScan: Int
+    public var maxClockSkew: Duration = .seconds(300)
+    /// Pages one delta scan may read before it stops with a warning (rule 18); the next cycle resumes. At least 1.
+    public var maxPagesPerScan: Int = 10_000 {
+        didSet { if maxPagesPerScan < 1 { maxPagesPerScan = 1 } }
+    }
     /// nil: sweeps apply whatever they find (`"delete_guard": false`). Rule 17.
-    public var deleteGuard: DeleteGuardPolicy?
+    public var deleteGuard: DeleteGuardPolicy? = .defaults
     /// Which content changes become `updated` events (rule 5a).
-    public var emit: EmitPolicy
+    public var emit: EmitPolicy = .anyChange
 
     public init(descriptor: ObjectDescriptor, interval: Duration, lookback: Duration = .seconds(1),
                 reconcileEvery: Duration? = .seconds(6 * 3600), initialSync: InitialSyncMode = .silent,
-                pageSize: Int = 1000, useDeleteFeed: Bool = true, maxClockSkew: Duration = .seconds(300),
-                maxPagesPerScan: Int = 10_000, deleteGuard: DeleteGuardPolicy? = .defaults,
-                emit: EmitPolicy = .anyChange) {
+                pageSize: Int = 1000, useDeleteFeed: Bool = true) {
         self.descriptor = descriptor
         self.interval = interval
         self.lookback = lookback
@@ -54,10 +57,6 @@ public struct ObjectPlan: Sendable {
         self.initialSync = initialSync
         self.pageSize = max(1, pageSize)
         self.useDeleteFeed = useDeleteFeed
-        self.maxClockSkew = maxClockSkew
-        self.maxPagesPerScan = max(1, maxPagesPerScan)
-        self.deleteGuard = deleteGuard
-        self.emit = emit
     }
 
     public var key: JobKey { JobKey(connection: descriptor.connection, object: descriptor.object) }

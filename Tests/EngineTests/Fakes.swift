@@ -259,7 +259,8 @@ func makeRunner(_ source: FakeSource, _ temp: TempStore, clock: StepClock = Step
                 configure: (inout ObjectPlan) -> Void = { _ in }) -> PollRunner {
     var plan = ObjectPlan(descriptor: source.descriptor, interval: .milliseconds(10), lookback: lookback,
                           reconcileEvery: reconcileEvery, initialSync: initialSync, pageSize: pageSize,
-                          useDeleteFeed: useDeleteFeed, deleteGuard: deleteGuard)
+                          useDeleteFeed: useDeleteFeed)
+    plan.deleteGuard = deleteGuard
     configure(&plan)
     return PollRunner(target: PollTarget(plan: plan, source: source), store: temp.store, router: { _ in ["crm"] },
                       logger: Logger(level: .debug, sink: sink), metrics: metrics, now: clock.function)
