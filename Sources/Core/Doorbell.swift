@@ -82,7 +82,8 @@ public final class Doorbell: Sendable {
             }
             group.addTask {
                 await self.wait()
-                return true
+                // A cancelled wait returns at once without a ring: report it as not rung.
+                return !Task.isCancelled
             }
             let first = await group.next() ?? false
             group.cancelAll()
