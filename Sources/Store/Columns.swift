@@ -33,14 +33,14 @@ struct Columns<Column: ColumnList>: Sendable {
     }
 
     /// Reads `row` by column name, the list starting at `offset`.
-    func reader(_ row: Row, at offset: Int32 = 0) -> ColumnReader<Column> {
+    func reader(_ row: any Row, at offset: Int32 = 0) -> ColumnReader<Column> {
         ColumnReader(row: row, offset: offset, columns: self)
     }
 }
 
 /// One result row read through a ``Columns`` list: `reader.text(.recordID)` instead of `row.text(7)`.
 struct ColumnReader<Column: ColumnList> {
-    let row: Row
+    let row: any Row
     let offset: Int32
     let columns: Columns<Column>
 

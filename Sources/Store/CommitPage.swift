@@ -43,7 +43,7 @@ extension StateStore {
                         continue
                     }
                 }
-                try db.execute(Self.upsertSnapshotSQL, [
+                try db.execute(Self.upsertSnapshotSQL(db.dialect), [
                     .text(commit.connection), .text(commit.object), .text(snapshot.recordID),
                     .text(snapshot.contentHash), .text(record), .text(raw), .date(snapshot.sourceTimestamp),
                     .bool(snapshot.tombstoned), snapshot.tombstoned ? .integer(now) : .null, .integer(now), .integer(now),
@@ -55,10 +55,9 @@ extension StateStore {
             var newEvents: [(seq: Int64, outgoing: OutgoingEvent)] = []
             for outgoing in commit.events {
                 let event = outgoing.event
-                let changed = try db.execute(Self.insertEventSQL, Self.eventArguments(
-                    event, recordText: outgoing.recordText, rawText: outgoing.rawText))
-                if changed == 1 {
-                    let seq = db.lastInsertRowID
+                let inserted = try db.queryOne(Self.insertEventSQL, Self.eventArguments(
+                    event, recordText: outgoing.recordText, rawText: outgoing.rawText)) { $0.int64(0) }
+                if let seq = inserted {
                     result.inserted.append(.init(id: event.id, seq: seq))
                     newEvents.append((seq, outgoing))
                 } else {
@@ -103,22 +102,23 @@ extension StateStore {
         """
 
     /// Any snapshot write: tombstones (deletes) and undeletes.
-    static let upsertSnapshotSQL = """
+    static func upsertSnapshotSQL(_ dialect: SQLDialect) -> String { """
         INSERT INTO snapshots (connection, object, record_id, content_hash, record, raw, source_ts, tombstoned,
                                tombstoned_at, last_seen_sweep, updated_at)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (connection, object, record_id) DO UPDATE SET
             content_hash = excluded.content_hash, record = excluded.record, raw = excluded.raw,
             source_ts = excluded.source_ts, tombstoned = excluded.tombstoned, tombstoned_at = excluded.tombstoned_at,
-            last_seen_sweep = MAX(snapshots.last_seen_sweep, excluded.last_seen_sweep),
+            last_seen_sweep = \(dialect.greatest("snapshots.last_seen_sweep", "excluded.last_seen_sweep")),
             updated_at = excluded.updated_at
-        """
+        """ }
 
     static let insertEventSQL = """
         INSERT INTO events (event_id, type, model, kind, connection, provider, object, record_id, occurred_at,
                             detected_at, record, changes, raw, changed_fields)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (event_id) DO NOTHING
+        RETURNING seq
         """
 
     static let insertDeliverySQL = """

@@ -29,7 +29,7 @@ extension StateStore {
         try database.write { db in try Self.writeCursor(cursor, now: Millis.from(now), db) }
     }
 
-    static func writeCursor(_ cursor: CursorState, now: Int64, _ db: SQLConnection) throws {
+    static func writeCursor(_ cursor: CursorState, now: Int64, _ db: any SQLConnection) throws {
         try db.execute("""
             INSERT INTO cursors (connection, object, partition, watermark, resume_state, delete_cursor,
                                  last_reconcile_at, updated_at)
@@ -57,7 +57,7 @@ struct CursorRow {
 
     let cursor: CursorState
 
-    init(_ row: Row) {
+    init(_ row: any Row) {
         let column = Self.columns.reader(row)
         cursor = CursorState(connection: column.text(.connection), object: column.text(.object),
                              partition: column.text(.partition), watermark: column.date(.watermark),

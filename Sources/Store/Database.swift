@@ -70,7 +70,7 @@ public final class Database: @unchecked Sendable {
     public let path: String
     public let mode: Mode
     private let lock = NSLock()
-    private let connection: SQLConnection
+    private let connection: SQLiteConnection
 
     /// Opens (or, in `.readWrite`, creates) the database at `path`.
     ///
@@ -96,7 +96,7 @@ public final class Database: @unchecked Sendable {
         sqlite3_extended_result_codes(handle, 1)
         let millis = busyTimeout.components.seconds * 1000 + busyTimeout.components.attoseconds / 1_000_000_000_000_000
         sqlite3_busy_timeout(handle, Int32(clamping: millis))
-        connection = SQLConnection(handle: handle, path: path)
+        connection = SQLiteConnection(handle: handle, path: path)
         do {
             switch mode {
             case .readWrite:
@@ -130,7 +130,7 @@ public final class Database: @unchecked Sendable {
     ///
     /// Related SQLite documentation: <https://www.sqlite.org/lang_transaction.html>
     @discardableResult
-    public func write<T>(_ body: (SQLConnection) throws -> T) throws -> T {
+    public func write<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
         lock.lock()
         defer { lock.unlock() }
         guard mode == .readWrite else {
@@ -142,14 +142,14 @@ public final class Database: @unchecked Sendable {
     /// Runs `body` inside a deferred (read) transaction, so several queries see one consistent snapshot.
     /// In WAL mode a reader never blocks the writer and is never blocked by it.
     @discardableResult
-    public func read<T>(_ body: (SQLConnection) throws -> T) throws -> T {
+    public func read<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
         lock.lock()
         defer { lock.unlock() }
         return try transaction("BEGIN DEFERRED", body)
     }
 
     /// `begin`, `body`, COMMIT; on any error a rollback (when SQLite has not already rolled back). Lock held.
-    private func transaction<T>(_ begin: String, _ body: (SQLConnection) throws -> T) throws -> T {
+    private func transaction<T>(_ begin: String, _ body: (any SQLConnection) throws -> T) throws -> T {
         try connection.execute(begin)
         do {
             let result = try body(connection)
@@ -162,7 +162,7 @@ public final class Database: @unchecked Sendable {
     }
 
     /// Runs `body` outside any transaction (for PRAGMAs such as `wal_checkpoint` that cannot run inside one).
-    public func withConnection<T>(_ body: (SQLConnection) throws -> T) throws -> T {
+    public func withConnection<T>(_ body: (any SQLConnection) throws -> T) throws -> T {
         lock.lock()
         defer { lock.unlock() }
         return try body(connection)
@@ -171,7 +171,7 @@ public final class Database: @unchecked Sendable {
 
 /// The connection handed to ``Database/write(_:)`` and ``Database/read(_:)`` closures.
 /// Not `Sendable`: it is only valid inside the closure, on the thread that holds the database lock.
-public final class SQLConnection {
+public final class SQLiteConnection: SQLConnection {
     private var handle: OpaquePointer?
     private let path: String
     /// Prepared statements keyed by SQL text.
@@ -188,6 +188,8 @@ public final class SQLConnection {
         if let handle { sqlite3_close_v2(handle) }
         handle = nil
     }
+
+    public var dialect: SQLDialect { .sqlite }
 
     /// Whether a transaction is open (`sqlite3_get_autocommit` is 0).
     public var isInsideTransaction: Bool { handle.map { sqlite3_get_autocommit($0) == 0 } ?? false }
@@ -226,28 +228,12 @@ public final class SQLConnection {
     }
 
     /// Runs a query and calls `body` for each row. The ``Row`` is only valid during the call.
-    public func query(_ sql: String, _ arguments: [SQLValue] = [], _ body: (Row) throws -> Void) throws {
+    public func query(_ sql: String, _ arguments: [SQLValue] = [], _ body: (any Row) throws -> Void) throws {
         try withStatement(sql, arguments) { statement in
             while try step(statement, sql) {
-                try body(Row(statement: statement))
+                try body(SQLiteRow(statement: statement))
             }
         }
-    }
-
-    /// Runs a query and maps its first row, if any.
-    public func queryOne<T>(_ sql: String, _ arguments: [SQLValue] = [], _ map: (Row) throws -> T) throws -> T? {
-        var result: T?
-        try withStatement(sql, arguments) { statement in
-            if try step(statement, sql) { result = try map(Row(statement: statement)) }
-        }
-        return result
-    }
-
-    /// Runs a query and maps every row into an array. Use only with a LIMIT: the store never loads whole tables.
-    public func queryAll<T>(_ sql: String, _ arguments: [SQLValue] = [], _ map: (Row) throws -> T) throws -> [T] {
-        var result: [T] = []
-        try query(sql, arguments) { result.append(try map($0)) }
-        return result
     }
 
     // MARK: - Statements
@@ -354,17 +340,14 @@ public final class SQLConnection {
 }
 
 @available(*, unavailable)
-extension SQLConnection: Sendable {}
+extension SQLiteConnection: Sendable {}
 
 /// The current row of a query. Only valid inside the ``SQLConnection/query(_:_:_:)`` callback.
-public struct Row {
+public struct SQLiteRow: Row {
     fileprivate let statement: OpaquePointer
 
     public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(statement, column) == SQLITE_NULL }
     public func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(statement, column) }
-    public func optionalInt64(_ column: Int32) -> Int64? { isNull(column) ? nil : int64(column) }
-    public func int(_ column: Int32) -> Int { Int(sqlite3_column_int64(statement, column)) }
-    public func bool(_ column: Int32) -> Bool { sqlite3_column_int64(statement, column) != 0 }
     public func double(_ column: Int32) -> Double { sqlite3_column_double(statement, column) }
 
     /// The column as text, or nil for SQL NULL (never crashes on NULL, unlike `String(cString:)`).
@@ -374,9 +357,6 @@ public struct Row {
         return String(decoding: UnsafeBufferPointer(start: bytes, count: count), as: UTF8.self)
     }
 
-    /// The column as text, `""` for NULL.
-    public func text(_ column: Int32) -> String { string(column) ?? "" }
-
     public func data(_ column: Int32) -> Data? {
         if isNull(column) { return nil }
         let count = Int(sqlite3_column_bytes(statement, column))
@@ -384,9 +364,50 @@ public struct Row {
         return Data(bytes: bytes, count: count)
     }
 
-    /// An INTEGER Unix-milliseconds column as a Date, nil for NULL.
-    public func date(_ column: Int32) -> Date? { optionalInt64(column).map(Millis.date) }
 }
 
 @available(*, unavailable)
-extension Row: Sendable {}
+extension SQLiteRow: Sendable {}
+
+// MARK: - The SQLite backend of the store
+
+extension Database: SQLDatabase {
+    public var dialect: SQLDialect { .sqlite }
+    public var location: String { path }
+
+    /// Checkpoints the WAL into the database file and truncates it (on shutdown or after pruning).
+    /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_wal_checkpoint>
+    public func checkpoint() throws {
+        try withConnection { try $0.executeScript("PRAGMA wal_checkpoint(TRUNCATE)") }
+    }
+
+    /// Returns free pages to the file system (`PRAGMA incremental_vacuum`, a no-op unless the file is
+    /// `auto_vacuum = INCREMENTAL`) and checkpoints the WAL, truncating it: in WAL mode the main file shrinks
+    /// only when the checkpoint copies the vacuumed pages back.
+    /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_incremental_vacuum>
+    public func reclaimSpace() throws {
+        try withConnection { try $0.executeScript("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);") }
+    }
+
+    /// A full VACUUM: rewrites the file without free pages and switches a file created before schema v3 to
+    /// `auto_vacuum = INCREMENTAL`, so later prunes shrink it. Needs as much free disk as the file's size and
+    /// holds the write lock while it runs (the daemon's commits wait, up to the busy timeout).
+    public func vacuum() throws {
+        try withConnection { try $0.executeScript("PRAGMA auto_vacuum = INCREMENTAL; VACUUM; PRAGMA wal_checkpoint(TRUNCATE);") }
+    }
+
+    /// The file's size, its WAL's size and its free pages: three PRAGMAs and two stat calls.
+    public func storageFigures() throws -> StorageFigures {
+        func size(_ file: String) -> Int64 {
+            ((try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? NSNumber)?.int64Value ?? 0
+        }
+        return try read { db in
+            let pageSize = try db.queryOne("PRAGMA page_size") { $0.int64(0) } ?? 4096
+            let free = try db.queryOne("PRAGMA freelist_count") { $0.int64(0) } ?? 0
+            let mode = try db.queryOne("PRAGMA auto_vacuum") { $0.int(0) } ?? 0
+            return StorageFigures(location: path, fileBytes: size(path), walBytes: size(path + "-wal"),
+                                  freeBytes: free.multipliedReportingOverflow(by: pageSize).partialValue,
+                                  autoVacuum: ["none", "full", "incremental"][min(max(mode, 0), 2)])
+        }
+    }
+}

@@ -26,8 +26,9 @@ extension StateStore {
     /// are terminal and do not block later ones.
     static let dueSQL = dueQuery()
 
-    /// The due query, with `condition` ANDed to its WHERE clause. ?1 subscriber, ?2 now, ?3 limit.
-    private static func dueQuery(_ condition: String = "") -> String {
+    /// The due query, with `condition` ANDed to its WHERE clause and `locking` after its LIMIT. ?1 subscriber,
+    /// ?2 now, ?3 limit.
+    private static func dueQuery(_ condition: String = "", locking: String = "") -> String {
         """
         SELECT \(DeliveryRow.columns.sql), \(EventRow.columns.sql)
         FROM deliveries d JOIN events e ON e.seq = d.event_seq
@@ -36,6 +37,7 @@ extension StateStore {
           \(condition)
         ORDER BY d.event_seq
         LIMIT ?3
+        \(locking)
         """
     }
 
@@ -50,10 +52,13 @@ extension StateStore {
     /// delivery ids). A `redeliver`/`replay` can make an in-flight delivery, or an older event of its record,
     /// pending and due again; it waits until the attempt in flight has ended, so one record never has two
     /// deliveries in flight (docs/DESIGN.md §5, ARCHITECTURE.md invariant 6).
-    static let claimSQL = dueQuery("""
-        AND d.record_key NOT IN (SELECT h.record_key FROM deliveries h
-                                 WHERE h.id IN (SELECT value FROM json_each(?4)))
-        """)
+    /// On PostgreSQL the claimed rows are locked, skipping rows another node is claiming (``SQLDialect``).
+    static func claimSQL(_ dialect: SQLDialect) -> String {
+        dueQuery("""
+            AND d.record_key NOT IN (SELECT h.record_key FROM deliveries h
+                                     WHERE h.id IN (\(dialect.integersOfJSONArray("?4"))))
+            """, locking: dialect.skippingLockedRows(of: "d"))
+    }
 
     /// Like ``dueDeliveries(subscriber:now:limit:)`` but also leases them: their `next_attempt_at` moves to
     /// `leaseUntil` in the same transaction, so the next call does not return them again while they are in
@@ -66,8 +71,9 @@ extension StateStore {
                                    inFlight: Set<Int64> = []) throws -> [DueDelivery]
     {
         let held = JSONValue.array(inFlight.map { .integer($0) }).serialized()
+        let dialect = database.dialect
         return try database.write { db in
-            let due = try db.queryAll(Self.claimSQL, [.text(subscriber), .date(now), .integer(Int64(limit)), .text(held)],
+            let due = try db.queryAll(Self.claimSQL(dialect), [.text(subscriber), .date(now), .integer(Int64(limit)), .text(held)],
                                       Self.dueRow)
             return try due.map { item in
                 var item = item
@@ -82,7 +88,7 @@ extension StateStore {
         }
     }
 
-    private static func dueRow(_ row: Row) throws -> DueDelivery {
+    private static func dueRow(_ row: any Row) throws -> DueDelivery {
         // The event's columns follow the delivery's in ``dueSQL``.
         DueDelivery(delivery: try DeliveryRow(row).delivery,
                     event: try EventRow(row, at: DeliveryRow.columns.count).stored.event)
@@ -119,7 +125,7 @@ extension StateStore {
                 let changed = try db.execute("""
                     UPDATE deliveries SET attempts = attempts + 1, state = ?, next_attempt_at = ?, last_status = ?,
                         last_error = ?, updated_at = ?, delivered_at = COALESCE(?, delivered_at)
-                    WHERE id = ? AND (?8 IS NULL OR lease_token = ?8)
+                    WHERE id = ? AND (CAST(?8 AS BIGINT) IS NULL OR lease_token = ?8)
                     """, [
                         .text(state.rawValue), next, .integer(result.httpStatus.map(Int64.init)), .text(result.error),
                         .integer(at), deliveredAt, .integer(result.deliveryID), .integer(result.leaseToken),
@@ -174,7 +180,7 @@ struct DeliveryRow {
 
     let delivery: Delivery
 
-    init(_ row: Row) throws {
+    init(_ row: any Row) throws {
         let column = Self.columns.reader(row)
         guard let state = DeliveryState(rawValue: column.text(.state)) else {
             throw StoreError(code: .corruptData, message: "delivery \(column.int64(.id)) has unknown state")

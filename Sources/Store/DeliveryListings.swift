@@ -67,9 +67,10 @@ extension StateStore {
 
     /// Pending deliveries across all subscribers.
     public func pendingCount() throws -> Int {
-        try database.read { db in
+        let dialect = database.dialect
+        return try database.read { db in
             try db.queryOne(
-                "SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_pending WHERE state = 'pending'"
+                "SELECT COUNT(*) FROM deliveries\(dialect.indexedBy("deliveries_pending")) WHERE state = 'pending'"
             ) { $0.int(0) } ?? 0
         }
     }
@@ -85,7 +86,7 @@ struct AttemptRow {
 
     let attempt: Attempt
 
-    init(_ row: Row) {
+    init(_ row: any Row) {
         let column = Self.columns.reader(row)
         attempt = Attempt(id: column.int64(.id), deliveryID: column.int64(.deliveryID),
                           attemptedAt: column.date(.attemptedAt) ?? Date(timeIntervalSince1970: 0),

@@ -68,7 +68,7 @@ struct EventRow {
     let stored: StoredEvent
 
     /// Decodes the event whose ``columns`` start at `offset`.
-    init(_ row: Row, at offset: Int32 = 0) throws {
+    init(_ row: any Row, at offset: Int32 = 0) throws {
         let column = Self.columns.reader(row, at: offset)
         let id = column.text(.eventID)
         let context = "event \(id)"
@@ -113,7 +113,7 @@ struct EventSummaryRow {
 
     let summary: EventSummary
 
-    init(_ row: Row) {
+    init(_ row: any Row) {
         let column = Self.columns.reader(row)
         summary = EventSummary(seq: column.int64(.seq), id: column.text(.eventID), type: column.text(.type),
                                connection: column.text(.connection), object: column.text(.object),

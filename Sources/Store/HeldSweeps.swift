@@ -89,7 +89,7 @@ extension StateStore {
     public func heldSweepIDs(connection: String, object: String) throws -> [String] {
         try database.read { db in
             try db.queryAll("""
-                SELECT j.value FROM held_sweeps h, json_each(h.record_ids) j
+                SELECT j.value FROM held_sweeps h, \(db.dialect.jsonArrayTable("h.record_ids", alias: "j"))
                 WHERE h.connection = ? AND h.object = ? ORDER BY j.value
                 """, [.text(connection), .text(object)]) { $0.text(0) }
         }
@@ -104,7 +104,7 @@ extension StateStore {
         return try database.read { db in
             try db.queryAll("""
                 SELECT record_id FROM snapshots
-                WHERE connection = ? AND object = ? AND record_id IN (SELECT value FROM json_each(?))
+                WHERE connection = ? AND object = ? AND record_id IN (\(db.dialect.textsOfJSONArray()))
                   AND tombstoned = 0 AND last_seen_sweep < ? AND updated_at < ?
                 ORDER BY record_id
                 """, [.text(connection), .text(object), .text(Self.jsonArray(ids)), .date(sweep), .date(sweep)]) {
@@ -142,7 +142,7 @@ struct HeldSweepRow {
 
     let held: HeldSweep
 
-    init(_ row: Row) {
+    init(_ row: any Row) {
         let column = Self.columns.reader(row)
         held = HeldSweep(connection: column.text(.connection), object: column.text(.object),
                          sweepStarted: column.date(.sweepStarted) ?? Date(timeIntervalSince1970: 0),

@@ -48,7 +48,7 @@ struct PollStatusRow {
 
     let status: PollStatus
 
-    init(_ row: Row) {
+    init(_ row: any Row) {
         let column = Self.columns.reader(row)
         status = PollStatus(connection: column.text(.connection), object: column.text(.object),
                             lastPollAt: column.date(.lastPollAt), lastSuccessAt: column.date(.lastSuccessAt),

@@ -79,7 +79,7 @@ extension StateStore {
             var found = Set<String>()
             try db.query("""
                 SELECT record_id FROM quarantine
-                WHERE connection = ? AND object = ? AND record_id IN (SELECT value FROM json_each(?))
+                WHERE connection = ? AND object = ? AND record_id IN (\(db.dialect.textsOfJSONArray()))
                 """, [.text(connection), .text(object), .text(Self.jsonArray(ids))]) { found.insert($0.text(0)) }
             return found
         }
@@ -91,12 +91,12 @@ extension StateStore {
     /// excerpt). Releasing first keeps a record that a page both accepted and rejected (it moved during the
     /// page) in quarantine: the operator sees it rather than losing it.
     static func writeQuarantine(of commit: PageCommit, now: Int64, into result: inout PageCommitResult,
-                                _ db: SQLConnection) throws {
+                                _ db: any SQLConnection) throws {
         let (connection, object) = (commit.connection, commit.object)
         if !commit.acceptedIDs.isEmpty, try hasQuarantine(connection: connection, object: object, db) {
             result.releasedFromQuarantine = try db.execute("""
                 DELETE FROM quarantine
-                WHERE connection = ? AND object = ? AND record_id IN (SELECT value FROM json_each(?))
+                WHERE connection = ? AND object = ? AND record_id IN (\(db.dialect.textsOfJSONArray()))
                 """, [.text(connection), .text(object), .text(jsonArray(commit.acceptedIDs))])
         }
         for rejected in commit.quarantine {
@@ -116,7 +116,7 @@ extension StateStore {
             }
             try db.execute("""
                 UPDATE quarantine SET reason = ?, raw_excerpt = ?, record_id = COALESCE(?, record_id),
-                    last_seen_at = MAX(last_seen_at, ?), seen_count = seen_count + 1
+                    last_seen_at = \(db.dialect.greatest("last_seen_at", "?")), seen_count = seen_count + 1
                 WHERE connection = ? AND object = ? AND record_key = ?
                 """, [
                     .text(rejected.reason), .text(truncateUTF8(rejected.rawExcerpt, to: RejectedRecord.excerptLimit)),
@@ -125,7 +125,7 @@ extension StateStore {
         }
     }
 
-    private static func hasQuarantine(connection: String, object: String, _ db: SQLConnection) throws -> Bool {
+    private static func hasQuarantine(connection: String, object: String, _ db: any SQLConnection) throws -> Bool {
         try db.queryOne("SELECT 1 FROM quarantine WHERE connection = ? AND object = ? LIMIT 1",
                         [.text(connection), .text(object)]) { _ in true } ?? false
     }
@@ -141,7 +141,7 @@ struct QuarantineRow {
 
     let entry: QuarantineEntry
 
-    init(_ row: Row) {
+    init(_ row: any Row) {
         let column = Self.columns.reader(row)
         entry = QuarantineEntry(connection: column.text(.connection), object: column.text(.object),
                                 recordKey: column.text(.recordKey), recordID: column.string(.recordID),

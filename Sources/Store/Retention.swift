@@ -91,12 +91,13 @@ extension StateStore {
         -> [String: Int]
     {
         let keep = Self.jsonArray(configured)
+        let dialect = database.dialect
         let count = """
-            SELECT subscriber, COUNT(*) FROM deliveries INDEXED BY deliveries_pending
-            WHERE state = 'pending' AND subscriber NOT IN (SELECT value FROM json_each(?))
+            SELECT subscriber, COUNT(*) FROM deliveries\(dialect.indexedBy("deliveries_pending"))
+            WHERE state = 'pending' AND subscriber NOT IN (\(dialect.textsOfJSONArray()))
             GROUP BY subscriber ORDER BY subscriber LIMIT 100000
             """
-        func counts(_ db: SQLConnection) throws -> [String: Int] {
+        func counts(_ db: any SQLConnection) throws -> [String: Int] {
             var result: [String: Int] = [:]
             try db.query(count, [.text(keep)]) { result[$0.text(0)] = $0.int(1) }
             return result
@@ -107,7 +108,7 @@ extension StateStore {
             guard !found.isEmpty else { return found }
             try db.execute("""
                 UPDATE deliveries SET state = 'orphaned', next_attempt_at = NULL, updated_at = ?
-                WHERE state = 'pending' AND subscriber NOT IN (SELECT value FROM json_each(?))
+                WHERE state = 'pending' AND subscriber NOT IN (\(dialect.textsOfJSONArray()))
                 """, [.date(now), .text(keep)])
             return found
         }
@@ -124,11 +125,12 @@ extension StateStore {
     {
         let deliveredCutoff = Millis.from(now.addingTimeInterval(-policy.delivered))
         let failedCutoff = Millis.from(now.addingTimeInterval(-policy.failed))
-        let body = { (db: SQLConnection) throws -> EventPrunePage in
+        let dialect = database.dialect
+        let body = { (db: any SQLConnection) throws -> EventPrunePage in
             var page = EventPrunePage()
             var doomed: [Int64] = []
             var last: Int64?
-            try db.query(Self.prunePageSQL, [
+            try db.query(Self.prunePageSQL(dialect), [
                 .integer(afterSeq), .integer(deliveredCutoff), .integer(failedCutoff),
                 .integer(Int64(max(1, scan))),
             ]) { row in
@@ -141,7 +143,7 @@ extension StateStore {
             page.events = doomed.count
             page.nextAfterSeq = last
             if !dryRun, !doomed.isEmpty {
-                try db.execute("DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?))",
+                try db.execute("DELETE FROM events WHERE seq IN (\(dialect.integersOfJSONArray()))",
                                [.text(JSONValueText.integers(doomed))])
             }
             return page
@@ -151,7 +153,7 @@ extension StateStore {
 
     /// ?1 after seq, ?2 delivered cutoff, ?3 failed cutoff, ?4 page size. Columns: seq, prunable, deliveries,
     /// attempts (the counts only for prunable rows: CASE evaluates lazily).
-    static let prunePageSQL = """
+    static func prunePageSQL(_ dialect: SQLDialect) -> String { """
         SELECT p.seq, p.prunable,
                CASE WHEN p.prunable THEN (SELECT COUNT(*) FROM deliveries d WHERE d.event_seq = p.seq) ELSE 0 END,
                CASE WHEN p.prunable THEN (SELECT COUNT(*) FROM deliveries d JOIN attempts a ON a.delivery_id = d.id
@@ -164,10 +166,10 @@ extension StateStore {
                      AND (e.detected_at < ?2 OR EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq))
                      AS prunable
               FROM events e
-              WHERE e.seq > ?1 AND e.detected_at < MAX(?2, ?3)
+              WHERE e.seq > ?1 AND e.detected_at < \(dialect.greatest("?2", "?3"))
               ORDER BY e.seq LIMIT ?4) AS p
         ORDER BY p.seq
-        """
+        """ }
 
     // MARK: - Tombstones
 
@@ -182,8 +184,9 @@ extension StateStore {
         }
         return try database.write { db in
             try db.execute("""
-                DELETE FROM snapshots WHERE rowid IN (
-                    SELECT rowid FROM snapshots WHERE tombstoned = 1 AND tombstoned_at < ? LIMIT ?)
+                DELETE FROM snapshots WHERE (connection, object, record_id) IN (
+                    SELECT connection, object, record_id FROM snapshots
+                    WHERE tombstoned = 1 AND tombstoned_at < ? LIMIT ?)
                 """, [.date(cutoff), .integer(Int64(max(1, limit)))])
         }
     }
@@ -226,49 +229,25 @@ extension StateStore {
         }
     }
 
-    /// Checkpoints the WAL into the database file and truncates it (e.g. on shutdown or after pruning).
-    /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_wal_checkpoint>
-    public func checkpoint() throws {
-        try database.withConnection { try $0.executeScript("PRAGMA wal_checkpoint(TRUNCATE)") }
-    }
+    /// Makes committed data durable in its final place (SQLite: a WAL checkpoint, on shutdown or after pruning).
+    public func checkpoint() throws { try database.checkpoint() }
 
-    /// Returns free pages to the file system (`PRAGMA incremental_vacuum`, a no-op unless the file is
-    /// `auto_vacuum = INCREMENTAL`) and checkpoints the WAL, truncating it: in WAL mode the main file shrinks
-    /// only when the checkpoint copies the vacuumed pages back.
-    /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_incremental_vacuum>
-    public func reclaimSpace() throws {
-        try database.withConnection { db in
-            try db.executeScript("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
-        }
-    }
+    /// Returns the space a prune freed (SQLite: incremental vacuum and a truncating checkpoint).
+    public func reclaimSpace() throws { try database.reclaimSpace() }
 
-    /// A full VACUUM (`prune --vacuum`): rewrites the file without free pages and switches a file created
-    /// before schema v3 to `auto_vacuum = INCREMENTAL`, so later prunes shrink it. Needs as much free disk as
-    /// the file's size and holds the write lock while it runs (the daemon's commits wait, up to the busy
-    /// timeout).
-    public func vacuum() throws {
-        try database.withConnection { db in
-            try db.executeScript("PRAGMA auto_vacuum = INCREMENTAL; VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
-        }
-    }
+    /// A full rewrite without free space (`prune --vacuum`; SQLite: VACUUM, which holds the write lock meanwhile).
+    public func vacuum() throws { try database.vacuum() }
 
-    /// The file's size, its free space and its oldest rows. Cheap: two index lookups and three PRAGMAs.
+    /// The store's size, its free space and its oldest rows. Cheap: two index lookups and the backend's figures.
     public func storageSummary() throws -> StorageSummary {
-        let path = database.path
-        func size(_ file: String) -> Int64 {
-            ((try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? NSNumber)?.int64Value ?? 0
-        }
+        let figures = try database.storageFigures()
         return try database.read { db in
-            let pageSize = try db.queryOne("PRAGMA page_size") { $0.int64(0) } ?? 4096
-            let free = try db.queryOne("PRAGMA freelist_count") { $0.int64(0) } ?? 0
-            let mode = try db.queryOne("PRAGMA auto_vacuum") { $0.int(0) } ?? 0
             let oldestEvent = try db.queryOne("SELECT MIN(detected_at) FROM events") { $0.date(0) } ?? nil
             let oldestTombstone = try db.queryOne(
                 "SELECT MIN(tombstoned_at) FROM snapshots WHERE tombstoned = 1") { $0.date(0) } ?? nil
             return StorageSummary(
-                path: path, fileBytes: size(path), walBytes: size(path + "-wal"),
-                freeBytes: free.multipliedReportingOverflow(by: pageSize).partialValue,
-                autoVacuum: ["none", "full", "incremental"][min(max(mode, 0), 2)],
+                path: figures.location, fileBytes: figures.fileBytes, walBytes: figures.walBytes,
+                freeBytes: figures.freeBytes, autoVacuum: figures.autoVacuum,
                 oldestEventAt: oldestEvent, oldestTombstoneAt: oldestTombstone)
         }
     }

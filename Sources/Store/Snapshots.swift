@@ -13,7 +13,7 @@ extension StateStore {
             var result = [String: SnapshotHead](minimumCapacity: ids.count)
             try db.query("""
                 SELECT \(SnapshotHeadRow.columns.sql) FROM snapshots
-                WHERE connection = ? AND object = ? AND record_id IN (SELECT value FROM json_each(?))
+                WHERE connection = ? AND object = ? AND record_id IN (\(db.dialect.textsOfJSONArray()))
                 """, [.text(connection), .text(object), .text(Self.jsonArray(ids))]) { row in
                 let head = SnapshotHeadRow(row).head
                 result[head.recordID] = head
@@ -30,7 +30,7 @@ extension StateStore {
             try db.query("""
                 SELECT \(SnapshotRow.columns.sql)
                 FROM snapshots
-                WHERE connection = ? AND object = ? AND record_id IN (SELECT value FROM json_each(?))
+                WHERE connection = ? AND object = ? AND record_id IN (\(db.dialect.textsOfJSONArray()))
                 """, [.text(connection), .text(object), .text(Self.jsonArray(ids))]) { row in
                 let snapshot = try SnapshotRow(row, context: "snapshot \(connection)/\(object)").snapshot
                 result[snapshot.recordID] = snapshot
@@ -64,7 +64,7 @@ extension StateStore {
             var result = [String: SnapshotBody](minimumCapacity: ids.count)
             try db.query("""
                 SELECT \(columns.sql) FROM snapshots
-                WHERE connection = ? AND object = ? AND record_id IN (SELECT value FROM json_each(?))
+                WHERE connection = ? AND object = ? AND record_id IN (\(db.dialect.textsOfJSONArray()))
                 """, [.text(connection), .text(object), .text(Self.jsonArray(ids))]) { row in
                 let column = columns.reader(row)
                 let id = column.text(.recordID)
@@ -98,8 +98,8 @@ extension StateStore {
         guard !ids.isEmpty else { return }
         try database.write { db in
             try db.execute("""
-                UPDATE snapshots SET last_seen_sweep = MAX(last_seen_sweep, ?)
-                WHERE connection = ? AND object = ? AND record_id IN (SELECT value FROM json_each(?))
+                UPDATE snapshots SET last_seen_sweep = \(db.dialect.greatest("last_seen_sweep", "?"))
+                WHERE connection = ? AND object = ? AND record_id IN (\(db.dialect.textsOfJSONArray()))
                 """, [.date(sweep), .text(connection), .text(object), .text(Self.jsonArray(ids))])
         }
     }
@@ -134,7 +134,7 @@ struct SnapshotHeadRow {
 
     let head: SnapshotHead
 
-    init(_ row: Row) {
+    init(_ row: any Row) {
         let column = Self.columns.reader(row)
         head = SnapshotHead(recordID: column.text(.recordID), contentHash: column.text(.contentHash),
                             sourceTimestamp: column.date(.sourceTimestamp), tombstoned: column.bool(.tombstoned))
@@ -152,7 +152,7 @@ struct SnapshotRow {
     let snapshot: Snapshot
 
     /// `context` names the object (`snapshot connection/object`) in corrupt-data errors.
-    init(_ row: Row, context: String) throws {
+    init(_ row: any Row, context: String) throws {
         let column = Self.columns.reader(row)
         let id = column.text(.recordID)
         let context = "\(context)/\(id)"

@@ -8,8 +8,8 @@
 // This file holds the class, `init` and the serial queue (`perform`, `enqueue`); each table's methods and row
 // type are an extension in the table's own file (ARCHITECTURE.md, "Store: where each table lives"), and the
 // surface other modules may rely on is the `StateStoring` protocol (StateStoring.swift).
-public import Foundation
-public import Core
+import Foundation
+import Core
 import Dispatch
 import Synchronization
 
@@ -41,10 +41,12 @@ private final class QueuedOutcome<T: Sendable>: Sendable {
     }
 }
 
-/// The state store over one SQLite file.
+/// The state store over one SQLite file (``init(path:mode:)``) or another ``SQLDatabase`` (``init(backend:)``:
+/// the PostgreSQL backend, whose module migrates its schema before handing the database over).
 ///
-/// `Sendable`: it holds only a ``Database`` (itself lock-guarded) and a serial queue. All methods are
-/// synchronous and block the caller; from async code use ``perform(_:)`` to keep SQLite off the cooperative pool.
+/// `Sendable`: it holds only an ``SQLDatabase`` (itself lock-guarded) and a serial queue. All methods are
+/// synchronous and block the caller; from async code use ``perform(_:)`` to keep blocking database calls off
+/// the cooperative pool.
 public final class StateStore: Sendable {
     /// The conventional file name inside `state_directory`.
     public static let fileName = "deltahook.sqlite"
@@ -53,9 +55,9 @@ public final class StateStore: Sendable {
     /// The schema version this binary writes.
     public static var schemaVersion: Int { Schema.currentVersion }
 
-    /// The SQLite connection. Internal: everything outside the module goes through the store's methods, so a
-    /// second backend can stand behind ``StateStoring`` (tests reach it with `@testable import Store`).
-    let database: Database
+    /// The database. Internal: everything outside the module goes through the store's methods, so the same
+    /// table logic serves every backend (tests reach it with `@testable import Store`).
+    let database: any SQLDatabase
     private let queue: DispatchQueue
     /// Told after every committed page that inserted events (see ``observeCommittedEvents(_:)``).
     let eventsObserver = Mutex<(@Sendable (Int) -> Void)?>(nil)
@@ -71,23 +73,30 @@ public final class StateStore: Sendable {
     /// beside a running daemon) opens it as a WAL reader and requires the current schema.
     ///
     /// - Throws: ``StoreError`` — `.schemaTooNew` when the file was written by a newer deltahook.
-    public init(path: String, mode: Database.Mode = .readWrite) throws {
-        database = try Database(path: path, mode: mode)
-        queue = DispatchQueue(label: "deltahook.store")
+    public convenience init(path: String, mode: Database.Mode = .readWrite) throws {
+        let sqlite = try Database(path: path, mode: mode)
         switch mode {
         case .readWrite:
-            try Schema.migrate(database)
+            try Schema.migrate(sqlite)
             // SQLite creates the file under the process umask and gives -wal/-shm the file's mode: made 0600 here,
             // every later -wal/-shm is 0600 too (docs/DESIGN.md §1, private files).
             try PrivateFiles.tightenStoreFiles(path)
-        case .readOnly: try Schema.checkReadable(database)
+        case .readOnly: try Schema.checkReadable(sqlite)
         }
+        self.init(backend: sqlite)
+    }
+
+    /// A store over a database whose schema is already current (the backend's module checked or migrated it).
+    public init(backend: any SQLDatabase) {
+        database = backend
+        queue = DispatchQueue(label: "deltahook.store")
     }
 
     /// Sets SQLite's page cache of the store's connection (`PRAGMA cache_size = -kibibytes`): an experiment knob
     /// for `Scripts/bench`; the daemon keeps SQLite's default.
     public func setPageCache(kibibytes: Int) throws {
-        try database.withConnection { try $0.executeScript("PRAGMA cache_size = -\(max(0, kibibytes))") }
+        guard let sqlite = database as? Database else { return }
+        try sqlite.withConnection { try $0.executeScript("PRAGMA cache_size = -\(max(0, kibibytes))") }
     }
 
     /// Runs `body` on the store's own serial queue, so blocking SQLite calls never occupy a Swift concurrency

@@ -53,7 +53,7 @@ struct SubscriberRow {
 
     let status: SubscriberStatus
 
-    init(_ row: Row) throws {
+    init(_ row: any Row) throws {
         let column = Self.columns.reader(row)
         guard let state = SubscriberState(rawValue: column.text(.state)) else {
             throw StoreError(code: .corruptData, message: "subscriber \(column.text(.id)) has unknown state")

@@ -106,7 +106,7 @@ struct InjectedFailure: Error {}
         let dir = try TempDir()
         do {
             let store = try StateStore(path: dir.dbPath)
-            try store.database.withConnection { try $0.executeScript("PRAGMA user_version = 99") }
+            try store.sqlite.withConnection { try $0.executeScript("PRAGMA user_version = 99") }
         }
         for mode in [Database.Mode.readWrite, .readOnly] {
             do {
@@ -135,12 +135,12 @@ struct InjectedFailure: Error {}
         #expect(throws: InjectedFailure.self) {
             try store.database.write { db in
                 try db.execute("INSERT INTO subscribers (id, state, changed_at) VALUES (?, 'active', 0)", ["crm"])
-                #expect(db.isInsideTransaction)
+                #expect((db as? SQLiteConnection)?.isInsideTransaction == true)
                 throw InjectedFailure()
             }
         }
         #expect(try store.subscriber(id: "crm") == nil)
-        try store.database.withConnection { #expect(!$0.isInsideTransaction) }
+        try store.sqlite.withConnection { #expect(($0 as? SQLiteConnection)?.isInsideTransaction == false) }
         // The connection is usable afterwards.
         try store.setSubscriberState(id: "crm", state: .paused, reason: "operator", at: t0)
         #expect(try store.subscriber(id: "crm")?.state == .paused)
@@ -688,4 +688,12 @@ private func currentQueueLabel() -> String {
     #else
     String(cString: __dispatch_queue_get_label(nil))
     #endif
+}
+
+extension StateStore {
+    /// The SQLite database under a store opened by path: what the SQLite-only tests (PRAGMAs, WAL) reach.
+    var sqlite: Database {
+        guard let database = database as? Database else { fatalError("not a SQLite store") }
+        return database
+    }
 }
