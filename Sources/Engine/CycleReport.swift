@@ -31,6 +31,11 @@ public struct CycleReport: Sendable {
     public var dryRun: Bool
     /// This scan is the object's first complete scan (no cursor existed when it started).
     public var initialSync = false
+    /// Set when the cycle did not poll because another node holds the object's lease (or this node is at its
+    /// fair share): then nothing else in the report is meaningful.
+    public var leaseOutcome: PollLeaseOutcome?
+    /// The cycle started under a lease but a write found it lost (fencing): what it had not committed is dropped.
+    public var leaseLost = false
     /// Events are suppressed because this is the initial sync in `silent` mode.
     public var silent = false
     /// The scan continued an unfinished one from its persisted position.

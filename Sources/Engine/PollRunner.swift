@@ -77,6 +77,9 @@ public final class PollRunner: Sendable {
         var report = CycleReport(connection: descriptor.connection, object: descriptor.object, dryRun: dryRun)
         let started = now()
         let clockStart = ContinuousClock.now
+        if !dryRun {
+            guard try await mayPoll(descriptor, report: &report, log: log) else { return report }
+        }
         do {
             var feedError: (any Error)?
             do {
@@ -93,7 +96,17 @@ public final class PollRunner: Sendable {
             if !dryRun {
                 try await reconciler.reconcileIfDue(target, router: router, report: &report, logger: log)
             }
+        } catch let error as StoreError where error.code == .leaseLost {
+            // Fencing refused this node's write: another node took the object over while this one was paused or
+            // partitioned past its lease. Nothing was stored; the new owner polls and reports (rule 19).
+            log.warning("poll cycle abandoned: the object's poll lease was lost", error: error)
+            report.leaseLost = true
+            return report
         } catch {
+            if !dryRun, case ProviderError.rateLimited(let wait, let message) = error {
+                await shareProviderWait(descriptor, until: now().addingTimeInterval(wait.seconds), reason: message,
+                                        log: log)
+            }
             if !dryRun && !(error is CancellationError) {
                 await recordFailure(error, descriptor: descriptor, report: report, at: started, log: log)
             }
@@ -129,6 +142,36 @@ public final class PollRunner: Sendable {
             "CURSOR": report.watermark.map { Timestamps.rfc3339($0) } ?? "none",
             "DURATION_MS": String(elapsed.milliseconds),
         ])
+    }
+
+    /// Whether this node polls the object now (docs/DESIGN.md §2 rules 19 and 21): it must hold the object's poll
+    /// lease (a node outside any cluster always does), and no node may have recorded a provider wait for the
+    /// connection that has not ended — that is thrown as the rate limit it is, so the scheduler waits it out.
+    private func mayPoll(_ descriptor: ObjectDescriptor, report: inout CycleReport, log: Logger) async throws -> Bool {
+        let (connection, object, at) = (descriptor.connection, descriptor.object, now())
+        let lease = try await store.perform { try $0.acquirePollLease(connection: connection, object: object) }
+        guard lease.mayPoll else {
+            report.leaseOutcome = lease
+            log.debug("poll cycle skipped: another node polls this object", ["LEASE": String(describing: lease)])
+            return false
+        }
+        if let wait = try await store.perform({ try $0.providerWait(connection: connection, now: at) }) {
+            throw ProviderError.rateLimited(retryAfter: .seconds(max(0, wait.until.timeIntervalSince(at))),
+                                            message: "shared wait: \(wait.reason)")
+        }
+        return true
+    }
+
+    /// Records a provider's wait for every node of the cluster (rule 21); a failure to record it only costs
+    /// the other nodes one more 429 each.
+    private func shareProviderWait(_ descriptor: ObjectDescriptor, until: Date, reason: String, log: Logger) async {
+        let connection = descriptor.connection
+        let text = log.scrubber.scrub(reason)
+        do {
+            try await store.perform { try $0.setProviderWait(connection: connection, until: until, reason: text) }
+        } catch {
+            log.warning("could not share the provider's wait with other nodes", error: error)
+        }
     }
 
     private func recordFailure(_ error: any Error, descriptor: ObjectDescriptor, report: CycleReport, at: Date,

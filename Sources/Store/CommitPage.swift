@@ -24,7 +24,7 @@ extension StateStore {
 
     func commitPage(_ commit: PageCommit, checkpoint: (CommitStage) throws -> Void) throws -> PageCommitResult {
         let now = Millis.from(commit.now)
-        return try database.write { db in
+        return try fencedWrite(connection: commit.connection, object: commit.object) { db in
             var result = PageCommitResult(inserted: [], duplicateEventIDs: [], deliveriesCreated: 0,
                                           snapshotsWritten: 0)
             for snapshot in commit.snapshots {

@@ -26,7 +26,9 @@ extension StateStore {
     /// Writes a cursor on its own (e.g. `last_reconcile_at` after a sweep, a delete-feed position). Page cursors
     /// go through ``commitPage(_:)`` with their page.
     public func setCursor(_ cursor: CursorState, now: Date) throws {
-        try database.write { db in try Self.writeCursor(cursor, now: Millis.from(now), db) }
+        try fencedWrite(connection: cursor.connection, object: cursor.object) { db in
+            try Self.writeCursor(cursor, now: Millis.from(now), db)
+        }
     }
 
     static func writeCursor(_ cursor: CursorState, now: Int64, _ db: any SQLConnection) throws {

@@ -47,7 +47,7 @@ extension StateStore {
     /// the live ids it did not see — in the same transaction that counts them, replacing any older held sweep of
     /// the object and any pending apply request (that was for the older verdict).
     public func holdSweep(_ held: HeldSweep) throws {
-        try database.write { db in
+        try fencedWrite(connection: held.connection, object: held.object) { db in
             try db.execute("""
                 INSERT INTO held_sweeps (connection, object, sweep_started, held_at, would_delete, live, listed,
                                          record_ids, apply_requested)

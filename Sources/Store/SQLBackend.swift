@@ -92,6 +92,15 @@ public enum SQLDialect: Sendable {
         }
     }
 
+    /// The database server's clock in Unix milliseconds. Leases and heartbeats are timed by it, never by a
+    /// node's clock, so nodes whose clocks drift apart still agree on who holds what.
+    public var nowMillis: String {
+        switch self {
+        case .sqlite: "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+        case .postgres: "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+        }
+    }
+
     /// The larger of two values (SQLite's two-argument `MAX`, PostgreSQL's `GREATEST`).
     public func greatest(_ a: String, _ b: String) -> String {
         switch self {

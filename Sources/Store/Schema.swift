@@ -7,7 +7,7 @@
 enum Schema {
     /// Migrations in order; index + 1 is the `user_version` each one produces. Never edit a shipped migration:
     /// append a new one.
-    static let migrations: [String] = [version1, version2, version3]
+    static let migrations: [String] = [version1, version2, version3, version4]
 
     /// The newest schema version this binary knows.
     static var currentVersion: Int { migrations.count }
@@ -245,6 +245,52 @@ enum Schema {
 
         -- Tombstones by age, for their retention; only tombstoning and undeleting touch it.
         CREATE INDEX snapshots_tombstoned ON snapshots (tombstoned_at) WHERE tombstoned = 1;
+        """
+
+    /// Several daemons on one database (docs/DESIGN.md §2 rules 19–21). A single SQLite daemon writes these tables
+    /// too (it is a cluster of one), so both backends run the same code. Times come from the database's clock.
+    /// - `nodes`: one row per running daemon, its heartbeat; a node is alive while its heartbeat is younger than
+    ///   the lease ttl.
+    /// - `poll_leases`: who polls each (connection, object); `token` grows with every change of owner, and every
+    ///   write for the object checks owner and token in its own transaction (fencing).
+    /// - `provider_waits`: a rate-limit wait a provider imposed on a connection, honoured by every node.
+    /// - `permits`: slots of a cluster-wide semaphore (NetSuite's per-account concurrency), each with an expiry so
+    ///   a dead node's slot frees itself.
+    static let version4 = """
+        CREATE TABLE nodes (
+            node_id      TEXT    NOT NULL PRIMARY KEY,
+            host         TEXT    NOT NULL,
+            pid          INTEGER NOT NULL,
+            version      TEXT    NOT NULL,
+            started_at   INTEGER NOT NULL,
+            heartbeat_at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+
+        CREATE TABLE poll_leases (
+            connection  TEXT    NOT NULL,
+            object      TEXT    NOT NULL,
+            owner       TEXT    NOT NULL,
+            token       INTEGER NOT NULL,
+            acquired_at INTEGER NOT NULL,
+            expires_at  INTEGER NOT NULL,
+            PRIMARY KEY (connection, object)
+        ) WITHOUT ROWID;
+        CREATE INDEX poll_leases_owner ON poll_leases (owner, expires_at);
+
+        CREATE TABLE provider_waits (
+            connection TEXT    NOT NULL PRIMARY KEY,
+            until      INTEGER NOT NULL,
+            reason     TEXT    NOT NULL,
+            set_by     TEXT    NOT NULL
+        ) WITHOUT ROWID;
+
+        CREATE TABLE permits (
+            name       TEXT    NOT NULL,
+            slot       INTEGER NOT NULL,
+            owner      TEXT    NOT NULL,
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (name, slot)
+        ) WITHOUT ROWID;
         """
 
     /// Brings the file up to ``currentVersion``, or refuses a newer one. Idempotent.

@@ -96,7 +96,7 @@ extension StateStore {
     /// a sweep are not mistaken for deletions.
     public func markSeen(connection: String, object: String, ids: [String], sweep: Date) throws {
         guard !ids.isEmpty else { return }
-        try database.write { db in
+        try fencedWrite(connection: connection, object: object) { db in
             try db.execute("""
                 UPDATE snapshots SET last_seen_sweep = \(db.dialect.greatest("last_seen_sweep", "?"))
                 WHERE connection = ? AND object = ? AND record_id IN (\(db.dialect.textsOfJSONArray()))

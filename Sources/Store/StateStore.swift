@@ -59,6 +59,9 @@ public final class StateStore: Sendable {
     /// table logic serves every backend (tests reach it with `@testable import Store`).
     let database: any SQLDatabase
     private let queue: DispatchQueue
+    /// This node's cluster membership and fencing tokens; nil until ``joinCluster(_:leaseTTL:objects:)``
+    /// (Cluster.swift).
+    let membership = Mutex<ClusterMembership?>(nil)
     /// Told after every committed page that inserted events (see ``observeCommittedEvents(_:)``).
     let eventsObserver = Mutex<(@Sendable (Int) -> Void)?>(nil)
 

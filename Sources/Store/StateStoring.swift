@@ -1,7 +1,6 @@
-// The store's surface: what the engine, the dispatcher, the daemon and the CLI ask of durable state, as a protocol
-// a second backend can implement (a later issue adds PostgreSQL). `StateStore` (SQLite) is the one implementation
-// today; the records it speaks in (`PageCommit`, `Delivery`, `CursorState`, … in Records.swift) are plain values of
-// this module, so another backend depends on `Store` and implements this protocol beside `StateStore`.
+// The store's surface: what the engine, the dispatcher, the daemon and the CLI ask of durable state. `StateStore`
+// implements it once for every backend: its tables' SQL runs on an `SQLDatabase` (SQLBackend.swift) — SQLite here,
+// PostgreSQL in the `PostgresStore` module. A test double or a different kind of store implements this protocol.
 //
 // The contract of each method is documented on `StateStore`, in the file of its table (ARCHITECTURE.md, "Store").
 // What every backend must keep: a page commit is one transaction (invariant 1), event ids are unique in the outbox
@@ -102,6 +101,21 @@ public protocol StateStoring: AuthStateStore, Sendable {
     func subscribers() throws -> [SubscriberStatus]
     func setSubscriberState(id: String, state: SubscriberState, reason: String?, at: Date) throws
     func setSubscriberFailingSince(id: String, _ since: Date?, at: Date) throws
+
+    // MARK: Cluster (Cluster.swift): heartbeats, poll leases with fencing, shared waits and permits
+
+    func joinCluster(_ node: NodeIdentity, leaseTTL: Duration, objects: Int) throws
+    func updateClusterObjects(_ objects: Int)
+    @discardableResult
+    func heartbeat() throws -> [LeaseKey]
+    func leaveCluster() throws
+    func acquirePollLease(connection: String, object: String) throws -> PollLeaseOutcome
+    func pollLeases() throws -> [PollLeaseStatus]
+    func nodes(aliveWithin within: Duration) throws -> [NodeStatus]
+    func setProviderWait(connection: String, until: Date, reason: String) throws
+    func providerWait(connection: String, now: Date) throws -> (until: Date, reason: String)?
+    func acquirePermit(name: String, capacity: Int, ttl: Duration) throws -> Int?
+    func releasePermit(name: String, slot: Int) throws
 
     // MARK: Retention and space (Retention.swift)
 

@@ -25,6 +25,12 @@ public struct StoreError: Error, CustomStringConvertible, Sendable, Equatable {
         case lockFile(errno: Int32)
         /// The state directory or a store file could not be created or made private (`errno` from mkdir/chmod).
         case privateFiles(errno: Int32)
+        /// PostgreSQL refused a statement or the connection; `sqlState` is its five-character SQLSTATE.
+        /// Related PostgreSQL documentation: "Appendix A. PostgreSQL Error Codes".
+        case postgres(sqlState: String)
+        /// This node no longer holds the poll lease of the object it was writing (another node took it over after
+        /// it expired): the write was refused, nothing of it is stored (fencing, docs/DESIGN.md §2 rule 19).
+        case leaseLost
     }
 
     public var code: Code
@@ -48,6 +54,7 @@ public struct StoreError: Error, CustomStringConvertible, Sendable, Equatable {
     public var description: String {
         var text = "state store: \(message)"
         if case .sqlite(_, let extended) = code { text += " (SQLite code \(extended))" }
+        if case .postgres(let state) = code { text += " (SQLSTATE \(state))" }
         if let path { text += " [file \(path)]" }
         if let sql { text += " [SQL: \(sql)]" }
         if let hint { text += "; \(hint)" }
