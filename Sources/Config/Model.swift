@@ -16,12 +16,15 @@ public struct DeltahookConfig: Sendable {
     public var shutdownTimeout: Duration
     /// How long finished rows stay in the store (docs/DESIGN.md §6 `retention`).
     public var retention: RetentionConfig = .defaults
+    /// Which database holds the state, and this daemon's part in a cluster (docs/DESIGN.md §6 `store`).
+    public var store: StoreConfig = .defaults
 
     /// Every resolved secret, for registering with the process's `SecretScrubber` (Core).
     public var allSecrets: [Secret] {
         var out: [Secret] = []
         for connection in connections { out += connection.auth.secrets }
         for subscriber in subscribers { out += subscriber.secrets.map(\.secret) }
+        if case .postgres(let url) = store.backend { out.append(url) }
         return out
     }
 
@@ -38,7 +41,7 @@ public struct DeltahookConfig: Sendable {
         for subscriber in subscribers {
             out += subscriber.secrets.map { String($0.secret.unredactedValue.dropFirst(WebhookSecret.prefix.count)) }
         }
-        return out
+        return out + store.redactionTexts
     }
 
     /// Teaches `scrubber` every configured secret and every subscriber URL (shown as `scheme://host[:port]/…`,

@@ -93,13 +93,14 @@ struct Validator {
             if let t = r.duration("tombstones", minimum: minimum) { retention.tombstones = t }
             r.reportUnknownKeys()
         }
+        let store = root.object("store").map(validateStore) ?? .defaults
         root.allow(["subscribers", "connections"])
         root.reportUnknownKeys()
 
         guard problems.problems.isEmpty else { return nil }
         return DeltahookConfig(stateDirectory: stateDirectory, logLevel: logLevel, http: http, connections: connections,
                                subscribers: subscribers, delivery: delivery, shutdownTimeout: shutdownTimeout,
-                               retention: retention)
+                               retention: retention, store: store)
     }
 
     // MARK: Connections
