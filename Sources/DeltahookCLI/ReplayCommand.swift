@@ -30,10 +30,9 @@ struct ReplayCommand: StoreCommand {
 
     init(arguments: inout ArgumentList, context: CommandContext) throws {
         common = try StoreCommandOptions(arguments: &arguments, context: context)
-        guard let subscriber = try arguments.option("--subscriber") else { throw UsageError("--subscriber is required") }
-        guard let sinceText = try arguments.option("--since") else { throw UsageError("--since is required") }
+        subscriber = try arguments.requiredOption("--subscriber")
+        let sinceText = try arguments.requiredOption("--since")
         let now = Date()
-        self.subscriber = subscriber
         since = try StoreCLI.parseTime(sinceText, option: "--since", now: now)
         until = try (try arguments.option("--until")).map { try StoreCLI.parseTime($0, option: "--until", now: now) }
         if let until, until <= since { throw UsageError("--until must be after --since") }
