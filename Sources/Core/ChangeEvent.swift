@@ -46,22 +46,64 @@ public struct ChangeEvent: Sendable, Hashable {
     /// The record exactly as the provider returned it.
     public var raw: JSONValue
 
-    public init(id: String, model: String, kind: ChangeKind, connection: String, provider: String, object: String,
-                recordID: String, occurredAt: Date?, detectedAt: Date, record: JSONValue,
-                changes: [String: FieldChange]?, raw: JSONValue, changedFields: [String]? = nil) {
+    /// Which record changed, where: the event's address. Grouped so the initializer stays short and a caller
+    /// cannot swap two of these same-typed strings unnoticed among a dozen positional arguments.
+    public struct Subject: Sendable, Hashable {
+        public var connection: String
+        public var provider: String
+        public var object: String
+        public var recordID: String
+        public init(connection: String, provider: String, object: String, recordID: String) {
+            self.connection = connection
+            self.provider = provider
+            self.object = object
+            self.recordID = recordID
+        }
+    }
+
+    /// What the event carries about the record: its normalized and raw forms and, for `updated`, what moved.
+    /// See the stored properties of the same names for their meaning.
+    public struct Content: Sendable, Hashable {
+        public var record: JSONValue
+        public var changes: [String: FieldChange]?
+        public var raw: JSONValue
+        public var changedFields: [String]?
+        public init(record: JSONValue, changes: [String: FieldChange]? = nil, raw: JSONValue,
+                    changedFields: [String]? = nil) {
+            self.record = record
+            self.changes = changes
+            self.raw = raw
+            self.changedFields = changedFields
+        }
+    }
+
+    /// The stored properties stay flat (every reader, the stores and `webhookBody` use them by name); only
+    /// construction goes through `Subject` and `Content`.
+    public init(id: String, model: String, kind: ChangeKind, subject: Subject, occurredAt: Date?, detectedAt: Date,
+                content: Content) {
         self.id = id
         self.model = model
         self.kind = kind
-        self.connection = connection
-        self.provider = provider
-        self.object = object
-        self.recordID = recordID
+        self.connection = subject.connection
+        self.provider = subject.provider
+        self.object = subject.object
+        self.recordID = subject.recordID
         self.occurredAt = occurredAt
         self.detectedAt = detectedAt
-        self.record = record
-        self.changes = changes
-        self.raw = raw
-        self.changedFields = changedFields
+        self.record = content.record
+        self.changes = content.changes
+        self.raw = content.raw
+        self.changedFields = content.changedFields
+    }
+
+    /// The event's address as one value (what ``init(id:model:kind:subject:occurredAt:detectedAt:content:)`` took).
+    public var subject: Subject {
+        Subject(connection: connection, provider: provider, object: object, recordID: recordID)
+    }
+
+    /// The event's record data as one value.
+    public var content: Content {
+        Content(record: record, changes: changes, raw: raw, changedFields: changedFields)
     }
 
     /// `<model>.<kind>`, e.g. `ticket.updated`.

@@ -46,8 +46,9 @@ enum Soak {
                 let event = ChangeEvent(
                     id: ChangeEvent.makeID(connection: "soak", object: "incident", recordID: recordID,
                                            sourceTimestamp: now, contentHash: hash, kind: .updated),
-                    model: "ticket", kind: .updated, connection: "soak", provider: "synthetic", object: "incident",
-                    recordID: recordID, occurredAt: now, detectedAt: now, record: record, changes: nil, raw: record)
+                    model: "ticket", kind: .updated,
+                    subject: .init(connection: "soak", provider: "synthetic", object: "incident", recordID: recordID),
+                    occurredAt: now, detectedAt: now, content: .init(record: record, raw: record))
                 events.append(OutgoingEvent(event: event, subscribers: ["crm"]))
                 snapshots.append(SnapshotWrite(recordID: recordID, contentHash: hash, record: record, raw: record,
                                                sourceTimestamp: now))

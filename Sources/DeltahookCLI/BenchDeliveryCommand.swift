@@ -165,9 +165,11 @@ struct BenchDeliveryCommand: Command {
         let record: JSONValue = ["id": .string("rec\(n)"), "number": .string("INC\(1_000_000 + n)"),
                                  "status": "in_progress", "short_description": "Printer on floor 3 is jammed again"]
         return ChangeEvent(
-            id: "evt_bench_\(UUID().uuidString.prefix(8))_\(n)", model: "ticket", kind: .updated, connection: "bench",
-            provider: "servicenow", object: "incident", recordID: "rec\(n)", occurredAt: now, detectedAt: now,
-            record: record, changes: ["status": FieldChange(from: "open", to: "in_progress")], raw: record)
+            id: "evt_bench_\(UUID().uuidString.prefix(8))_\(n)", model: "ticket", kind: .updated,
+            subject: .init(connection: "bench", provider: "servicenow", object: "incident", recordID: "rec\(n)"),
+            occurredAt: now, detectedAt: now,
+            content: .init(record: record, changes: ["status": FieldChange(from: "open", to: "in_progress")],
+                           raw: record))
     }
 
     /// User + system CPU time of this process so far.

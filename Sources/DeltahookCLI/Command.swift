@@ -238,6 +238,12 @@ struct ArgumentList {
         return value
     }
 
+    /// The value of an option the command cannot do without; its absence is a usage error ("--x is required").
+    mutating func requiredOption(_ name: String) throws -> String {
+        guard let value = try option(name) else { throw UsageError("\(name) is required") }
+        return value
+    }
+
     /// The next positional argument, if any.
     mutating func nextPositional() -> String? {
         positionals.isEmpty ? nil : positionals.removeFirst()

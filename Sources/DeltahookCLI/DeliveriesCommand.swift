@@ -4,7 +4,7 @@ import Core
 import Foundation
 import Store
 
-struct DeliveriesCommand: Command {
+struct DeliveriesCommand: StoreCommand {
     static let name = "deliveries"
     static let summary = "List deliveries, or show one event's deliveries with their attempts"
     static let arguments = "list | show EVENT_ID"
@@ -24,14 +24,10 @@ struct DeliveriesCommand: Command {
     enum Mode { case list(subscriber: String?, failed: Bool, limit: Int), show(eventID: String) }
 
     let mode: Mode
-    let json: Bool
-    let stateDirectory: String?
-    let context: CommandContext
+    let common: StoreCommandOptions
 
     init(arguments: inout ArgumentList, context: CommandContext) throws {
-        json = arguments.flag("--json")
-        stateDirectory = try arguments.option("--state-directory")
-        self.context = context
+        common = try StoreCommandOptions(arguments: &arguments, context: context)
         switch arguments.nextPositional() {
         case "list":
             let subscriber = try arguments.option("--subscriber")
@@ -48,9 +44,8 @@ struct DeliveriesCommand: Command {
     }
 
     func run() async throws -> Int32 {
-        let outline = StoreCLI.outline(context: context)
-        let store = try StoreCLI.openStore(
-            path: StoreCLI.storePath(context: context, outline: outline, override: stateDirectory), write: false)
+        let outline = common.outline()
+        let store = try common.openStore(outline, write: false)
         switch mode {
         case .list(let subscriber, let failed, let limit):
             let rows = try store.deliveries(subscriber: subscriber, state: failed ? .failed : nil, beforeID: nil,

@@ -5,7 +5,7 @@ import Core
 import Foundation
 import Store
 
-struct EventsCommand: Command {
+struct EventsCommand: StoreCommand {
     static let name = "events"
     static let summary = "List events in the outbox, or show one as a subscriber receives it"
     static let arguments = "list | show ID"
@@ -29,14 +29,10 @@ struct EventsCommand: Command {
     }
 
     let action: Action
-    let json: Bool
-    let stateDirectory: String?
-    let context: CommandContext
+    let common: StoreCommandOptions
 
     init(arguments: inout ArgumentList, context: CommandContext) throws {
-        self.context = context
-        json = arguments.flag("--json")
-        stateDirectory = try arguments.option("--state-directory")
+        common = try StoreCommandOptions(arguments: &arguments, context: context)
         let verb = try arguments.positional("list or show")
         switch verb {
         case "list":
@@ -60,11 +56,10 @@ struct EventsCommand: Command {
     }
 
     func run() async throws -> Int32 {
-        let outline = StoreCLI.outline(context: context)
+        let outline = common.outline()
         let store: any StateStoring
         do {
-            store = try StoreCLI.openStore(
-                path: StoreCLI.storePath(context: context, outline: outline, override: stateDirectory), write: false)
+            store = try common.openStore(outline, write: false)
         } catch let failure as CommandFailure {
             context.output.err("deltahook events: \(failure.message)\n")
             return ExitCode.failure

@@ -35,8 +35,7 @@ struct PollOnceCommand: Command {
     let context: CommandContext
 
     init(arguments: inout ArgumentList, context: CommandContext) throws {
-        guard let connection = try arguments.option("--connection") else { throw UsageError("--connection is required") }
-        self.connection = connection
+        connection = try arguments.requiredOption("--connection")
         object = try arguments.option("--object")
         dryRun = arguments.flag("--dry-run")
         reconcile = arguments.flag("--reconcile")
@@ -45,8 +44,8 @@ struct PollOnceCommand: Command {
     }
 
     func run() async throws -> Int32 {
-        let (config, connectionConfig) = try PollerCLI.load(context: context, connection: connection, object: object)
-        let (logger, scrubber) = PollerCLI.logger(for: config, context: context)
+        let (config, connectionConfig, logger, scrubber) = try PollerCLI.setUp(context: context, connection: connection,
+                                                                               object: object)
 
         for warning in try PrivateFiles.prepareStateDirectory(config.stateDirectory) {
             logger.warning("state directory or store file was readable by others; tightened", ["DETAIL": warning])

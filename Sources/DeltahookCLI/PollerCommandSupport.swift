@@ -24,6 +24,15 @@ enum PollerCLI {
         return (config, connectionConfig)
     }
 
+    /// What a poller command starts from: ``load(context:connection:object:)`` and ``logger(for:context:)``.
+    static func setUp(context: CommandContext, connection: String, object: String?) throws
+        -> (config: DeltahookConfig, connection: ConnectionConfig, logger: Logger, scrubber: SecretScrubber)
+    {
+        let (config, connectionConfig) = try load(context: context, connection: connection, object: object)
+        let (logger, scrubber) = self.logger(for: config, context: context)
+        return (config, connectionConfig, logger, scrubber)
+    }
+
     /// A stderr logger at the config's level that never prints the config's secrets, nor the tokens the
     /// providers mint (they register them with `context.scrubber`, which the logger carries).
     static func logger(for config: DeltahookConfig, context: CommandContext) -> (Logger, SecretScrubber) {

@@ -9,7 +9,7 @@ import Daemon
 import Foundation
 import Store
 
-struct PruneCommand: Command {
+struct PruneCommand: StoreCommand {
     static let name = "prune"
     static let summary = "Remove finished events, orphaned deliveries and old tombstones past retention"
     static let options: [OptionSpec] = [
@@ -35,22 +35,18 @@ struct PruneCommand: Command {
 
     let dryRun: Bool
     let vacuum: Bool
-    let json: Bool
-    let stateDirectory: String?
-    let context: CommandContext
+    let common: StoreCommandOptions
 
     init(arguments: inout ArgumentList, context: CommandContext) throws {
         dryRun = arguments.flag("--dry-run")
         vacuum = arguments.flag("--vacuum")
-        json = arguments.flag("--json")
-        stateDirectory = try arguments.option("--state-directory")
-        self.context = context
+        common = try StoreCommandOptions(arguments: &arguments, context: context)
     }
 
     func run() async throws -> Int32 {
-        let outline = StoreCLI.outline(context: context)
+        let outline = common.outline()
         let policy = try Self.retention(configPath: context.configPath)
-        let path = StoreCLI.storePath(context: context, outline: outline, override: stateDirectory)
+        let path = common.storePath(outline)
         let store = try StoreCLI.openStore(path: path, write: !dryRun)
         let now = Date()
         let before: StorageSummary

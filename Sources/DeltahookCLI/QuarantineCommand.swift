@@ -6,7 +6,7 @@ import Core
 import Foundation
 import Store
 
-struct QuarantineCommand: Command {
+struct QuarantineCommand: StoreCommand {
     static let name = "quarantine"
     static let summary = "List records the adapters rejected (quarantined), or clear them"
     static let arguments = "list | clear"
@@ -37,14 +37,10 @@ struct QuarantineCommand: Command {
     }
 
     let mode: Mode
-    let json: Bool
-    let stateDirectory: String?
-    let context: CommandContext
+    let common: StoreCommandOptions
 
     init(arguments: inout ArgumentList, context: CommandContext) throws {
-        json = arguments.flag("--json")
-        stateDirectory = try arguments.option("--state-directory")
-        self.context = context
+        common = try StoreCommandOptions(arguments: &arguments, context: context)
         let connection = try arguments.option("--connection")
         let object = try arguments.option("--object")
         switch arguments.nextPositional() {
@@ -62,8 +58,8 @@ struct QuarantineCommand: Command {
     }
 
     func run() async throws -> Int32 {
-        let outline = StoreCLI.outline(context: context)
-        let path = StoreCLI.storePath(context: context, outline: outline, override: stateDirectory)
+        let outline = common.outline()
+        let path = common.storePath(outline)
         switch mode {
         case .list(let connection, let object, let limit):
             let store = try StoreCLI.openStore(path: path, write: false)

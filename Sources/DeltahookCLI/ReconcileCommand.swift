@@ -49,18 +49,16 @@ struct ReconcileCommand: Command {
     let context: CommandContext
 
     init(arguments: inout ArgumentList, context: CommandContext) throws {
-        guard let connection = try arguments.option("--connection") else { throw UsageError("--connection is required") }
-        guard let object = try arguments.option("--object") else { throw UsageError("--object is required") }
-        self.connection = connection
-        self.object = object
+        connection = try arguments.requiredOption("--connection")
+        object = try arguments.requiredOption("--object")
         applyHeld = arguments.flag("--apply-held")
         json = arguments.flag("--json")
         self.context = context
     }
 
     func run() async throws -> Int32 {
-        let (config, connectionConfig) = try PollerCLI.load(context: context, connection: connection, object: object)
-        let (logger, scrubber) = PollerCLI.logger(for: config, context: context)
+        let (config, connectionConfig, logger, scrubber) = try PollerCLI.setUp(context: context, connection: connection,
+                                                                               object: object)
         let path = config.stateDirectory + "/" + StateStore.fileName
         let store = try StoreCLI.openStore(path: path, write: true)
 

@@ -4,7 +4,7 @@ import Core
 import Foundation
 import Store
 
-struct RedeliverCommand: Command {
+struct RedeliverCommand: StoreCommand {
     static let name = "redeliver"
     static let summary = "Deliver one event again (same webhook-id), to every or one subscriber"
     static let arguments = "EVENT_ID"
@@ -20,22 +20,17 @@ struct RedeliverCommand: Command {
 
     let eventID: String
     let subscriber: String?
-    let json: Bool
-    let stateDirectory: String?
-    let context: CommandContext
+    let common: StoreCommandOptions
 
     init(arguments: inout ArgumentList, context: CommandContext) throws {
-        json = arguments.flag("--json")
+        common = try StoreCommandOptions(arguments: &arguments, context: context)
         subscriber = try arguments.option("--subscriber")
-        stateDirectory = try arguments.option("--state-directory")
         eventID = try arguments.positional("EVENT_ID")
-        self.context = context
     }
 
     func run() async throws -> Int32 {
-        let outline = StoreCLI.outline(context: context)
-        let store = try StoreCLI.openStore(
-            path: StoreCLI.storePath(context: context, outline: outline, override: stateDirectory), write: true)
+        let outline = common.outline()
+        let store = try common.openStore(outline, write: true)
         let count: Int
         do {
             count = try store.redeliver(eventID: eventID, subscribers: subscriber.map { [$0] }, now: Date())

@@ -6,7 +6,7 @@ import Foundation
 import Store
 import Config
 
-struct ReplayCommand: Command {
+struct ReplayCommand: StoreCommand {
     static let name = "replay"
     static let summary = "Re-send a subscriber's events of a time window (original webhook-ids)"
     static let options: [OptionSpec] = [
@@ -26,25 +26,20 @@ struct ReplayCommand: Command {
     let subscriber: String
     let since: Date
     let until: Date?
-    let json: Bool
-    let stateDirectory: String?
-    let context: CommandContext
+    let common: StoreCommandOptions
 
     init(arguments: inout ArgumentList, context: CommandContext) throws {
-        json = arguments.flag("--json")
-        stateDirectory = try arguments.option("--state-directory")
-        guard let subscriber = try arguments.option("--subscriber") else { throw UsageError("--subscriber is required") }
-        guard let sinceText = try arguments.option("--since") else { throw UsageError("--since is required") }
+        common = try StoreCommandOptions(arguments: &arguments, context: context)
+        subscriber = try arguments.requiredOption("--subscriber")
+        let sinceText = try arguments.requiredOption("--since")
         let now = Date()
-        self.subscriber = subscriber
         since = try StoreCLI.parseTime(sinceText, option: "--since", now: now)
         until = try (try arguments.option("--until")).map { try StoreCLI.parseTime($0, option: "--until", now: now) }
         if let until, until <= since { throw UsageError("--until must be after --since") }
-        self.context = context
     }
 
     func run() async throws -> Int32 {
-        let outline = StoreCLI.outline(context: context)
+        let outline = common.outline()
         guard outline.readable else {
             throw ConfigError(file: context.configPath, problems: [ConfigProblem(
                 path: "", message: "cannot read \(context.configPath) as JSON: replay needs the subscriber's events "
@@ -54,8 +49,7 @@ struct ReplayCommand: Command {
             let known = outline.subscribers.map(\.id).joined(separator: ", ")
             throw UsageError("no subscriber \"\(subscriber)\" in \(context.configPath) (known: \(known.isEmpty ? "none" : known))")
         }
-        let store = try StoreCLI.openStore(
-            path: StoreCLI.storePath(context: context, outline: outline, override: stateDirectory), write: true)
+        let store = try common.openStore(outline, write: true)
         let until = self.until
         let count = try store.replay(subscriber: subscriber, since: since, now: Date(),
                                      pageSize: StateStore.replayPageSize) { summary in

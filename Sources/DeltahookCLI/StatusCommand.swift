@@ -10,7 +10,7 @@ import Daemon
 import Foundation
 import Store
 
-struct StatusCommand: Command {
+struct StatusCommand: StoreCommand {
     static let name = "status"
     static let summary = "Show polling and delivery state from the store (read-only)"
     static let options: [OptionSpec] = [
@@ -25,19 +25,15 @@ struct StatusCommand: Command {
         Exit status: 0 shown, 1 the store cannot be read.
         """
 
-    let json: Bool
-    let stateDirectory: String?
-    let context: CommandContext
+    let common: StoreCommandOptions
 
     init(arguments: inout ArgumentList, context: CommandContext) throws {
-        json = arguments.flag("--json")
-        stateDirectory = try arguments.option("--state-directory")
-        self.context = context
+        common = try StoreCommandOptions(arguments: &arguments, context: context)
     }
 
     func run() async throws -> Int32 {
-        let outline = StoreCLI.outline(context: context)
-        let path = StoreCLI.storePath(context: context, outline: outline, override: stateDirectory)
+        let outline = common.outline()
+        let path = common.storePath(outline)
         guard FileManager.default.fileExists(atPath: path) else {
             let message = "no store at \(path) yet: the daemon has not run with this state directory"
             if json {

@@ -1,5 +1,6 @@
 // Shared plumbing of the commands that work on the state file (status, events, deliveries, redeliver, replay,
-// subscribers): where the store is, the config read as plain JSON, time arguments, tables and JSON renderings.
+// subscribers, quarantine, prune): their common options (`StoreCommandOptions`), where the store is, the config
+// read as plain JSON, time arguments, tables and JSON renderings.
 //
 // The config is read without validation or secret resolution (only `state_directory` and the subscribers' ids,
 // event globs and connections), so an operator's shell without $CREDENTIALS_DIRECTORY can run these commands
@@ -15,6 +16,46 @@ struct CommandFailure: Error, CustomStringConvertible {
     let message: String
     init(_ message: String) { self.message = message }
     var description: String { message }
+}
+
+/// What every store command (status, events, deliveries, redeliver, replay, subscribers, quarantine, prune) shares:
+/// `--json`, `--state-directory`, the context, and the way from the config's outline to the store. One value so
+/// the eight commands parse and resolve them identically; each command still declares `.json`/`.stateDirectory`
+/// in its `options`, because the help text of `--json` differs per command.
+struct StoreCommandOptions {
+    let json: Bool
+    /// `--state-directory DIR`, which wins over the config's `state_directory`.
+    let stateDirectory: String?
+    let context: CommandContext
+
+    init(arguments: inout ArgumentList, context: CommandContext) throws {
+        json = arguments.flag("--json")
+        stateDirectory = try arguments.option("--state-directory")
+        self.context = context
+    }
+
+    /// The config's outline (see ``StoreCLI/outline(context:)``: registers what must not be printed).
+    func outline() -> StoreCLI.Outline { StoreCLI.outline(context: context) }
+
+    func storePath(_ outline: StoreCLI.Outline) -> String {
+        StoreCLI.storePath(context: context, outline: outline, override: stateDirectory)
+    }
+
+    /// Opens the store at ``storePath(_:)``: read-only unless the command must write.
+    func openStore(_ outline: StoreCLI.Outline, write: Bool) throws -> any StateStoring {
+        try StoreCLI.openStore(path: storePath(outline), write: write)
+    }
+}
+
+/// A command over the state file. `context` and `json` read through its ``StoreCommandOptions`` so the command's
+/// body names them as every other command does.
+protocol StoreCommand: Command {
+    var common: StoreCommandOptions { get }
+}
+
+extension StoreCommand {
+    var context: CommandContext { common.context }
+    var json: Bool { common.json }
 }
 
 enum StoreCLI {

@@ -4,7 +4,7 @@ import Core
 import Foundation
 import Store
 
-struct SubscribersCommand: Command {
+struct SubscribersCommand: StoreCommand {
     static let name = "subscribers"
     static let summary = "List subscribers with state and backlog; pause or resume one"
     static let arguments = "list | pause S | resume S"
@@ -25,14 +25,10 @@ struct SubscribersCommand: Command {
     enum Mode { case list, pause(String, reason: String?), resume(String) }
 
     let mode: Mode
-    let json: Bool
-    let stateDirectory: String?
-    let context: CommandContext
+    let common: StoreCommandOptions
 
     init(arguments: inout ArgumentList, context: CommandContext) throws {
-        json = arguments.flag("--json")
-        stateDirectory = try arguments.option("--state-directory")
-        self.context = context
+        common = try StoreCommandOptions(arguments: &arguments, context: context)
         switch arguments.nextPositional() {
         case "list": mode = .list
         case "pause":
@@ -45,8 +41,8 @@ struct SubscribersCommand: Command {
     }
 
     func run() async throws -> Int32 {
-        let outline = StoreCLI.outline(context: context)
-        let path = StoreCLI.storePath(context: context, outline: outline, override: stateDirectory)
+        let outline = common.outline()
+        let path = common.storePath(outline)
         switch mode {
         case .list:
             let store = try StoreCLI.openStore(path: path, write: false)

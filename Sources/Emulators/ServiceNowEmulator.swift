@@ -7,6 +7,7 @@
 // text, in the documented shapes), dot-walked fields, HEAD/POST/PATCH/DELETE on the Table API, users' time zones.
 public import Foundation
 import HTTPServer
+import Core
 import Crypto
 import Synchronization
 
@@ -381,19 +382,8 @@ public final class ServiceNowEmulator: Sendable {
     }
 
     static func jsonString(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
-            }
-        }
-        return out + "\""
+        // Core's writer, so the emulator escapes strings as every other JSON deltahook renders.
+        JSONValue.string(text).serialized()
     }
 
     private static func randomToken() -> String {

@@ -108,9 +108,9 @@ public struct Differ: Sendable {
         return ChangeEvent(
             id: ChangeEvent.makeID(connection: descriptor.connection, object: descriptor.object, recordID: record.id,
                                    sourceTimestamp: record.updatedAt, contentHash: hash, kind: kind),
-            model: descriptor.model, kind: kind, connection: descriptor.connection, provider: descriptor.provider,
-            object: descriptor.object, recordID: record.id, occurredAt: record.updatedAt, detectedAt: detectedAt,
-            record: record.record, changes: changes, raw: record.raw, changedFields: changedFields)
+            model: descriptor.model, kind: kind, subject: subject(recordID: record.id),
+            occurredAt: record.updatedAt, detectedAt: detectedAt,
+            content: .init(record: record.record, changes: changes, raw: record.raw, changedFields: changedFields))
     }
 
     /// The `deleted` event for a record whose last known state is `prior`. A delete feed gives the
@@ -123,8 +123,13 @@ public struct Differ: Sendable {
         return ChangeEvent(
             id: ChangeEvent.makeID(connection: descriptor.connection, object: descriptor.object, recordID: recordID,
                                    sourceTimestamp: when, contentHash: prior.contentHash, kind: .deleted),
-            model: descriptor.model, kind: .deleted, connection: descriptor.connection, provider: descriptor.provider,
-            object: descriptor.object, recordID: recordID, occurredAt: when, detectedAt: detectedAt,
-            record: prior.record, changes: nil, raw: raw)
+            model: descriptor.model, kind: .deleted, subject: subject(recordID: recordID), occurredAt: when,
+            detectedAt: detectedAt, content: .init(record: prior.record, raw: raw))
+    }
+
+    /// The address of an event about `recordID` in this differ's object.
+    private func subject(recordID: String) -> ChangeEvent.Subject {
+        ChangeEvent.Subject(connection: descriptor.connection, provider: descriptor.provider,
+                            object: descriptor.object, recordID: recordID)
     }
 }

@@ -94,12 +94,14 @@ struct EventRow {
             changedFields = names
         }
         let event = ChangeEvent(
-            id: id, model: column.text(.model), kind: kind, connection: column.text(.connection),
-            provider: column.text(.provider), object: column.text(.object), recordID: column.text(.recordID),
+            id: id, model: column.text(.model), kind: kind,
+            subject: ChangeEvent.Subject(connection: column.text(.connection), provider: column.text(.provider),
+                                         object: column.text(.object), recordID: column.text(.recordID)),
             occurredAt: column.date(.occurredAt),
             detectedAt: column.date(.detectedAt) ?? Date(timeIntervalSince1970: 0),
-            record: try StateStore.parseJSON(column.text(.record), "\(context) record"), changes: changes,
-            raw: try StateStore.parseJSON(column.text(.raw), "\(context) raw"), changedFields: changedFields)
+            content: ChangeEvent.Content(
+                record: try StateStore.parseJSON(column.text(.record), "\(context) record"), changes: changes,
+                raw: try StateStore.parseJSON(column.text(.raw), "\(context) raw"), changedFields: changedFields))
         stored = StoredEvent(seq: column.int64(.seq), event: event)
     }
 }

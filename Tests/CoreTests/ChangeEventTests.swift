@@ -54,10 +54,11 @@ import Core
     }
 
     static func event(_ kind: ChangeKind, changes: [String: FieldChange]? = nil) -> ChangeEvent {
-        ChangeEvent(id: "evt_1", model: "ticket", kind: kind, connection: "acme-snow", provider: "servicenow",
-                    object: "incident", recordID: "9d38", occurredAt: Self.t0,
-                    detectedAt: Self.t0.addingTimeInterval(1), record: ["id": "9d38", "status": "in_progress"],
-                    changes: changes, raw: ["sys_id": "9d38", "state": "2"])
+        ChangeEvent(id: "evt_1", model: "ticket", kind: kind,
+                    subject: .init(connection: "acme-snow", provider: "servicenow", object: "incident", recordID: "9d38"),
+                    occurredAt: Self.t0, detectedAt: Self.t0.addingTimeInterval(1),
+                    content: .init(record: ["id": "9d38", "status": "in_progress"], changes: changes,
+                                   raw: ["sys_id": "9d38", "state": "2"]))
     }
 
     @Test func webhookBodyShapeForUpdated() {

@@ -296,8 +296,10 @@ func sampleEvent(_ recordID: String, _ n: Int, detected: Date = Date()) -> Chang
     let occurred = Date(timeIntervalSince1970: 1_764_000_000 + Double(n))
     let id = ChangeEvent.makeID(connection: "c", object: "o", recordID: recordID, sourceTimestamp: occurred,
                                 contentHash: ContentHash.of(record), kind: .updated)
-    return ChangeEvent(id: id, model: "ticket", kind: .updated, connection: "c", provider: "servicenow", object: "o",
-                       recordID: recordID, occurredAt: occurred, detectedAt: detected, record: record,
-                       changes: ["n": FieldChange(from: .integer(Int64(n - 1)), to: .integer(Int64(n)))],
-                       raw: ["sys_id": .string(recordID)])
+    return ChangeEvent(id: id, model: "ticket", kind: .updated,
+                       subject: .init(connection: "c", provider: "servicenow", object: "o", recordID: recordID),
+                       occurredAt: occurred, detectedAt: detected,
+                       content: .init(record: record,
+                                      changes: ["n": FieldChange(from: .integer(Int64(n - 1)), to: .integer(Int64(n)))],
+                                      raw: ["sys_id": .string(recordID)]))
 }

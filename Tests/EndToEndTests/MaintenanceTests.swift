@@ -16,9 +16,9 @@ struct MaintenanceTests {
         let store = try StateStore(path: directory.path + "/" + StateStore.fileName)
         let t0 = Date(timeIntervalSince1970: 1_764_000_000)
         func event(_ n: Int) -> ChangeEvent {
-            ChangeEvent(id: "evt_maint_\(n)", model: "ticket", kind: .updated, connection: "c", provider: "p",
-                        object: "o", recordID: "r\(n)", occurredAt: t0, detectedAt: t0, record: ["n": .integer(Int64(n))],
-                        changes: nil, raw: [:])
+            ChangeEvent(id: "evt_maint_\(n)", model: "ticket", kind: .updated,
+                        subject: .init(connection: "c", provider: "p", object: "o", recordID: "r\(n)"),
+                        occurredAt: t0, detectedAt: t0, content: .init(record: ["n": .integer(Int64(n))], raw: [:]))
         }
         let dead: JSONValue = ["id": "dead"]
         _ = try store.commitPage(PageCommit(

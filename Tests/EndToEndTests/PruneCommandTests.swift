@@ -15,9 +15,10 @@ private func prepare(_ directory: String, retention: String? = nil) throws -> (s
     let store = try StateStore(path: directory + "/" + StateStore.fileName)
     let now = Date()
     func event(_ n: Int, detected: Date) -> ChangeEvent {
-        ChangeEvent(id: "evt_prune_\(n)", model: "ticket", kind: .updated, connection: "acme", provider: "servicenow",
-                    object: "incident", recordID: "r\(n)", occurredAt: detected, detectedAt: detected,
-                    record: ["id": .string("r\(n)")], changes: nil, raw: ["sys_id": .string("r\(n)")])
+        ChangeEvent(id: "evt_prune_\(n)", model: "ticket", kind: .updated,
+                    subject: .init(connection: "acme", provider: "servicenow", object: "incident", recordID: "r\(n)"),
+                    occurredAt: detected, detectedAt: detected,
+                    content: .init(record: ["id": .string("r\(n)")], raw: ["sys_id": .string("r\(n)")]))
     }
     let old = now.addingTimeInterval(-8 * 86_400), recent = now.addingTimeInterval(-3600)
     _ = try store.commitPage(PageCommit(connection: "acme", object: "incident",

@@ -22,9 +22,10 @@ private func prepareStore(in directory: String) throws {
     let now = Date()
     let watermark = now.addingTimeInterval(-90)
     func event(_ n: Int, record: String) -> ChangeEvent {
-        ChangeEvent(id: "evt_status_\(n)", model: "ticket", kind: .updated, connection: "acme", provider: "servicenow",
-                    object: "incident", recordID: record, occurredAt: watermark, detectedAt: now.addingTimeInterval(-60),
-                    record: ["id": .string(record)], changes: nil, raw: ["sys_id": .string(record)])
+        ChangeEvent(id: "evt_status_\(n)", model: "ticket", kind: .updated,
+                    subject: .init(connection: "acme", provider: "servicenow", object: "incident", recordID: record),
+                    occurredAt: watermark, detectedAt: now.addingTimeInterval(-60),
+                    content: .init(record: ["id": .string(record)], raw: ["sys_id": .string(record)]))
     }
     _ = try store.commitPage(PageCommit(
         connection: "acme", object: "incident",

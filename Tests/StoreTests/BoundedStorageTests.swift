@@ -174,8 +174,9 @@ struct BoundedStorageTests {
                 let event = ChangeEvent(
                     id: ChangeEvent.makeID(connection: "c", object: "o", recordID: recordID,
                                            sourceTimestamp: now, contentHash: ContentHash.of(record), kind: .updated),
-                    model: "ticket", kind: .updated, connection: "c", provider: "p", object: "o", recordID: recordID,
-                    occurredAt: now, detectedAt: now, record: record, changes: nil, raw: record)
+                    model: "ticket", kind: .updated,
+                    subject: .init(connection: "c", provider: "p", object: "o", recordID: recordID),
+                    occurredAt: now, detectedAt: now, content: .init(record: record, raw: record))
                 events.append(OutgoingEvent(event: event, subscribers: ["crm"]))
                 snapshots.append(SnapshotWrite(recordID: recordID, contentHash: ContentHash.of(record), record: record,
                                                raw: record, sourceTimestamp: now))

@@ -28,10 +28,13 @@ func makeEvent(_ recordID: String, _ n: Int, kind: ChangeKind = .updated, detect
     let id = ChangeEvent.makeID(connection: "c", object: "o", recordID: recordID, sourceTimestamp: occurred,
                                 contentHash: ContentHash.of(record), kind: kind)
     return ChangeEvent(
-        id: id, model: "ticket", kind: kind, connection: "c", provider: "servicenow", object: "o",
-        recordID: recordID, occurredAt: occurred, detectedAt: detected, record: record,
-        changes: kind == .updated ? ["n": FieldChange(from: .integer(Int64(n - 1)), to: .integer(Int64(n)))] : nil,
-        raw: ["sys_id": .string(recordID), "n": .string(String(n))])
+        id: id, model: "ticket", kind: kind,
+        subject: .init(connection: "c", provider: "servicenow", object: "o", recordID: recordID),
+        occurredAt: occurred, detectedAt: detected,
+        content: .init(
+            record: record,
+            changes: kind == .updated ? ["n": FieldChange(from: .integer(Int64(n - 1)), to: .integer(Int64(n)))] : nil,
+            raw: ["sys_id": .string(recordID), "n": .string(String(n))]))
 }
 
 func snapshotWrite(_ recordID: String, _ n: Int, tombstoned: Bool = false) -> SnapshotWrite {
