@@ -53,6 +53,8 @@ public struct DeltahookConfig: Sendable {
     }
 
     public func connection(id: String) -> ConnectionConfig? { connections.first { $0.id == id } }
+    /// Configured (connection, object) pairs: what a cluster's nodes divide among themselves.
+    public var objectCount: Int { connections.reduce(0) { $0 + $1.objects.count } }
     public func subscriber(id: String) -> SubscriberConfig? { subscribers.first { $0.id == id } }
 }
 

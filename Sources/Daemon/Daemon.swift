@@ -91,24 +91,39 @@ public enum Daemon {
         let sink = options.logSink ?? LogOutput.automatic(variables: options.environment)
         let logger = Logger(level: LogLevel(name: config.logLevel.rawValue) ?? .info, sink: sink, scrubber: scrubber)
 
-        // 2. Store, and the one-poller-per-state-directory lock (held until this function returns).
+        // 2. Store, and the one-poller-per-state-directory lock (held until this function returns). A shared
+        // PostgreSQL store takes no lock: daemons on it divide the objects by poll leases (rule 19).
+        let location = StoreLocation(directory: config.stateDirectory, store: config.store)
         let store: any StateStoring
-        let pollerLock: PollerLock
+        var pollerLock: PollerLock?
         do {
-            store = try openStore(directory: config.stateDirectory, logger: logger)
-            guard let lock = try PollerLock.acquire(directory: config.stateDirectory) else {
-                options.errorOutput("deltahook run: another deltahook process is polling \(config.stateDirectory) "
-                    + "(\(PollerLock.fileName) is locked); stop it first, or give this one its own state_directory\n")
-                notifier.notify("STATUS=refusing to start: the state directory is in use")
-                return DaemonExitCode.failure
+            store = try openStore(location, directory: config.stateDirectory, logger: logger)
+            if !location.isShared {
+                guard let lock = try PollerLock.acquire(directory: config.stateDirectory) else {
+                    options.errorOutput("deltahook run: another deltahook process is polling \(config.stateDirectory) "
+                        + "(\(PollerLock.fileName) is locked); stop it first, or give this one its own state_directory\n")
+                    notifier.notify("STATUS=refusing to start: the state directory is in use")
+                    return DaemonExitCode.failure
+                }
+                pollerLock = lock
             }
-            pollerLock = lock
         } catch {
-            logger.critical("cannot open the state store", ["STATE_DIRECTORY": config.stateDirectory], error: error)
+            logger.critical("cannot open the state store", ["STORE": location.description], error: error)
             notifier.notify("STATUS=cannot open the state store")
             return DaemonExitCode.failure
         }
         defer { withExtendedLifetime(pollerLock) {} }
+
+        // Joined before the pipeline starts, so the engine's first cycle already polls under a lease.
+        let node = ClusterService.identity(configured: config.store.nodeID, version: version, now: Date())
+        do {
+            try await ClusterService.join(store: store, node: node, leaseTTL: config.store.leaseTTL,
+                                          objects: config.objectCount)
+        } catch {
+            logger.critical("cannot join the cluster of daemons on this store", ["NODE": node.id], error: error)
+            notifier.notify("STATUS=cannot write to the state store")
+            return DaemonExitCode.failure
+        }
 
         // 3. Pipeline and the daemon's own services.
         let registry = MetricsRegistry(scrubber: scrubber)
@@ -148,14 +163,17 @@ public enum Daemon {
         let trigger = ShutdownTrigger()
         let control = ControlService(signals: signals, notifier: notifier, trigger: trigger, state: state,
                                      logger: logger) { [options] in
-            await reload(options: options, pipeline: pipeline, state: state, scrubber: scrubber,
+            await reload(options: options, pipeline: pipeline, store: store, state: state, scrubber: scrubber,
                          registry: registry, logger: logger)
         }
         let watchdog = WatchdogService(notifier: notifier, liveness: pipeline, store: store, state: state,
                                        registry: registry, logger: logger)
         let maintenance = MaintenanceService(store: store, logger: logger,
                                              settings: { MaintenanceService.Settings(config: state.config) })
-        var services: [any Service] = [control, maintenance, metrics]
+        let cluster = ClusterService(store: store, node: node, leaseTTL: config.store.leaseTTL, registry: registry,
+                                     logger: logger, onClusterSize: { pipeline.clusterSizeChanged($0) })
+        // Second to start, so it is second to last to stop: the node leaves the cluster after its pipeline drained.
+        var services: [any Service] = [control, cluster, maintenance, metrics]
         if let health { services.append(health) }
         services.append(watchdog)
         services += pipeline.services
@@ -165,7 +183,8 @@ public enum Daemon {
         notifier.ready(status: state.statusLine)
         logger.notice("deltahook started", ["VERSION": version, "CONNECTIONS": String(config.connections.count),
                                             "SUBSCRIBERS": String(config.subscribers.count),
-                                            "STATE_DIRECTORY": config.stateDirectory])
+                                            "STATE_DIRECTORY": config.stateDirectory, "STORE": location.description,
+                                            "NODE": node.id])
 
         let outcome = await ServiceGroup.run(services, trigger: trigger, shutdownTimeout: state.config.shutdownTimeout,
                                              logger: logger)
@@ -186,16 +205,16 @@ public enum Daemon {
 
     /// Creates the state directory 0700 (parents as needed) or tightens a looser one, tightens existing store
     /// files to 0600 (each with a warning: the data was readable by others until now), and opens the store.
-    static func openStore(directory: String, logger: Logger) throws -> any StateStoring {
+    static func openStore(_ location: StoreLocation, directory: String, logger: Logger) throws -> any StateStoring {
         for warning in try PrivateFiles.prepareStateDirectory(directory) {
             logger.warning("state directory or store file was readable by others; tightened", ["DETAIL": warning])
         }
-        return try StateStore(path: directory + "/" + StateStore.fileName)
+        return try location.open(write: true)
     }
 
     /// SIGHUP: RELOADING=1, re-read, apply or keep the old config, READY=1.
-    static func reload(options: DaemonOptions, pipeline: any Pipeline, state: DaemonState, scrubber: SecretScrubber,
-                       registry: MetricsRegistry, logger: Logger) async
+    static func reload(options: DaemonOptions, pipeline: any Pipeline, store: any StateStoring, state: DaemonState,
+                       scrubber: SecretScrubber, registry: MetricsRegistry, logger: Logger) async
     {
         let notifier = SystemdNotifier(environment: options.environment)
         notifier.reloading()
@@ -207,6 +226,7 @@ public enum Daemon {
             new.register(in: scrubber)
             try await pipeline.apply(new)
             state.setConfig(new)
+            store.updateClusterObjects(new.objectCount)
             registry.increment(DaemonMetric.reloads, labels: ["ok"])
             let delivery = (new.delivery.retrySchedule, new.delivery.jitter, new.delivery.pauseAfter,
                             new.delivery.probeInterval, new.delivery.maxRetryAfter)
