@@ -72,7 +72,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Core", "HTTPServer", "Emulators"], path: "Tests/TestSupport",
                 swiftSettings: strict),
         .testTarget(name: "CoreTests", dependencies: ["Core", "Crypto", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "Core"], swiftSettings: strict),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Core", "PostgresStore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "PostgresStoreTests", dependencies: ["PostgresStore", "Store", "Core", "TestSupport"],
                     swiftSettings: strict),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Core", "Logging"], swiftSettings: strict),

@@ -37,7 +37,7 @@ extension StateStore {
     public func sweepCounts(connection: String, object: String, sweep: Date) throws -> (live: Int, unseen: Int) {
         try database.read { db in
             try db.queryOne("""
-                SELECT COUNT(*), COALESCE(SUM(last_seen_sweep < ?3 AND updated_at < ?3), 0) FROM snapshots
+                SELECT COUNT(*), COALESCE(SUM(CASE WHEN last_seen_sweep < ?3 AND updated_at < ?3 THEN 1 ELSE 0 END), 0) FROM snapshots
                 WHERE connection = ?1 AND object = ?2 AND tombstoned = 0
                 """, [.text(connection), .text(object), .date(sweep)]) { ($0.int(0), $0.int(1)) } ?? (0, 0)
         }

@@ -22,10 +22,10 @@ private func deliveryID(_ store: StateStore, _ event: ChangeEvent, _ subscriber:
 
 @Suite("Bounded storage: retention, orphaned deliveries, tombstones (issue 12 item 3)")
 struct BoundedStorageTests {
-    @Test("each class is pruned at its own age; pending never; dry run only counts")
-    func eachClassPrunedAtItsAge() throws {
+    @Test("each class is pruned at its own age; pending never; dry run only counts", arguments: StoreBackend.all)
+    func eachClassPrunedAtItsAge(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let delivered = makeEvent("A", 1), failed = makeEvent("B", 1), pending = makeEvent("C", 1)
         let unrouted = makeEvent("D", 1), orphan = makeEvent("E", 1)
         try commit(store, [(delivered, ["crm"]), (failed, ["crm"]), (pending, ["crm"]), (unrouted, []),
@@ -74,10 +74,10 @@ struct BoundedStorageTests {
         #expect(try store.pendingCount() == 1)
     }
 
-    @Test("orphaned deliveries come back with replay, and a subscriber back in the config is not orphaned")
-    func orphanedAreReplayable() throws {
+    @Test("orphaned deliveries come back with replay, and a subscriber back in the config is not orphaned", arguments: StoreBackend.all)
+    func orphanedAreReplayable(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let event = makeEvent("A", 1)
         try commit(store, [(event, ["crm", "old"])])
         #expect(try store.orphanDeliveries(keeping: ["crm"], now: t0, dryRun: true) == ["old": 1])
@@ -89,10 +89,10 @@ struct BoundedStorageTests {
         #expect(try store.orphanDeliveries(keeping: ["crm", "old"], now: t0).isEmpty)
     }
 
-    @Test("tombstones are purged after their retention; live snapshots stay; an undelete then looks new")
-    func tombstonesPurged() throws {
+    @Test("tombstones are purged after their retention; live snapshots stay; an undelete then looks new", arguments: StoreBackend.all)
+    func tombstonesPurged(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         _ = try store.commitPage(PageCommit(connection: "c", object: "o",
                                             snapshots: [snapshotWrite("live", 1), snapshotWrite("dead", 1, tombstoned: true)],
                                             now: t0))
@@ -216,10 +216,10 @@ struct BoundedStorageTests {
 
 @Suite("Lease-checked results (issue 12 item 5)")
 struct LeaseCheckTests {
-    @Test("a result that a redeliver overtook is discarded; the re-armed delivery is claimed and delivered")
-    func resultAfterRearmIsDiscarded() throws {
+    @Test("a result that a redeliver overtook is discarded; the re-armed delivery is claimed and delivered", arguments: StoreBackend.all)
+    func resultAfterRearmIsDiscarded(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let a1 = makeEvent("A", 1)
         try commit(store, [(a1, ["crm"])])
         let lease = t0.addingTimeInterval(40)
@@ -255,10 +255,10 @@ struct LeaseCheckTests {
         #expect(try store.attempts(deliveryID: row.id).count == 2)
     }
 
-    @Test("replay of an older event of a record in flight waits for that attempt: never two heads in flight")
-    func replayOfOlderEventWaitsForTheHead() throws {
+    @Test("replay of an older event of a record in flight waits for that attempt: never two heads in flight", arguments: StoreBackend.all)
+    func replayOfOlderEventWaitsForTheHead(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let a1 = makeEvent("A", 1), a2 = makeEvent("A", 2), b1 = makeEvent("B", 1)
         try commit(store, [(a1, ["crm"]), (a2, ["crm"]), (b1, ["crm"])])
         let lease = t0.addingTimeInterval(40)
@@ -285,10 +285,10 @@ struct LeaseCheckTests {
         #expect(claimed.map(\.event.id) == [a1.id])
     }
 
-    @Test("a result for a delivery pruned meanwhile is an error naming the cause; unknown tokens never write")
-    func prunedDeliveryAndStaleToken() throws {
+    @Test("a result for a delivery pruned meanwhile is an error naming the cause; unknown tokens never write", arguments: StoreBackend.all)
+    func prunedDeliveryAndStaleToken(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let a1 = makeEvent("A", 1)
         try commit(store, [(a1, ["crm"])])
         let id = try deliveryID(store, a1)

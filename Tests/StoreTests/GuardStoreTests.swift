@@ -14,10 +14,10 @@ private func rejected(_ id: String?, position: String = "$.result[0]", reason: S
 
 @Suite("Quarantine store (rule 16)")
 struct QuarantineStoreTests {
-    @Test("rule 16: a rejected record is upserted with first/last seen and a count; only the first sighting is new")
-    func upsertCounts() throws {
+    @Test("rule 16: a rejected record is upserted with first/last seen and a count; only the first sighting is new", arguments: StoreBackend.all)
+    func upsertCounts(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let first = try store.commitPage(PageCommit(connection: "c", object: "o", now: t0,
                                                     quarantine: [rejected("x1"), rejected(nil, position: "$.result[7]")]))
         #expect(first.newlyQuarantined == ["x1", "$.result[7]"])
@@ -36,10 +36,10 @@ struct QuarantineStoreTests {
         #expect(try store.quarantine(connection: "c", object: "other").isEmpty)
     }
 
-    @Test("rule 16: the excerpt is at most 4 KB, cut on a character boundary")
-    func excerptLimit() throws {
+    @Test("rule 16: the excerpt is at most 4 KB, cut on a character boundary", arguments: StoreBackend.all)
+    func excerptLimit(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let big = String(repeating: "é", count: 5000)            // 10 000 UTF-8 bytes
         _ = try store.commitPage(PageCommit(connection: "c", object: "o", now: t0,
                                             quarantine: [rejected("x1", raw: big)]))
@@ -49,10 +49,10 @@ struct QuarantineStoreTests {
         #expect(row.rawExcerpt.allSatisfy { $0 == "é" })
     }
 
-    @Test("rule 16: a quarantined record accepted valid on a later page leaves quarantine with that page")
-    func releaseOnValid() throws {
+    @Test("rule 16: a quarantined record accepted valid on a later page leaves quarantine with that page", arguments: StoreBackend.all)
+    func releaseOnValid(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         _ = try store.commitPage(PageCommit(connection: "c", object: "o", now: t0,
                                             quarantine: [rejected("x1"), rejected("x2")]))
         #expect(try store.quarantinedIDs(connection: "c", object: "o", among: ["x1", "y"]) == ["x1"])
@@ -66,10 +66,10 @@ struct QuarantineStoreTests {
         #expect(try store.quarantine().map { "\($0.object)/\($0.recordKey)" } == ["p/x2"])
     }
 
-    @Test("rule 16: quarantine rows commit in the page's transaction: a failure before the cursor leaves none")
-    func sameTransaction() throws {
+    @Test("rule 16: quarantine rows commit in the page's transaction: a failure before the cursor leaves none", arguments: StoreBackend.all)
+    func sameTransaction(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let page = PageCommit(connection: "c", object: "o", snapshots: [snapshotWrite("ok", 1)],
                               cursor: CursorState(connection: "c", object: "o", watermark: t0), now: t0,
                               quarantine: [rejected("bad")])
@@ -90,10 +90,10 @@ struct QuarantineStoreTests {
         #expect(try store.quarantine().map(\.recordKey) == ["bad"])
     }
 
-    @Test("quarantine clear removes by connection, object and record key")
-    func clear() throws {
+    @Test("quarantine clear removes by connection, object and record key", arguments: StoreBackend.all)
+    func clear(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         _ = try store.commitPage(PageCommit(connection: "c", object: "o", now: t0,
                                             quarantine: [rejected("a"), rejected("b")]))
         _ = try store.commitPage(PageCommit(connection: "c", object: "p", now: t0, quarantine: [rejected("a")]))
@@ -116,10 +116,10 @@ struct HeldSweepStoreTests {
         return sweep
     }
 
-    @Test("rule 17: counts, hold with the unseen ids, request, apply filter, clear")
-    func lifecycle() throws {
+    @Test("rule 17: counts, hold with the unseen ids, request, apply filter, clear", arguments: StoreBackend.all)
+    func lifecycle(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let sweep = try seeded(store)
         let counts = try store.sweepCounts(connection: "c", object: "o", sweep: sweep)
         #expect(counts.live == 5 && counts.unseen == 3)

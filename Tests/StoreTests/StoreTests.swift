@@ -105,10 +105,10 @@ struct InjectedFailure: Error {}
         #expect(try store.unseenLiveIDs(connection: "c", object: "o", sweep: Date(timeIntervalSince1970: 1)) == ["r1"])
     }
 
-    @Test func newerSchemaIsRefused() throws {
+    @Test(arguments: StoreBackend.all) func newerSchemaIsRefused(_ backend: StoreBackend) throws {
         let dir = try TempDir()
         do {
-            let store = try StateStore(path: dir.dbPath)
+            let store = try backend.makeStore(dir)
             try store.sqlite.withConnection { try $0.executeScript("PRAGMA user_version = 99") }
         }
         for mode in [Database.Mode.readWrite, .readOnly] {
@@ -132,9 +132,9 @@ struct InjectedFailure: Error {}
 }
 
 @Suite struct TransactionTests {
-    @Test func throwingWriteLeavesNothingBehind() throws {
+    @Test(arguments: StoreBackend.all) func throwingWriteLeavesNothingBehind(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         #expect(throws: InjectedFailure.self) {
             try store.database.write { db in
                 try db.execute("INSERT INTO subscribers (id, state, changed_at) VALUES (?, 'active', 0)", ["crm"])
@@ -244,9 +244,9 @@ final class LockedBox<Value>: @unchecked Sendable {
         #expect(try store.event(id: events[1].id)?.event == events[1])
     }
 
-    @Test func commitObserverHearsOnlyCommittedNewEvents() throws {
+    @Test(arguments: StoreBackend.all) func commitObserverHearsOnlyCommittedNewEvents(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let heard = Mutex<[Int]>([])
         store.observeCommittedEvents { count in
             // Called after the transaction: the events are already readable.
@@ -274,9 +274,9 @@ final class LockedBox<Value>: @unchecked Sendable {
         #expect(throws: StoreError.self) { try PollerLock.acquire(directory: directory + "/missing") }
     }
 
-    @Test func duplicateEventIDsAreIgnored() throws {
+    @Test(arguments: StoreBackend.all) func duplicateEventIDsAreIgnored(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let event = makeEvent("r1", 2)
         let first = try store.commitPage(page([event]))
         #expect(first.inserted.count == 1)
@@ -292,9 +292,9 @@ final class LockedBox<Value>: @unchecked Sendable {
         #expect(stored.event.changes?["n"] == FieldChange(from: 1, to: 2))
     }
 
-    @Test func snapshotsLookupAndReconciliationSweep() throws {
+    @Test(arguments: StoreBackend.all) func snapshotsLookupAndReconciliationSweep(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let ids = ["r1", "r2", "r3", "r4", "r5"]
         _ = try store.commitPage(PageCommit(connection: "c", object: "o", snapshots: ids.map { snapshotWrite($0, 1) },
                                             now: t0))
@@ -343,9 +343,9 @@ final class LockedBox<Value>: @unchecked Sendable {
         #expect(try store.unseenLiveIDs(connection: "c", object: "o", sweep: sweep.addingTimeInterval(10)).contains("r3"))
     }
 
-    @Test func liveWritesReplaceLiveSnapshotsAndUndeleteTombstones() throws {
+    @Test(arguments: StoreBackend.all) func liveWritesReplaceLiveSnapshotsAndUndeleteTombstones(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let first = try store.commitPage(PageCommit(connection: "c", object: "o",
                                                     snapshots: [snapshotWrite("r1", 1), snapshotWrite("r2", 1)], now: t0))
         #expect(first.snapshotsWritten == 2)
@@ -385,9 +385,9 @@ final class LockedBox<Value>: @unchecked Sendable {
         return ids
     }
 
-    @Test func dueDeliveriesReturnOnlyTheHeadOfEachRecord() throws {
+    @Test(arguments: StoreBackend.all) func dueDeliveriesReturnOnlyTheHeadOfEachRecord(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let a1 = makeEvent("A", 1), a2 = makeEvent("A", 2), b1 = makeEvent("B", 1), a3 = makeEvent("A", 3)
         let ids = try setUp(store, [a1, a2, b1, a3])
         func due(_ at: Date = t0) throws -> [String] {
@@ -426,9 +426,9 @@ final class LockedBox<Value>: @unchecked Sendable {
         #expect(backlog.pending == 2 && backlog.failed == 1 && backlog.oldestPendingCreatedAt == t0)
     }
 
-    @Test func claimLeasesDeliveriesUntilTheLeaseEnds() throws {
+    @Test(arguments: StoreBackend.all) func claimLeasesDeliveriesUntilTheLeaseEnds(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let a1 = makeEvent("A", 1), b1 = makeEvent("B", 1)
         _ = try setUp(store, [a1, b1])
         let lease = t0.addingTimeInterval(30)
@@ -440,9 +440,9 @@ final class LockedBox<Value>: @unchecked Sendable {
         #expect(try store.dueDeliveries(subscriber: "crm", now: lease).count == 2)
     }
 
-    @Test func replayAndRedeliverKeepTheEventID() throws {
+    @Test(arguments: StoreBackend.all) func replayAndRedeliverKeepTheEventID(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let old = makeEvent("A", 1, detected: t0.addingTimeInterval(-3600))
         let new1 = makeEvent("A", 2), new2 = makeEvent("B", 1, kind: .deleted)
         let ids = try setUp(store, [old, new1, new2])
@@ -479,10 +479,10 @@ final class LockedBox<Value>: @unchecked Sendable {
 
     /// docs/DESIGN.md §2 rule 5a: `changed_fields` is stored with the event, and every reader that rebuilds an event
     /// (show, list, seq range, due deliveries after replay and redeliver) renders the body of the first delivery.
-    @Test("rule 5a: changed_fields round-trips through every event reader; bodies are byte-identical")
-    func changedFieldsRoundTrip() throws {
+    @Test("rule 5a: changed_fields round-trips through every event reader; bodies are byte-identical", arguments: StoreBackend.all)
+    func changedFieldsRoundTrip(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         var touched = makeEvent("A", 1)
         touched.changes = [:]
         touched.changedFields = ["comments", "u_note"]
@@ -511,10 +511,10 @@ final class LockedBox<Value>: @unchecked Sendable {
         #expect(try store.dueDeliveries(subscriber: "audit2", now: t0).map(\.event).map(bodies) == listed.map(bodies))
     }
 
-    @Test("rule 5a: snapshotPriors loads record and raw of the given ids only")
-    func snapshotPriorsLoadRaw() throws {
+    @Test("rule 5a: snapshotPriors loads record and raw of the given ids only", arguments: StoreBackend.all)
+    func snapshotPriorsLoadRaw(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         _ = try store.commitPage(PageCommit(connection: "c", object: "o",
                                             snapshots: [snapshotWrite("r1", 1), snapshotWrite("r2", 1)], now: t0))
         let priors = try store.snapshotPriors(connection: "c", object: "o", ids: ["r2", "missing"])
@@ -522,9 +522,9 @@ final class LockedBox<Value>: @unchecked Sendable {
         #expect(try store.snapshotPriors(connection: "c", object: "o", ids: []).isEmpty)
     }
 
-    @Test func attemptExcerptIsCappedAtFourKilobytes() throws {
+    @Test(arguments: StoreBackend.all) func attemptExcerptIsCappedAtFourKilobytes(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let event = makeEvent("A", 1)
         let id = try #require(try setUp(store, [event])[event.id])
         let body = String(repeating: "é", count: 3000)  // 6000 bytes, 2 bytes per character
@@ -542,9 +542,9 @@ final class LockedBox<Value>: @unchecked Sendable {
 }
 
 @Suite struct StatusAndQueryTests {
-    @Test func pollStatusAccumulatesAndClearsErrors() throws {
+    @Test(arguments: StoreBackend.all) func pollStatusAccumulatesAndClearsErrors(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         try store.recordPoll(PollReport(connection: "c", object: "o", at: t0, events: 2, records: 10))
         try store.recordPoll(PollReport(connection: "c", object: "o", at: t0.addingTimeInterval(60),
                                         error: "HTTP 503 from acme"))
@@ -557,9 +557,9 @@ final class LockedBox<Value>: @unchecked Sendable {
         #expect(status.lastSuccessAt == t0.addingTimeInterval(120) && status.recordsTotal == 15)
     }
 
-    @Test func eventQueriesFilterAndPage() throws {
+    @Test(arguments: StoreBackend.all) func eventQueriesFilterAndPage(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let events = (1...5).map { makeEvent("R\($0)", $0, kind: $0 % 2 == 0 ? .updated : .created,
                                               detected: t0.addingTimeInterval(Double($0))) }
         _ = try store.commitPage(PageCommit(connection: "c", object: "o",
@@ -575,9 +575,9 @@ final class LockedBox<Value>: @unchecked Sendable {
         #expect(try store.events(seqIn: newest[1].seq...newest[0].seq).count == 2)
     }
 
-    @Test func subscriberStateRoundTrips() throws {
+    @Test(arguments: StoreBackend.all) func subscriberStateRoundTrips(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         try store.setSubscriberFailingSince(id: "crm", t0, at: t0)
         try store.setSubscriberState(id: "crm", state: .paused, reason: "failing for 5d", at: t0.addingTimeInterval(1))
         #expect(try store.subscriber(id: "crm") == SubscriberStatus(
@@ -589,9 +589,9 @@ final class LockedBox<Value>: @unchecked Sendable {
 
     /// `perform` and `enqueue` run their bodies on the store's own serial queue ("deltahook.store"), never inline on
     /// the caller's thread (a cooperative one here), and in the order they were queued.
-    @Test func asyncPerformRunsOnTheStoreQueue() async throws {
+    @Test(arguments: StoreBackend.all) func asyncPerformRunsOnTheStoreQueue(_ backend: StoreBackend) async throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let (count, label) = try await store.perform { try ($0.pendingCount(), currentQueueLabel()) }
         #expect(count == 0)
         #expect(label == "deltahook.store", "perform ran on \(label)")
@@ -607,9 +607,9 @@ final class LockedBox<Value>: @unchecked Sendable {
 
 @Suite struct ErrorTests {
     /// Errors name the SQL and SQLite's message, never the bound values (they reach journald).
-    @Test func errorsCarrySQLButNotBoundValues() throws {
+    @Test(arguments: StoreBackend.all) func errorsCarrySQLButNotBoundValues(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let secret = "sk_live_5f2b8c0e9d1a7Secret"
         let sql = "INSERT INTO subscribers (id, state, changed_at) VALUES (?, ?, ?)"
         do {
@@ -638,9 +638,9 @@ final class LockedBox<Value>: @unchecked Sendable {
         #expect(try store.subscriber(id: "ok") != nil)
     }
 
-    @Test func dueQueryUsesThePendingIndexes() throws {
+    @Test(arguments: StoreBackend.all) func dueQueryUsesThePendingIndexes(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let plan = try store.database.read { db in
             try db.queryAll("EXPLAIN QUERY PLAN " + StateStore.dueSQL, [.text("s"), .integer(0), .integer(1)]) {
                 $0.text(3)
@@ -653,9 +653,9 @@ final class LockedBox<Value>: @unchecked Sendable {
 }
 
 @Suite struct RetentionTests {
-    @Test func pruneDeletesOnlyFullyDeliveredOldEvents() throws {
+    @Test(arguments: StoreBackend.all) func pruneDeletesOnlyFullyDeliveredOldEvents(_ backend: StoreBackend) throws {
         let dir = try TempDir()
-        let store = try StateStore(path: dir.dbPath)
+        let store = try backend.makeStore(dir)
         let events = [makeEvent("A", 1), makeEvent("B", 1), makeEvent("C", 1)]
         _ = try store.commitPage(PageCommit(connection: "c", object: "o",
                                             events: events.map { OutgoingEvent(event: $0, subscribers: ["crm"]) },
