@@ -2,7 +2,8 @@
 // deltahook: one binary that turns SaaS APIs without webhooks into signed webhook sources.
 //
 // Module boundaries are targets so the compiler enforces the architecture (see ARCHITECTURE.md):
-//   C wrappers (CSQLite, CCurl, COpenSSL) are imported only by Store, HTTPClient and Crypto.
+//   C wrappers are imported only by their one owner: CSQLite by Store, CPostgres (libpq) by PostgresStore,
+//   CCurl by HTTPClient, COpenSSL by Crypto.
 //   Engine never imports HTTPServer or Delivery; Providers never import Delivery or Store;
 //   Store never imports Providers.
 import PackageDescription
@@ -26,12 +27,17 @@ let package = Package(
                        providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "libcrypto",
                        providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CPostgres", path: "Sources/CPostgres", pkgConfig: "libpq",
+                       providers: [.apt(["libpq-dev"])]),
 
         // MARK: Foundation-level building blocks
         .target(name: "Crypto", dependencies: ["COpenSSL"], swiftSettings: strict),
         .target(name: "Core", dependencies: ["Crypto"], swiftSettings: strict),
         .target(name: "Logging", dependencies: ["Core"], swiftSettings: strict),
         .target(name: "Store", dependencies: ["CSQLite", "Core"], swiftSettings: strict),
+        // The PostgreSQL store backend (libpq through CPostgres), built on Store's abstractions.
+        .target(name: "PostgresStore", dependencies: ["CPostgres", "Store", "Core"], path: "Sources/PostgresStore",
+                swiftSettings: strict),
         .target(name: "Config", dependencies: ["Core"], swiftSettings: strict),
         .target(name: "HTTPClient", dependencies: ["CCurl", "Core"], swiftSettings: strict),
         .target(name: "HTTPServer", dependencies: ["Core"], swiftSettings: strict),
@@ -67,6 +73,8 @@ let package = Package(
                 swiftSettings: strict),
         .testTarget(name: "CoreTests", dependencies: ["Core", "Crypto", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Core"], swiftSettings: strict),
+        .testTarget(name: "PostgresStoreTests", dependencies: ["PostgresStore", "Store", "Core", "TestSupport"],
+                    swiftSettings: strict),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Core", "Logging"], swiftSettings: strict),
         .testTarget(name: "LoggingTests", dependencies: ["Logging", "Core"], swiftSettings: strict),
         .testTarget(name: "HTTPTests", dependencies: ["HTTPClient", "HTTPServer", "Core", "Emulators", "TestSupport"],
