@@ -121,7 +121,7 @@ final class PostgresConnection: SQLConnection {
         do {
             try connection.executeScript(sql)
         } catch let error as PGError {
-            throw PostgresDatabase.storeError(error, location: location)
+            throw PostgresDatabase.storeError(error, location: location, sql: sql)
         }
     }
 
@@ -134,7 +134,7 @@ final class PostgresConnection: SQLConnection {
         do {
             return try connection.execute(translations.translated(sql), arguments.map(\.postgresText))
         } catch let error as PGError {
-            throw PostgresDatabase.storeError(error, location: location)
+            throw PostgresDatabase.storeError(error, location: location, sql: sql)
         }
     }
 }

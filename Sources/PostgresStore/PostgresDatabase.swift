@@ -137,11 +137,12 @@ public final class PostgresDatabase: SQLDatabase {
 
     // MARK: Errors
 
-    /// A libpq error as the store's error: the SQLSTATE, the message and detail (never bound values: libpq's
-    /// messages name constraints and columns), the redacted URL and a hint for the common cases.
-    static func storeError(_ error: PGError, location: String) -> StoreError {
-        var message = error.message
-        if let detail = error.detail { message += " (\(detail))" }
+    /// A libpq error as the store's error: the SQLSTATE, the primary message (it names constraints, columns and
+    /// types), the store's own SQL text, the redacted URL and a hint for the common cases. Never the DETAIL field:
+    /// PostgreSQL puts row values there ("Failing row contains (…)", "Key (id)=(…) already exists"), and bound
+    /// values carry provider data and secrets into journald.
+    static func storeError(_ error: PGError, location: String, sql: String? = nil) -> StoreError {
+        let message = error.message
         var hint = error.hint
         if error.isConnectionFailure {
             hint = hint ?? "check that PostgreSQL is running and that store.url is right"
@@ -149,7 +150,7 @@ public final class PostgresDatabase: SQLDatabase {
             hint = hint ?? "grant the deltahook role CREATE and USAGE on the database's schema"
         }
         return StoreError(code: .postgres(sqlState: error.sqlState ?? (error.connectionBad ? "08006" : "XX000")),
-                          message: message, sql: error.statement, path: location, hint: hint)
+                          message: message, sql: sql ?? error.statement, path: location, hint: hint)
     }
 
     static func isSerializationFailure(_ error: StoreError) -> Bool {

@@ -140,7 +140,8 @@ extension StateStore {
             return state
         }) else { return }
         try database.write { db in
-            try db.execute("DELETE FROM poll_leases WHERE owner = ?", [.text(member.node.id)])
+            // Expired, not deleted: tokens only grow, and `status` shows who held them last.
+            try db.execute("UPDATE poll_leases SET expires_at = 0 WHERE owner = ?", [.text(member.node.id)])
             try db.execute("DELETE FROM permits WHERE owner = ?", [.text(member.node.id)])
             try db.execute("DELETE FROM nodes WHERE node_id = ?", [.text(member.node.id)])
         }
@@ -168,7 +169,8 @@ extension StateStore {
                     return (.heldElsewhere(owner: current.owner, expiresAt: Millis.date(current.expiresAt)), nil)
                 }
                 if held > share {
-                    try db.execute("DELETE FROM poll_leases WHERE connection = ? AND object = ? AND token = ?",
+                    // Expired rather than deleted, so the next owner's token is larger than every earlier one.
+                    try db.execute("UPDATE poll_leases SET expires_at = 0 WHERE connection = ? AND object = ? AND token = ?",
                                    [.text(connection), .text(object), .integer(current.token)])
                     return (.yielded(share: share), nil)
                 }

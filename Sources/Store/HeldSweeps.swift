@@ -51,11 +51,12 @@ extension StateStore {
             try db.execute("""
                 INSERT INTO held_sweeps (connection, object, sweep_started, held_at, would_delete, live, listed,
                                          record_ids, apply_requested)
-                SELECT ?1, ?2, ?3, ?4, COUNT(*), ?5, ?6, json_group_array(record_id), 0 FROM (
+                SELECT ?1, ?2, CAST(?3 AS BIGINT), CAST(?4 AS BIGINT), COUNT(*), CAST(?5 AS BIGINT),
+                       CAST(?6 AS BIGINT), \(db.dialect.jsonArrayOfTexts("record_id")), 0 FROM (
                     SELECT record_id FROM snapshots
                     WHERE connection = ?1 AND object = ?2 AND tombstoned = 0 AND last_seen_sweep < ?3
                       AND updated_at < ?3
-                    ORDER BY record_id)
+                    ORDER BY record_id) AS unseen
                 WHERE true
                 ON CONFLICT (connection, object) DO UPDATE SET
                     sweep_started = excluded.sweep_started, held_at = excluded.held_at,

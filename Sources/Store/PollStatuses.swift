@@ -10,8 +10,8 @@ extension StateStore {
             try db.execute("""
                 INSERT INTO poll_status (connection, object, last_poll_at, last_success_at, last_error, last_error_at,
                                          events_total, records_total)
-                VALUES (?1, ?2, ?3, CASE WHEN ?4 IS NULL THEN ?3 END, ?4, CASE WHEN ?4 IS NOT NULL THEN ?3 END,
-                        ?5, ?6)
+                VALUES (?1, ?2, ?3, CASE WHEN CAST(?4 AS TEXT) IS NULL THEN CAST(?3 AS BIGINT) END, ?4,
+                        CASE WHEN CAST(?4 AS TEXT) IS NOT NULL THEN CAST(?3 AS BIGINT) END, ?5, ?6)
                 ON CONFLICT (connection, object) DO UPDATE SET
                     last_poll_at = excluded.last_poll_at,
                     last_success_at = COALESCE(excluded.last_success_at, poll_status.last_success_at),

@@ -101,6 +101,14 @@ public enum SQLDialect: Sendable {
         }
     }
 
+    /// An aggregate: the values of `column` over the group as JSON array text, in `column` order (`[]` when none).
+    public func jsonArrayOfTexts(_ column: String) -> String {
+        switch self {
+        case .sqlite: "json_group_array(\(column))"
+        case .postgres: "COALESCE(CAST(json_agg(\(column) ORDER BY \(column)) AS TEXT), '[]')"
+        }
+    }
+
     /// The larger of two values (SQLite's two-argument `MAX`, PostgreSQL's `GREATEST`).
     public func greatest(_ a: String, _ b: String) -> String {
         switch self {

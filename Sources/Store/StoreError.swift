@@ -67,8 +67,12 @@ public struct StoreError: Error, CustomStringConvertible, Sendable, Equatable {
         return nil
     }
 
-    /// True for SQLITE_CONSTRAINT and its extended codes (UNIQUE, CHECK, FOREIGNKEY, NOTNULL, …).
-    public var isConstraintViolation: Bool { sqlitePrimaryCode == 19 }
+    /// True for SQLITE_CONSTRAINT and its extended codes (UNIQUE, CHECK, FOREIGNKEY, NOTNULL, …), and for
+    /// PostgreSQL's class 23 (integrity constraint violation).
+    public var isConstraintViolation: Bool {
+        if case .postgres(let state) = code { return state.hasPrefix("23") }
+        return sqlitePrimaryCode == 19
+    }
 
     /// True for SQLITE_BUSY / SQLITE_LOCKED: another connection held the lock past the busy timeout.
     public var isBusy: Bool { sqlitePrimaryCode == 5 || sqlitePrimaryCode == 6 }

@@ -105,10 +105,10 @@ struct InjectedFailure: Error {}
         #expect(try store.unseenLiveIDs(connection: "c", object: "o", sweep: Date(timeIntervalSince1970: 1)) == ["r1"])
     }
 
-    @Test(arguments: StoreBackend.all) func newerSchemaIsRefused(_ backend: StoreBackend) throws {
+    @Test func newerSchemaIsRefused() throws {
         let dir = try TempDir()
         do {
-            let store = try backend.makeStore(dir)
+            let store = try StateStore(path: dir.dbPath)
             try store.sqlite.withConnection { try $0.executeScript("PRAGMA user_version = 99") }
         }
         for mode in [Database.Mode.readWrite, .readOnly] {
@@ -132,9 +132,9 @@ struct InjectedFailure: Error {}
 }
 
 @Suite struct TransactionTests {
-    @Test(arguments: StoreBackend.all) func throwingWriteLeavesNothingBehind(_ backend: StoreBackend) throws {
+    @Test func throwingWriteLeavesNothingBehind() throws {
         let dir = try TempDir()
-        let store = try backend.makeStore(dir)
+        let store = try StateStore(path: dir.dbPath)
         #expect(throws: InjectedFailure.self) {
             try store.database.write { db in
                 try db.execute("INSERT INTO subscribers (id, state, changed_at) VALUES (?, 'active', 0)", ["crm"])
@@ -617,10 +617,16 @@ final class LockedBox<Value>: @unchecked Sendable {
             Issue.record("CHECK constraint not enforced")
         } catch let error as StoreError {
             #expect(error.isConstraintViolation)
-            #expect(error.code == .sqlite(primary: 19, extended: 275))  // SQLITE_CONSTRAINT_CHECK
+            switch backend {
+            case .sqlite:
+                #expect(error.code == .sqlite(primary: 19, extended: 275))  // SQLITE_CONSTRAINT_CHECK
+                #expect(error.description.contains("CHECK constraint failed"))
+            case .postgres:
+                #expect(error.code == .postgres(sqlState: "23514"))  // check_violation
+                #expect(error.description.contains("subscribers_state_check"))
+            }
             #expect(error.sql == sql)
             #expect(error.description.contains(sql))
-            #expect(error.description.contains("CHECK constraint failed"))
             #expect(!error.description.contains(secret))
             #expect(!String(reflecting: error).contains(secret))
         }
@@ -630,7 +636,8 @@ final class LockedBox<Value>: @unchecked Sendable {
             try store.database.write { try $0.execute(sql, [.text(secret), .text("active"), .integer(0)]) }
             Issue.record("PRIMARY KEY not enforced")
         } catch let error as StoreError {
-            #expect(error.code == .sqlite(primary: 19, extended: 1555))  // SQLITE_CONSTRAINT_PRIMARYKEY
+            #expect(error.isConstraintViolation)
+            #expect(error.code == (backend == .sqlite ? .sqlite(primary: 19, extended: 1555) : .postgres(sqlState: "23505")))
             #expect(!error.description.contains(secret))
         }
         // The failed statement was evicted from the cache and the SQL still works.
@@ -638,9 +645,9 @@ final class LockedBox<Value>: @unchecked Sendable {
         #expect(try store.subscriber(id: "ok") != nil)
     }
 
-    @Test(arguments: StoreBackend.all) func dueQueryUsesThePendingIndexes(_ backend: StoreBackend) throws {
+    @Test func dueQueryUsesThePendingIndexes() throws {
         let dir = try TempDir()
-        let store = try backend.makeStore(dir)
+        let store = try StateStore(path: dir.dbPath)
         let plan = try store.database.read { db in
             try db.queryAll("EXPLAIN QUERY PLAN " + StateStore.dueSQL, [.text("s"), .integer(0), .integer(1)]) {
                 $0.text(3)
