@@ -19,7 +19,9 @@ struct PGConnectionTests {
         // Port 1 on loopback: nothing listens, so the connection is refused at once.
         for url in ["postgresql://alice:s3cretPW@127.0.0.1:1/nodb?connect_timeout=2",
                     "host=127.0.0.1 port=1 dbname=nodb user=alice password=s3cretPW connect_timeout=2",
-                    "host=127.0.0.1 port=1 dbname=nodb user=alice password='s3cretPW' connect_timeout=2"] {
+                    "host=127.0.0.1 port=1 dbname=nodb user=alice password='s3cretPW' connect_timeout=2",
+                    // Malformed: libpq's parser quotes the bad token, which here holds the password.
+                    "postgresql://alice:s3cretPW%zz@127.0.0.1:1/nodb"] {
             do {
                 _ = try PGConnection(url: url)
                 Issue.record("connected to nothing: \(url)")
