@@ -36,7 +36,7 @@ public final class PGConnection {
     public init(url: String, applicationName: String = "deltahook") throws {
         let redacted = Self.redact(url: url)
         let (options, problem) = Self.parseOptions(url)
-        let secrets = ["password", "sslpassword"].compactMap { options[$0] }
+        let secrets = ["password", "sslpassword"].compactMap { options[$0] } + Self.hiddenValues(in: url)
         if let problem {
             throw PGError(message: "invalid PostgreSQL connection string \(redacted): "
                           + Self.scrub(problem, secrets: secrets), connectionBad: true)

@@ -38,9 +38,12 @@ public struct PGError: Error, CustomStringConvertible, Sendable {
 
     /// Class 08 (connection exception), 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, or
     /// a connection libpq reports as bad: reconnect (`PGConnection.reset()`) and retry.
+    /// 08P01 protocol_violation on a still-good connection is excluded: the server reports a wrong parameter
+    /// count that way and the session goes on, so reconnecting would only repeat the same bug.
     public var isConnectionFailure: Bool {
         if connectionBad { return true }
         guard let sqlState else { return false }
+        if sqlState == "08P01" { return false }
         return sqlState.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(sqlState)
     }
 

@@ -9,18 +9,31 @@ extension PGConnection {
     /// `sslpassword=`) query parameter, and a `password = value` / `password = 'quoted value'` keyword pair.
     /// Everything else (host, port, database, user) is kept so that messages still say where we connected.
     public static func redact(url: String) -> String {
-        redactKeywordValues(redactUserInfo(url))
+        var hidden: [String] = []
+        return redactKeywordValues(redactUserInfo(url, hidden: &hidden), hidden: &hidden)
+    }
+
+    /// The password values `redact(url:)` hides, raw and percent-decoded, to scrub from messages that may echo
+    /// part of the string (libpq's parser quotes the token it could not parse).
+    static func hiddenValues(in url: String) -> [String] {
+        var hidden: [String] = []
+        _ = redactKeywordValues(redactUserInfo(url, hidden: &hidden), hidden: &hidden)
+        let unquoted = hidden.map { value in
+            value.count >= 2 && value.hasPrefix("'") && value.hasSuffix("'") ? String(value.dropFirst().dropLast()) : value
+        }
+        return hidden + unquoted + hidden.compactMap { $0.removingPercentEncoding }
     }
 
     /// `scheme://user:secret@host…` → `scheme://user:***@host…`. The userinfo ends at the last `@` before the
     /// query: libpq stops at the first `@`, but a password with an unencoded `@` must still be hidden whole.
-    private static func redactUserInfo(_ url: String) -> String {
+    private static func redactUserInfo(_ url: String, hidden: inout [String]) -> String {
         guard let scheme = url.range(of: "://") else { return url }
         let rest = url[scheme.upperBound...]
         let queryStart = rest.firstIndex(of: "?") ?? url.endIndex
         guard let at = url[scheme.upperBound..<queryStart].lastIndex(of: "@"),
               let colon = url[scheme.upperBound..<at].firstIndex(of: ":") else { return url }
         var redacted = url
+        hidden.append(String(url[url.index(after: colon)..<at]))
         redacted.replaceSubrange(url.index(after: colon)..<at, with: "***")
         return redacted
     }
@@ -28,7 +41,7 @@ extension PGConnection {
     /// Hides the value after every `password` keyword followed by `=`. In a URI query the value ends at `&` or
     /// `#`; in keyword/value form at whitespace, or at the closing quote of a single-quoted value (where `\'` and
     /// `\\` are escapes).
-    private static func redactKeywordValues(_ text: String) -> String {
+    private static func redactKeywordValues(_ text: String, hidden: inout [String]) -> String {
         let bytes = Array(text.utf8)
         let key = Array("password".utf8)
         let isURI = text.contains("://")
@@ -60,6 +73,7 @@ extension PGConnection {
             if !inQuery { while cursor < bytes.count, isSpace(bytes[cursor]) { cursor += 1 } }
             out.append(contentsOf: bytes[index..<cursor])
             out.append(contentsOf: Array("***".utf8))
+            let valueStart = cursor
             if inQuery {
                 while cursor < bytes.count, bytes[cursor] != UInt8(ascii: "&"), bytes[cursor] != UInt8(ascii: "#") {
                     cursor += 1
@@ -75,6 +89,7 @@ extension PGConnection {
                 while cursor < bytes.count, !isSpace(bytes[cursor]) { cursor += 1 }
             }
             index = min(cursor, bytes.count)
+            hidden.append(String(decoding: bytes[valueStart..<index], as: UTF8.self))
         }
         return String(decoding: out, as: UTF8.self)
     }
@@ -103,7 +118,8 @@ extension PGConnection {
     /// string is never used: it would match everywhere).
     static func scrub(_ message: String, secrets: [String]) -> String {
         var scrubbed = message
-        for secret in secrets where !secret.isEmpty {
+        // Longest first, so a value that contains another is hidden whole.
+        for secret in secrets.sorted(by: { $0.count > $1.count }) where !secret.isEmpty {
             scrubbed = scrubbed.replacingOccurrences(of: secret, with: "***")
         }
         return scrubbed

@@ -19,7 +19,9 @@ struct PGConnectionTests {
         // Port 1 on loopback: nothing listens, so the connection is refused at once.
         for url in ["postgresql://alice:s3cretPW@127.0.0.1:1/nodb?connect_timeout=2",
                     "host=127.0.0.1 port=1 dbname=nodb user=alice password=s3cretPW connect_timeout=2",
-                    "host=127.0.0.1 port=1 dbname=nodb user=alice password='s3cretPW' connect_timeout=2"] {
+                    "host=127.0.0.1 port=1 dbname=nodb user=alice password='s3cretPW' connect_timeout=2",
+                    // Malformed: libpq's parser quotes the bad token, which here holds the password.
+                    "postgresql://alice:s3cretPW%zz@127.0.0.1:1/nodb"] {
             do {
                 _ = try PGConnection(url: url)
                 Issue.record("connected to nothing: \(url)")
@@ -76,6 +78,10 @@ struct PGConnectionTests {
         #expect(rows.bool(1, 4) == true)
         #expect(rows.text(2, 0) == nil)  // out of range is nil, not a crash
 
+        let session = try connection.execute("SELECT current_setting('client_encoding'), current_setting('application_name')", [])
+        #expect(session.text(0, 0) == "UTF8")
+        #expect(session.text(0, 1) == "deltahook")
+
         // Untyped parameters take their type from context.
         let sum = try connection.execute("SELECT $1::int8 + 1, $2::bytea, length($3)", ["41", PGText.bytea([]), "ü"])
         #expect(sum.int64(0, 0) == 42)
@@ -120,6 +126,13 @@ struct PGConnectionTests {
             Issue.record("syntax error accepted")
         } catch let error as PGError {
             #expect(error.sqlState == "42601")
+        }
+        do {
+            try connection.execute("SELECT $1::text, $2::text", ["only one"])
+            Issue.record("a missing parameter was accepted")
+        } catch let error as PGError {
+            #expect(error.sqlState == "08P01", "\(error)")
+            #expect(!error.isConnectionFailure)
         }
         #expect(connection.isHealthy)
         #expect(try connection.execute("SELECT count(*) FROM keys", []).int64(0, 0) == 1)
