@@ -86,6 +86,11 @@ public final class DeltahookPipeline: Pipeline {
         }
     }
 
+    /// Each subscriber's `rate_limit` becomes this node's share: rate/`nodes` (1 = a daemon alone).
+    public func setClusterSize(_ nodes: Int) {
+        dispatcher.setClusterSize(nodes)
+    }
+
     public func engineLiveness() async -> (alive: Bool, reason: String) {
         let liveness = engine.liveness
         if liveness.sinceLastBeat <= DeltahookPipeline.livenessWindow { return (true, "ok") }
