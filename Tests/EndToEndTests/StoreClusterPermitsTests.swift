@@ -91,4 +91,22 @@ struct StoreClusterPermitsTests {
         await release.value
         #expect(try await dead.acquire(name: "p", capacity: 1, ttl: .seconds(30)) == 0)
     }
+
+    @Test("A holder paused past its slot's ttl cannot free the slot another node took since")
+    func staleReleaseKeepsTheNewHolder() async throws {
+        let directory = try TemporaryDirectory(prefix: "permits")
+        defer { directory.remove() }
+        let stores = try Self.twoNodes(directory)
+        let paused = StoreClusterPermits(store: stores[0])
+        let other = StoreClusterPermits(store: stores[1])
+        #expect(try await paused.acquire(name: "p", capacity: 1, ttl: .milliseconds(200)) == 0)
+        #expect(try await Wait.until(timeout: .seconds(10), interval: .milliseconds(50)) {
+            try await other.acquire(name: "p", capacity: 1, ttl: .seconds(30)) == 0
+        })
+        // The paused node wakes up and gives back "its" slot: the other node's grant stays.
+        await paused.release(name: "p", slot: 0)
+        #expect(try await paused.acquire(name: "p", capacity: 1, ttl: .seconds(30)) == nil)
+        await other.release(name: "p", slot: 0)
+        #expect(try await paused.acquire(name: "p", capacity: 1, ttl: .seconds(30)) == 0)
+    }
 }
