@@ -1,6 +1,8 @@
 // In-process metrics with Prometheus text exposition 0.0.4 (docs/DESIGN.md §8): counters, gauges and histograms
 // with low-cardinality labels (connection, object, subscriber, outcome — never record ids). No sample
-// timestamps: node_exporter's textfile collector drops a whole file that has any.
+// timestamps: node_exporter's textfile collector drops a whole file that has any. Registry-wide constant labels
+// (a cluster node's `node="<id>"`) go on every sample, so the series of N daemons sharing one database stay apart
+// when one Prometheus scrapes them all.
 import Synchronization
 
 /// A thread-safe registry. Components record into it; the daemon renders it to `/metrics` and to the
@@ -27,9 +29,37 @@ public final class MetricsRegistry: Sendable {
     /// Label values pass it when rendered (docs/DESIGN.md §1): labels are ids from the config, but an exit is an
     /// exit, and one scrubber at every exit is the rule. nil in unit tests.
     private let scrubber: SecretScrubber?
+    /// Rendered first on every sample of every family, histogram buckets included.
+    private let constants = Mutex<[(name: String, value: String)]>([])
 
-    public init(scrubber: SecretScrubber? = nil) {
+    /// - Parameter constantLabels: labels every sample carries (``setConstantLabels(_:)``).
+    public init(scrubber: SecretScrubber? = nil, constantLabels: [(name: String, value: String)] = []) {
         self.scrubber = scrubber
+        setConstantLabels(constantLabels)
+    }
+
+    /// Labels put on every sample from the next render on, e.g. `[("node", nodeID)]` for a cluster node; `[]`
+    /// removes them. Values are escaped (and scrubbed) like every label value. Kept valid for the exposition
+    /// format: names that are not Prometheus label names (`[a-zA-Z_][a-zA-Z0-9_]*`), reserved ones (`__…`, `le`,
+    /// `quantile`) and repeated ones (the first wins) are left out; a family that has a label of the same name
+    /// keeps its own and omits the constant.
+    public func setConstantLabels(_ labels: [(name: String, value: String)]) {
+        var seen = Set<String>()
+        let valid = labels.filter { label in
+            Self.isValidLabelName(label.name) && !label.name.hasPrefix("__") && label.name != "le"
+                && label.name != "quantile" && seen.insert(label.name).inserted
+        }
+        constants.withLock { $0 = valid }
+    }
+
+    /// The labels every sample carries.
+    public var constantLabels: [(name: String, value: String)] { constants.withLock { $0 } }
+
+    /// `[a-zA-Z_][a-zA-Z0-9_]*`, the Prometheus label-name grammar.
+    public static func isValidLabelName(_ name: String) -> Bool {
+        guard let first = name.utf8.first else { return false }
+        func letter(_ c: UInt8) -> Bool { (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c == 95 }
+        return letter(first) && name.utf8.allSatisfy { letter($0) || ($0 >= 48 && $0 <= 57) }
     }
 
     /// Declares a metric family; re-declaring with the same shape is harmless.
@@ -93,13 +123,17 @@ public final class MetricsRegistry: Sendable {
     /// The text exposition format, families sorted by name, ending with a newline.
     public func render() -> String {
         let snapshot = families.withLock { $0 }
+        let constants = constantLabels
         let scrubber = self.scrubber
-        func labelText(_ names: [String], _ values: [String]) -> String {
-            Self.labelText(names, scrubber.map { scrubber in values.map { scrubber.scrub($0) } } ?? values)
-        }
         var out = ""
         for name in snapshot.keys.sorted() {
             guard let family = snapshot[name] else { continue }
+            let shared = constants.filter { !family.labelNames.contains($0.name) }
+            func labelText(_ names: [String], _ values: [String]) -> String {
+                let all = shared.map(\.value) + values
+                return Self.labelText(shared.map(\.name) + names,
+                                      scrubber.map { scrubber in all.map { scrubber.scrub($0) } } ?? all)
+            }
             out += "# HELP \(name) \(Self.escapeHelp(family.help))\n"
             out += "# TYPE \(name) \(family.kind.rawValue)\n"
             switch family.kind {

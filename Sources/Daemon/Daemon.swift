@@ -126,7 +126,8 @@ public enum Daemon {
         }
 
         // 3. Pipeline and the daemon's own services.
-        let registry = MetricsRegistry(scrubber: scrubber)
+        // Every series carries this node's id, so a cluster's metrics can be told apart (rule 19).
+        let registry = MetricsRegistry(scrubber: scrubber, constantLabels: [(name: "node", value: node.id)])
         DaemonMetric.declare(in: registry, version: version)
         let state = DaemonState(config: config)
         let stall = options.testHooks.stallEngineLiveness
@@ -171,7 +172,7 @@ public enum Daemon {
         let maintenance = MaintenanceService(store: store, logger: logger,
                                              settings: { MaintenanceService.Settings(config: state.config) })
         let cluster = ClusterService(store: store, node: node, leaseTTL: config.store.leaseTTL, registry: registry,
-                                     logger: logger, onClusterSize: { pipeline.clusterSizeChanged($0) })
+                                     logger: logger, onClusterSize: { pipeline.setClusterSize($0) })
         // Second to start, so it is second to last to stop: the node leaves the cluster after its pipeline drained.
         var services: [any Service] = [control, cluster, maintenance, metrics]
         if let health { services.append(health) }

@@ -61,8 +61,10 @@ public final class DeltahookPipeline: Pipeline {
     public func apply(_ config: DeltahookConfig) async throws {
         let targets: [PollTarget]
         var problems: [ConfigProblem]
+        // The daemon is always a cluster node (of one on SQLite), so per-account limits go through the store.
         (targets, problems) = DeltahookPipeline.targets(for: config, transport: transport, logger: logger,
-                                                        authState: store)
+                                                        authState: store,
+                                                        permits: StoreClusterPermits(store: store, logger: logger))
         var settings: [SubscriberSettings] = []
         for (index, subscriber) in config.subscribers.enumerated() {
             do {
@@ -84,6 +86,11 @@ public final class DeltahookPipeline: Pipeline {
         }
     }
 
+    /// Each subscriber's `rate_limit` becomes this node's share: rate/`nodes` (1 = a daemon alone).
+    public func setClusterSize(_ nodes: Int) {
+        dispatcher.setClusterSize(nodes)
+    }
+
     public func engineLiveness() async -> (alive: Bool, reason: String) {
         let liveness = engine.liveness
         if liveness.sinceLastBeat <= DeltahookPipeline.livenessWindow { return (true, "ok") }
@@ -95,9 +102,10 @@ public final class DeltahookPipeline: Pipeline {
     /// adapters cannot be built becomes a config problem with its JSON path: exit 78 at start, a rejected reload
     /// later — the daemon never runs a config with a connection silently missing.
     static func targets(for config: DeltahookConfig, transport: any HTTPTransport, logger: Logger,
-                        authState: (any AuthStateStore)? = nil) -> (targets: [PollTarget], problems: [ConfigProblem])
+                        authState: (any AuthStateStore)? = nil, permits: (any ClusterPermits)? = nil)
+        -> (targets: [PollTarget], problems: [ConfigProblem])
     {
-        let wired = Wiring.build(config, transport: transport, logger: logger, authState: authState)
+        let wired = Wiring.build(config, transport: transport, logger: logger, authState: authState, permits: permits)
         let problems = wired.failures.map { failure in
             let index = config.connections.firstIndex { $0.id == failure.connection }
             return ConfigProblem(path: index.map { "connections[\($0)]" } ?? "connections",

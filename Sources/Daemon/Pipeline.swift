@@ -13,12 +13,14 @@ public protocol Pipeline: LivenessSource {
     /// Applies a reloaded config without a restart: connections, objects and subscribers are added, changed or
     /// removed. Throws when the new config cannot be applied; the running one then stays in force.
     func apply(_ config: DeltahookConfig) async throws
-    /// The number of alive daemons sharing the store changed (always ≥ 1): shared limits are divided by it.
-    func clusterSizeChanged(_ nodes: Int)
+    /// The number of alive cluster nodes changed (the daemon's heartbeat loop): limits the nodes share — a
+    /// subscriber's `rate_limit` — are split among them (docs/DESIGN.md §2 rule 21).
+    func setClusterSize(_ nodes: Int)
 }
 
 extension Pipeline {
-    public func clusterSizeChanged(_ nodes: Int) {}
+    /// A pipeline with no shared limits (test doubles) ignores the cluster's size.
+    public func setClusterSize(_ nodes: Int) {}
 }
 
 /// What a pipeline gets besides the config and the store.

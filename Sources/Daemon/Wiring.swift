@@ -26,13 +26,16 @@ public enum Wiring {
     /// Builds every connection's targets and the router.
     /// - Parameter authState: where providers keep auth state across restarts (the daemon's state store,
     ///   docs/DESIGN.md §2 rule 11); nil keeps it in memory.
+    /// - Parameter permits: semaphores shared by the cluster's nodes (docs/DESIGN.md §2 rule 21, the daemon's
+    ///   store through ``StoreClusterPermits``); nil: each client's local limit only (`poll-once`).
     public static func build(_ config: DeltahookConfig, transport: any HTTPTransport, logger: Logger,
-                             authState: (any AuthStateStore)? = nil) -> Result {
+                             authState: (any AuthStateStore)? = nil, permits: (any ClusterPermits)? = nil) -> Result {
         var targets: [PollTarget] = []
         var failures: [ConnectionFailure] = []
         for connection in config.connections {
             do {
-                targets += try self.targets(for: connection, transport: transport, logger: logger, authState: authState)
+                targets += try self.targets(for: connection, transport: transport, logger: logger, authState: authState,
+                                            permits: permits)
             } catch {
                 failures.append(ConnectionFailure(connection: connection.id, error: error))
             }
@@ -42,10 +45,11 @@ public enum Wiring {
 
     /// The targets of one connection, in config order; throws when its adapters cannot be built.
     public static func targets(for connection: ConnectionConfig, transport: any HTTPTransport, logger: Logger,
-                               authState: (any AuthStateStore)? = nil) throws -> [PollTarget]
+                               authState: (any AuthStateStore)? = nil, permits: (any ClusterPermits)? = nil) throws
+        -> [PollTarget]
     {
         let sources = try ProviderFactory.makeSources(for: connection, transport: transport, logger: logger,
-                                                      authState: authState)
+                                                      authState: authState, permits: permits)
         var targets: [PollTarget] = []
         for source in sources {
             guard let object = connection.objects.first(where: { $0.name == source.descriptor.object }) else {

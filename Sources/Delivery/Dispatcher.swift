@@ -80,6 +80,8 @@ public final class Dispatcher: Sendable {
 
     let shared: Shared
     private let runners = Mutex<[String: SubscriberRunner]>([:])
+    /// Alive nodes of the cluster, written under the `runners` lock so a runner started meanwhile gets it too.
+    private let clusterSize = Atomic<Int>(1)
     /// Removed subscribers whose requests may still be in flight; shutdown waits for them too.
     private let retiring = Mutex<[SubscriberRunner]>([])
     private let writerTask: Mutex<Task<Void, Never>?> = Mutex(nil)
@@ -124,7 +126,8 @@ public final class Dispatcher: Sendable {
                 if let runner = map[id] {
                     runner.update(settings)
                 } else {
-                    let runner = SubscriberRunner(settings: settings, shared: shared)
+                    let runner = SubscriberRunner(settings: settings, shared: shared,
+                                                  clusterSize: clusterSize.load(ordering: .relaxed))
                     map[id] = runner
                     started.append(runner)
                 }
@@ -138,6 +141,25 @@ public final class Dispatcher: Sendable {
         }
         for runner in started { runner.start() }
     }
+
+    /// Tells the dispatcher how many nodes are alive (the daemon's heartbeat loop, after each heartbeat): each
+    /// subscriber's `rate_limit` is shared by all of them, so this node sends at rate/`nodes` and the cluster
+    /// together at the configured rate (docs/DESIGN.md §2 rule 21). 1 (the default, and any value below 1) is a
+    /// daemon alone. Takes effect for the next request; an unchanged count changes nothing.
+    public func setClusterSize(_ nodes: Int) {
+        let nodes = max(1, nodes)
+        // Under the lock, so two calls racing cannot leave a runner with the older count.
+        runners.withLock { map in
+            guard clusterSize.exchange(nodes, ordering: .relaxed) != nodes else { return }
+            for runner in map.values { runner.setClusterSize(nodes) }
+        }
+    }
+
+    /// The alive nodes this dispatcher shares rate limits with.
+    public var currentClusterSize: Int { clusterSize.load(ordering: .relaxed) }
+
+    /// A subscriber's runner (tests).
+    func runner(_ id: String) -> SubscriberRunner? { runners.withLock { $0[id] } }
 
     /// The ids of the subscribers being served.
     public var subscriberIDs: [String] { runners.withLock { $0.keys.sorted() } }

@@ -26,7 +26,10 @@ final class SubscriberRunner: Sendable {
     struct State {
         var settings: SubscriberSettings
         var semaphore: AsyncSemaphore
+        /// `rate_limit` as this node's share of it (``TokenBucket``).
         var bucket: TokenBucket?
+        /// Alive nodes sharing the subscriber's `rate_limit` (docs/DESIGN.md §2 rule 21).
+        var clusterSize: Int
         /// Claimed and not yet recorded: never claimed twice, even if a lease runs out.
         var held: Set<Int64> = []
         var stopping = false
@@ -50,12 +53,14 @@ final class SubscriberRunner: Sendable {
     private let task = Mutex<Task<Void, Never>?>(nil)
     private let done = Atomic<Bool>(false)
 
-    init(settings: SubscriberSettings, shared: Shared) {
+    init(settings: SubscriberSettings, shared: Shared, clusterSize: Int = 1) {
         id = settings.id
         self.shared = shared
         logger = shared.logger.with([.subscriber: settings.id])
+        let nodes = max(1, clusterSize)
         state = Mutex(State(settings: settings, semaphore: AsyncSemaphore(value: settings.maxInFlight),
-                            bucket: settings.rateLimit.map { TokenBucket(rate: $0) }))
+                            bucket: settings.rateLimit.map { TokenBucket(rate: $0, nodes: nodes) },
+                            clusterSize: nodes))
     }
 
     func start() {
@@ -67,11 +72,24 @@ final class SubscriberRunner: Sendable {
             if settings.maxInFlight != s.settings.maxInFlight {
                 s.semaphore = AsyncSemaphore(value: settings.maxInFlight)
             }
-            if settings.rateLimit != s.settings.rateLimit { s.bucket = settings.rateLimit.map { TokenBucket(rate: $0) } }
+            if settings.rateLimit != s.settings.rateLimit {
+                s.bucket = settings.rateLimit.map { [nodes = s.clusterSize] in TokenBucket(rate: $0, nodes: nodes) }
+            }
             s.settings = settings
         }
         doorbell.ring()
     }
+
+    /// The number of alive nodes changed: the rate limit's share of this node follows at once.
+    func setClusterSize(_ nodes: Int, now: ContinuousClock.Instant = .now) {
+        state.withLock { s in
+            s.clusterSize = max(1, nodes)
+            s.bucket?.setNodes(nodes, now: now)
+        }
+    }
+
+    /// This node's bucket (tests).
+    var bucket: TokenBucket? { state.withLock { $0.bucket } }
 
     /// Stop claiming; requests in flight finish.
     func stop() {
@@ -142,8 +160,8 @@ final class SubscriberRunner: Sendable {
         // Claim in sizeable batches (one write transaction each), not one slot at a time, but never hold much
         // more than a few rounds of `max_in_flight`: claimed deliveries wait in memory, new events behind them.
         var batch = min(options.claimBatch, max(32, s.settings.maxInFlight * 8))
-        // A rate-limited subscriber holds at most ~5 s of its rate, well inside the lease.
-        if let rate = s.settings.rateLimit { batch = min(batch, max(1, Int(rate * 5))) }
+        // A rate-limited subscriber holds at most ~5 s of this node's share of its rate, well inside the lease.
+        if let rate = s.bucket?.rate { batch = min(batch, max(1, Int(rate * 5))) }
         let maxHeld = s.settings.maxInFlight + batch
         let room = maxHeld - s.held.count
         if room <= 0 || (s.held.count >= s.settings.maxInFlight && room < batch / 4) {

@@ -25,11 +25,16 @@ public struct ProviderContext: Sendable {
     public var logger: Logger
     /// Keeps provider auth state across restarts (a rotated ServiceNow refresh token); nil keeps it in memory.
     public var authState: (any AuthStateStore)?
+    /// Semaphores shared by every node of a cluster (NetSuite's per-account concurrency, docs/DESIGN.md §2
+    /// rule 21); nil: each client's local limit is the only one.
+    public var permits: (any ClusterPermits)?
 
-    public init(transport: any HTTPTransport, logger: Logger, authState: (any AuthStateStore)? = nil) {
+    public init(transport: any HTTPTransport, logger: Logger, authState: (any AuthStateStore)? = nil,
+                permits: (any ClusterPermits)? = nil) {
         self.transport = transport
         self.logger = logger
         self.authState = authState
+        self.permits = permits
     }
 }
 
@@ -42,12 +47,14 @@ public enum ProviderFactory {
     /// One `ObjectSource` per configured object of `connection`, in config order.
     /// - Parameter authState: keeps provider auth state across restarts (a rotated ServiceNow refresh token);
     ///   the daemon passes its state store, nil keeps it in memory only.
+    /// - Parameter permits: cluster-wide semaphores (the daemon's store); nil: local limits only.
     public static func makeSources(for connection: ConnectionConfig, transport: any HTTPTransport,
-                                   logger: Logger, authState: (any AuthStateStore)? = nil) throws -> [any ObjectSource] {
+                                   logger: Logger, authState: (any AuthStateStore)? = nil,
+                                   permits: (any ClusterPermits)? = nil) throws -> [any ObjectSource] {
         guard let factory = all.first(where: { $0.provider == connection.provider }) else {
             throw ProviderError.configuration(message: "\(connection.id): no adapter for provider \(connection.provider)")
         }
-        let context = ProviderContext(transport: transport, logger: logger, authState: authState)
+        let context = ProviderContext(transport: transport, logger: logger, authState: authState, permits: permits)
         return try factory.makeSources(for: connection, context: context)
     }
 

@@ -312,7 +312,7 @@ extension StateStore {
     /// Takes one of `capacity` slots of the semaphore `name` for `ttl` (a dead holder's slot frees itself then).
     /// Returns the slot, or nil when all are taken.
     public func acquirePermit(name: String, capacity: Int, ttl: Duration) throws -> Int? {
-        let owner = membership.withLock { $0?.node.id } ?? "local-\(ProcessInfo.processInfo.processIdentifier)"
+        let owner = permitOwner
         return try database.write { db in
             let now = try Self.databaseNow(db)
             try db.execute("DELETE FROM permits WHERE name = ? AND expires_at <= ?", [.text(name), .integer(now)])
@@ -327,10 +327,18 @@ extension StateStore {
         }
     }
 
-    /// Gives a slot back.
+    /// Gives a slot back — only if this node still holds it: a holder paused past the slot's ttl must not free the
+    /// slot another node has taken since (that would let one request too many through).
     public func releasePermit(name: String, slot: Int) throws {
+        let owner = permitOwner
         try database.write { db in
-            try db.execute("DELETE FROM permits WHERE name = ? AND slot = ?", [.text(name), .integer(Int64(slot))])
+            try db.execute("DELETE FROM permits WHERE name = ? AND slot = ? AND owner = ?",
+                           [.text(name), .integer(Int64(slot)), .text(owner)])
         }
+    }
+
+    /// Who holds the permits this process takes: its node id, or its pid outside a cluster.
+    private var permitOwner: String {
+        membership.withLock { $0?.node.id } ?? "local-\(ProcessInfo.processInfo.processIdentifier)"
     }
 }

@@ -57,11 +57,13 @@ public final class NetSuiteClient: Sendable {
         /// Injected by tests to reproduce the documented signature; nil = a fresh nonce and the current time.
         public var fixedNonce: String?
         public var fixedTimestamp: Int64?
+        /// How long to wait before asking again when every cluster-wide slot of the account is taken.
+        public var permitBackoff: PermitBackoff
 
         public init(maxConcurrency: Int = 5, rateLimitRetries: Int = 6, maxInlineWait: Duration = .seconds(30),
                     backoff: RateLimitBackoff = RateLimitBackoff(base: .milliseconds(500), cap: .seconds(30)),
                     rowCap: Int = 100_000, timeout: Duration = .seconds(120), fixedNonce: String? = nil,
-                    fixedTimestamp: Int64? = nil) {
+                    fixedTimestamp: Int64? = nil, permitBackoff: PermitBackoff = PermitBackoff()) {
             self.maxConcurrency = maxConcurrency
             self.rateLimitRetries = rateLimitRetries
             self.maxInlineWait = maxInlineWait
@@ -70,6 +72,7 @@ public final class NetSuiteClient: Sendable {
             self.timeout = timeout
             self.fixedNonce = fixedNonce
             self.fixedTimestamp = fixedTimestamp
+            self.permitBackoff = permitBackoff
         }
     }
 
@@ -83,11 +86,23 @@ public final class NetSuiteClient: Sendable {
     private let credentials: OAuth1.Credentials
     private let http: ProviderHTTP
     private let semaphore: AsyncSemaphore
+    /// The account's slots shared by every node of a cluster (docs/DESIGN.md §2 rule 21); nil: this process's
+    /// semaphore is the only limit (tests, `poll-once`).
+    private let permits: (any ClusterPermits)?
+
+    /// Added to the request timeout for a cluster slot's ttl. A slot must outlive the request it covers — else
+    /// a slow request's slot expires and another node takes it, and the account sees one request too many — so
+    /// the ttl is the longest a request can take (`timeout`, a whole-transfer limit) plus time to sign, to take
+    /// and give back the slot (two database writes) and for clock steps between nodes and the database.
+    public static let permitTTLMargin: Duration = .seconds(30)
 
     /// - Parameters:
     ///   - baseURL: nil derives the host from the account id (`1234567_SB1` → `1234567-sb1.suitetalk…`).
+    ///   - permits: the cluster-wide semaphore; every request then also holds one of the account's
+    ///     `max_concurrency` slots, so all nodes together stay within the limit. nil: the local limit only.
     public init(connection: String, accountID: String, baseURL: String?, timeZone: TimeZone, tokens: NetSuiteTokens,
-                transport: any HTTPTransport, options: Options = Options(), http: ProviderHTTP? = nil) {
+                transport: any HTTPTransport, options: Options = Options(), http: ProviderHTTP? = nil,
+                permits: (any ClusterPermits)? = nil) {
         self.connection = connection
         self.accountID = accountID
         let base = baseURL ?? "https://\(Self.hostForm(accountID)).suitetalk.api.netsuite.com"
@@ -101,7 +116,15 @@ public final class NetSuiteClient: Sendable {
         self.http = http?.with(timeout: options.timeout)
             ?? ProviderHTTP(transport: transport, connection: connection, timeout: options.timeout)
         semaphore = AsyncSemaphore(value: max(1, options.maxConcurrency))
+        self.permits = permits
     }
+
+    /// The cluster-wide semaphore of this account: one name per account whatever the spelling of its id
+    /// (`1234567_sb1` and `1234567-SB1` are one account), because NetSuite counts requests per account.
+    public var permitName: String { "netsuite:\(Self.realm(accountID))" }
+
+    /// How long a cluster slot is held at most: the request timeout plus ``permitTTLMargin``.
+    public var permitTTL: Duration { options.timeout + Self.permitTTLMargin }
 
     /// OAuth realm: the account id upper-case with underscores (`1234567_SB1`), provider-wire-facts §2.1.
     public static func realm(_ accountID: String) -> String {
@@ -147,14 +170,16 @@ public final class NetSuiteClient: Sendable {
         while true {
             try Task.checkCancellation()
             let response = try await semaphore.withPermit {
-                // Signed inside the permit so the timestamp is fresh when the request actually leaves.
-                let auth = try authorization(method: "POST", url: url)
-                return try await http.send(method: "POST", url: url, headers: [
-                    (name: "Authorization", value: auth),
-                    (name: "Content-Type", value: "application/json"),
-                    (name: "Accept", value: "application/json"),
-                    (name: "Prefer", value: "transient"),
-                ], body: body)
+                try await withClusterPermit {
+                    // Signed inside the permits so the timestamp is fresh when the request actually leaves.
+                    let auth = try authorization(method: "POST", url: url)
+                    return try await http.send(method: "POST", url: url, headers: [
+                        (name: "Authorization", value: auth),
+                        (name: "Content-Type", value: "application/json"),
+                        (name: "Accept", value: "application/json"),
+                        (name: "Prefer", value: "transient"),
+                    ], body: body)
+                }
             }
             switch response.status {
             case 200..<300:
@@ -186,6 +211,24 @@ public final class NetSuiteClient: Sendable {
                 throw ProviderError.http(status: response.status,
                                          message: "\(connection): SuiteQL failed (\(Self.errorSummary(response.body))) for: \(sql)")
             }
+        }
+    }
+
+    /// Runs one request holding one of the account's cluster-wide slots (inside the local semaphore, so a node
+    /// waits for the cluster with at most `max_concurrency` requests). Without `permits`, just runs it.
+    private func withClusterPermit<T: Sendable>(_ request: () async throws -> T) async throws -> T {
+        guard let permits else { return try await request() }
+        do {
+            return try await permits.withPermit(name: permitName, capacity: max(1, options.maxConcurrency),
+                                                ttl: permitTTL, backoff: options.permitBackoff, request)
+        } catch let error as ProviderError {
+            throw error
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            // The cluster's database did not answer: the request was not sent; the engine retries the cycle.
+            throw ProviderError.transport(message: "\(connection): cannot take a slot of \(permitName) "
+                + "(the cluster-wide max_concurrency): \(error)")
         }
     }
 

@@ -1,5 +1,6 @@
 // NetSuite's adapter factory: one `NetSuiteClient` per connection (its semaphore is the per-account concurrency
-// limit, `max_concurrency`), one `NetSuiteSource` per object (SuiteQL table).
+// limit, `max_concurrency`, shared by the cluster's nodes through the context's permits), one `NetSuiteSource` per
+// object (SuiteQL table).
 // Config schema: `Sources/Config/Providers/NetSuiteSchema.swift`.
 public import Config
 public import Core
@@ -27,7 +28,8 @@ public struct NetSuiteFactory: ProviderAdapterFactory {
         let client = NetSuiteClient(connection: connection.id, accountID: settings.accountID,
                                     baseURL: connection.baseURL.absoluteString, timeZone: settings.timeZone,
                                     tokens: tokens, transport: context.transport, options: clientOptions,
-                                    http: try ProviderFactory.providerHTTP(for: connection, context: context))
+                                    http: try ProviderFactory.providerHTTP(for: connection, context: context),
+                                    permits: context.permits)
         return try connection.objects.map { object in
             guard let objectSettings = object.settings.netsuite else {
                 throw ProviderFactory.mismatch(connection, object, "NetSuite object")
