@@ -120,10 +120,13 @@ struct DaemonTests {
         let prom = scenario.runtimeDirectory + "/deltahook.prom"
         var promText: String { (try? String(contentsOfFile: prom, encoding: .utf8)) ?? "" }
         _ = await Wait.until(timeout: .seconds(15), interval: .milliseconds(100)) {
-            promText.contains("deltahook_events_total")
+            promText.contains("deltahook_events_total") && promText.contains("deltahook_up{")
         }
-        #expect(promText.contains("deltahook_up 1"), "\(promText)")
-        #expect(promText.contains("deltahook_subscriber_backlog{subscriber=\"crm\"}"))
+        // Every series carries this node's id (a cluster of one): `deltahook_up{node="<host>-<pid>"} 1`.
+        #expect(promText.contains("deltahook_up{node=\"") && promText.contains("\"} 1\n"), "\(promText)")
+        #expect(promText.split(separator: "\n").contains {
+            $0.hasPrefix("deltahook_subscriber_backlog{node=\"") && $0.contains(",subscriber=\"crm\"} ")
+        })
         let mode = try FileManager.default.attributesOfItem(atPath: prom)[.posixPermissions] as? Int
         #expect(mode == 0o644)
         let health = try loopbackGET(port: scenario.httpPort, path: "/healthz")
