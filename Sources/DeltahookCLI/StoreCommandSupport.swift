@@ -184,7 +184,7 @@ enum StoreCLI {
         case .success(let url): return url
         case .failure(let error):
             throw CommandFailure("cannot resolve the PostgreSQL URL of the config's store.url: \(error). Set "
-                + "\(storeURLVariable) to the URL in this shell, or run where \(reference) is readable "
+                + "\(storeURLVariable) to the URL in this shell, or run where the config's \(reference) can be read "
                 + "(e.g. under the unit's credentials with systemd-run)")
         }
     }
