@@ -8,6 +8,10 @@
 // only for records still live and not seen since the held sweep started.
 //
 // Without `--apply-held` it runs a full reconciliation sweep now (guarded like the daemon's), when no daemon polls.
+//
+// On a PostgreSQL store shared by several daemons the poller lock is replaced by the object's poll lease: the
+// command joins the cluster as a short-lived node and asks for the lease; another node holding it plays the part
+// of the running daemon above.
 import Config
 import Core
 import Daemon

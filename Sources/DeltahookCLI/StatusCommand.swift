@@ -1,10 +1,11 @@
 // `deltahook status [--json]`: per object last poll / success / cursor / lag / error / events, per subscriber
-// state / backlog / oldest pending / failed. Opens the store read-only (a WAL reader: never blocks the daemon)
-// and works whether or not the daemon runs.
+// state / backlog / oldest pending / failed; the nodes sharing the store and each object's poll lease holder.
+// Opens the store read-only (a WAL reader, or read-only PostgreSQL transactions: never blocks a daemon) and works
+// whether or not a daemon runs.
 //
-// The config is read as plain JSON for the state directory and the configured ids only: no validation and no
-// secret resolution, so an operator's shell without $CREDENTIALS_DIRECTORY can run it and nothing secret is
-// ever loaded, let alone printed.
+// The config is read as plain JSON for the store's location and the configured ids only: no validation, and the
+// one secret resolved is a PostgreSQL store.url ($DELTAHOOK_STORE_URL wins, so an operator's shell without
+// $CREDENTIALS_DIRECTORY can run it); that URL is registered with the scrubber and printed only redacted.
 import Core
 import Daemon
 import Foundation
