@@ -27,6 +27,9 @@ public struct StatusReport: Sendable {
         public var quarantined: Int = 0
         /// A sweep the mass-delete guard held (rule 17), waiting for `reconcile --apply-held`.
         public var heldSweep: HeldSweep?
+        /// Who polls it (docs/DESIGN.md §2 rule 19): the poll lease row, expired or not; nil before any node took
+        /// it. Shown so an operator of several daemons sees which one to look at for this object.
+        public var lease: PollLeaseStatus? = nil
     }
 
     /// One subscriber.
@@ -50,6 +53,8 @@ public struct StatusReport: Sendable {
     public var pendingTotal: Int
     /// The store file's size and oldest rows (docs/DESIGN.md §6 `retention`); nil when not collected.
     public var storage: StorageSummary? = nil
+    /// The daemons that heartbeat into this store (a SQLite daemon is a cluster of one), by id.
+    public var nodes: [NodeStatus] = []
 
     /// Connections whose latest poll of any object failed.
     public var failingConnections: Set<String> {
@@ -62,11 +67,15 @@ public struct StatusReport: Sendable {
     }
 
     /// Reads everything in one go. `subscribers` and `objects` are the configured ones (they are listed even
-    /// before the first poll); rows only the store knows (removed from the config) are added, marked.
-    public static func collect(store: any StateStoring, subscribers: [String], objects: [(String, String)], now: Date)
-        throws -> StatusReport
+    /// before the first poll); rows only the store knows (removed from the config) are added, marked. A node is
+    /// alive when its last heartbeat is younger than `aliveWithin` (the configured lease ttl: past it, its leases
+    /// are taken over).
+    public static func collect(store: any StateStoring, subscribers: [String], objects: [(String, String)], now: Date,
+                               aliveWithin: Duration = .seconds(30)) throws -> StatusReport
     {
         let polls = try store.pollStatuses()
+        var leases: [ObjectKey: PollLeaseStatus] = [:]
+        for lease in try store.pollLeases() { leases[ObjectKey(connection: lease.connection, object: lease.object)] = lease }
         var quarantined: [ObjectKey: Int] = [:]
         for row in try store.quarantineCounts() {
             quarantined[ObjectKey(connection: row.connection, object: row.object)] = row.count
@@ -93,7 +102,7 @@ public struct StatusReport: Sendable {
                 partitions: cursors.map { ($0.partition, $0.watermark) },
                 lagSeconds: oldest.map { max(0, now.timeIntervalSince($0)) },
                 configured: configuredObjects.contains(key), quarantined: quarantined[key] ?? 0,
-                heldSweep: held[key]))
+                heldSweep: held[key], lease: leases[key]))
         }
 
         let stored = try store.subscribers()
@@ -117,7 +126,8 @@ public struct StatusReport: Sendable {
                 configured: subscribers.contains(id), orphaned: backlog.orphaned))
         }
         return StatusReport(generatedAt: now, objects: objectRows, subscribers: subscriberRows,
-                            pendingTotal: try store.pendingCount(), storage: try store.storageSummary())
+                            pendingTotal: try store.pendingCount(), storage: try store.storageSummary(),
+                            nodes: try store.nodes(aliveWithin: aliveWithin))
     }
 
     private struct ObjectKey: Hashable {
@@ -149,6 +159,20 @@ public struct StatusReport: Sendable {
                 }),
                 "quarantined": .integer(Int64(o.quarantined)),
                 "sweep_held": o.heldSweep.map(StatusReport.json) ?? .null,
+                "lease": o.lease.map { lease in
+                    [
+                        "owner": .string(lease.owner), "token": .integer(lease.token),
+                        "expires_at": time(lease.expiresAt), "expired": .bool(lease.expired),
+                    ]
+                } ?? .null,
+            ]
+        }
+        let nodeValues: [JSONValue] = nodes.map { n in
+            [
+                "id": .string(n.identity.id), "host": .string(n.identity.host),
+                "pid": .integer(Int64(n.identity.pid)), "version": .string(n.identity.version),
+                "started_at": time(n.identity.startedAt), "last_heartbeat_at": time(n.heartbeatAt),
+                "alive": .bool(n.alive),
             ]
         }
         let subscriberValues: [JSONValue] = subscribers.map { s in
@@ -166,6 +190,7 @@ public struct StatusReport: Sendable {
             "pending_total": .integer(Int64(pendingTotal)),
             "objects": .array(objectValues),
             "subscribers": .array(subscriberValues),
+            "nodes": .array(nodeValues),
             "storage": storage.map(StatusReport.json) ?? .null,
         ]
     }
@@ -206,13 +231,14 @@ public struct StatusReport: Sendable {
             return StatusReport.age(generatedAt.timeIntervalSince(date)) + " ago"
         }
         var objectTable: [[String]] = [["CONNECTION", "OBJECT", "LAST POLL", "LAST SUCCESS", "CURSOR", "LAG",
-                                        "EVENTS", "QUARANTINED", "LAST ERROR"]]
+                                        "EVENTS", "QUARANTINED", "LEASE", "LAST ERROR"]]
         var heldLines = ""
         for o in objects {
             objectTable.append([
                 o.connection, o.object + (o.configured ? "" : " (not configured)"), ago(o.lastPollAt),
                 ago(o.lastSuccessAt), o.watermark.map(Timestamps.rfc3339) ?? "-",
                 o.lagSeconds.map(StatusReport.age) ?? "-", String(o.eventsTotal), String(o.quarantined),
+                o.lease.map { $0.owner + ($0.expired ? " (expired)" : "") } ?? "-",
                 o.lastError.map { StatusReport.oneLine($0, limit: 80) } ?? "-",
             ])
             if let h = o.heldSweep {
@@ -235,7 +261,18 @@ public struct StatusReport: Sendable {
             ])
         }
         return StatusReport.render(objectTable) + heldLines + "\n" + StatusReport.render(subscriberTable)
-            + "\npending deliveries: \(pendingTotal)\n" + storageText(ago: ago)
+            + "\n" + nodesText(ago: ago) + "\npending deliveries: \(pendingTotal)\n" + storageText(ago: ago)
+    }
+
+    /// "nodes:" and a table of the daemons sharing the store, or a line saying none has joined yet.
+    private func nodesText(ago: (Date?) -> String) -> String {
+        guard !nodes.isEmpty else { return "nodes: none (no daemon is running on this store)\n" }
+        var table: [[String]] = [["NODE", "HOST", "PID", "VERSION", "LAST HEARTBEAT", "ALIVE"]]
+        for n in nodes {
+            table.append([n.identity.id, n.identity.host, String(n.identity.pid), n.identity.version,
+                          ago(n.heartbeatAt), n.alive ? "yes" : "no"])
+        }
+        return "nodes:\n" + StatusReport.render(table)
     }
 
     /// "store: 12.3 MB (wal 1.0 MB, free 0.2 MB); oldest event 6d ago, oldest tombstone 80d ago".

@@ -131,7 +131,10 @@ struct OptionSpec: Sendable {
 
     /// Options most store-reading commands share.
     static let json = flag("--json", "print machine-readable JSON instead of a table")
-    static let stateDirectory = value("--state-directory", "DIR", "read this state directory instead of the config's")
+    /// An explicit override, so it wins over a configured PostgreSQL store too (an operator pointing at a copy).
+    static let stateDirectory = value("--state-directory", "DIR",
+                                      "use the SQLite store in DIR instead of the config's store (even a PostgreSQL "
+                                          + "one); with a postgres store, $DELTAHOOK_STORE_URL overrides its url")
 
     /// `--since TIME` in the usage line: `[--since TIME]`, or without brackets when required.
     var synopsis: String {

@@ -47,13 +47,16 @@ struct PollOnceCommand: Command {
         let (config, connectionConfig, logger, scrubber) = try PollerCLI.setUp(context: context, connection: connection,
                                                                                object: object)
 
-        for warning in try PrivateFiles.prepareStateDirectory(config.stateDirectory) {
-            logger.warning("state directory or store file was readable by others; tightened", ["DETAIL": warning])
+        let location = StoreLocation(directory: config.stateDirectory, store: config.store)
+        if !location.isShared {
+            for warning in try PrivateFiles.prepareStateDirectory(config.stateDirectory) {
+                logger.warning("state directory or store file was readable by others; tightened", ["DETAIL": warning])
+            }
         }
         // A cycle that writes must not interleave its cursor writes with a running daemon's; a dry run writes
-        // nothing and may run beside it.
+        // nothing and may run beside it. On a shared store the poll leases say who polls (joined below).
         var pollerLock: PollerLock? = nil
-        if !dryRun {
+        if !dryRun, !location.isShared {
             pollerLock = try PollerLock.acquire(directory: config.stateDirectory)
             guard pollerLock != nil else {
                 context.output.err("deltahook poll-once: deltahook run is polling \(config.stateDirectory); use "
@@ -62,7 +65,16 @@ struct PollOnceCommand: Command {
             }
         }
         defer { withExtendedLifetime(pollerLock) {} }
-        let store: any StateStoring = try StateStore(path: config.stateDirectory + "/" + StateStore.fileName)
+        let store: any StateStoring
+        do {
+            store = try location.open(write: true)
+        } catch {
+            throw CommandFailure("cannot open the store \(location): \(error)")
+        }
+        if !dryRun, location.isShared {
+            _ = try PollerCLI.joinAsTransientNode(store, config: config, command: "poll-once")
+        }
+        defer { if !dryRun, location.isShared { PollerCLI.leave(store, logger: logger) } }
         let transport = try CurlHTTPClient()
         defer { transport.shutdown() }
 
@@ -83,8 +95,17 @@ struct PollOnceCommand: Command {
             reports = error.completed
         }
         await engine.shutdown()
+        // Skipped for another node's lease is not done: exit 1 so a script does not take it for a poll.
+        var skipped = false
+        for report in reports {
+            if let lease = report.leaseOutcome, !lease.mayPoll {
+                skipped = true
+                context.output.err("deltahook poll-once: \(report.connection)/\(report.object) skipped: another "
+                    + "node polls it (\(lease)); use --dry-run beside it, or stop the daemons first\n")
+            }
+        }
         try render(reports: reports, failure: failure, store: store, scrubber: scrubber)
-        return failure == nil ? ExitCode.ok : ExitCode.failure
+        return failure == nil && !skipped ? ExitCode.ok : ExitCode.failure
     }
 
     private func eventBodies(_ report: CycleReport, store: any StateStoring) throws -> [JSONValue] {

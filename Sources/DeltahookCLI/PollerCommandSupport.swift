@@ -5,6 +5,7 @@ import Config
 import Core
 import Foundation
 import Logging
+import Store
 
 enum PollerCLI {
     /// Loads and validates the config, and finds `connection` (and `object`, when given) in it.
@@ -40,5 +41,36 @@ enum PollerCLI {
         let logger = Logger(level: LogLevel(name: config.logLevel.rawValue) ?? .info,
                             sink: StderrSink(variables: context.environment), scrubber: context.scrubber)
         return (logger, context.scrubber)
+    }
+}
+
+extension PollerCLI {
+    /// Joins the cluster of daemons sharing a PostgreSQL store as a short-lived node `<host>-<pid>-<command>`, so
+    /// this command's writes are fenced like a daemon's: it polls an object only under its poll lease, and a write
+    /// after the lease was taken over is refused (docs/DESIGN.md §2 rule 19). There the poller lock of a state
+    /// directory means nothing: other hosts cannot see it. Every write renews the lease, so only a gap longer than
+    /// `store.lease_ttl` between two writes loses it. Call ``leave(_:)`` when done: it releases the leases at once.
+    static func joinAsTransientNode(_ store: any StateStoring, config: DeltahookConfig, command: String) throws
+        -> NodeIdentity
+    {
+        let host = ProcessInfo.processInfo.hostName
+        let pid = ProcessInfo.processInfo.processIdentifier
+        let shortHost = host.split(separator: ".").first.map(String.init) ?? host
+        let node = NodeIdentity(id: "\(shortHost)-\(pid)-\(command)", host: host, pid: pid,
+                                version: DeltahookVersion.current, startedAt: Date())
+        // The whole configured object count: this node's fair share then never keeps it from a free lease.
+        let objects = config.connections.reduce(0) { $0 + $1.objects.count }
+        try store.joinCluster(node, leaseTTL: config.store.leaseTTL, objects: max(1, objects))
+        return node
+    }
+
+    /// Leaves the cluster; a failure only means the leases run out after `lease_ttl` instead of now.
+    static func leave(_ store: any StateStoring, logger: Logger) {
+        do {
+            try store.leaveCluster()
+        } catch {
+            logger.warning("could not leave the cluster; this command's poll leases expire after lease_ttl",
+                           error: error)
+        }
     }
 }

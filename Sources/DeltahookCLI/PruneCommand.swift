@@ -46,8 +46,8 @@ struct PruneCommand: StoreCommand {
     func run() async throws -> Int32 {
         let outline = common.outline()
         let policy = try Self.retention(configPath: context.configPath)
-        let path = common.storePath(outline)
-        let store = try StoreCLI.openStore(path: path, write: !dryRun)
+        let location = try common.storeLocation(outline)
+        let store = try StoreCLI.openStore(location, write: !dryRun)
         let now = Date()
         let before: StorageSummary
         let report: PruneReport
@@ -61,14 +61,14 @@ struct PruneCommand: StoreCommand {
                 vacuumed = true
             }
         } catch {
-            throw CommandFailure("pruning the store \(path) failed: \(error)")
+            throw CommandFailure("pruning the store \(location) failed: \(error)")
         }
         let after = dryRun ? before : ((try? store.storageSummary()) ?? before)
         if let note = outline.note { context.output.err("note: \(note); orphaning skipped\n") }
         if json {
             var object = JSONObject()
             object["dry_run"] = .bool(dryRun)
-            object["store"] = .string(path)
+            object["store"] = .string(location.description)
             object["orphaned"] = .object(JSONObject(report.orphaned.sorted { $0.key < $1.key }
                 .map { ($0.key, JSONValue.integer(Int64($0.value))) }))
             object["events"] = .integer(Int64(report.events))

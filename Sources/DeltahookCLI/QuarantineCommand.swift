@@ -59,10 +59,10 @@ struct QuarantineCommand: StoreCommand {
 
     func run() async throws -> Int32 {
         let outline = common.outline()
-        let path = common.storePath(outline)
+        let location = try common.storeLocation(outline)
         switch mode {
         case .list(let connection, let object, let limit):
-            let store = try StoreCLI.openStore(path: path, write: false)
+            let store = try StoreCLI.openStore(location, write: false)
             let entries = try store.quarantine(connection: connection, object: object, limit: limit)
             if json {
                 context.output.out(JSONValue.array(entries.map(Self.entryJSON)).serialized() + "\n")
@@ -77,7 +77,7 @@ struct QuarantineCommand: StoreCommand {
                     }))
             }
         case .clear(let connection, let object, let record):
-            let store = try StoreCLI.openStore(path: path, write: true)
+            let store = try StoreCLI.openStore(location, write: true)
             let removed = try store.clearQuarantine(connection: connection, object: object, recordKey: record)
             if json {
                 context.output.out(JSONValue.object(JSONObject([("cleared", .integer(Int64(removed)))])).serialized()

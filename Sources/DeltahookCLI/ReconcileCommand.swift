@@ -8,6 +8,10 @@
 // only for records still live and not seen since the held sweep started.
 //
 // Without `--apply-held` it runs a full reconciliation sweep now (guarded like the daemon's), when no daemon polls.
+//
+// On a PostgreSQL store shared by several daemons the poller lock is replaced by the object's poll lease: the
+// command joins the cluster as a short-lived node and asks for the lease; another node holding it plays the part
+// of the running daemon above.
 import Config
 import Core
 import Daemon
@@ -59,13 +63,30 @@ struct ReconcileCommand: Command {
     func run() async throws -> Int32 {
         let (config, connectionConfig, logger, scrubber) = try PollerCLI.setUp(context: context, connection: connection,
                                                                                object: object)
-        let path = config.stateDirectory + "/" + StateStore.fileName
-        let store = try StoreCLI.openStore(path: path, write: true)
+        let location = StoreLocation(directory: config.stateDirectory, store: config.store)
+        let store = try StoreCLI.openStore(location, write: true)
 
-        guard let lock = try PollerLock.acquire(directory: config.stateDirectory) else {
-            return try requestFromDaemon(store: store, stateDirectory: config.stateDirectory)
+        // Who polls the object owns its writes: on SQLite the daemon holding the state directory's poller lock, on
+        // a shared store the node holding the object's poll lease (this command joins to ask for it).
+        var lock: PollerLock? = nil
+        if location.isShared {
+            _ = try PollerCLI.joinAsTransientNode(store, config: config, command: "reconcile")
+            let lease = try store.acquirePollLease(connection: connection, object: object)
+            guard lease.mayPoll else {
+                PollerCLI.leave(store, logger: logger)
+                return try requestFromDaemon(store: store, poller: "another node polls \(connection)/\(object) "
+                    + "(\(lease))")
+            }
+        } else {
+            lock = try PollerLock.acquire(directory: config.stateDirectory)
+            guard lock != nil else {
+                return try requestFromDaemon(store: store, poller: "deltahook run is polling \(config.stateDirectory)")
+            }
         }
-        defer { withExtendedLifetime(lock) {} }
+        defer {
+            withExtendedLifetime(lock) {}
+            if location.isShared { PollerCLI.leave(store, logger: logger) }
+        }
         let transport = try CurlHTTPClient()
         defer { transport.shutdown() }
         let targets = try Wiring.targets(for: connectionConfig, transport: transport, logger: logger,
@@ -111,10 +132,10 @@ struct ReconcileCommand: Command {
         return ExitCode.ok
     }
 
-    /// The daemon polls this state directory: only it may write the object's state, so ask it.
-    private func requestFromDaemon(store: any StateStoring, stateDirectory: String) throws -> Int32 {
+    /// A daemon polls the object (`poller` says which): only it may write the object's state, so ask it.
+    private func requestFromDaemon(store: any StateStoring, poller: String) throws -> Int32 {
         guard applyHeld else {
-            throw CommandFailure("deltahook run is polling \(stateDirectory); it sweeps every reconcile_every. "
+            throw CommandFailure("\(poller); it sweeps every reconcile_every. "
                 + "Stop it to sweep now, or use `deltahook poll-once --reconcile` while it is stopped")
         }
         guard try store.requestHeldSweepApply(connection: connection, object: object),

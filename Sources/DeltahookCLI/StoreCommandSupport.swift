@@ -1,13 +1,16 @@
-// Shared plumbing of the commands that work on the state file (status, events, deliveries, redeliver, replay,
-// subscribers, quarantine, prune): their common options (`StoreCommandOptions`), where the store is, the config
-// read as plain JSON, time arguments, tables and JSON renderings.
+// Shared plumbing of the commands that work on the store (status, events, deliveries, redeliver, replay,
+// subscribers, quarantine, prune): their common options (`StoreCommandOptions`), where the store is (a
+// `StoreLocation`: the SQLite file or the shared PostgreSQL database), the config read as plain JSON, time
+// arguments, tables and JSON renderings.
 //
-// The config is read without validation or secret resolution (only `state_directory` and the subscribers' ids,
-// event globs and connections), so an operator's shell without $CREDENTIALS_DIRECTORY can run these commands
-// and no secret is ever loaded. The daemon notices what they write by polling the store (every 2 s by default,
-// `Dispatcher.Options.storePollInterval`): the CLI and the daemon share only the SQLite file.
+// The config is read without validation (only `state_directory`, `store`, and the subscribers' ids, event globs
+// and connections), so an operator's shell without $CREDENTIALS_DIRECTORY can run these commands. The one secret
+// they may need is the PostgreSQL URL: `$DELTAHOOK_STORE_URL` wins over the config's `store.url` reference for
+// exactly that shell. The daemon notices what they write by polling the store (every 2 s by default,
+// `Dispatcher.Options.storePollInterval`): the CLI and the daemons share only the store.
 import Config
 import Core
+import Daemon
 import Foundation
 import Store
 
@@ -24,7 +27,8 @@ struct CommandFailure: Error, CustomStringConvertible {
 /// in its `options`, because the help text of `--json` differs per command.
 struct StoreCommandOptions {
     let json: Bool
-    /// `--state-directory DIR`, which wins over the config's `state_directory`.
+    /// `--state-directory DIR`, which wins over the config's `state_directory` and its `store` block (an explicit
+    /// override: it always means that directory's SQLite file).
     let stateDirectory: String?
     let context: CommandContext
 
@@ -37,13 +41,14 @@ struct StoreCommandOptions {
     /// The config's outline (see ``StoreCLI/outline(context:)``: registers what must not be printed).
     func outline() -> StoreCLI.Outline { StoreCLI.outline(context: context) }
 
-    func storePath(_ outline: StoreCLI.Outline) -> String {
-        StoreCLI.storePath(context: context, outline: outline, override: stateDirectory)
+    /// Where the store is (see ``StoreCLI/storeLocation(context:outline:override:)``).
+    func storeLocation(_ outline: StoreCLI.Outline) throws -> StoreLocation {
+        try StoreCLI.storeLocation(context: context, outline: outline, override: stateDirectory)
     }
 
-    /// Opens the store at ``storePath(_:)``: read-only unless the command must write.
+    /// Opens the store at ``storeLocation(_:)``: read-only unless the command must write.
     func openStore(_ outline: StoreCLI.Outline, write: Bool) throws -> any StateStoring {
-        try StoreCLI.openStore(path: storePath(outline), write: write)
+        try StoreCLI.openStore(storeLocation(outline), write: write)
     }
 }
 
@@ -71,8 +76,20 @@ enum StoreCLI {
         }
     }
 
+    /// The config's `store` block as far as the CLI needs it: which backend, and where its URL secret lives
+    /// (a reference, resolved only when the store is opened).
+    struct StoreOutline {
+        /// `"sqlite"` (also when the block or key is absent) or `"postgres"`; anything else is reported on use.
+        var backend = "sqlite"
+        var url: SecretReference?
+        /// `store.lease_ttl`: how old a heartbeat may be for `status` to call its node alive.
+        var leaseTTL: Duration?
+        var poolSize: Int?
+    }
+
     struct Outline {
         var stateDirectory: String?
+        var store = StoreOutline()
         var subscribers: [SubscriberOutline] = []
         /// Configured (connection, object) pairs, for `status`.
         var objects: [(connection: String, object: String)] = []
@@ -98,6 +115,12 @@ enum StoreCLI {
             return Outline(note: "config \(path) is not valid JSON; showing what the store knows")
         }
         var outline = Outline(stateDirectory: root["state_directory"]?.stringValue)
+        if let store = root["store"] {
+            outline.store.backend = store["backend"]?.stringValue ?? "sqlite"
+            outline.store.url = store["url"].flatMap(secretReference)
+            outline.store.leaseTTL = store["lease_ttl"]?.stringValue.flatMap(DurationText.parse)
+            outline.store.poolSize = store["pool_size"]?.int64Value.map { Int(clamping: $0) }
+        }
         for connection in root["connections"]?.arrayValue ?? [] {
             guard let id = connection["id"]?.stringValue else { continue }
             for object in connection["objects"]?.arrayValue ?? [] {
@@ -115,24 +138,68 @@ enum StoreCLI {
         return outline
     }
 
-    /// `--state-directory`, the config's `state_directory`, `$STATE_DIRECTORY`, `/var/lib/deltahook` (as `status`).
-    static func storePath(context: CommandContext, outline: Outline, override: String?) -> String {
+    /// `{"credential": n}`, `{"file": p}` or `{"env": n}`: the config's secret reference forms (Config/Secrets.swift).
+    /// Anything else is nil, reported as "no url" when the store is opened.
+    static func secretReference(_ value: JSONValue) -> SecretReference? {
+        if let name = value["credential"]?.stringValue { return .credential(name) }
+        if let path = value["file"]?.stringValue { return .file(path) }
+        if let name = value["env"]?.stringValue { return .environment(name) }
+        return nil
+    }
+
+    /// The environment variable that gives the CLI the PostgreSQL URL directly, winning over `store.url`: an
+    /// operator's shell usually cannot read the unit's credentials.
+    static let storeURLVariable = "DELTAHOOK_STORE_URL"
+
+    /// Where the store is. `--state-directory` is an explicit override and always means that directory's SQLite
+    /// file. Otherwise the config's `store.backend` decides: SQLite in the config's `state_directory`,
+    /// `$STATE_DIRECTORY` or `/var/lib/deltahook`; PostgreSQL at `$DELTAHOOK_STORE_URL`, else the resolved
+    /// `store.url` reference. The URL and its password are registered with the scrubber before anything is
+    /// printed; failures name the reference and never the value.
+    static func storeLocation(context: CommandContext, outline: Outline, override: String?) throws -> StoreLocation {
+        if override == nil, outline.store.backend == "postgres" {
+            let url = try postgresURL(context: context, reference: outline.store.url)
+            context.scrubber.register(contentsOf: StoreConfig(backend: .postgres(url: url)).redactionTexts)
+            return .postgres(url: url.unredactedValue, poolSize: max(1, min(outline.store.poolSize ?? 2, 64)))
+        }
+        if override == nil, outline.store.backend != "sqlite" {
+            throw CommandFailure("the config's store.backend \"\(outline.store.backend)\" is not a store backend; "
+                + "expected \"sqlite\" or \"postgres\" (`deltahook check-config` shows the config's problems)")
+        }
         let directory = override ?? outline.stateDirectory
             ?? context.environment["STATE_DIRECTORY"]?.split(separator: ":").first.map(String.init)
             ?? "/var/lib/deltahook"
-        return directory + "/" + StateStore.fileName
+        return .sqlite(path: directory + "/" + StateStore.fileName)
     }
 
-    /// Opens the store: read-only (a WAL reader beside the daemon) unless the command must write.
-    static func openStore(path: String, write: Bool) throws -> any StateStoring {
-        guard FileManager.default.fileExists(atPath: path) else {
+    /// `$DELTAHOOK_STORE_URL` when set (and not empty), else the config's `store.url` reference resolved here.
+    private static func postgresURL(context: CommandContext, reference: SecretReference?) throws -> Secret {
+        let variable = SecretReference.environment(storeURLVariable)
+        if case .success(let url) = context.configEnvironment.resolve(variable) { return url }
+        guard let reference else {
+            throw CommandFailure("the config's store block names \"backend\": \"postgres\" but no \"url\" "
+                + "secret reference; set \(storeURLVariable) to the PostgreSQL URL, or fix the config")
+        }
+        switch context.configEnvironment.resolve(reference) {
+        case .success(let url): return url
+        case .failure(let error):
+            throw CommandFailure("cannot resolve the PostgreSQL URL of the config's store.url: \(error). Set "
+                + "\(storeURLVariable) to the URL in this shell, or run where the config's \(reference) can be read "
+                + "(e.g. under the unit's credentials with systemd-run)")
+        }
+    }
+
+    /// Opens the store: read-only (a WAL reader beside the daemon, or read-only PostgreSQL transactions) unless
+    /// the command must write. A missing SQLite file is reported as such rather than created.
+    static func openStore(_ location: StoreLocation, write: Bool) throws -> any StateStoring {
+        if case .sqlite(let path) = location, !FileManager.default.fileExists(atPath: path) {
             throw CommandFailure("no store at \(path) yet: the daemon has not run with this state directory "
                 + "(pass --state-directory DIR or --config PATH)")
         }
         do {
-            return try StateStore(path: path, mode: write ? .readWrite : .readOnly)
+            return try location.open(write: write)
         } catch {
-            throw CommandFailure("cannot open the store \(path): \(error)")
+            throw CommandFailure("cannot open the store \(location): \(error)")
         }
     }
 

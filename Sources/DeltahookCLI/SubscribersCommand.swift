@@ -42,10 +42,10 @@ struct SubscribersCommand: StoreCommand {
 
     func run() async throws -> Int32 {
         let outline = common.outline()
-        let path = common.storePath(outline)
+        let location = try common.storeLocation(outline)
         switch mode {
         case .list:
-            let store = try StoreCLI.openStore(path: path, write: false)
+            let store = try StoreCLI.openStore(location, write: false)
             var ids = outline.subscribers.map(\.id)
             let stored = try store.subscribers()
             for status in stored where !ids.contains(status.id) { ids.append(status.id) }
@@ -82,13 +82,13 @@ struct SubscribersCommand: StoreCommand {
             }
         case .pause(let id, let reason):
             try requireKnown(id, outline: outline)
-            let store = try StoreCLI.openStore(path: path, write: true)
+            let store = try StoreCLI.openStore(location, write: true)
             let text = "paused by operator" + (reason.map { ": \($0)" } ?? "")
             try store.setSubscriberState(id: id, state: .paused, reason: text, at: Date())
             report(id, state: .paused, message: "paused \(id); events keep accumulating until `deltahook subscribers resume \(id)`")
         case .resume(let id):
             try requireKnown(id, outline: outline)
-            let store = try StoreCLI.openStore(path: path, write: true)
+            let store = try StoreCLI.openStore(location, write: true)
             let now = Date()
             try store.setSubscriberState(id: id, state: .active, reason: nil, at: now)
             try store.setSubscriberFailingSince(id: id, nil, at: now)

@@ -134,6 +134,15 @@ struct DaemonTests {
         let metrics = try loopbackGET(port: scenario.httpPort, path: "/metrics")
         #expect(metrics.0 == 200 && metrics.1.contains("# TYPE deltahook_events_total counter"))
 
+        // A SQLite daemon is a cluster of one: status shows its node, alive, holding the polled object's lease.
+        let (running, runningText) = try statusJSON(configPath: scenario.configPath)
+        let nodes = try #require(running["nodes"] as? [[String: Any]], "\(runningText)")
+        #expect(nodes.count == 1 && nodes.first?["alive"] as? Bool == true, "\(runningText)")
+        #expect(nodes.first?["pid"] as? Int == Int(daemon.process.processIdentifier), "\(runningText)")
+        let nodeID = try #require(nodes.first?["id"] as? String)
+        let polled = (running["objects"] as? [[String: Any]])?.first { $0["object"] as? String == "issues" }
+        #expect((polled?["lease"] as? [String: Any])?["owner"] as? String == nodeID, "\(runningText)")
+
         // SIGHUP with a broken file: RELOADING=1 (+ MONOTONIC_USEC), READY=1, still running, problems logged.
         scenario.notify.drain()
         try #"{"connections": [], "bogus": 1}"#.write(toFile: scenario.configPath, atomically: true, encoding: .utf8)
@@ -175,6 +184,7 @@ struct DaemonTests {
     private func assertStatusShape(configPath: String) throws {
         let (root, text) = try statusJSON(configPath: configPath)
         #expect(!text.contains(webhookSecret) && !text.contains(githubToken))
+        #expect((root["nodes"] as? [Any])?.isEmpty == true, "the stopped daemon left the cluster: \(text)")
         #expect(root["generated_at"] is String)
         #expect(root["pending_total"] as? Int == 0, "\(text)")
         let objects = try #require(root["objects"] as? [[String: Any]])

@@ -95,6 +95,47 @@ struct StatusCommandTests {
         #expect(!human.stdout.contains(secretMarker))
     }
 
+    @Test("--json and the tables list the nodes and which node holds each object's poll lease")
+    func nodesAndLeases() throws {
+        let directory = try ScratchDirectory("status-cluster")
+        try prepareStore(in: directory.path)
+        // A daemon that joined and took acme/incident's lease (what `deltahook run` does before its first poll).
+        let store = try StateStore(path: directory.path + "/" + StateStore.fileName)
+        let node = NodeIdentity(id: "node-a", host: "host-a.example", pid: 4242, version: "9.9.9", startedAt: Date())
+        try store.joinCluster(node, leaseTTL: .seconds(30), objects: 2)
+        let lease = try store.acquirePollLease(connection: "acme", object: "incident")
+        #expect(lease.mayPoll, "\(lease)")
+
+        let result = try runStatus(["--json", "--config", directory.path + "/absent.json",
+                                    "--state-directory", directory.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let nodes = try #require(root["nodes"] as? [[String: Any]], "\(result.stdout)")
+        #expect(nodes.count == 1)
+        #expect(nodes.first?["id"] as? String == "node-a" && nodes.first?["host"] as? String == "host-a.example")
+        #expect(nodes.first?["pid"] as? Int == 4242 && nodes.first?["version"] as? String == "9.9.9")
+        #expect(nodes.first?["alive"] as? Bool == true && nodes.first?["last_heartbeat_at"] is String)
+        let objects = try #require(root["objects"] as? [[String: Any]])
+        let incident = try #require(objects.first { $0["object"] as? String == "incident" })
+        let held = try #require(incident["lease"] as? [String: Any], "\(result.stdout)")
+        #expect(held["owner"] as? String == "node-a" && held["expired"] as? Bool == false)
+        #expect(held["token"] is Int && held["expires_at"] is String)
+        #expect(objects.first { $0["object"] as? String == "problem" }?["lease"] is NSNull)
+
+        let human = try runStatus(["--config", directory.path + "/absent.json", "--state-directory", directory.path])
+        #expect(human.status == 0)
+        for text in ["LEASE", "nodes:", "NODE", "LAST HEARTBEAT", "host-a.example", "4242"] {
+            #expect(human.stdout.contains(text), "missing \(text) in\n\(human.stdout)")
+        }
+        let incidentLine = human.stdout.split(separator: "\n").first { $0.hasPrefix("acme") && $0.contains("incident") }
+        #expect(incidentLine?.contains("node-a") == true, "\(human.stdout)")
+
+        // Leaving releases the lease and removes the node: status says no daemon runs.
+        try store.leaveCluster()
+        let after = try runStatus(["--config", directory.path + "/absent.json", "--state-directory", directory.path])
+        #expect(after.stdout.contains("nodes: none"), "\(after.stdout)")
+    }
+
     @Test("--state-directory without a config; a missing store exits 1 and says why")
     func noConfigAndNoStore() throws {
         let directory = try ScratchDirectory("status-nostore")
