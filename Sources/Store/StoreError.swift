@@ -55,7 +55,7 @@ public struct StoreError: Error, CustomStringConvertible, Sendable, Equatable {
         var text = "state store: \(message)"
         if case .sqlite(_, let extended) = code { text += " (SQLite code \(extended))" }
         if case .postgres(let state) = code { text += " (SQLSTATE \(state))" }
-        if let path { text += " [file \(path)]" }
+        if let path { text += path.hasPrefix("/") ? " [file \(path)]" : " [database \(path)]" }
         if let sql { text += " [SQL: \(sql)]" }
         if let hint { text += "; \(hint)" }
         return text
