@@ -130,6 +130,39 @@ struct ClusterStoreTests {
         #expect(owners == ["o1": "b", "o2": "b", "o3": "a", "o4": "a"])
     }
 
+    /// Two nodes' dispatchers claim at once: no delivery is claimed twice, and a record's second event is not
+    /// claimable by any node while its first is pending (per-record order across nodes).
+    @Test("rule 20: concurrent claims from two nodes are disjoint and keep per-record order", arguments: StoreBackend.all)
+    func claimsAcrossNodes(_ backend: StoreBackend) async throws {
+        let dir = try TempDir()
+        let stores = try backend.makeStores(dir, count: 2)
+        // 40 records with one event each, plus a second event for r0…r9.
+        var events = (0..<40).map { makeEvent("r\($0)", 1) }
+        events += (0..<10).map { makeEvent("r\($0)", 2) }
+        _ = try stores[0].commitPage(PageCommit(connection: "c", object: "o",
+                                                events: events.map { OutgoingEvent(event: $0, subscribers: ["crm"]) },
+                                                now: t0))
+        let lease = t0.addingTimeInterval(60)
+        async let first = stores[0].perform { store in
+            try (0..<5).flatMap { _ in try store.claimDueDeliveries(subscriber: "crm", now: t0, leaseUntil: lease, limit: 5) }
+        }
+        async let second = stores[1].perform { store in
+            try (0..<5).flatMap { _ in try store.claimDueDeliveries(subscriber: "crm", now: t0, leaseUntil: lease, limit: 5) }
+        }
+        let (a, b) = try await (first, second)
+        let ids = (a + b).map(\.delivery.id)
+        #expect(Set(ids).count == ids.count, "no delivery claimed by both nodes")
+        #expect(ids.count == 40, "every head claimed once, no second event while its first is pending")
+        #expect((a + b).allSatisfy { $0.event.occurredAt == t0.addingTimeInterval(1) }, "only first events are heads")
+        // Once a head is delivered, its record's next event becomes claimable — by either node.
+        let head = try #require((a + b).first { $0.event.recordID == "r3" })
+        try stores[1].recordAttempt(AttemptResult(deliveryID: head.delivery.id, attemptedAt: t0, httpStatus: 200,
+                                                  latencyMilliseconds: 5, outcome: .delivered,
+                                                  leaseToken: head.delivery.leaseToken))
+        let next = try stores[0].claimDueDeliveries(subscriber: "crm", now: t0, leaseUntil: lease, limit: 10)
+        #expect(next.map(\.event.recordID) == ["r3"])
+    }
+
     @Test("rule 21: a provider's wait is seen by every node; the later wait wins", arguments: StoreBackend.all)
     func sharedProviderWait(_ backend: StoreBackend) throws {
         let dir = try TempDir()
