@@ -38,8 +38,7 @@ public final class PostgresDatabase: SQLDatabase {
         self.location = PGConnection.redact(url: url)
         self.readOnly = readOnly
         pool = ConnectionPool(size: max(1, poolSize))
-        let first = try Self.connect(url: url, location: location)
-        pool.checkIn(first)
+        pool.adopt(try Self.connect(url: url, location: location))
     }
 
     @discardableResult
@@ -193,9 +192,16 @@ final class ConnectionPool: @unchecked Sendable {
     }
 
     /// Counts a connection opened outside ``checkOut(connect:)`` (the first, opened by init) and makes it idle.
+    func adopt(_ connection: PGConnection) {
+        lock.lock()
+        open += 1
+        lock.unlock()
+        checkIn(connection)
+    }
+
+    /// Returns a checked-out connection to the idle list.
     func checkIn(_ connection: PGConnection) {
         lock.lock()
-        if open < size && !idle.contains(where: { $0 === connection }) && open < idle.count + 1 { open += 1 }
         idle.append(connection)
         lock.signal()
         lock.unlock()

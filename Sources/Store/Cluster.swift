@@ -147,6 +147,18 @@ extension StateStore {
         }
     }
 
+    /// For a store only this process can write (a SQLite file whose poller lock it holds): every lease, node row
+    /// and permit left by an earlier process is stale — that process is dead, or the lock would not be free —
+    /// so they are cleared at start instead of waited out (a crash-restart would otherwise poll nothing for
+    /// up to `lease_ttl`, and NetSuite's slots would stay taken until they expire).
+    public func clearStaleClusterState() throws {
+        try database.write { db in
+            try db.execute("UPDATE poll_leases SET expires_at = 0 WHERE expires_at > 0")
+            try db.execute("DELETE FROM permits")
+            try db.execute("DELETE FROM nodes")
+        }
+    }
+
     // MARK: Poll leases
 
     /// Takes or renews the poll lease of (connection, object) for this node, within its fair share. Without
