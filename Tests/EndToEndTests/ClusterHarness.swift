@@ -36,8 +36,10 @@ struct DeliveryTally: CustomStringConvertible {
     /// Accepted requests repeating a webhook-id already accepted (at-least-once redelivery).
     var duplicates = 0
     var changes = 0
+    var storedEvents = 0
     var description: String {
-        "\(changes) changes, \(accepted) accepted webhooks, \(distinctEvents) distinct events, \(duplicates) same-id duplicates"
+        "\(changes) changes, \(storedEvents) committed events, \(accepted) accepted webhooks, \(distinctEvents) distinct "
+            + "events, \(duplicates) same-id duplicates"
     }
 }
 
@@ -186,6 +188,11 @@ final class ClusterHarness: @unchecked Sendable {
         (try? withStore { try $0.cursor(connection: connection, object: object) })??.watermark
     }
 
+    /// Every event the cluster committed, read from the store (nil while the database is unreachable).
+    func storedEvents() -> [ChangeEvent]? {
+        try? withStore { try $0.events(EventQuery(limit: 1_000_000)).map(\.event) }
+    }
+
     private func withStore<T>(_ body: (StateStore) throws -> T) throws -> T {
         let open = try lock.withLock { () -> StateStore in
             if let store { return store }
@@ -330,6 +337,23 @@ final class ClusterHarness: @unchecked Sendable {
         #expect(doubled.isEmpty, "one change delivered under several webhook-ids: \(doubled.prefix(10))",
                 sourceLocation: sourceLocation)
         #expect(outOfOrder.isEmpty, "per-record order broken: \(outOfOrder.prefix(10))", sourceLocation: sourceLocation)
+        // The store's side: every committed event reached the receiver at least once (under its own id), and
+        // no change was committed twice under different ids (a fenced-off node's write would be the second).
+        if let stored = storedEvents() {
+            tally.storedEvents = stored.count
+            let neverDelivered = stored.map(\.id).filter { !seenIDs.contains($0) }
+            #expect(neverDelivered.isEmpty, "committed events never delivered: \(neverDelivered.prefix(10))",
+                    sourceLocation: sourceLocation)
+            var committedPerChange: [String: Int] = [:]
+            for event in stored {
+                guard let version = event.raw["note"]?.stringValue else { continue }
+                committedPerChange["\(event.connection)/\(event.recordID)@\(version)", default: 0] += 1
+            }
+            let twice = committedPerChange.filter { $0.value > 1 }.map(\.key)
+            #expect(twice.isEmpty, "changes committed as several events: \(twice.prefix(10))", sourceLocation: sourceLocation)
+        } else {
+            Issue.record("the store could not be read to check committed events", sourceLocation: sourceLocation)
+        }
         let unverified = receiver.received.filter { !$0.verified }.count
         #expect(unverified == 0, "\(unverified) webhooks failed signature verification", sourceLocation: sourceLocation)
         return tally
