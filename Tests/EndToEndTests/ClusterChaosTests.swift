@@ -160,9 +160,13 @@ struct ClusterChaosTests {
                                     "shop0 was never taken over\n\(harness.logs)")
         #expect(takeover.after < harness.takeoverBound, "taken over after \(takeover.after)")
         #expect(takeover.token > before.token, "the new owner must hold a newer fencing token")
-        // The new owner delivers what changed while the old one sleeps.
+        // The new owner delivers what changed while the old one sleeps (a fixed set: waiting for "all delivered"
+        // while changes keep coming chases a moving target on a loaded machine).
+        mutator.cancel()
+        _ = await mutator.value
         #expect(await harness.waitForAllDelivered(timeout: .seconds(30)), "while paused: \(harness.undelivered())")
         victimProcess.signal(SIGCONT)
+        let afterWake = harness.startMutator(records: 6)
         let fenced = await Wait.until(timeout: .seconds(15), interval: .milliseconds(100)) {
             let log = String(victimProcess.stderr.dropFirst(victimLogBefore))
             return log.contains("poll cycle abandoned: the object's poll lease was lost")
@@ -171,8 +175,8 @@ struct ClusterChaosTests {
         let wokenLog = String(victimProcess.stderr.dropFirst(victimLogBefore))
         #expect(fenced, "the woken node never noticed it lost the lease\n\(harness.logs)")
         try await Task.sleep(for: .seconds(3))
-        mutator.cancel()
-        _ = await mutator.value
+        afterWake.cancel()
+        _ = await afterWake.value
         #expect(await harness.waitForAllDelivered(), "after SIGCONT: \(harness.undelivered())\n\(harness.logs)")
         sampler.cancel()
         let marks = watermarks.value.withLock { $0 }
