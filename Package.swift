@@ -88,7 +88,8 @@ let package = Package(
         .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Store", "Core", "Crypto", "Emulators", "Logging",
                                                           "HTTPClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "EndToEndTests", dependencies: ["Core", "Crypto", "Config", "Emulators", "HTTPServer", "HTTPClient",
-                                                          "Daemon", "Logging", "Store", "Providers", "TestSupport"],
+                                                          "Daemon", "Logging", "Store", "PostgresStore", "Providers",
+                                                          "TestSupport"],
                     swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
