@@ -53,6 +53,21 @@ public struct DeltahookConfig: Sendable {
     }
 
     public func connection(id: String) -> ConnectionConfig? { connections.first { $0.id == id } }
+
+    /// Which connections differ from `old` (a reload's summary): ids added, changed (another revision) and removed,
+    /// each sorted.
+    public func connectionChanges(since old: DeltahookConfig) -> (added: [String], changed: [String], removed: [String]) {
+        let before = Dictionary(old.connections.map { ($0.id, $0.revision) }, uniquingKeysWith: { a, _ in a })
+        let now = Set(connections.map(\.id))
+        var added: [String] = []
+        var changed: [String] = []
+        for connection in connections {
+            guard let revision = before[connection.id] else { added.append(connection.id); continue }
+            if revision != connection.revision || revision.isEmpty { changed.append(connection.id) }
+        }
+        let removed = before.keys.filter { !now.contains($0) }
+        return (added.sorted(), changed.sorted(), removed.sorted())
+    }
     /// Configured (connection, object) pairs: what a cluster's nodes divide among themselves.
     public var objectCount: Int { connections.reduce(0) { $0 + $1.objects.count } }
     public func subscriber(id: String) -> SubscriberConfig? { subscribers.first { $0.id == id } }
@@ -80,6 +95,13 @@ public struct ConnectionConfig: Sendable {
     public var settings: ConnectionSettings
     /// Bounds on what this provider's answers may make the daemon do (docs/DESIGN.md §2 rules 12, 14, 18).
     public var limits: ConnectionLimits = .defaults
+    /// The file this connection was read from (config.json or a `connections.d` file), for
+    /// `deltahook connections list`, logs and problems; nil when validated from a document without a file.
+    public var source: String? = nil
+    /// A digest of the connection's JSON and its resolved secret values: equal revisions mean nothing about the
+    /// connection changed, so a reload leaves its polling untouched (a rotated secret file changes it too).
+    /// Never shown: it is derived from secrets.
+    public var revision: String = ""
 }
 
 /// Per-connection bounds on untrusted provider answers (docs/DESIGN.md §2 rules 12, 14, 18).
