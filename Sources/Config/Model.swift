@@ -54,23 +54,38 @@ public struct DeltahookConfig: Sendable {
 
     public func connection(id: String) -> ConnectionConfig? { connections.first { $0.id == id } }
 
-    /// Which connections differ from `old` (a reload's summary): ids added, changed (another revision) and removed,
-    /// each sorted.
-    public func connectionChanges(since old: DeltahookConfig) -> (added: [String], changed: [String], removed: [String]) {
+    /// Which connections differ from `old` (a reload's summary): ids added, changed (another revision) and removed.
+    public func connectionChanges(since old: DeltahookConfig) -> ConnectionChanges {
         let before = Dictionary(old.connections.map { ($0.id, $0.revision) }, uniquingKeysWith: { a, _ in a })
         let now = Set(connections.map(\.id))
-        var added: [String] = []
-        var changed: [String] = []
+        var changes = ConnectionChanges()
         for connection in connections {
-            guard let revision = before[connection.id] else { added.append(connection.id); continue }
-            if revision != connection.revision || revision.isEmpty { changed.append(connection.id) }
+            guard let revision = before[connection.id] else { changes.added.append(connection.id); continue }
+            if revision != connection.revision || revision.isEmpty { changes.changed.append(connection.id) }
         }
-        let removed = before.keys.filter { !now.contains($0) }
-        return (added.sorted(), changed.sorted(), removed.sorted())
+        changes.removed = before.keys.filter { !now.contains($0) }
+        changes.added.sort()
+        changes.changed.sort()
+        changes.removed.sort()
+        return changes
     }
+
     /// Configured (connection, object) pairs: what a cluster's nodes divide among themselves.
     public var objectCount: Int { connections.reduce(0) { $0 + $1.objects.count } }
     public func subscriber(id: String) -> SubscriberConfig? { subscribers.first { $0.id == id } }
+}
+
+/// Connection ids a reload adds, changes and removes, each sorted.
+public struct ConnectionChanges: Sendable, Equatable {
+    public var added: [String] = []
+    public var changed: [String] = []
+    public var removed: [String] = []
+
+    public init(added: [String] = [], changed: [String] = [], removed: [String] = []) {
+        self.added = added
+        self.changed = changed
+        self.removed = removed
+    }
 }
 
 /// `log_level` names; the Logging module maps them to its `LogLevel` by name.

@@ -167,7 +167,7 @@ public enum Daemon {
         let control = ControlService(signals: signals, notifier: notifier, trigger: trigger, state: state,
                                      logger: logger) { [options] in
             await reload(options: options, pipeline: pipeline, store: store, state: state, scrubber: scrubber,
-                         registry: registry, logger: logger)
+                         registry: registry, logger: logger, node: node.id)
         }
         let watchdog = WatchdogService(notifier: notifier, liveness: pipeline, store: store, state: state,
                                        registry: registry, logger: logger)
@@ -217,7 +217,7 @@ public enum Daemon {
 
     /// SIGHUP: RELOADING=1, re-read, apply or keep the old config, READY=1.
     static func reload(options: DaemonOptions, pipeline: any Pipeline, store: any StateStoring, state: DaemonState,
-                       scrubber: SecretScrubber, registry: MetricsRegistry, logger: Logger) async
+                       scrubber: SecretScrubber, registry: MetricsRegistry, logger: Logger, node: String) async
     {
         let notifier = SystemdNotifier(environment: options.environment)
         notifier.reloading()
@@ -229,7 +229,7 @@ public enum Daemon {
             new.register(in: scrubber)
             try await pipeline.apply(new)
             state.setConfig(new)
-            store.updateClusterObjects(new.objectCount)
+            store.updateClusterObjects(new.objectCount + retainedLeases(store: store, node: node, config: new))
             registry.increment(DaemonMetric.reloads, labels: ["ok"])
             let delivery = (new.delivery.retrySchedule, new.delivery.jitter, new.delivery.pauseAfter,
                             new.delivery.probeInterval, new.delivery.maxRetryAfter)
@@ -261,6 +261,24 @@ public enum Daemon {
             logger.error("reload could not be applied; the running configuration stays in force", error: error)
         }
         notifier.ready(status: state.statusLine)
+    }
+}
+
+extension Daemon {
+    /// Poll leases this node still holds for objects the config no longer lists. The store renews every lease a
+    /// node took until it leaves the cluster and has no call to give up one lease, so a removed connection's leases
+    /// stay held until the daemon restarts. They count against the node's fair share of leases, which is derived
+    /// from the configured object count: without adding them, connections added by the same reload would find the
+    /// share used up and never be polled. (A store call that releases removed objects' leases would make this
+    /// unnecessary.)
+    static func retainedLeases(store: any StateStoring, node: String, config: DeltahookConfig) -> Int {
+        var configured = Set<String>()
+        for connection in config.connections {
+            for object in connection.objects { configured.insert(connection.id + "\u{0}" + object.name) }
+        }
+        guard let leases = try? store.pollLeases() else { return 0 }
+        return leases.filter { $0.owner == node && !$0.expired && !configured.contains($0.connection + "\u{0}" + $0.object) }
+            .count
     }
 }
 
