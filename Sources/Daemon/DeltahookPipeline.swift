@@ -63,7 +63,7 @@ public final class DeltahookPipeline: Pipeline {
     ///
     /// A connection whose revision (its JSON and resolved secrets) is unchanged keeps the targets built last time —
     /// same adapters, so cached auth tokens and client limits survive — and the engine leaves its schedule alone;
-    /// only added and changed connections are built anew (docs/DESIGN.md §8 reload).
+    /// only added and changed connections are built anew (docs/DESIGN.md §6, one file per connection).
     public func apply(_ config: DeltahookConfig) async throws {
         let previous = applied.withLock { $0 }
         // The daemon is always a cluster node (of one on SQLite), so per-account limits go through the store.
@@ -122,7 +122,9 @@ public final class DeltahookPipeline: Pipeline {
         var targets: [PollTarget]
     }
 
-    /// A connection whose adapters cannot be built, located in its own file when it came from `connections.d`.
+    /// A connection whose adapters cannot be built becomes a config problem naming the connection and its source
+    /// file: exit 78 at start, a rejected reload later — the daemon never runs a config with a connection silently
+    /// missing.
     static func problem(for connection: ConnectionConfig, index: Int, error: any Error) -> ConfigProblem {
         ConfigProblem(path: "connections[\(index)]",
                       message: "connection \"\(connection.id)\"\(connection.source.map { " (from \($0))" } ?? ""): "

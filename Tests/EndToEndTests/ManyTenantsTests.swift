@@ -11,7 +11,7 @@ import Synchronization
 import TestSupport
 import Testing
 
-/// Arrival times of the emulator's requests, per tenant: sampled every 20 ms from its in-order request log.
+/// Arrival times of the emulator's requests, per tenant: sampled every 10 ms from its in-order request log.
 private final class RequestClock: Sendable {
     private let times = Mutex<[String: [ContinuousClock.Instant]]>([:])
     private let seen = Mutex(0)
@@ -27,7 +27,7 @@ private final class RequestClock: Sendable {
                 let marked = tenant + (request.target.contains("v=2") ? "+v2" : "")
                 times.withLock { $0[marked, default: []].append(now) }
             }
-            try? await Task.sleep(for: .milliseconds(20))
+            try? await Task.sleep(for: .milliseconds(10))
         }
     }
 
@@ -152,14 +152,16 @@ struct ManyTenantsTests {
             let id = ManyTenantsTests.id(n)
             #expect(!clock.arrivals(id).contains { $0 > settled }, "removed \(id) still polled")
         }
-        // Unchanged tenants: around the reload, consecutive polls stay one interval (3 s ± 10 %) apart — no
-        // extra poll (a restarted loop polls within 1 s) and no gap (a lost schedule).
+        // Unchanged tenants: around the reload, consecutive polls stay about one interval (3 s ± 10 %) apart — no
+        // extra poll and no gap (a lost schedule). A restarted loop would poll within 1 s of the reload, so
+        // for every tenant that polled shortly before it the spacing would fall far below the interval; the bounds
+        // leave room for the sampler's lateness on a loaded machine. (SchedulerTests prove it exactly.)
         var disturbed: [String] = []
         for id in (4...48).map(ManyTenantsTests.id) {
             let times = clock.arrivals(id).filter { $0 > reloadAt - .seconds(4) }
             #expect(times.count >= 3, "\(id) kept polling: \(times.count) polls")
             let spacings = zip(times.dropFirst(), times).map { $0 - $1 }
-            if spacings.contains(where: { $0 < .milliseconds(2_300) || $0 > .milliseconds(4_500) }) {
+            if spacings.contains(where: { $0 < .milliseconds(1_500) || $0 > .milliseconds(5_000) }) {
                 disturbed.append("\(id): \(spacings)")
             }
         }
@@ -183,6 +185,12 @@ struct ManyTenantsTests {
         let rejected = daemon.stderr.split(separator: "\n").filter { $0.contains("reload rejected") }
         #expect(rejected.contains { $0.contains(connectionsDirectory + "/c10.json") && $0.contains("$.objects[0].interval") },
                 "\(rejected)")
+        // check-config sees the same files: the problem with its file and path, in --json too.
+        let checked = try runDeltahook(["check-config", "--json", "--config", configPath], environment: environment)
+        let problems = (try JSONValue.parse(checked.stdout))["problems"]?.arrayValue ?? []
+        #expect(checked.status == 78 && problems.contains {
+            $0["file"]?.stringValue == connectionsDirectory + "/c10.json" && $0["path"]?.stringValue == "$.objects[0].interval"
+        }, "\(checked)")
         let before = clock.arrivals("c10").count
         let addedBefore = clock.arrivals("c55").count
         try await Task.sleep(for: .seconds(4))
