@@ -87,6 +87,11 @@ struct ConnectionsCommand: Command {
     }
 
     private func report(rows: [Row], problems: [(file: String?, problem: ConfigProblem)], directory: String?) {
+        // Problems of a connections.d file belong to the connections in it; config.json's could be anywhere in it.
+        var inFile: [String: Int] = [:]
+        for item in problems where item.problem.file != nil {
+            if let file = item.file { inFile[file, default: 0] += 1 }
+        }
         if json {
             var object = JSONObject()
             object["config"] = .string(context.configPath)
@@ -94,7 +99,8 @@ struct ConnectionsCommand: Command {
             object["ok"] = .bool(problems.isEmpty)
             object["connections"] = .array(rows.map { row in
                 ["id": .string(row.id), "provider": .string(row.provider),
-                 "objects": .array(row.objects.map { .string($0) }), "source": .string(row.source)]
+                 "objects": .array(row.objects.map { .string($0) }), "source": .string(row.source),
+                 "file_problems": .integer(Int64(inFile[row.source] ?? 0))]
             })
             object["problems"] = .array(problems.map { item in
                 ["file": item.file.map { .string($0) } ?? .null, "path": .string(item.problem.path),
@@ -112,7 +118,8 @@ struct ConnectionsCommand: Command {
             context.output.out("no connections\n")
         } else {
             context.output.out(StoreCLI.table(["CONNECTION", "PROVIDER", "OBJECTS", "SOURCE"], rows.map {
-                [$0.id, $0.provider, $0.objects.joined(separator: ","), $0.source]
+                [$0.id, $0.provider, $0.objects.joined(separator: ","),
+                 $0.source + (inFile[$0.source].map { " (\($0) problem\($0 == 1 ? "" : "s"))" } ?? "")]
             }))
         }
     }

@@ -72,6 +72,26 @@ struct ManyTenantsTests {
             """
     }
 
+    @Test("connections list degrades to the files as written when a secret cannot be read, noting the problems")
+    func listWithoutSecrets() throws {
+        let directory = try ScratchDirectory("tenants-list")
+        let rest = try RestEmulator()
+        defer { rest.stop() }
+        let configPath = directory.path + "/config.json"
+        try FileManager.default.createDirectory(atPath: directory.path + "/connections.d", withIntermediateDirectories: true)
+        try #"{"connections": [\#(ManyTenantsTests.connection(1, rest: rest))]}"#
+            .write(toFile: configPath, atomically: true, encoding: .utf8)
+        try "[\(ManyTenantsTests.connection(2, rest: rest)), \(ManyTenantsTests.connection(3, rest: rest))]"
+            .write(toFile: directory.path + "/connections.d/b.json", atomically: true, encoding: .utf8)
+        // No E2E_REST_TOKEN: the operator's shell cannot resolve the secret.
+        let listed = try runDeltahook(["connections", "list", "--config", configPath])
+        #expect(listed.status == 0, "\(listed)")
+        #expect(listed.stdout.contains("c01") && listed.stdout.contains(configPath), "\(listed.stdout)")
+        #expect(listed.stdout.contains("c03") && listed.stdout.contains(directory.path + "/connections.d/b.json (2 problems)"),
+                "\(listed.stdout)")
+        #expect(listed.stderr.contains("$[1].auth.value") && listed.stderr.contains("E2E_REST_TOKEN"), "\(listed.stderr)")
+    }
+
     @Test("50 files; reload adds 5, changes 3, removes 2 without touching the others; a broken file is refused")
     func reloadTouchesOnlyChangedFiles() async throws {
         let directory = try ScratchDirectory("tenants")
