@@ -38,7 +38,7 @@ let package = Package(
         // The PostgreSQL store backend (libpq through CPostgres), built on Store's abstractions.
         .target(name: "PostgresStore", dependencies: ["CPostgres", "Store", "Core"], path: "Sources/PostgresStore",
                 swiftSettings: strict),
-        .target(name: "Config", dependencies: ["Core"], swiftSettings: strict),
+        .target(name: "Config", dependencies: ["Core", "Crypto"], swiftSettings: strict),
         .target(name: "HTTPClient", dependencies: ["CCurl", "Core"], swiftSettings: strict),
         .target(name: "HTTPServer", dependencies: ["Core"], swiftSettings: strict),
 

@@ -56,7 +56,8 @@ public enum Wiring {
                 throw ProviderError.configuration(message: "\(connection.id): the provider built an adapter for "
                     + "\"\(source.descriptor.object)\", which is not a configured object")
             }
-            targets.append(PollTarget(plan: plan(for: object, of: connection, source: source), source: source))
+            targets.append(PollTarget(plan: plan(for: object, of: connection, source: source), source: source,
+                                      revision: connection.revision.isEmpty ? nil : connection.revision))
         }
         return targets
     }

@@ -19,6 +19,15 @@ public struct PollOnceFailure: Error, Sendable, CustomStringConvertible {
     public var description: String { "\(connection)/\(object): \(underlying)" }
 }
 
+/// What ``Engine/update(targets:router:)`` did, by object.
+public struct EngineUpdate: Sendable, Equatable {
+    public var added: Set<JobKey> = []
+    /// Kept objects whose target revision changed: restarted at once.
+    public var changed: Set<JobKey> = []
+    public var removed: Set<JobKey> = []
+    public init() {}
+}
+
 /// What the watchdog sees.
 public struct EngineLiveness: Sendable {
     /// Time since the supervisor loop last completed a beat (a round trip through the store's queue).
@@ -75,28 +84,43 @@ public final class Engine: Sendable {
     // MARK: - Objects
 
     /// Makes the polled set equal to `targets` (SIGHUP reload): new objects are added (and, once started,
-    /// polled at once), removed objects stop, changed plans and sources apply from their next cycle. Cursors
-    /// and snapshots are keyed by (connection, object, partition), so an object that stays keeps its state.
+    /// polled at once), removed objects stop. Cursors and snapshots are keyed by (connection, object, partition),
+    /// so an object that stays keeps its state.
+    ///
+    /// Targets are compared by ``PollTarget/revision``: an object whose revision is unchanged keeps its runner,
+    /// its source (auth tokens, rate-limit state) and its place in the schedule — no gap, no extra poll. One whose
+    /// revision changed gets the new target and is restarted at once (its running cycle is cancelled after the
+    /// last committed page). Targets without a revision (nil) are updated in place and apply from their next cycle.
     /// `router`, when given, replaces the subscriber routing for every object.
-    public func update(targets: [PollTarget], router: EventRouter? = nil) {
-        let jobs = state.withLock { state -> [ScheduledJob]? in
+    /// - Returns: the keys that were added, restarted (changed) and removed.
+    @discardableResult
+    public func update(targets: [PollTarget], router: EventRouter? = nil) -> EngineUpdate {
+        let (jobs, result) = state.withLock { state -> ([ScheduledJob]?, EngineUpdate) in
             if let router { state.router = router }
+            var result = EngineUpdate()
             var runners: [JobKey: PollRunner] = [:]
             for target in targets {
                 let key = target.plan.key
                 if let existing = state.runners[key] ?? runners[key] {
-                    existing.update(target: target)
+                    let old = existing.target.revision
+                    if old == nil || target.revision == nil || old != target.revision {
+                        existing.update(target: target)
+                        if old != nil && target.revision != nil { result.changed.insert(key) }
+                    }
                     if let router { existing.update(router: router) }
                     runners[key] = existing
                 } else {
                     runners[key] = PollRunner(target: target, store: store, router: state.router, logger: logger,
                                               metrics: metrics, now: now)
+                    result.added.insert(key)
                 }
             }
+            result.removed = Set(state.runners.keys).subtracting(runners.keys)
             state.runners = runners
-            return state.started ? runners.values.map(Self.job) : nil
+            return (state.started ? runners.values.map(Self.job) : nil, result)
         }
-        if let jobs { scheduler.update(jobs: jobs) }
+        if let jobs { scheduler.update(jobs: jobs, restarting: result.changed) }
+        return result
     }
 
     /// The objects the engine polls.

@@ -75,10 +75,14 @@ public struct ObjectPlan: Sendable {
 public struct PollTarget: Sendable {
     public var plan: ObjectPlan
     public var source: any ObjectSource
+    /// What the target was built from (the daemon uses its connection's config revision). Equal revisions on
+    /// reload mean "unchanged": the engine keeps the running target and schedule. nil: no comparison.
+    public var revision: String?
 
-    public init(plan: ObjectPlan, source: any ObjectSource) {
+    public init(plan: ObjectPlan, source: any ObjectSource, revision: String? = nil) {
         self.plan = plan
         self.source = source
+        self.revision = revision
     }
 }
 

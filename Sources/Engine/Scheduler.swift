@@ -116,11 +116,16 @@ public final class Scheduler: Sendable {
 
     /// Makes the running set equal to `jobs`: new keys start at once, removed keys stop, changed intervals
     /// take effect from the next wait. Running cycles of removed jobs are cancelled.
-    public func update(jobs: [ScheduledJob]) {
+    ///
+    /// A key kept and not in `restarting` keeps its loop, its place in the schedule (the pending wait is not
+    /// reset) and its failure backoff: a reload that does not touch it leaves no gap in its polling. A key in
+    /// `restarting` (its connection changed) has its loop cancelled — a running cycle stops after its last
+    /// committed page — and a new loop starts at once with the new job.
+    public func update(jobs: [ScheduledJob], restarting: Set<JobKey> = []) {
         let wanted = Dictionary(jobs.map { ($0.key, $0) }, uniquingKeysWith: { _, last in last })
         let (toStop, toStart) = entries.withLock { map -> ([Entry], [ScheduledJob]) in
             var stop = [Entry]()
-            for (key, entry) in map where wanted[key] == nil {
+            for (key, entry) in map where wanted[key] == nil || restarting.contains(key) {
                 stop.append(entry)
                 map[key] = nil
             }

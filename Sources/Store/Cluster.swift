@@ -226,6 +226,26 @@ extension StateStore {
         return outcome
     }
 
+    /// Gives up the leases this node holds on objects no longer in `configured` (a reload removed them): the
+    /// heartbeat would otherwise renew them for ever, and they would count against this node's fair share.
+    /// Returns the released keys.
+    @discardableResult
+    public func releasePollLeases(notIn configured: Set<LeaseKey>) throws -> [LeaseKey] {
+        guard let member = membership.withLock({ $0 }) else { return [] }
+        let stale = member.tokens.filter { !configured.contains($0.key) }
+        guard !stale.isEmpty else { return [] }
+        try database.write { db in
+            for (key, token) in stale {
+                try db.execute("""
+                    UPDATE poll_leases SET expires_at = 0
+                    WHERE connection = ? AND object = ? AND owner = ? AND token = ?
+                    """, [.text(key.connection), .text(key.object), .text(member.node.id), .integer(token)])
+            }
+        }
+        membership.withLock { for key in stale.keys { $0?.tokens[key] = nil } }
+        return Array(stale.keys)
+    }
+
     /// Every lease row, for `status` (at most 100000 rows: one per configured object).
     public func pollLeases() throws -> [PollLeaseStatus] {
         try database.read { db in

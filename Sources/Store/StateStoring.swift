@@ -109,6 +109,8 @@ public protocol StateStoring: AuthStateStore, Sendable {
     @discardableResult
     func heartbeat() throws -> [LeaseKey]
     func leaveCluster() throws
+    @discardableResult
+    func releasePollLeases(notIn configured: Set<LeaseKey>) throws -> [LeaseKey]
     func clearStaleClusterState() throws
     func acquirePollLease(connection: String, object: String) throws -> PollLeaseOutcome
     func pollLeases() throws -> [PollLeaseStatus]
