@@ -80,6 +80,8 @@ public struct ConnectionConfig: Sendable {
     public var settings: ConnectionSettings
     /// Bounds on what this provider's answers may make the daemon do (docs/DESIGN.md §2 rules 12, 14, 18).
     public var limits: ConnectionLimits = .defaults
+    /// `budget`: requests per UTC day and minute the connection may send (docs/DESIGN.md §2 rule 22); nil: none.
+    public var budget: RequestBudgetLimits?
 }
 
 /// Per-connection bounds on untrusted provider answers (docs/DESIGN.md §2 rules 12, 14, 18).

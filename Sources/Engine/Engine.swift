@@ -35,6 +35,9 @@ public final class Engine: Sendable {
         public var timing = RetryTiming()
         /// How often the supervisor beats. The daemon's watchdog should allow several beats.
         public var heartbeatInterval: Duration = .seconds(1)
+        /// The shared count of budgeted connections' requests (docs/DESIGN.md §2 rule 22; the daemon's store);
+        /// nil: plans assume nothing was used today.
+        public var requestBudget: (any RequestBudget)?
         public init() {}
     }
 
@@ -67,7 +70,15 @@ public final class Engine: Sendable {
         state = Mutex(State(router: router))
         lastBeat = Mutex(ContinuousClock().now)
         let log = logger
-        scheduler = Scheduler(maxConcurrentPolls: options.maxConcurrentPolls, timing: options.timing) { key, outcome in
+        let budgetMetrics = BudgetMetrics(metrics)
+        let planStore = store
+        let budgets = SchedulerBudgets(counter: options.requestBudget) { report in
+            budgetMetrics.record(report)
+            // For `status`, which runs in another process; a lost write only leaves status one plan behind.
+            _ = planStore.enqueue { try $0.saveBudgetPlans(Engine.planRows(report)) }
+        }
+        scheduler = Scheduler(maxConcurrentPolls: options.maxConcurrentPolls, timing: options.timing,
+                              budgets: budgets) { key, outcome in
             Engine.logOutcome(log, key: key, outcome: outcome)
         }
     }
@@ -108,7 +119,26 @@ public final class Engine: Sendable {
     public func runner(for key: JobKey) -> PollRunner? { state.withLock { $0.runners[key] } }
 
     private static func job(_ runner: PollRunner) -> ScheduledJob {
-        ScheduledJob(key: runner.key, interval: runner.target.plan.interval) { _ = try await runner.runCycle() }
+        ScheduledJob(key: runner.key, interval: runner.target.plan.interval, budget: runner.target.plan.budget) {
+            _ = try await runner.runCycle()
+        }
+    }
+
+    /// The interval `key` waits between cycles: configured, or stretched by its connection's budget (rule 22).
+    public func effectiveInterval(_ key: JobKey) -> Duration? { scheduler.effectiveInterval(key) }
+
+    /// A budgeted connection's latest plan (rule 22).
+    public func budgetPlan(connection: String) -> BudgetPlanReport? { scheduler.budgetPlan(connection: connection) }
+
+    static func planRows(_ report: BudgetPlanReport) -> [BudgetPlanRow] {
+        let runsOut = report.plan.runsOutIn.map { report.at.addingTimeInterval($0) }
+        let projected = Int(min(report.plan.projectedToday.rounded(.up), 1e15))
+        return report.objects.map { object in
+            BudgetPlanRow(connection: report.connection, object: object.object, configuredInterval: object.configured,
+                          effectiveInterval: report.plan.effective[object.object] ?? object.configured,
+                          costPerCycle: object.costPerCycle, projectedToday: projected, runsOutAt: runsOut,
+                          updatedAt: report.at)
+        }
     }
 
     // MARK: - Running

@@ -17,6 +17,13 @@ public protocol ProviderAdapterFactory: Sendable {
     var provider: Provider { get }
     /// One source per object of `connection`, in config order, sharing one client.
     func makeSources(for connection: ConnectionConfig, context: ProviderContext) throws -> [any ObjectSource]
+    /// Response statuses this provider does not charge against an account's request quota (GitHub: 304 Not
+    /// Modified); a connection's `budget` gives such requests back (docs/DESIGN.md §2 rule 22). Default: none.
+    var unchargedStatuses: Set<Int> { get }
+}
+
+extension ProviderAdapterFactory {
+    public var unchargedStatuses: Set<Int> { [] }
 }
 
 /// What every adapter factory gets besides the connection.
@@ -28,13 +35,17 @@ public struct ProviderContext: Sendable {
     /// Semaphores shared by every node of a cluster (NetSuite's per-account concurrency, docs/DESIGN.md §2
     /// rule 21); nil: each client's local limit is the only one.
     public var permits: (any ClusterPermits)?
+    /// The shared request counter (docs/DESIGN.md §2 rule 22); with it, ``ProviderFactory/makeSources`` hands a
+    /// connection that has a `budget` a ``BudgetedTransport``. nil: nothing is counted (`poll-once`, tests).
+    public var budget: (any RequestBudget)?
 
     public init(transport: any HTTPTransport, logger: Logger, authState: (any AuthStateStore)? = nil,
-                permits: (any ClusterPermits)? = nil) {
+                permits: (any ClusterPermits)? = nil, budget: (any RequestBudget)? = nil) {
         self.transport = transport
         self.logger = logger
         self.authState = authState
         self.permits = permits
+        self.budget = budget
     }
 }
 
@@ -48,13 +59,22 @@ public enum ProviderFactory {
     /// - Parameter authState: keeps provider auth state across restarts (a rotated ServiceNow refresh token);
     ///   the daemon passes its state store, nil keeps it in memory only.
     /// - Parameter permits: cluster-wide semaphores (the daemon's store); nil: local limits only.
+    /// - Parameter budget: the shared request counter; a connection with a `budget` then sends every request
+    ///   through a ``BudgetedTransport`` (rule 22). nil: requests are not counted.
     public static func makeSources(for connection: ConnectionConfig, transport: any HTTPTransport,
                                    logger: Logger, authState: (any AuthStateStore)? = nil,
-                                   permits: (any ClusterPermits)? = nil) throws -> [any ObjectSource] {
+                                   permits: (any ClusterPermits)? = nil,
+                                   budget: (any RequestBudget)? = nil) throws -> [any ObjectSource] {
         guard let factory = all.first(where: { $0.provider == connection.provider }) else {
             throw ProviderError.configuration(message: "\(connection.id): no adapter for provider \(connection.provider)")
         }
-        let context = ProviderContext(transport: transport, logger: logger, authState: authState, permits: permits)
+        var counted: any HTTPTransport = transport
+        if let budget, let limits = connection.budget {
+            counted = BudgetedTransport(inner: transport, budget: budget, connection: connection.id, limits: limits,
+                                        uncharged: factory.unchargedStatuses)
+        }
+        let context = ProviderContext(transport: counted, logger: logger, authState: authState, permits: permits,
+                                      budget: budget)
         return try factory.makeSources(for: connection, context: context)
     }
 
