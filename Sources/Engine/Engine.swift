@@ -131,13 +131,10 @@ public final class Engine: Sendable {
     public func budgetPlan(connection: String) -> BudgetPlanReport? { scheduler.budgetPlan(connection: connection) }
 
     static func planRows(_ report: BudgetPlanReport) -> [BudgetPlanRow] {
-        let runsOut = report.plan.runsOutIn.map { report.at.addingTimeInterval($0) }
-        let projected = Int(min(report.plan.projectedToday.rounded(.up), 1e15))
-        return report.objects.map { object in
+        report.objects.map { object in
             BudgetPlanRow(connection: report.connection, object: object.object, configuredInterval: object.configured,
                           effectiveInterval: report.plan.effective[object.object] ?? object.configured,
-                          costPerCycle: object.costPerCycle, projectedToday: projected, runsOutAt: runsOut,
-                          updatedAt: report.at)
+                          costPerCycle: object.costPerCycle, perDay: report.limits.perDay, updatedAt: report.at)
         }
     }
 

@@ -209,8 +209,7 @@ enum PostgresSchema {
             configured_interval_ms BIGINT NOT NULL,
             effective_interval_ms  BIGINT NOT NULL,
             cost_per_cycle         DOUBLE PRECISION NOT NULL,
-            projected_today        BIGINT NOT NULL,
-            runs_out_at            BIGINT,
+            per_day                BIGINT NOT NULL,
             updated_at             BIGINT NOT NULL,
             PRIMARY KEY (connection, object)
         );

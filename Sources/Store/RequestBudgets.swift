@@ -25,31 +25,28 @@ public struct BudgetPlanRow: Sendable, Hashable {
     public var effectiveInterval: Duration
     /// Moving average of requests one cycle of the object was charged.
     public var costPerCycle: Double
-    /// The connection's requests today by the day's end at the current intervals and costs.
-    public var projectedToday: Int
-    /// When the day's budget runs out at the current rate; nil: not today.
-    public var runsOutAt: Date?
+    /// The connection's `budget.per_day` the plan was made for (so `status` needs no validated config).
+    public var perDay: Int
     public var updatedAt: Date
 
     public init(connection: String, object: String, configuredInterval: Duration, effectiveInterval: Duration,
-                costPerCycle: Double, projectedToday: Int, runsOutAt: Date?, updatedAt: Date) {
+                costPerCycle: Double, perDay: Int, updatedAt: Date) {
         self.connection = connection
         self.object = object
         self.configuredInterval = configuredInterval
         self.effectiveInterval = effectiveInterval
         self.costPerCycle = costPerCycle
-        self.projectedToday = projectedToday
-        self.runsOutAt = runsOutAt
+        self.perDay = perDay
         self.updatedAt = updatedAt
     }
 
     static let columns = "connection, object, configured_interval_ms, effective_interval_ms, cost_per_cycle, "
-        + "projected_today, runs_out_at, updated_at"
+        + "per_day, updated_at"
 
     init(_ row: any Row) {
         self.init(connection: row.text(0), object: row.text(1), configuredInterval: .milliseconds(row.int64(2)),
-                  effectiveInterval: .milliseconds(row.int64(3)), costPerCycle: row.double(4),
-                  projectedToday: row.int(5), runsOutAt: row.date(6), updatedAt: row.date(7) ?? Date(timeIntervalSince1970: 0))
+                  effectiveInterval: .milliseconds(row.int64(3)), costPerCycle: row.double(4), perDay: row.int(5),
+                  updatedAt: row.date(6) ?? Date(timeIntervalSince1970: 0))
     }
 }
 
@@ -123,16 +120,15 @@ extension StateStore {
         try database.write { db in
             for plan in plans {
                 try db.execute("""
-                    INSERT INTO budget_plans (\(BudgetPlanRow.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO budget_plans (\(BudgetPlanRow.columns)) VALUES (?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (connection, object) DO UPDATE SET
                         configured_interval_ms = excluded.configured_interval_ms,
                         effective_interval_ms = excluded.effective_interval_ms,
-                        cost_per_cycle = excluded.cost_per_cycle, projected_today = excluded.projected_today,
-                        runs_out_at = excluded.runs_out_at, updated_at = excluded.updated_at
+                        cost_per_cycle = excluded.cost_per_cycle, per_day = excluded.per_day,
+                        updated_at = excluded.updated_at
                     """, [.text(plan.connection), .text(plan.object), .integer(plan.configuredInterval.milliseconds),
                           .integer(plan.effectiveInterval.milliseconds), .double(plan.costPerCycle),
-                          .integer(Int64(plan.projectedToday)), plan.runsOutAt.map { .integer(Millis.from($0)) } ?? .null,
-                          .integer(Millis.from(plan.updatedAt))])
+                          .integer(Int64(plan.perDay)), .integer(Millis.from(plan.updatedAt))])
             }
         }
     }

@@ -312,8 +312,7 @@ enum Schema {
             configured_interval_ms INTEGER NOT NULL,
             effective_interval_ms  INTEGER NOT NULL,
             cost_per_cycle         REAL    NOT NULL,
-            projected_today        INTEGER NOT NULL,
-            runs_out_at            INTEGER,
+            per_day                INTEGER NOT NULL,
             updated_at             INTEGER NOT NULL,
             PRIMARY KEY (connection, object)
         ) WITHOUT ROWID;

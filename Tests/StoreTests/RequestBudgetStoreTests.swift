@@ -75,12 +75,11 @@ struct RequestBudgetStoreTests {
         let dir = try TempDir()
         let store = try backend.makeStore(dir)
         let plan = BudgetPlanRow(connection: "zoho", object: "invoices", configuredInterval: .seconds(60),
-                                 effectiveInterval: .seconds(288), costPerCycle: 1.5, projectedToday: 900,
-                                 runsOutAt: nil, updatedAt: dayStart)
+                                 effectiveInterval: .seconds(288), costPerCycle: 1.5, perDay: 1000, updatedAt: dayStart)
         try store.saveBudgetPlans([plan])
         var changed = plan
         changed.effectiveInterval = .seconds(60)
-        changed.runsOutAt = dayStart.addingTimeInterval(3600)
+        changed.updatedAt = dayStart.addingTimeInterval(3600)
         try store.saveBudgetPlans([changed])
         #expect(try store.budgetPlans() == [changed])
     }
