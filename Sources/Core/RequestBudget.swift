@@ -86,14 +86,27 @@ public protocol RequestBudget: Sendable {
     func refund(connection: String, windows: RequestBudgetWindows) async
     /// The connection's count in the windows containing now.
     func usage(connection: String) async throws -> RequestBudgetUsage
+    /// Requests per cycle of each object of `connection` as measured by whichever node polls it (the plans the
+    /// nodes stored), so a node plans with the cost of objects another node polls (rule 19 splits objects).
+    func sharedCosts(connection: String) async -> [String: Double]
+}
+
+extension RequestBudget {
+    /// No shared costs: a single process measures every object itself.
+    public func sharedCosts(connection: String) async -> [String: Double] { [:] }
 }
 
 /// Requests one poll cycle sent, counted by the providers' budgeted transport and read by the scheduler to learn
 /// what a cycle of each object costs. Bound to the cycle's task through ``RequestMeter/current``.
 public final class RequestTally: Sendable {
-    private let counts = Mutex((charged: 0, free: 0))
+    private let counts = Mutex((charged: 0, free: 0, skipped: false))
 
     public init() {}
+
+    /// The cycle did not poll: another node holds the object's poll lease (rule 19), so what it cost says
+    /// nothing about the object.
+    public func markSkipped() { counts.withLock { $0.skipped = true } }
+    public var skipped: Bool { counts.withLock { $0.skipped } }
 
     /// One request sent; `free` when the provider did not charge it (a 304).
     public func count(free: Bool) {

@@ -58,6 +58,13 @@ public final class StoreRequestBudget: RequestBudget {
         }
     }
 
+    /// The stored plans' costs: each row is written by the node that polls the object. A failed read plans with
+    /// this node's own measurements only (the hard stop still holds the limit).
+    public func sharedCosts(connection: String) async -> [String: Double] {
+        let rows = (try? await store.perform { try $0.budgetPlans(connection: connection) }) ?? []
+        return Dictionary(rows.map { ($0.object, $0.costPerCycle) }, uniquingKeysWith: { first, _ in first })
+    }
+
     public func usage(connection: String) async throws -> RequestBudgetUsage {
         let at = now()
         return try await store.perform { try $0.requestUsage(connection: connection, at: at) }

@@ -17,11 +17,14 @@ public struct BudgetedObject: Sendable, Hashable {
     public var configured: Duration
     /// Requests one cycle is charged, on average (a moving average of measured cycles).
     public var costPerCycle: Double
+    /// Whether this node measured `costPerCycle` (it polls the object) or took it from the node that does.
+    public var measuredHere: Bool
 
-    public init(object: String, configured: Duration, costPerCycle: Double) {
+    public init(object: String, configured: Duration, costPerCycle: Double, measuredHere: Bool = true) {
         self.object = object
         self.configured = configured
         self.costPerCycle = costPerCycle
+        self.measuredHere = measuredHere
     }
 }
 

@@ -120,7 +120,9 @@ public final class Engine: Sendable {
 
     private static func job(_ runner: PollRunner) -> ScheduledJob {
         ScheduledJob(key: runner.key, interval: runner.target.plan.interval, budget: runner.target.plan.budget) {
-            _ = try await runner.runCycle()
+            let report = try await runner.runCycle()
+            // Another node polls this object (rule 19): tell the budget planner this cycle measured nothing.
+            if report.leaseOutcome != nil { RequestMeter.current?.markSkipped() }
         }
     }
 
@@ -131,7 +133,8 @@ public final class Engine: Sendable {
     public func budgetPlan(connection: String) -> BudgetPlanReport? { scheduler.budgetPlan(connection: connection) }
 
     static func planRows(_ report: BudgetPlanReport) -> [BudgetPlanRow] {
-        report.objects.map { object in
+        // Only what this node measured: the node polling an object owns its row (other nodes read it, rule 22).
+        report.objects.filter(\.measuredHere).map { object in
             BudgetPlanRow(connection: report.connection, object: object.object, configuredInterval: object.configured,
                           effectiveInterval: report.plan.effective[object.object] ?? object.configured,
                           costPerCycle: object.costPerCycle, perDay: report.limits.perDay, updatedAt: report.at)

@@ -165,18 +165,31 @@ public final class Scheduler: Sendable {
     }
 
     /// Records what the cycle of `job` was charged, re-plans its connection and returns the job's interval.
-    private func replan(_ job: ScheduledJob, charged: Int) async -> Duration {
+    private func replan(_ job: ScheduledJob, charged: Int, skipped: Bool = false) async -> Duration {
         guard let limits = job.budget else { return job.interval }
         let key = job.key
         let known = costs.withLock { map -> [JobKey: Double] in
-            map[key] = BudgetPlanner.averageCost(previous: map[key], charged: charged)
+            if skipped {
+                // Another node polls it now (rule 19): its measurement, not ours, counts from here on.
+                map[key] = nil
+            } else {
+                map[key] = BudgetPlanner.averageCost(previous: map[key], charged: charged)
+            }
             return map
         }
-        // Objects not measured yet count one request a cycle, the least a poll costs.
+        let shared = await budgets.counter?.sharedCosts(connection: key.connection) ?? [:]
+        // Objects this node does not poll count what their node measured; objects nobody measured yet count one
+        // request a cycle, the least a poll costs.
         let objects = entries.withLock { map in
             map.values.map(\.job).filter { $0.key.connection == key.connection && $0.budget != nil }
                 .sorted { $0.key.object < $1.key.object }
-                .map { BudgetedObject(object: $0.key.object, configured: $0.interval, costPerCycle: known[$0.key] ?? 1) }
+                .map { job -> BudgetedObject in
+                    if let cost = known[job.key] {
+                        return BudgetedObject(object: job.key.object, configured: job.interval, costPerCycle: cost)
+                    }
+                    return BudgetedObject(object: job.key.object, configured: job.interval,
+                                          costPerCycle: shared[job.key.object] ?? 1, measuredHere: false)
+                }
         }
         var usedToday = 0
         if let counter = budgets.counter {
@@ -284,7 +297,7 @@ public final class Scheduler: Sendable {
                 }
                 failures = 0
                 observer(key, .succeeded)
-                let interval = await replan(job, charged: tally.charged)
+                let interval = await replan(job, charged: tally.charged, skipped: tally.skipped)
                 wait = timing.jittered(interval, using: &generator)
             } catch is CancellationError {
                 return

@@ -133,6 +133,14 @@ extension StateStore {
         }
     }
 
+    /// The stored plans of one connection, by object.
+    public func budgetPlans(connection: String) throws -> [BudgetPlanRow] {
+        try database.read { db in
+            try db.queryAll("SELECT \(BudgetPlanRow.columns) FROM budget_plans WHERE connection = ? ORDER BY object LIMIT 100000",
+                            [.text(connection)]) { BudgetPlanRow($0) }
+        }
+    }
+
     /// Every stored plan, by connection and object.
     public func budgetPlans() throws -> [BudgetPlanRow] {
         try database.read { db in

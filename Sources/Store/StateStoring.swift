@@ -124,6 +124,7 @@ public protocol StateStoring: AuthStateStore, Sendable {
     func requestUsage(connection: String, at now: Date) throws -> RequestBudgetUsage
     func saveBudgetPlans(_ plans: [BudgetPlanRow]) throws
     func budgetPlans() throws -> [BudgetPlanRow]
+    func budgetPlans(connection: String) throws -> [BudgetPlanRow]
 
     // MARK: Retention and space (Retention.swift)
 

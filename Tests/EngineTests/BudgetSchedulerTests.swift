@@ -13,6 +13,7 @@ final class MemoryRequestBudget: RequestBudget {
     private struct State {
         var counts: [String: Int] = [:]  // "day:<start>" / "minute:<start>"
         var refusals = 0
+        var costs: [String: Double] = [:]  // what budget_plans holds: object → cost, written by its poller
     }
     private let state = Mutex(State())
     let now: @Sendable () -> Date
@@ -58,6 +59,13 @@ final class MemoryRequestBudget: RequestBudget {
         }
     }
 
+    func sharedCosts(connection: String) async -> [String: Double] { state.withLock { $0.costs } }
+
+    /// What the engine stores from a plan: the rows of the objects this node measured.
+    func store(_ report: BudgetPlanReport) {
+        state.withLock { s in for object in report.objects where object.measuredHere { s.costs[object.object] = object.costPerCycle } }
+    }
+
     /// Requests charged in the UTC day starting `dayStart`.
     func used(dayStart: Int64) -> Int { state.withLock { $0.counts["day:\(dayStart)", default: 0] } }
     var refusals: Int { state.withLock { $0.refusals } }
@@ -82,14 +90,19 @@ final class FakeFeed: Sendable {
     }
     private let state: Mutex<State>
     let freeIdle = Mutex(false)
+    /// Requests a charged poll sends.
+    let cost: Int
 
-    init(changes: [Duration]) { state = Mutex(State(pending: changes.sorted())) }
+    init(changes: [Duration], cost: Int = 1) {
+        state = Mutex(State(pending: changes.sorted()))
+        self.cost = cost
+    }
 
     func poll(at now: Duration, wall: Date, budget: MemoryRequestBudget, connection: String,
               limits: RequestBudgetLimits) async throws {
         let due = state.withLock { s in s.pending.prefix { $0 <= now } }
         let free = due.isEmpty && freeIdle.withLock { $0 }
-        try await send(budget, connection, limits, free: free)
+        for _ in 0..<(free ? 1 : cost) { try await send(budget, connection, limits, free: free) }
         state.withLock { s in
             s.pending.removeFirst(due.count)
             s.delivered += due.map { (change: $0, at: now) }
@@ -164,6 +177,51 @@ struct BudgetSchedulerTests {
         for feed in feeds {
             #expect(feed.undelivered == 0)
             #expect(feed.delivered.allSatisfy { $0.at - $0.change <= .seconds(400) })
+        }
+    }
+
+    @Test("rules 19, 22: two nodes, each polling its share of the objects, plan with each other's costs and fit the day together")
+    func twoNodesShareThePlan() async throws {
+        let clock = ManualClock()
+        let budget = MemoryRequestBudget { clock.wallClock }
+        let limits = RequestBudgetLimits(perDay: 1000)
+        // Two requests a cycle (a page and a token check, say): more than the planner's first guess of one, so a
+        // node that did not learn the other node's costs would under-stretch.
+        let feeds = (0..<3).map { _ in FakeFeed(changes: [], cost: 2) }
+        let keys = (0..<3).map { JobKey(connection: "zoho", object: "o\($0)") }
+        // Node A holds o0's lease, node B o1's and o2's; each node schedules every object (as the engine does) and
+        // skips the cycles of objects the other node polls.
+        let owners = [0, 1, 1]
+        let schedulers = (0..<2).map { node in
+            let scheduler = Scheduler(timing: quickTiming(), clock: clock,
+                                      budgets: SchedulerBudgets(counter: budget) { budget.store($0) })
+            scheduler.update(jobs: (0..<3).map { index in
+                ScheduledJob(key: keys[index], interval: .seconds(60), budget: limits) {
+                    guard owners[index] == node else {
+                        RequestMeter.current?.markSkipped()
+                        return
+                    }
+                    try await feeds[index].poll(at: clock.elapsed, wall: clock.wallClock, budget: budget,
+                                                connection: "zoho", limits: limits)
+                }
+            })
+            return scheduler
+        }
+        #expect(await run(clock, loops: 6, until: Self.day))
+        // Both nodes computed the same stretch from all three costs: 3 × 2 × 86,400 s / 900 = 576 s.
+        for (node, scheduler) in schedulers.enumerated() {
+            let mine = try #require(scheduler.effectiveInterval(keys[owners.firstIndex(of: node) ?? 0]))
+            #expect(mine > .seconds(520) && mine < .seconds(640), "node \(node): \(mine)")
+        }
+        for scheduler in schedulers { await scheduler.shutdown() }
+        let used = budget.used(dayStart: RequestBudgetWindows(containing: clock.wallStart).dayStart)
+        #expect(used <= 1000 && used >= 850, "\(used)")
+        #expect(budget.refusals == 0)
+        let charges = feeds.flatMap(\.charges)
+        for quarter in 0..<4 {
+            let from = Self.day / 4 * quarter, to = Self.day / 4 * (quarter + 1)
+            let requests = 2 * charges.filter { $0 >= from && $0 < to }.count
+            #expect(abs(requests - 225) <= 23, "quarter \(quarter): \(requests)")
         }
     }
 

@@ -82,5 +82,10 @@ struct RequestBudgetStoreTests {
         changed.updatedAt = dayStart.addingTimeInterval(3600)
         try store.saveBudgetPlans([changed])
         #expect(try store.budgetPlans() == [changed])
+        var other = plan
+        other.connection = "gh"
+        try store.saveBudgetPlans([other])
+        #expect(try store.budgetPlans(connection: "zoho") == [changed])
+        #expect(try store.budgetPlans(connection: "gh") == [other])
     }
 }
