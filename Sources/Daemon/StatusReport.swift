@@ -169,7 +169,10 @@ public struct StatusReport: Sendable {
         var budgets: [BudgetRow] = []
         for (connection, rows) in plans.sorted(by: { $0.key < $1.key })
         where configuredConnections.isEmpty || configuredConnections.contains(connection) {
-            let configuredRows = rows.filter { configuredObjects.isEmpty || configuredObjects.contains(ObjectKey(connection: connection, object: $0.object)) }
+            let configuredRows = rows.filter {
+                configuredObjects.isEmpty || configuredObjects.contains(ObjectKey(connection: connection, object: $0.object))
+            }
+            guard !configuredRows.isEmpty else { continue }
             let used = try store.requestUsage(connection: connection, at: now).usedToday
             budgets.append(BudgetRow.make(connection: connection, plans: configuredRows, usedToday: used, now: now))
         }
