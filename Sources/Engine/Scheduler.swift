@@ -164,16 +164,25 @@ public final class Scheduler: Sendable {
         return plans.withLock { $0[key.connection]?.plan.effective[key.object] } ?? job.interval
     }
 
-    /// Records what the cycle of `job` was charged, re-plans its connection and returns the job's interval.
-    private func replan(_ job: ScheduledJob, charged: Int, skipped: Bool = false) async -> Duration {
+    /// What a cycle says about its object's cost per cycle.
+    private enum Measurement {
+        /// The cycle ran (to its end, or to an error that ends cycles like it) and was charged this many requests.
+        case charged(Int)
+        /// Another node polls the object (rule 19): its measurement, not ours, counts from here on.
+        case polledElsewhere
+        /// A rate limit or a spent budget cut the cycle short: what it was charged is not what a cycle costs.
+        case interrupted
+    }
+
+    /// Records what the cycle of `job` says about its cost, re-plans its connection and returns the job's interval.
+    private func replan(_ job: ScheduledJob, _ measurement: Measurement) async -> Duration {
         guard let limits = job.budget else { return job.interval }
         let key = job.key
         let known = costs.withLock { map -> [JobKey: Double] in
-            if skipped {
-                // Another node polls it now (rule 19): its measurement, not ours, counts from here on.
-                map[key] = nil
-            } else {
-                map[key] = BudgetPlanner.averageCost(previous: map[key], charged: charged)
+            switch measurement {
+            case .charged(let charged): map[key] = BudgetPlanner.averageCost(previous: map[key], charged: charged)
+            case .polledElsewhere: map[key] = nil
+            case .interrupted: break
             }
             return map
         }
@@ -297,7 +306,7 @@ public final class Scheduler: Sendable {
                 }
                 failures = 0
                 observer(key, .succeeded)
-                let interval = await replan(job, charged: tally.charged, skipped: tally.skipped)
+                let interval = await replan(job, tally.skipped ? .polledElsewhere : .charged(tally.charged))
                 wait = timing.jittered(interval, using: &generator)
             } catch is CancellationError {
                 return
@@ -307,12 +316,12 @@ public final class Scheduler: Sendable {
                 // Exact wait, no jitter: the provider (or the spent budget) told us when (docs/DESIGN.md §2 rules 9, 22).
                 gates.block(key.connection, until: clock.now.advanced(by: retryAfter))
                 observer(key, .rateLimited(wait: retryAfter))
-                _ = await replan(job, charged: tally.charged)
+                _ = await replan(job, .interrupted)
                 wait = retryAfter
             } catch {
                 if Task.isCancelled { return }
                 failures += 1
-                let interval = await replan(job, charged: tally.charged)
+                let interval = await replan(job, .charged(tally.charged))
                 wait = timing.jittered(timing.backoff(interval: interval, consecutiveFailures: failures),
                                        using: &generator)
                 observer(key, .failed(error, nextAttemptIn: wait))
