@@ -61,8 +61,10 @@ let package = Package(
                                          "Delivery", "Emulators", "Crypto", "HTTPClient", "HTTPServer"],
                           swiftSettings: strict),
 
-        // MARK: Benchmark harness (Scripts/bench), not shipped
-        .executableTarget(name: "DeltahookBench", dependencies: ["Core", "Crypto", "Engine", "Store", "Logging"],
+        // MARK: Benchmark harness (Scripts/bench, soak, bench-cluster), not shipped. Emulators and PostgresStore for
+        // bench-cluster: it serves the providers and the receiver, and reads the nodes' shared store.
+        .executableTarget(name: "DeltahookBench", dependencies: ["Core", "Crypto", "Engine", "Store", "Logging",
+                                                                 "Emulators", "PostgresStore"],
                           swiftSettings: strict),
 
         // MARK: Tests
@@ -88,7 +90,8 @@ let package = Package(
         .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Store", "Core", "Crypto", "Emulators", "Logging",
                                                           "HTTPClient", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "EndToEndTests", dependencies: ["Core", "Crypto", "Config", "Emulators", "HTTPServer", "HTTPClient",
-                                                          "Daemon", "Logging", "Store", "Providers", "TestSupport"],
+                                                          "Daemon", "Logging", "Store", "PostgresStore", "Providers",
+                                                          "TestSupport"],
                     swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

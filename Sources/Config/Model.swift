@@ -127,6 +127,8 @@ public enum AuthConfig: Sendable {
     case header(name: String, value: Secret)
     /// rest: no authentication.
     case none
+    /// Zoho Books: the OAuth refresh-token grant at the data center's accounts server.
+    case oauthRefresh(clientID: String, clientSecret: Secret, refreshToken: Secret)
 
     public var secrets: [Secret] {
         switch self {
@@ -138,6 +140,7 @@ public enum AuthConfig: Sendable {
         case .netsuiteTBA(let a, let b, let c, let d): [a, b, c, d]
         case .header(_, let value): [value]
         case .none: []
+        case .oauthRefresh(_, let clientSecret, let refreshToken): [clientSecret, refreshToken]
         }
     }
 }

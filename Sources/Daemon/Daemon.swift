@@ -106,6 +106,8 @@ public enum Daemon {
                     return DaemonExitCode.failure
                 }
                 pollerLock = lock
+                // Whoever wrote leases into this file before is gone (the lock was free): no waiting them out.
+                try store.clearStaleClusterState()
             }
         } catch {
             logger.critical("cannot open the state store", ["STORE": location.description], error: error)

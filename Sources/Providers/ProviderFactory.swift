@@ -52,7 +52,7 @@ public struct ProviderContext: Sendable {
 public enum ProviderFactory {
     /// Every provider's adapter factory. Adding a provider adds one line here (and one in `ProviderSchemas.all`).
     public static let all: [any ProviderAdapterFactory] = [
-        ServiceNowFactory(), NetSuiteFactory(), GitHubFactory(), RestFactory(),
+        ServiceNowFactory(), NetSuiteFactory(), GitHubFactory(), RestFactory(), ZohoBooksFactory(),
     ]
 
     /// One `ObjectSource` per configured object of `connection`, in config order.

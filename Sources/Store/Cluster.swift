@@ -147,6 +147,18 @@ extension StateStore {
         }
     }
 
+    /// For a store only this process can write (a SQLite file whose poller lock it holds): every lease, node row
+    /// and permit left by an earlier process is stale — that process is dead, or the lock would not be free —
+    /// so they are cleared at start instead of waited out (a crash-restart would otherwise poll nothing for
+    /// up to `lease_ttl`, and NetSuite's slots would stay taken until they expire).
+    public func clearStaleClusterState() throws {
+        try database.write { db in
+            try db.execute("UPDATE poll_leases SET expires_at = 0 WHERE expires_at > 0")
+            try db.execute("DELETE FROM permits")
+            try db.execute("DELETE FROM nodes")
+        }
+    }
+
     // MARK: Poll leases
 
     /// Takes or renews the poll lease of (connection, object) for this node, within its fair share. Without
@@ -170,25 +182,44 @@ extension StateStore {
                 }
                 if held > share {
                     // Expired rather than deleted, so the next owner's token is larger than every earlier one.
-                    try db.execute("UPDATE poll_leases SET expires_at = 0 WHERE connection = ? AND object = ? AND token = ?",
-                                   [.text(connection), .text(object), .integer(current.token)])
+                    try db.execute("""
+                        UPDATE poll_leases SET expires_at = 0
+                        WHERE connection = ? AND object = ? AND owner = ? AND token = ?
+                        """, [.text(connection), .text(object), .text(me), .integer(current.token)])
                     return (.yielded(share: share), nil)
                 }
-                try db.execute("""
-                    UPDATE poll_leases SET expires_at = ? WHERE connection = ? AND object = ? AND token = ?
-                    """, [.integer(now + member.ttlMillis), .text(connection), .text(object), .integer(current.token)])
-                return (.held(token: current.token), current.token)
+                let renewed = try db.execute("""
+                    UPDATE poll_leases SET expires_at = ?
+                    WHERE connection = ? AND object = ? AND owner = ? AND token = ? AND expires_at > ?
+                    """, [.integer(now + member.ttlMillis), .text(connection), .text(object), .text(me),
+                          .integer(current.token), .integer(now)])
+                return renewed == 1 ? (.held(token: current.token), current.token) : (.overShare(held: held, share: share), nil)
             }
             guard held < share else { return (.overShare(held: held, share: share), nil) }
             // Free, or expired (whoever held it): a new owner under a new token, so the old owner's writes fail.
+            // Compare-and-set on the token that was read: of two nodes taking the same expired lease at once, the
+            // second finds the row changed (a row lock, then the condition re-checked) and takes nothing.
             let token = (current?.token ?? 0) + 1
-            try db.execute("""
-                INSERT INTO poll_leases (connection, object, owner, token, acquired_at, expires_at)
-                VALUES (?, ?, ?, ?, ?, ?)
-                ON CONFLICT (connection, object) DO UPDATE SET owner = excluded.owner, token = excluded.token,
-                    acquired_at = excluded.acquired_at, expires_at = excluded.expires_at
-                """, [.text(connection), .text(object), .text(me), .integer(token), .integer(now),
-                      .integer(now + member.ttlMillis)])
+            let taken: Int
+            if let current {
+                taken = try db.execute("""
+                    UPDATE poll_leases SET owner = ?, token = ?, acquired_at = ?, expires_at = ?
+                    WHERE connection = ? AND object = ? AND token = ? AND expires_at <= ?
+                    """, [.text(me), .integer(token), .integer(now), .integer(now + member.ttlMillis),
+                          .text(connection), .text(object), .integer(current.token), .integer(now)])
+            } else {
+                taken = try db.execute("""
+                    INSERT INTO poll_leases (connection, object, owner, token, acquired_at, expires_at)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (connection, object) DO NOTHING
+                    """, [.text(connection), .text(object), .text(me), .integer(token), .integer(now),
+                          .integer(now + member.ttlMillis)])
+            }
+            guard taken == 1 else {
+                let owner = try db.queryOne("SELECT owner, expires_at FROM poll_leases WHERE connection = ? AND object = ?",
+                                            [.text(connection), .text(object)]) { ($0.text(0), $0.int64(1)) }
+                return (.heldElsewhere(owner: owner?.0 ?? "another node", expiresAt: Millis.date(owner?.1 ?? now)), nil)
+            }
             return (.held(token: token), token)
         }
         membership.withLock { $0?.tokens[key] = token }

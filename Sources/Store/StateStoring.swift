@@ -109,6 +109,7 @@ public protocol StateStoring: AuthStateStore, Sendable {
     @discardableResult
     func heartbeat() throws -> [LeaseKey]
     func leaveCluster() throws
+    func clearStaleClusterState() throws
     func acquirePollLease(connection: String, object: String) throws -> PollLeaseOutcome
     func pollLeases() throws -> [PollLeaseStatus]
     func nodes(aliveWithin within: Duration) throws -> [NodeStatus]

@@ -7,7 +7,12 @@ import Core
     @Test func exampleIsValidWhenItsSecretsExist() throws {
         let dir = try Fixtures.exampleCredentialsDirectory()
         let config = try ConfigLoader.load(path: Fixtures.examplePath, environment: Fixtures.environment(dir))
-        #expect(config.connections.map(\.provider) == [.servicenow, .netsuite, .github, .rest])
+        #expect(config.connections.map(\.provider) == [.servicenow, .netsuite, .github, .rest, .zohoBooks])
+        let books = try #require(config.connection(id: "acme-books"))
+        #expect(books.baseURL.absoluteString == "https://www.zohoapis.in/books/v3")
+        #expect(books.settings.zohoBooks?.accountsURL?.absoluteString == "https://accounts.zoho.in")
+        #expect(books.objects.map(\.model) == [.invoice, .customer])
+        #expect(books.objects[1].settings.zohoBooks?.contactType == "customer")
         #expect(config.subscribers.count == 1)
 
         let snow = try #require(config.connection(id: "acme-snow"))

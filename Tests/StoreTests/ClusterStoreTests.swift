@@ -163,6 +163,24 @@ struct ClusterStoreTests {
         #expect(next.map(\.event.recordID) == ["r3"])
     }
 
+    /// A SQLite daemon restarting after a crash holds the file's poller lock: the dead process's leases, node row
+    /// and permits are cleared instead of waited out.
+    @Test("rule 19: an exclusive restart clears the dead process's leases and permits at once")
+    func exclusiveRestartClearsStaleState() throws {
+        let dir = try TempDir()
+        let crashed = try StateStore(path: dir.dbPath)
+        try crashed.joinCluster(node("old"), leaseTTL: .seconds(30), objects: 1)
+        #expect(try crashed.acquirePollLease(connection: "c", object: "o") == .held(token: 1))
+        #expect(try crashed.acquirePermit(name: "netsuite:1", capacity: 1, ttl: .seconds(150)) == 0)
+
+        let restarted = try StateStore(path: dir.dbPath)
+        try restarted.clearStaleClusterState()
+        try restarted.joinCluster(node("new"), leaseTTL: .seconds(30), objects: 1)
+        #expect(try restarted.acquirePollLease(connection: "c", object: "o") == .held(token: 2))
+        #expect(try restarted.acquirePermit(name: "netsuite:1", capacity: 1, ttl: .seconds(150)) == 0)
+        #expect(try restarted.nodes(aliveWithin: .seconds(30)).map(\.identity.id) == ["new"])
+    }
+
     @Test("rule 21: a provider's wait is seen by every node; the later wait wins", arguments: StoreBackend.all)
     func sharedProviderWait(_ backend: StoreBackend) throws {
         let dir = try TempDir()
