@@ -87,7 +87,7 @@ public struct BudgetPlanReport: Sendable {
 
 /// How the scheduler plans budgeted connections (docs/DESIGN.md §2 rule 22).
 public struct SchedulerBudgets: Sendable {
-    /// The shared count of each connection's requests today; nil: plans assume none were used (tests, poll-once).
+    /// The shared count of each connection's requests today; nil: plans assume none were used (unit tests).
     public var counter: (any RequestBudget)?
     /// Told every new plan (never blocks the scheduler).
     public var onPlan: @Sendable (BudgetPlanReport) -> Void

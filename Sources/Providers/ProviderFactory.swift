@@ -35,17 +35,15 @@ public struct ProviderContext: Sendable {
     /// Semaphores shared by every node of a cluster (NetSuite's per-account concurrency, docs/DESIGN.md §2
     /// rule 21); nil: each client's local limit is the only one.
     public var permits: (any ClusterPermits)?
-    /// The shared request counter (docs/DESIGN.md §2 rule 22); with it, ``ProviderFactory/makeSources`` hands a
-    /// connection that has a `budget` a ``BudgetedTransport``. nil: nothing is counted (`poll-once`, tests).
-    public var budget: (any RequestBudget)?
 
+    /// - Parameter transport: for a connection with a `budget`, ``ProviderFactory/makeSources`` passes a
+    ///   ``BudgetedTransport`` here, so every request an adapter sends is counted (docs/DESIGN.md §2 rule 22).
     public init(transport: any HTTPTransport, logger: Logger, authState: (any AuthStateStore)? = nil,
-                permits: (any ClusterPermits)? = nil, budget: (any RequestBudget)? = nil) {
+                permits: (any ClusterPermits)? = nil) {
         self.transport = transport
         self.logger = logger
         self.authState = authState
         self.permits = permits
-        self.budget = budget
     }
 }
 
@@ -60,7 +58,7 @@ public enum ProviderFactory {
     ///   the daemon passes its state store, nil keeps it in memory only.
     /// - Parameter permits: cluster-wide semaphores (the daemon's store); nil: local limits only.
     /// - Parameter budget: the shared request counter; a connection with a `budget` then sends every request
-    ///   through a ``BudgetedTransport`` (rule 22). nil: requests are not counted.
+    ///   through a ``BudgetedTransport`` (rule 22). nil: requests are not counted (unit tests).
     public static func makeSources(for connection: ConnectionConfig, transport: any HTTPTransport,
                                    logger: Logger, authState: (any AuthStateStore)? = nil,
                                    permits: (any ClusterPermits)? = nil,
@@ -73,8 +71,7 @@ public enum ProviderFactory {
             counted = BudgetedTransport(inner: transport, budget: budget, connection: connection.id, limits: limits,
                                         uncharged: factory.unchargedStatuses)
         }
-        let context = ProviderContext(transport: counted, logger: logger, authState: authState, permits: permits,
-                                      budget: budget)
+        let context = ProviderContext(transport: counted, logger: logger, authState: authState, permits: permits)
         return try factory.makeSources(for: connection, context: context)
     }
 
