@@ -117,6 +117,8 @@ public struct ConnectionConfig: Sendable {
     /// connection changed, so a reload leaves its polling untouched (a rotated secret file changes it too).
     /// Never shown: it is derived from secrets.
     public var revision: String = ""
+    /// `budget`: requests per UTC day and minute the connection may send (docs/DESIGN.md §2 rule 22); nil: none.
+    public var budget: RequestBudgetLimits?
 }
 
 /// Per-connection bounds on untrusted provider answers (docs/DESIGN.md §2 rules 12, 14, 18).

@@ -183,6 +183,7 @@ struct Validator {
         let id = c.object["id"]?.stringValue ?? "?"
         // Provider-independent: checked even when the provider is unknown, so every problem is listed at once.
         let limits = validateLimits(c)
+        let budget = validateBudget(c)
         guard let provider = c.choice("provider", Provider.self, required: true) else {
             // Without a provider the provider-specific keys cannot be judged; accept them all to avoid noise, but
             // check what every connection and object shares, so "every problem at once" stays true.
@@ -236,8 +237,29 @@ struct Validator {
             }
         }
         guard let baseURL, let auth, let settings, let connectionID = c.object["id"]?.stringValue else { return nil }
-        return ConnectionConfig(id: connectionID, provider: provider, baseURL: baseURL, auth: auth, objects: objects,
-                                settings: settings, limits: limits)
+        var connection = ConnectionConfig(id: connectionID, provider: provider, baseURL: baseURL, auth: auth,
+                                          objects: objects, settings: settings, limits: limits)
+        connection.budget = budget
+        return connection
+    }
+
+    /// `budget`: `{"per_day": 1000, "per_minute": 100, "reserve": 0.1}` — requests the connection may send per
+    /// UTC day (required, 1…10,000,000) and per minute (optional), and the share of the day left unplanned for
+    /// sweeps and token refreshes (docs/DESIGN.md §2 rule 22). Absent: no budget.
+    func validateBudget(_ c: Fields) -> RequestBudgetLimits? {
+        guard c.has("budget") else { return nil }
+        guard let b = c.object("budget", expected: "an object such as {\"per_day\": 1000}") else { return nil }
+        defer { b.reportUnknownKeys() }
+        let perDay = b.integer("per_day", in: 1...10_000_000)
+        if !b.has("per_day") { problems.add(b.child("per_day"), "is required; expected an integer from 1 to 10000000") }
+        let perMinute = b.integer("per_minute", in: 1...10_000_000)
+        if let perDay, let perMinute, perMinute > perDay {
+            problems.add(b.child("per_minute"), "\(perMinute) is more than per_day (\(perDay)); the day's limit would bind first")
+        }
+        let reserve = b.number("reserve", in: 0...0.9, expected: "a fraction from 0 to 0.9, e.g. 0.1")
+            ?? RequestBudgetLimits.defaultReserve
+        guard let perDay else { return nil }
+        return RequestBudgetLimits(perDay: perDay, perMinute: perMinute, reserve: reserve)
     }
 
     /// `max_provider_wait`, `max_clock_skew`, `max_response_bytes` (docs/DESIGN.md §2 rules 12, 14, 18).

@@ -14,6 +14,8 @@ public final class DeltahookPipeline: Pipeline {
     let engine: Engine
     let dispatcher: Dispatcher
     let transport: CurlHTTPClient
+    /// The shared request count of budgeted connections (docs/DESIGN.md §2 rule 22).
+    let requestBudget: StoreRequestBudget
     let store: any StateStoring
     let logger: Logger
     let stallEngineLiveness: Bool
@@ -37,8 +39,12 @@ public final class DeltahookPipeline: Pipeline {
         // picks up what the CLI writes from another process).
         let wake = dispatcher
         store.observeCommittedEvents { _ in wake.notifyNewEvents() }
+        // One count per connection for every node, in the store (docs/DESIGN.md §2 rule 22).
+        requestBudget = StoreRequestBudget(store: store, logger: context.logger)
+        var engineOptions = Engine.Options()
+        engineOptions.requestBudget = requestBudget
         engine = Engine(store: store, logger: context.logger, metrics: context.metrics,
-                        router: Wiring.router(for: config.subscribers))
+                        router: Wiring.router(for: config.subscribers), options: engineOptions)
         // Start order: dispatcher, engine — so shutdown (reverse) stops polling before draining deliveries.
         services = [DispatcherService(dispatcher: dispatcher, transport: transport, store: store),
                     EngineService(engine: engine, stallAfterStart: context.stallEngineLiveness, logger: context.logger)]
@@ -79,7 +85,7 @@ public final class DeltahookPipeline: Pipeline {
             }
             do {
                 let made = try Wiring.targets(for: connection, transport: transport, logger: logger, authState: store,
-                                              permits: permits)
+                                              permits: permits, budget: requestBudget)
                 targets += made
                 built[connection.id] = AppliedConnection(revision: connection.revision, targets: made)
             } catch {
@@ -141,6 +147,24 @@ public final class DeltahookPipeline: Pipeline {
         if liveness.sinceLastBeat <= DeltahookPipeline.livenessWindow { return (true, "ok") }
         return (false, "engine heartbeat silent for \(DurationText.format(liveness.sinceLastBeat))"
                     + (stallEngineLiveness ? " (test hook stallEngineLiveness)" : ""))
+    }
+
+    /// One `PollTarget` per configured object (built by `Wiring`, shared with `poll-once`). A connection whose
+    /// adapters cannot be built becomes a config problem with its JSON path: exit 78 at start, a rejected reload
+    /// later — the daemon never runs a config with a connection silently missing.
+    static func targets(for config: DeltahookConfig, transport: any HTTPTransport, logger: Logger,
+                        authState: (any AuthStateStore)? = nil, permits: (any ClusterPermits)? = nil,
+                        budget: (any RequestBudget)? = nil)
+        -> (targets: [PollTarget], problems: [ConfigProblem])
+    {
+        let wired = Wiring.build(config, transport: transport, logger: logger, authState: authState, permits: permits,
+                                 budget: budget)
+        let problems = wired.failures.map { failure in
+            let index = config.connections.firstIndex { $0.id == failure.connection }
+            return ConfigProblem(path: index.map { "connections[\($0)]" } ?? "connections",
+                                 message: String(describing: failure.error))
+        }
+        return (wired.targets, problems)
     }
 }
 

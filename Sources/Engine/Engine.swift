@@ -44,6 +44,9 @@ public final class Engine: Sendable {
         public var timing = RetryTiming()
         /// How often the supervisor beats. The daemon's watchdog should allow several beats.
         public var heartbeatInterval: Duration = .seconds(1)
+        /// The shared count of budgeted connections' requests (docs/DESIGN.md §2 rule 22; the daemon's store);
+        /// nil: plans assume nothing was used today.
+        public var requestBudget: (any RequestBudget)?
         public init() {}
     }
 
@@ -76,7 +79,15 @@ public final class Engine: Sendable {
         state = Mutex(State(router: router))
         lastBeat = Mutex(ContinuousClock().now)
         let log = logger
-        scheduler = Scheduler(maxConcurrentPolls: options.maxConcurrentPolls, timing: options.timing) { key, outcome in
+        let budgetMetrics = BudgetMetrics(metrics)
+        let planStore = store
+        let budgets = SchedulerBudgets(counter: options.requestBudget) { report in
+            budgetMetrics.record(report)
+            // For `status`, which runs in another process; a lost write only leaves status one plan behind.
+            _ = planStore.enqueue { try $0.saveBudgetPlans(Engine.planRows(report)) }
+        }
+        scheduler = Scheduler(maxConcurrentPolls: options.maxConcurrentPolls, timing: options.timing,
+                              budgets: budgets) { key, outcome in
             Engine.logOutcome(log, key: key, outcome: outcome)
         }
     }
@@ -132,7 +143,26 @@ public final class Engine: Sendable {
     public func runner(for key: JobKey) -> PollRunner? { state.withLock { $0.runners[key] } }
 
     private static func job(_ runner: PollRunner) -> ScheduledJob {
-        ScheduledJob(key: runner.key, interval: runner.target.plan.interval) { _ = try await runner.runCycle() }
+        ScheduledJob(key: runner.key, interval: runner.target.plan.interval, budget: runner.target.plan.budget) {
+            let report = try await runner.runCycle()
+            // Another node polls this object (rule 19): tell the budget planner this cycle measured nothing.
+            if report.leaseOutcome != nil { RequestMeter.current?.markSkipped() }
+        }
+    }
+
+    /// The interval `key` waits between cycles: configured, or stretched by its connection's budget (rule 22).
+    public func effectiveInterval(_ key: JobKey) -> Duration? { scheduler.effectiveInterval(key) }
+
+    /// A budgeted connection's latest plan (rule 22).
+    public func budgetPlan(connection: String) -> BudgetPlanReport? { scheduler.budgetPlan(connection: connection) }
+
+    static func planRows(_ report: BudgetPlanReport) -> [BudgetPlanRow] {
+        // Only what this node measured: the node polling an object owns its row (other nodes read it, rule 22).
+        report.objects.filter(\.measuredHere).map { object in
+            BudgetPlanRow(connection: report.connection, object: object.object, configuredInterval: object.configured,
+                          effectiveInterval: report.plan.effective[object.object] ?? object.configured,
+                          costPerCycle: object.costPerCycle, perDay: report.limits.perDay, updatedAt: report.at)
+        }
     }
 
     // MARK: - Running

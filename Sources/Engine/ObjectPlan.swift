@@ -46,6 +46,8 @@ public struct ObjectPlan: Sendable {
     public var deleteGuard: DeleteGuardPolicy? = .defaults
     /// Which content changes become `updated` events (rule 5a).
     public var emit: EmitPolicy = .anyChange
+    /// The connection's request budget (rule 22): the scheduler stretches `interval` to fit it. nil: none.
+    public var budget: RequestBudgetLimits?
 
     public init(descriptor: ObjectDescriptor, interval: Duration, lookback: Duration = .seconds(1),
                 reconcileEvery: Duration? = .seconds(6 * 3600), initialSync: InitialSyncMode = .silent,

@@ -120,6 +120,15 @@ public protocol StateStoring: AuthStateStore, Sendable {
     func acquirePermit(name: String, capacity: Int, ttl: Duration) throws -> Int?
     func releasePermit(name: String, slot: Int) throws
 
+    // MARK: Request budgets (RequestBudgets.swift)
+
+    func admitRequest(connection: String, limits: RequestBudgetLimits, at now: Date) throws -> RequestAdmission
+    func refundRequest(connection: String, windows: RequestBudgetWindows) throws
+    func requestUsage(connection: String, at now: Date) throws -> RequestBudgetUsage
+    func saveBudgetPlans(_ plans: [BudgetPlanRow]) throws
+    func budgetPlans() throws -> [BudgetPlanRow]
+    func budgetPlans(connection: String) throws -> [BudgetPlanRow]
+
     // MARK: Retention and space (Retention.swift)
 
     @discardableResult

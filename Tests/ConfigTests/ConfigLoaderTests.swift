@@ -175,6 +175,38 @@ import Core
         }
     }
 
+    @Test("rule 22: budget is optional; per_day is required in it; bad values are listed with their JSON paths")
+    func budgetKey() throws {
+        let env = ConfigEnvironment(variables: ["T": "t"])
+        func connection(_ budget: String) -> String {
+            """
+            {"connections": [{"id": "gh", "provider": "github", "auth": {"type": "token", "token": {"env": "T"}},
+                              \(budget) "objects": [{"name": "a", "repository": "o/r"}]}]}
+            """
+        }
+        #expect(try ConfigLoader.load(data: Data(connection("").utf8), environment: env).connections[0].budget == nil)
+        let plain = try ConfigLoader.load(data: Data(connection(#""budget": {"per_day": 1000},"#).utf8), environment: env)
+        #expect(plain.connections[0].budget == RequestBudgetLimits(perDay: 1000, perMinute: nil, reserve: 0.1))
+        let full = try ConfigLoader.load(
+            data: Data(connection(#""budget": {"per_day": 1000, "per_minute": 100, "reserve": 0.25},"#).utf8),
+            environment: env)
+        #expect(full.connections[0].budget == RequestBudgetLimits(perDay: 1000, perMinute: 100, reserve: 0.25))
+
+        let cases: [(String, String)] = [
+            (#""budget": {"per_minute": 10},"#, "connections[0].budget.per_day"),
+            (#""budget": {"per_day": 0},"#, "connections[0].budget.per_day"),
+            (#""budget": {"per_day": 10000001},"#, "connections[0].budget.per_day"),
+            (#""budget": {"per_day": 100, "per_minute": 200},"#, "connections[0].budget.per_minute"),
+            (#""budget": {"per_day": 100, "reserve": 0.95},"#, "connections[0].budget.reserve"),
+            (#""budget": {"per_day": 100, "per_hour": 5},"#, "connections[0].budget.per_hour"),
+            (#""budget": 1000,"#, "connections[0].budget"),
+        ]
+        for (budget, path) in cases {
+            let found = problems(connection(budget), environment: env).map(\.path)
+            #expect(found.contains(path), "\(budget): \(found)")
+        }
+    }
+
     @Test("URLs with a port outside 1–65535 are refused, wherever they appear")
     func portsOutOfRange() {
         for port in ["99999", "0", "65536"] {
