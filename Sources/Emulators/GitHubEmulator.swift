@@ -32,7 +32,7 @@ public final class GitHubEmulator: Sendable {
     public let options: Options
     public let clock: EmulatorClock
     let state: Mutex<State>
-    private let server: Mutex<HTTPServer?>
+    private let listener: EmulatorListener<GitHubEmulator>
     /// `http://127.0.0.1:PORT`, the connection's `base_url`.
     public let baseURL: String
 
@@ -40,26 +40,13 @@ public final class GitHubEmulator: Sendable {
         self.options = options
         self.clock = clock
         state = Mutex(State(remaining: options.rateLimit, reset: clock.now().addingTimeInterval(3600)))
-        server = Mutex(nil)
-        let box = WeakBox()
-        let http = try HTTPServer(handler: { request in
-            guard let emulator = box.get() else { return .text("gone", status: 503) }
-            return await emulator.handle(request)
-        })
-        baseURL = http.baseURL
-        server.withLock { $0 = http }
-        box.set(self)
+        listener = try EmulatorListener { emulator, request in await emulator.handle(request) }
+        baseURL = listener.baseURL
+        listener.attach(self)
     }
 
     /// Stops the server. Always call it (tests use defer).
-    public func stop() {
-        let http = server.withLock { s -> HTTPServer? in
-            let current = s
-            s = nil
-            return current
-        }
-        http?.stop()
-    }
+    public func stop() { listener.stop() }
 
     // MARK: Mutation API
 
@@ -349,9 +336,3 @@ public final class GitHubEmulator: Sendable {
 }
 
 /// Breaks the emulator ↔ server cycle: the server's handler holds the emulator weakly.
-private final class WeakBox: Sendable {
-    private let value = Mutex<WeakRef?>(nil)
-    private struct WeakRef: @unchecked Sendable { weak var emulator: GitHubEmulator? }
-    func set(_ emulator: GitHubEmulator) { value.withLock { $0 = WeakRef(emulator: emulator) } }
-    func get() -> GitHubEmulator? { value.withLock { $0?.emulator } }
-}

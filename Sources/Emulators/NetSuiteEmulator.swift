@@ -58,31 +58,19 @@ public final class NetSuiteEmulator: Sendable {
     }
 
     private let state: Mutex<State>
-    private let server: Mutex<HTTPServer?>
+    private let listener: EmulatorListener<NetSuiteEmulator>
     /// `http://127.0.0.1:<port>`: pass as the connection's `base_url`.
     public let baseURL: String
 
     public init(options: Options) throws {
         state = Mutex(State(options: options))
-        server = Mutex(nil)
-        let box = WeakBox()
-        let httpServer = try HTTPServer(handler: { request in
-            guard let emulator = box.emulator else { return .text("emulator gone", status: 503) }
-            return await emulator.handle(request)
-        })
-        baseURL = httpServer.baseURL
-        server.withLock { $0 = httpServer }
-        box.set(self)
+        listener = try EmulatorListener { emulator, request in await emulator.handle(request) }
+        baseURL = listener.baseURL
+        listener.attach(self)
     }
 
     /// Stops the HTTP server. Safe to call twice.
-    public func stop() {
-        let s = server.withLock { s -> HTTPServer? in
-            defer { s = nil }
-            return s
-        }
-        s?.stop()
-    }
+    public func stop() { listener.stop() }
 
     public var stats: Stats { state.withLock { $0.stats } }
 
@@ -311,9 +299,3 @@ public final class NetSuiteEmulator: Sendable {
 }
 
 /// Breaks the emulator ↔ server reference cycle: the server's handler holds the emulator weakly.
-private final class WeakBox: Sendable {
-    private let reference = Mutex<WeakReference?>(nil)
-    private struct WeakReference: @unchecked Sendable { weak var value: NetSuiteEmulator? }
-    var emulator: NetSuiteEmulator? { reference.withLock { $0?.value } }
-    func set(_ emulator: NetSuiteEmulator) { reference.withLock { $0 = WeakReference(value: emulator) } }
-}

@@ -43,7 +43,7 @@ public final class ZohoBooksEmulator: Sendable {
     public let options: Options
     public let clock: EmulatorClock
     let state: Mutex<State>
-    private let server: Mutex<HTTPServer?>
+    private let listener: EmulatorListener<ZohoBooksEmulator>
     /// `http://127.0.0.1:PORT`: the accounts server (`accounts_url`) of this data center.
     public let accountsURL: String
     /// `http://127.0.0.1:PORT/books/v3`: the connection's `base_url`.
@@ -56,26 +56,13 @@ public final class ZohoBooksEmulator: Sendable {
         var initial = State(minuteStart: now, dayStart: now)
         initial.refreshTokens = [options.refreshToken]
         state = Mutex(initial)
-        server = Mutex(nil)
-        let box = ZohoWeakBox()
-        let http = try HTTPServer(handler: { request in
-            guard let emulator = box.get() else { return .text("gone", status: 503) }
-            return await emulator.handle(request)
-        })
-        accountsURL = http.baseURL
-        server.withLock { $0 = http }
-        box.set(self)
+        listener = try EmulatorListener { emulator, request in await emulator.handle(request) }
+        accountsURL = listener.baseURL
+        listener.attach(self)
     }
 
     /// Stops the server. Always call it (tests use defer).
-    public func stop() {
-        let http = server.withLock { s -> HTTPServer? in
-            let current = s
-            s = nil
-            return current
-        }
-        http?.stop()
-    }
+    public func stop() { listener.stop() }
 
     // MARK: Mutation API
 
@@ -358,9 +345,3 @@ enum ZohoTimeText {
 }
 
 /// Breaks the emulator ↔ server cycle: the server's handler holds the emulator weakly.
-private final class ZohoWeakBox: Sendable {
-    private let value = Mutex<WeakRef?>(nil)
-    private struct WeakRef: @unchecked Sendable { weak var emulator: ZohoBooksEmulator? }
-    func set(_ emulator: ZohoBooksEmulator) { value.withLock { $0 = WeakRef(emulator: emulator) } }
-    func get() -> ZohoBooksEmulator? { value.withLock { $0?.emulator } }
-}
