@@ -2,8 +2,8 @@
 // refresh-and-retry on 401, and Zoho's error answers mapped to `ProviderError` (docs/providers.md "Zoho Books").
 // Every request goes through the connection's `ProviderHTTP`, so only base_url's origin and the accounts server
 // receive credentials (docs/DESIGN.md §2 rule 13) and every wait is bounded (rule 12).
-public import Core
-public import Foundation
+import Core
+import Foundation
 import Crypto
 import HTTPClient
 

@@ -1,6 +1,6 @@
 // Zoho Books values: its `last_modified_time` form and the normalized `invoice` and `customer` models
 // (docs/models-zoho.md; wire facts in docs/providers.md "Zoho Books").
-public import Core
+import Core
 public import Foundation
 
 public enum ZohoBooksTime {
@@ -22,14 +22,6 @@ public enum ZohoBooksTime {
             }
         }
         return Timestamps.parseRFC3339(text)
-    }
-
-    /// `date` in Zoho's form at `offsetSeconds` east of UTC (the emulator's organization zone).
-    public static func format(_ date: Date, offsetSeconds: Int) -> String {
-        let local = Timestamps.rfc3339(date.addingTimeInterval(Double(offsetSeconds)))
-        let sign = offsetSeconds < 0 ? "-" : "+"
-        let minutes = abs(offsetSeconds) / 60
-        return String(local.dropLast()) + sign + String(format: "%02d%02d", minutes / 60, minutes % 60)
     }
 }
 
