@@ -1,5 +1,5 @@
-// `deltahook demo`: the README's first command. Emulated ServiceNow, GitHub and NetSuite with a change generator,
-// a receiver that verifies every signature, and the REAL daemon (`Daemon.run` with `DeltahookPipeline.make`, the
+// `deltahook demo`: the README's first command. Emulated ServiceNow, GitHub, NetSuite and Zoho Books (on a request
+// budget) with a change generator, a receiver that verifies every signature, and the REAL daemon (`Daemon.run` with `DeltahookPipeline.make`, the
 // exact code `deltahook run` runs) pointed at them through a generated config — all on 127.0.0.1, secrets in a
 // temporary $CREDENTIALS_DIRECTORY, state in a temporary directory removed at exit. No network, no config.
 //
@@ -28,11 +28,13 @@ struct DemoCommand: Command {
     ]
     static let details = """
         Starts emulated ServiceNow (incident → ticket, sys_user → user, OAuth client credentials), GitHub
-        (issues → ticket, token) and NetSuite (customer → customer, TBA) on 127.0.0.1 with a few records each,
+        (issues → ticket, token), NetSuite (customer → customer, TBA) and a Zoho Books organization (invoices →
+        invoice, contacts → customer, OAuth refresh token, on a request budget) on 127.0.0.1 with a few records each,
         a webhook receiver that verifies every Standard Webhooks signature with its own copy of the secret, and
         the real daemon (the supervisor, engine and dispatcher of `deltahook run`) against them. A change
-        generator edits records every second; each delivered event is printed as it arrives. Nothing leaves
-        the machine; state lives in a temporary directory that is removed at exit.
+        generator edits records every second; each delivered event is printed as it arrives. The summary shows
+        the Zoho connection's requests used against its budget and the intervals the planner stretched to fit
+        it. Nothing leaves the machine; state lives in a temporary directory that is removed at exit.
 
         Exit status: 0 when events arrived and every signature verified, 1 otherwise (or on a start-up
         failure), 64 for usage mistakes.
@@ -135,11 +137,12 @@ struct DemoCommand: Command {
 
     func banner(world: DemoWorld, directory: DemoDirectory) -> String {
         """
-        deltahook demo — emulated ServiceNow, GitHub and NetSuite on 127.0.0.1, a receiver that verifies every
+        deltahook demo — emulated ServiceNow, GitHub, NetSuite and Zoho Books on 127.0.0.1, a receiver that verifies every
         Standard Webhooks signature, and the real engine and dispatcher under the `deltahook run` supervisor.
           servicenow  \(world.servicenow.baseURL)  incident → ticket, sys_user → user  (OAuth client credentials)
           github      \(world.github.baseURL)  \(DemoWorld.githubOwner)/\(DemoWorld.githubRepository) issues → ticket  (token)
           netsuite    \(world.netsuite.baseURL)  customer → customer  (TBA, \(DemoWorld.netsuiteTimeZone))
+          zoho_books  \(world.zoho.baseURL)  invoices → invoice, contacts → customer  (OAuth refresh token; budget \(DemoWorld.zohoBudgetPerMinute)/min, \(DemoWorld.zohoBudgetPerDay)/day)
           receiver    \(world.receiver.url)  (its own copy of the signing secret)
           state       \(directory.path)  (removed at exit)
         Polling every second; a generator edits records every second. \(stopHint)
@@ -246,6 +249,7 @@ final class DemoFeedPrinter: Sendable {
                 s.store = try? StateStore(path: storePath, mode: .readOnly)
             }
             s.summary.pendingAtStop = try? s.store?.pendingCount()
+            if let store = s.store { s.summary.budgets = Self.budgets(store) }
             s.store = nil
             return s.summary
         }
@@ -272,6 +276,20 @@ final class DemoFeedPrinter: Sendable {
             s.printed = received.count
             output.out(text)
         }
+    }
+
+    /// The Zoho connection's budget as `status` reads it: today's and this minute's shared counts and the
+    /// scheduler's last stored plan. Empty when the store cannot say (the daemon never got that far).
+    private static func budgets(_ store: any StateStoring) -> [DemoBudget] {
+        let connection = DemoWorld.zohoConnection
+        let now = Date()
+        guard let plans = try? store.budgetPlans(connection: connection),
+              let usage = try? store.requestUsage(connection: connection, at: now) else { return [] }
+        let intervals = plans.map { DemoBudget.Interval(object: $0.object, configured: $0.configuredInterval,
+                                                        effective: $0.effectiveInterval) }
+        return [DemoBudget(connection: connection, usedToday: usage.usedToday, perDay: DemoWorld.zohoBudgetPerDay,
+                           usedThisMinute: usage.usedThisMinute, perMinute: DemoWorld.zohoBudgetPerMinute,
+                           intervals: intervals)]
     }
 
     /// When the engine's page commit created this event's delivery row for the demo's subscriber.

@@ -1,4 +1,4 @@
-// The demo's "users at work": every tick it mutates records in the emulated ServiceNow, GitHub and NetSuite
+// The demo's "users at work": every tick it mutates records in the emulated ServiceNow, GitHub, NetSuite and Zoho Books
 // through the emulators' own mutation APIs — creates, status moves, field edits, closes and, now and then, deletes —
 // so the daemon has real changes to detect. It never talks to deltahook; what the feed shows is only what the
 // engine found by polling.
@@ -8,9 +8,9 @@ import Synchronization
 
 /// One mutation the generator made, for `--verbose` output and tests.
 public struct DemoChange: Sendable, Hashable, CustomStringConvertible {
-    public enum Provider: String, Sendable, Hashable { case servicenow, github, netsuite }
+    public enum Provider: String, Sendable, Hashable { case servicenow, github, netsuite, zohoBooks = "zoho_books" }
     public var provider: Provider
-    /// `incident`, `sys_user`, `issues`, `customer`.
+    /// `incident`, `sys_user`, `issues`, `customer`, `invoices`, `contacts`.
     public var object: String
     /// created | updated | deleted
     public var kind: String
@@ -49,6 +49,7 @@ public final class DemoChangeGenerator: Sendable {
         var issues: [Int64] = []
         var customers: [Int64] = []
         var nextCustomer: Int64 = 104
+        var contacts: [(id: String, name: String)] = []
     }
 
     private let world: DemoWorld
@@ -67,6 +68,7 @@ public final class DemoChangeGenerator: Sendable {
         initial.issues = world.github.issues.map(\.number)
         initial.customers = DemoWorld.seededCustomers.map(\.id)
         initial.nextCustomer = (initial.customers.max() ?? 100) + 1
+        initial.contacts = world.zoho.records("contacts").map { ($0.id, $0.fields["contact_name"]?.stringValue ?? $0.id) }
         state = Mutex(initial)
     }
 
@@ -79,12 +81,12 @@ public final class DemoChangeGenerator: Sendable {
     }
 
     /// One tick: every provider changes something with probability 1/2, and at least one provider always does
-    /// (the providers take turns being the sure one), so each shows up within three ticks.
+    /// (the providers take turns being the sure one), so each shows up within four ticks.
     @discardableResult
     public func step(now: Date = Date()) -> [DemoChange] {
         state.withLock { s in
             s.tick += 1
-            let sure = DemoChange.Provider.allCases[s.tick % 3]
+            let sure = DemoChange.Provider.allCases[s.tick % DemoChange.Provider.allCases.count]
             var changes: [DemoChange] = []
             for provider in DemoChange.Provider.allCases where provider == sure || Bool.random(using: &s.random) {
                 let change: DemoChange?
@@ -92,6 +94,7 @@ public final class DemoChangeGenerator: Sendable {
                 case .servicenow: change = serviceNow(&s, now: now)
                 case .github: change = github(&s, now: now)
                 case .netsuite: change = netsuite(&s, now: now)
+                case .zohoBooks: change = zohoBooks(&s, now: now)
                 }
                 if let change { changes.append(change) }
             }
@@ -271,3 +274,46 @@ public final class DemoChangeGenerator: Sendable {
 }
 
 extension DemoChange.Provider: CaseIterable {}
+
+// MARK: Zoho Books: invoices are raised, sent, paid in part or in full, voided; a contact changes phone now and then.
+
+extension DemoChangeGenerator {
+    /// Invoice `status` values (Zoho Books API): where each one may go next.
+    private static let invoiceNext: [String: [String]] = ["draft": ["sent"], "sent": ["partially_paid", "paid", "void"],
+                                                          "partially_paid": ["paid"], "overdue": ["paid"]]
+
+    private func zohoBooks(_ s: inout State, now: Date) -> DemoChange? {
+        let zoho = world.zoho
+        let roll = Int.random(in: 0..<10, using: &s.random)
+        if roll == 9, let contact = s.contacts.randomElement(using: &s.random) {
+            let phone = "+91 80 \(Int.random(in: 1000_0000...9999_9999, using: &s.random))"
+            guard zoho.updateContact(contact.id, at: now, { $0["phone"] = .string(phone) }) != nil else { return nil }
+            return DemoChange(provider: .zohoBooks, object: "contacts", kind: "updated", summary: "\(contact.name) phone → \(phone)")
+        }
+        // Invoices that can still move (a paid or void one is final).
+        let open = zoho.records("invoices").filter { Self.invoiceNext[$0.fields["status"]?.stringValue ?? ""] != nil }.map(\.id)
+        if roll < 3 || open.isEmpty {
+            let contact = s.contacts.randomElement(using: &s.random) ?? (id: "460000000000900", name: "Zylker Traders")
+            let total = Double(Int.random(in: 5...80, using: &s.random) * 50)
+            let invoice = zoho.createInvoice(customerID: contact.id, customerName: contact.name, total: total, at: now)
+            let number = invoice.fields["invoice_number"]?.stringValue ?? invoice.id
+            return DemoChange(provider: .zohoBooks, object: "invoices", kind: "created", summary: "\(number) \(contact.name)")
+        }
+        let id = open[Int.random(in: 0..<open.count, using: &s.random)]
+        var summary = ""
+        let updated = zoho.updateInvoice(id, at: now) { fields in
+            let from = fields["status"]?.stringValue ?? "draft"
+            let to = Self.invoiceNext[from]?.randomElement(using: &s.random) ?? "sent"
+            let total = fields["total"]?.doubleValue ?? 0
+            fields["status"] = .string(to)
+            switch to {
+            case "paid": fields["balance"] = .double(0)
+            case "partially_paid": fields["balance"] = .double((total / 2).rounded())
+            default: break
+            }
+            summary = "\(fields["invoice_number"]?.stringValue ?? id) status \(from) → \(to)"
+        }
+        guard updated != nil else { return nil }
+        return DemoChange(provider: .zohoBooks, object: "invoices", kind: "updated", summary: summary)
+    }
+}

@@ -141,6 +141,64 @@ public struct DemoDelivery: Sendable {
     }
 }
 
+/// A budgeted connection at the end of the run (docs/DESIGN.md §2 rule 22), as `status` reads it from the store:
+/// the requests counted in the current UTC windows against the limits, and each object's interval as the planner
+/// last stretched it. The demo shows it so the budgeting is visible, not just asserted.
+public struct DemoBudget: Sendable {
+    public struct Interval: Sendable {
+        public var object: String
+        public var configured: Duration
+        public var effective: Duration
+        public init(object: String, configured: Duration, effective: Duration) {
+            self.object = object
+            self.configured = configured
+            self.effective = effective
+        }
+    }
+    public var connection: String
+    public var usedToday: Int
+    public var perDay: Int
+    public var usedThisMinute: Int
+    public var perMinute: Int?
+    public var intervals: [Interval]
+
+    public init(connection: String, usedToday: Int, perDay: Int, usedThisMinute: Int, perMinute: Int?,
+                intervals: [Interval]) {
+        self.connection = connection
+        self.usedToday = usedToday
+        self.perDay = perDay
+        self.usedThisMinute = usedThisMinute
+        self.perMinute = perMinute
+        self.intervals = intervals
+    }
+
+    /// `demo-zoho-books: 41 requests today of 86400, 23 this minute of 60; intervals contacts 2.3s (configured 1s), …`
+    public var line: String {
+        let minute = perMinute.map { ", \(usedThisMinute) this minute of \($0)" } ?? ""
+        let planned = intervals.map { i in
+            i.object + " " + Self.format(i.effective)
+                + (i.effective != i.configured ? " (configured \(Self.format(i.configured)))" : "")
+        }
+        return "\(connection): \(usedToday) requests today of \(perDay)\(minute); intervals "
+            + (planned.isEmpty ? "not planned yet" : planned.joined(separator: ", "))
+    }
+
+    /// Tenths of a second: a stretched interval is rarely whole, and milliseconds are noise here.
+    static func format(_ duration: Duration) -> String { String(format: "%.1fs", duration.seconds) }
+
+    public var json: JSONValue {
+        .object(JSONObject([
+            ("connection", .string(connection)), ("used_today", .integer(Int64(usedToday))),
+            ("per_day", .integer(Int64(perDay))), ("used_this_minute", .integer(Int64(usedThisMinute))),
+            ("per_minute", perMinute.map { .integer(Int64($0)) } ?? .null),
+            ("intervals", .object(JSONObject(intervals.map { i in
+                (i.object, .object(JSONObject([("configured_s", .double(i.configured.seconds)),
+                                               ("effective_s", .double(i.effective.seconds))])))
+            }))),
+        ]))
+    }
+}
+
 /// Totals for the closing summary. Events are counted once per `webhook-id` (a redelivery is a delivery, not a
 /// new event); latency percentiles use each event's first arrival.
 public struct DemoSummary: Sendable {
@@ -156,6 +214,8 @@ public struct DemoSummary: Sendable {
     /// Deliveries the store still held as pending when the daemon stopped (committed but not yet sent: the next
     /// start would send them); nil when unknown.
     public var pendingAtStop: Int?
+    /// Budgeted connections at the end of the run, read from the store; empty when unknown.
+    public var budgets: [DemoBudget] = []
 
     public init() {}
 
@@ -209,6 +269,7 @@ public struct DemoSummary: Sendable {
         if !eventsByType.isEmpty { lines += ["  events by type:", table(eventsByType)] }
         if !eventsByProvider.isEmpty { lines += ["  events by provider:", table(eventsByProvider)] }
         if !eventsBySource.isEmpty { lines += ["  events by provider/object:", table(eventsBySource)] }
+        if !budgets.isEmpty { lines += ["  request budgets (used vs budget, intervals as planned):"] + budgets.map { "    " + $0.line } }
         if events == 0 { lines.append("  no event arrived: the demo failed (run with --verbose to see the daemon's log)") }
         if signatureFailures > 0 { lines.append("  SIGNATURE FAILURES: a receiver would have rejected these deliveries") }
         return lines.joined(separator: "\n") + "\n"
@@ -228,7 +289,8 @@ public struct DemoSummary: Sendable {
             ("latency_p50_ms", latencyPercentile(50).map(JSONValue.double) ?? .null),
             ("latency_p99_ms", latencyPercentile(99).map(JSONValue.double) ?? .null),
             ("events_by_type", counts(eventsByType)), ("events_by_provider", counts(eventsByProvider)),
-            ("events_by_object", counts(eventsBySource)), ("ok", .bool(succeeded)),
+            ("events_by_object", counts(eventsBySource)), ("budgets", .array(budgets.map(\.json))),
+            ("ok", .bool(succeeded)),
         ])))]))
     }
 }

@@ -1,4 +1,5 @@
-// The world `deltahook demo` runs against: emulated ServiceNow, GitHub and NetSuite with a few seeded records, and a
+// The world `deltahook demo` runs against: emulated ServiceNow, GitHub, NetSuite and a Zoho Books organization (on a
+// request budget, docs/DESIGN.md §2 rule 22) with a few seeded records, and a
 // receiver that verifies every signature with its own copy of the secret. Everything listens on 127.0.0.1 with
 // ephemeral ports; every secret is generated per run (OpenSSL's CSPRNG) and known only to the emulator it belongs
 // to, the receiver and the credential files the demo writes for the daemon.
@@ -16,6 +17,10 @@ public struct DemoSecrets: Sendable {
     public var netsuiteConsumerSecret: String
     public var netsuiteTokenID: String
     public var netsuiteTokenSecret: String
+    /// Zoho's client ids are public (`1000.` + 30 characters); the client secret and refresh token are not.
+    public var zohoClientID = "1000.DELTAHOOKDEMOCLIENT"
+    public var zohoClientSecret: String
+    public var zohoRefreshToken: String
     public var webhookSecret: String
 
     /// Fresh random secrets.
@@ -24,6 +29,7 @@ public struct DemoSecrets: Sendable {
         return DemoSecrets(serviceNowClientSecret: try hex(16), githubToken: "ghp_" + (try hex(18)),
                            netsuiteConsumerKey: try hex(32), netsuiteConsumerSecret: try hex(32),
                            netsuiteTokenID: try hex(32), netsuiteTokenSecret: try hex(32),
+                           zohoClientSecret: try hex(21), zohoRefreshToken: "1000." + (try hex(32)),
                            webhookSecret: try StandardWebhooks.generateSecret())
     }
 
@@ -32,15 +38,17 @@ public struct DemoSecrets: Sendable {
         [("snow-client-secret", serviceNowClientSecret), ("github-token", githubToken),
          ("ns-consumer-key", netsuiteConsumerKey), ("ns-consumer-secret", netsuiteConsumerSecret),
          ("ns-token-id", netsuiteTokenID), ("ns-token-secret", netsuiteTokenSecret),
+         ("zoho-client-secret", zohoClientSecret), ("zoho-refresh-token", zohoRefreshToken),
          ("demo-webhook-secret", webhookSecret)]
     }
 }
 
-/// The three emulated providers and the verifying receiver of one demo run. `stop()` closes every listener.
+/// The four emulated providers and the verifying receiver of one demo run. `stop()` closes every listener.
 public final class DemoWorld: Sendable {
     public static let serviceNowConnection = "demo-servicenow"
     public static let githubConnection = "demo-github"
     public static let netsuiteConnection = "demo-netsuite"
+    public static let zohoConnection = "demo-zoho-books"
     public static let subscriber = "demo-receiver"
     /// NetSuite answers in the account's zone; a zone away from UTC shows the conversion doing its job.
     public static let netsuiteTimeZone = "America/Los_Angeles"
@@ -51,11 +59,22 @@ public final class DemoWorld: Sendable {
     public static let seededCustomers: [(id: Int64, company: String, status: String)] = [
         (101, "Acme Corporation", "13"), (102, "Globex Inc.", "13"), (103, "Initech", "6"),
     ]
+    /// The Zoho Books connection's `budget` (docs/DESIGN.md §2 rule 22). Zoho's free plan sells 1,000 requests a
+    /// day and 100 a minute; at the demo's one-second intervals its two objects would ask for about 120 a minute.
+    /// The budget windows are the real UTC minute and day and cannot be compressed, so the demo scales the plan
+    /// down in time instead: 60 a minute (54 planned after the default 10 % reserve) makes the planner stretch both
+    /// intervals to roughly 2–3 s within the first cycles, which the summary shows after a few seconds; `per_day` is
+    /// 60 × 1,440, the per-minute rate sustained all day, so the day window never binds tighter than the minute
+    /// one whatever the time of day the demo runs (a smaller per_day would stretch by an amount that depends on the
+    /// hours left until UTC midnight, and the demo would not behave the same twice).
+    public static let zohoBudgetPerMinute = 60
+    public static let zohoBudgetPerDay = 60 * 1440
 
     public let secrets: DemoSecrets
     public let servicenow: ServiceNowEmulator
     public let github: GitHubEmulator
     public let netsuite: NetSuiteEmulator
+    public let zoho: ZohoBooksEmulator
     public let receiver: ReceiverEmulator
 
     /// Starts every server (stopping the ones already started when a later one fails) and seeds the records.
@@ -79,11 +98,21 @@ public final class DemoWorld: Sendable {
                 credentials: .init(consumerKey: secrets.netsuiteConsumerKey, consumerSecret: secrets.netsuiteConsumerSecret,
                                    tokenID: secrets.netsuiteTokenID, tokenSecret: secrets.netsuiteTokenSecret)))
             started.append(netsuite.stop)
+            // The organization keeps Zoho's real 100-a-minute limit (the budget stays under it); its daily limit is
+            // raised with the budget's, so a demo left running for hours is not cut off by the emulator's own count.
+            var zohoOptions = ZohoBooksEmulator.Options()
+            zohoOptions.clientID = secrets.zohoClientID
+            zohoOptions.clientSecret = secrets.zohoClientSecret
+            zohoOptions.refreshToken = secrets.zohoRefreshToken
+            zohoOptions.perDayLimit = Self.zohoBudgetPerDay
+            let zoho = try ZohoBooksEmulator(options: zohoOptions)
+            started.append(zoho.stop)
             let receiver = try ReceiverEmulator(secrets: [secrets.webhookSecret])
             started.append(receiver.stop)
             self.servicenow = servicenow
             self.github = github
             self.netsuite = netsuite
+            self.zoho = zoho
             self.receiver = receiver
         } catch {
             for stop in started.reversed() { stop() }
@@ -97,6 +126,7 @@ public final class DemoWorld: Sendable {
         servicenow.stop()
         github.stop()
         netsuite.stop()
+        zoho.stop()
         receiver.stop()
     }
 
@@ -144,6 +174,16 @@ public final class DemoWorld: Sendable {
                             fields: DemoWorld.customerFields(id: customer.id, company: customer.company,
                                                             status: customer.status))
         }
+
+        let contacts = ["Zylker Traders", "Bowman & Co", "Candid Crafts"].enumerated().map { index, name in
+            zoho.createContact(name: name, email: "accounts@" + name.lowercased().filter(\.isLetter) + ".example",
+                               at: past.addingTimeInterval(Double(40 + index)))
+        }
+        for (index, contact) in contacts.enumerated() {
+            let name = contact.fields["contact_name"]?.stringValue ?? ""
+            zoho.createInvoice(customerID: contact.id, customerName: name, total: Double(250 * (index + 1)),
+                               at: past.addingTimeInterval(Double(50 + index)))
+        }
     }
 
     /// The columns of a NetSuite customer row as SuiteQL returns them (strings, "T"/"F" booleans).
@@ -189,6 +229,18 @@ public final class DemoWorld: Sendable {
                                              ("token_id", credential("ns-token-id")),
                                              ("token_secret", credential("ns-token-secret"))]))),
                 ("objects", .array([object("customer", "customer")])),
+            ])),
+            .object(JSONObject([
+                ("id", .string(Self.zohoConnection)), ("provider", .string("zoho_books")),
+                ("organization_id", .string(zoho.options.organizationID)), ("base_url", .string(zoho.baseURL)),
+                ("accounts_url", .string(zoho.accountsURL)),
+                ("budget", .object(JSONObject([("per_day", .integer(Int64(Self.zohoBudgetPerDay))),
+                                               ("per_minute", .integer(Int64(Self.zohoBudgetPerMinute)))]))),
+                ("auth", .object(JSONObject([("type", .string("oauth_refresh")),
+                                             ("client_id", .string(secrets.zohoClientID)),
+                                             ("client_secret", credential("zoho-client-secret")),
+                                             ("refresh_token", credential("zoho-refresh-token"))]))),
+                ("objects", .array([object("invoices", "invoice"), object("contacts", "customer")])),
             ])),
         ]
         let subscriber: JSONValue = .object(JSONObject([

@@ -1,5 +1,6 @@
 // `deltahook demo` (issue 7 item 8): the built binary runs the emulators, the change generator, the verifying
-// receiver and the real daemon, prints events from all three providers and a summary with no signature failure,
+// receiver and the real daemon, prints events from all four providers and a summary with no signature failure
+// and the Zoho Books connection's request budget (used vs budget, stretched intervals),
 // exits 0 after --duration and removes its temporary directory. In-process: the summary counts a delivery signed
 // with the wrong secret as a failure (so exit 1), and the generator's edits reach all three emulators.
 import Core
@@ -20,7 +21,7 @@ struct DemoTests {
         return env
     }
 
-    @Test("the binary: events from ServiceNow, GitHub and NetSuite, all verified, exit 0 after --duration, cleanup")
+    @Test("the binary: events from ServiceNow, GitHub, NetSuite and Zoho Books, all verified, the Zoho budget in the summary, exit 0 after --duration, cleanup")
     func builtBinaryRunsTheDemo() async throws {
         let binary = try #require(BuiltBinary.deltahook(), "build first: swift build")
         let result = try await ProcessRunner.run(binary, ["demo", "--duration", "8s"], environment: environment,
@@ -30,13 +31,23 @@ struct DemoTests {
         #expect(result.status == 0, "\(report)")
 
         let eventLines = result.stdout.split(separator: "\n").filter { $0.contains(" ✓ ") || $0.contains(" ✗ ") }
-        for source in ["servicenow/incident", "servicenow/sys_user", "github/issues", "netsuite/customer"] {
+        for source in ["servicenow/incident", "servicenow/sys_user", "github/issues", "netsuite/customer",
+                       "zoho_books/invoices", "zoho_books/contacts"] {
             #expect(eventLines.contains { $0.contains(source) }, "no \(source) event; \(report)")
         }
         #expect(eventLines.contains { $0.contains("ticket.created") }, "\(report)")
         #expect(!eventLines.contains { $0.contains(" ✗ ") }, "\(report)")
         #expect(result.stdout.contains("signature failures: 0"), "\(report)")
         #expect(result.stdout.contains("events by provider:"), "\(report)")
+        #expect(result.stdout.contains("  zoho_books  "), "the banner names the Zoho organization; \(report)")
+        // The Zoho connection's budget: requests counted against it, and intervals the planner stretched past the
+        // configured second (60 a minute cannot carry two objects polled every second).
+        let budgetLine = try #require(result.stdout.split(separator: "\n").first {
+            $0.contains("\(DemoWorld.zohoConnection): ") && $0.contains("requests today of \(DemoWorld.zohoBudgetPerDay)")
+        }, "no budget line; \(report)")
+        #expect(budgetLine.contains("this minute of \(DemoWorld.zohoBudgetPerMinute)"), "\(budgetLine)")
+        #expect(budgetLine.contains("invoices ") && budgetLine.contains("contacts "), "\(budgetLine)")
+        #expect(budgetLine.contains("(configured 1.0s)"), "stretched: \(budgetLine)")
 
         // The banner names the temporary directory; it is gone after the exit.
         let stateLine = try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("  state ") }, "\(report)")
@@ -60,7 +71,12 @@ struct DemoTests {
         let events = objects.dropLast()
         #expect(!events.isEmpty)
         #expect(events.allSatisfy { $0["signature_verified"] == .bool(true) }, "\(report)")
-        #expect(Set(events.compactMap { $0["provider"]?.stringValue }) == ["servicenow", "github", "netsuite"], "\(report)")
+        #expect(Set(events.compactMap { $0["provider"]?.stringValue }) == ["servicenow", "github", "netsuite", "zoho_books"],
+                "\(report)")
+        let budget = try #require(summary["budgets"]?.arrayValue?.first, "\(report)")
+        #expect(budget["connection"]?.stringValue == DemoWorld.zohoConnection)
+        #expect((budget["used_today"]?.int64Value ?? 0) > 0, "the Zoho requests are counted: \(report)")
+        #expect(budget["per_minute"] == .integer(Int64(DemoWorld.zohoBudgetPerMinute)))
         #expect(events.allSatisfy { $0["webhook_id"]?.stringValue?.hasPrefix("evt_") == true })
         #expect(summary["signature_failures"] == .integer(0) && summary["ok"] == .bool(true), "\(report)")
         #expect(summary["events"]?.int64Value == Int64(Set(events.compactMap { $0["webhook_id"]?.stringValue }).count))
@@ -152,12 +168,13 @@ struct DemoTests {
         #expect(!DemoSummary().succeeded, "no event at all is a failed demo")
     }
 
-    @Test("the change generator edits records in all three emulators, with creates and updates")
+    @Test("the change generator edits records in all four emulators, with creates and updates")
     func generatorTouchesEveryProvider() throws {
         let world = try DemoWorld(secrets: try DemoSecrets.generate())
         defer { world.stop() }
         #expect(world.servicenow.ids("incident").count == 3 && world.servicenow.ids("sys_user").count == 3)
         #expect(world.github.issues.count == 3 && world.netsuite.rowCount("customer") == 3)
+        #expect(world.zoho.records("invoices").count == 3 && world.zoho.records("contacts").count == 3)
 
         let generator = DemoChangeGenerator(world: world, seed: 42)
         var changes: [DemoChange] = []
@@ -165,7 +182,7 @@ struct DemoTests {
         for tick in 0..<60 { changes += generator.step(now: start.addingTimeInterval(Double(tick))) }
         for provider in DemoChange.Provider.allCases {
             let mine = changes.filter { $0.provider == provider }
-            #expect(mine.count >= 15, "every provider is the sure one every third tick: \(provider)")
+            #expect(mine.count >= 15, "every provider is the sure one every fourth tick: \(provider)")
             #expect(mine.contains { $0.kind == "created" } && mine.contains { $0.kind == "updated" }, "\(provider)")
         }
         #expect(changes.contains { $0.kind == "deleted" })
