@@ -1,7 +1,7 @@
 // Where the state lives, for the daemon and every CLI command: one SQLite file in the state directory, or a
 // PostgreSQL database several daemons share (docs/DESIGN.md §6 `store`). One place decides how either is opened.
 public import Config
-public import Core
+import Core
 import Foundation
 import PostgresStore
 public import Store
