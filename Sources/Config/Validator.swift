@@ -94,13 +94,15 @@ struct Validator {
             r.reportUnknownKeys()
         }
         let store = root.object("store").map(validateStore) ?? .defaults
+        let hints = validateHints(root)
+        checkHintListener(hints, http: http, connections: connections)
         root.allow(["subscribers", "connections"])
         root.reportUnknownKeys()
 
         guard problems.problems.isEmpty else { return nil }
         return DeltahookConfig(stateDirectory: stateDirectory, logLevel: logLevel, http: http, connections: connections,
                                subscribers: subscribers, delivery: delivery, shutdownTimeout: shutdownTimeout,
-                               retention: retention, store: store)
+                               retention: retention, store: store, hints: hints)
     }
 
     // MARK: Connections
@@ -112,6 +114,7 @@ struct Validator {
         let id = c.object["id"]?.stringValue ?? "?"
         // Provider-independent: checked even when the provider is unknown, so every problem is listed at once.
         let limits = validateLimits(c)
+        let hints = validateConnectionHints(c)
         guard let provider = c.choice("provider", Provider.self, required: true) else {
             // Without a provider the provider-specific keys cannot be judged; accept them all to avoid noise, but
             // check what every connection and object shares, so "every problem at once" stays true.
@@ -166,7 +169,7 @@ struct Validator {
         }
         guard let baseURL, let auth, let settings, let connectionID = c.object["id"]?.stringValue else { return nil }
         return ConnectionConfig(id: connectionID, provider: provider, baseURL: baseURL, auth: auth, objects: objects,
-                                settings: settings, limits: limits)
+                                settings: settings, limits: limits, hints: hints)
     }
 
     /// `max_provider_wait`, `max_clock_skew`, `max_response_bytes` (docs/DESIGN.md §2 rules 12, 14, 18).

@@ -35,8 +35,10 @@ public final class DeltahookPipeline: Pipeline {
         // picks up what the CLI writes from another process).
         let wake = dispatcher
         store.observeCommittedEvents { _ in wake.notifyNewEvents() }
+        var engineOptions = Engine.Options()
+        engineOptions.onCycle = context.cycleObserver
         engine = Engine(store: store, logger: context.logger, metrics: context.metrics,
-                        router: Wiring.router(for: config.subscribers))
+                        router: Wiring.router(for: config.subscribers), options: engineOptions)
         // Start order: dispatcher, engine — so shutdown (reverse) stops polling before draining deliveries.
         services = [DispatcherService(dispatcher: dispatcher, transport: transport, store: store),
                     EngineService(engine: engine, stallAfterStart: context.stallEngineLiveness, logger: context.logger)]
@@ -89,6 +91,11 @@ public final class DeltahookPipeline: Pipeline {
     /// Each subscriber's `rate_limit` becomes this node's share: rate/`nodes` (1 = a daemon alone).
     public func setClusterSize(_ nodes: Int) {
         dispatcher.setClusterSize(nodes)
+    }
+
+    @discardableResult
+    public func triggerHintedPoll(connection: String, object: String) -> Int {
+        engine.trigger(connection: connection, object: object, reason: .hint)
     }
 
     public func engineLiveness() async -> (alive: Bool, reason: String) {

@@ -35,6 +35,9 @@ public final class Engine: Sendable {
         public var timing = RetryTiming()
         /// How often the supervisor beats. The daemon's watchdog should allow several beats.
         public var heartbeatInterval: Duration = .seconds(1)
+        /// Told about every finished cycle and what started it (the demo marks events from hinted polls). Runs
+        /// on the cycle's task, so it must return at once.
+        public var onCycle: (@Sendable (CycleReport, CycleTrigger) -> Void)?
         public init() {}
     }
 
@@ -55,6 +58,9 @@ public final class Engine: Sendable {
     private let clock = ContinuousClock()
     private let lastBeat: Mutex<ContinuousClock.Instant>
     private let beatStalled = Mutex(false)
+    /// Objects with a hint-triggered cycle owed: set before the doorbell rings, taken by the next cycle, so that
+    /// cycle's log line says `TRIGGER=hint` (a hint never changes what the cycle reads or emits, rule 23).
+    private let hinted = HintedKeys()
 
     public init(store: any StateStoring, logger: Logger, metrics: MetricsRegistry? = nil,
                 router: @escaping EventRouter, options: Options = Options(),
@@ -94,7 +100,7 @@ public final class Engine: Sendable {
                 }
             }
             state.runners = runners
-            return state.started ? runners.values.map(Self.job) : nil
+            return state.started ? runners.values.map(job) : nil
         }
         if let jobs { scheduler.update(jobs: jobs) }
     }
@@ -107,8 +113,14 @@ public final class Engine: Sendable {
     /// The runner of one object (tests, status).
     public func runner(for key: JobKey) -> PollRunner? { state.withLock { $0.runners[key] } }
 
-    private static func job(_ runner: PollRunner) -> ScheduledJob {
-        ScheduledJob(key: runner.key, interval: runner.target.plan.interval) { _ = try await runner.runCycle() }
+    private func job(_ runner: PollRunner) -> ScheduledJob {
+        let hinted = self.hinted
+        let onCycle = options.onCycle
+        return ScheduledJob(key: runner.key, interval: runner.target.plan.interval) {
+            let trigger: CycleTrigger = hinted.take(runner.key) ? .hint : .schedule
+            let report = try await runner.runCycle(trigger: trigger)
+            onCycle?(report, trigger)
+        }
     }
 
     // MARK: - Running
@@ -120,7 +132,7 @@ public final class Engine: Sendable {
             guard !state.started else { return nil }
             state.started = true
             state.supervisor = Task { [self] in await supervise() }
-            return state.runners.values.map(Self.job)
+            return state.runners.values.map(job)
         }
         if let jobs { scheduler.update(jobs: jobs) }
     }
@@ -151,10 +163,12 @@ public final class Engine: Sendable {
     }
 
     /// Starts a cycle of `connection` (or just `object`) now, or right after the running one (push hints,
-    /// operator). Returns how many scheduled objects were triggered (0 before `start()`).
+    /// operator). Returns how many scheduled objects were triggered (0 before `start()`). `reason` only labels
+    /// the cycle (`TRIGGER=hint` in its log line); rings before a cycle starts coalesce into that one cycle.
     @discardableResult
-    public func trigger(connection: String, object: String? = nil) -> Int {
+    public func trigger(connection: String, object: String? = nil, reason: CycleTrigger = .operator) -> Int {
         let keys = self.keys.filter { $0.connection == connection && (object == nil || $0.object == object) }
+        if reason == .hint { hinted.insert(keys) }
         return keys.filter { scheduler.trigger($0) }.count
     }
 
@@ -203,6 +217,13 @@ public final class Engine: Sendable {
                 lastBeat.withLock { $0 = instant }
             }
         }
+    }
+
+    /// The keys owed a hinted cycle; a class so each job's closure can hold it without holding the engine.
+    private final class HintedKeys: Sendable {
+        private let keys = Mutex<Set<JobKey>>([])
+        func insert(_ new: [JobKey]) { keys.withLock { $0.formUnion(new) } }
+        func take(_ key: JobKey) -> Bool { keys.withLock { $0.remove(key) != nil } }
     }
 
     private static func logOutcome(_ logger: Logger, key: JobKey, outcome: CycleOutcome) {
