@@ -187,7 +187,7 @@ final class HintGate: Sendable {
         self.metrics = metrics
         self.logger = logger
         metrics?.declare(Self.receivedMetric, kind: .counter,
-                         help: "Push hints received, by outcome (accepted, coalesced, ping, unauthorized, unknown, too_large, rate_limited, bad_request).",
+                         help: "Push hints received, by outcome (accepted, coalesced, ping, unauthorized, unknown, rate_limited).",
                          labels: ["connection", "outcome"])
         metrics?.declare(Self.pollsMetric, kind: .counter, help: "Polls started by push hints.",
                          labels: ["connection", "object"])

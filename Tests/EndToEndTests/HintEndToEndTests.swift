@@ -27,8 +27,17 @@ struct HintEndToEndTests {
 
         // GitHub style: change, hint, delivery. The bound is generous (debounce + 2 s) so a loaded machine cannot
         // flake it; the measured figure is printed (the target is within 100 ms of the window).
+        let firstHint = Date()
         let gh = try #require(await rig.measure(rig.gh, connection: "gh", issue: ghIssue, title: "hinted gh",
                                                 hint: true, timeout: .seconds(3)), "stderr: \(rig.stderr.suffix(3000))")
+        // A second change and hint inside the same debounce window: its poll waits for the window's end (one poll
+        // per object per window) and then runs at once.
+        let second = try #require(await rig.measure(rig.gh, connection: "gh", issue: ghIssue, title: "inside window",
+                                                    hint: true, timeout: .seconds(3)), "stderr: \(rig.stderr.suffix(3000))")
+        let secondArrival = try #require(rig.arrivals("gh", issue: ghIssue, title: "inside window").first)
+        let afterWindow = secondArrival.timeIntervalSince(firstHint.addingTimeInterval(1))
+        print("hint inside the window → delivery \(second); \(Int(afterWindow * 1000)) ms after the window's end")
+        #expect(afterWindow > -0.05, "a hint inside the window must not start a second poll in it")
         // Standard Webhooks style.
         let sw = try #require(await rig.measure(rig.sw, connection: "sw", issue: swIssue, title: "hinted sw",
                                                 hint: true, timeout: .seconds(3)), "stderr: \(rig.stderr.suffix(3000))")
