@@ -70,4 +70,60 @@ struct HintEndToEndTests {
         #expect(metrics.contains(#"outcome="unauthorized""#) && metrics.contains(#"outcome="ping""#))
         #expect(rig.stderr.contains("push hints rejected"))
     }
+
+    @Test("a flood of 10,000 valid hints in about 10 s starts at most one poll per object per debounce window")
+    func flood() async throws {
+        let rig = try HintRig()
+        let issue = rig.gh.createIssue(title: "seed")
+        // The rate limit is raised so every hint of the flood is valid and reaches the debouncer.
+        try rig.start(interval: "1h", debounce: "1s", logLevel: "info", maxPerMinute: 1_000_000)
+        #expect(await Wait.until(timeout: .seconds(60)) { !rig.arrivals("gh", issue: issue, title: "seed").isEmpty })
+        let listsBefore = rig.gh.arrivedListRequests
+        let started = ContinuousClock.now
+        // 10 senders × 1,000 hints, paced to 10 s in total; the object changes now and then during the flood.
+        let (hints, gh) = (rig.sender, rig.gh)
+        let accepted = await withTaskGroup(of: Int.self) { group in
+            for sender in 0..<10 {
+                group.addTask {
+                    var ok = 0
+                    for index in 0..<1_000 {
+                        let due = started + .milliseconds(index * 10)
+                        if due > ContinuousClock.now { try? await Task.sleep(until: due, clock: .continuous) }
+                        if sender == 0, index % 100 == 0 { gh.updateIssue(issue.number) { $0.title = "flood \(index)" } }
+                        if await hints.issueChanged(issue, action: "edited") == 202 { ok += 1 }
+                    }
+                    return ok
+                }
+            }
+            return await group.reduce(0, +)
+        }
+        let elapsed = ContinuousClock.now - started
+        // The last change is delivered (the trailing poll after the flood sees it)…
+        #expect(await Wait.until(timeout: .seconds(10)) { !rig.arrivals("gh", issue: issue, title: "flood 900").isEmpty })
+        try await Task.sleep(for: .seconds(1.5)) // the window after the flood's last hint closes
+        let polls = rig.stderr.components(separatedBy: "push hint triggered a poll").count - 1
+        let lists = rig.gh.arrivedListRequests - listsBefore
+        // Hinted polls are at least a window apart: at 0, 1, … s and one trailing poll after the last hint.
+        let windows = Int((elapsed / .seconds(1)).rounded(.down)) + 2
+        print("flood: \(accepted) of 10000 hints accepted in \(elapsed); \(polls) hinted polls, \(lists) list requests, \(windows) windows")
+        // Every hint reached the debouncer (202), bar a rare client timeout on a loaded machine.
+        #expect(accepted >= 9_900)
+        // …and the flood caused at most one poll per debounce window (plus the trailing one).
+        #expect(polls >= 2 && polls <= windows, "\(polls) polls in \(windows) windows")
+        #expect(lists <= polls, "\(lists) list requests for \(polls) polls")
+    }
+
+    @Test("SIGHUP gives a connection hints, and the next hint uses them")
+    func reloadAddsHints() async throws {
+        let rig = try HintRig()
+        let issue = rig.sw.createIssue(title: "seed sw")
+        try rig.start(interval: "1h", swHints: false)
+        #expect(await Wait.until(timeout: .seconds(60)) { !rig.arrivals("sw", issue: issue, title: "seed sw").isEmpty })
+        #expect(try await rig.standardHint() == 404)
+        try rig.writeConfig(interval: "1h", swHints: true)
+        rig.daemon?.signal(SIGHUP)
+        #expect(await Wait.until(timeout: .seconds(20)) { rig.stderr.contains("configuration reloaded") })
+        #expect(await rig.measure(rig.sw, connection: "sw", issue: issue, title: "after reload", hint: true,
+                                  timeout: .seconds(5)) != nil, "stderr: \(rig.stderr.suffix(2000))")
+    }
 }

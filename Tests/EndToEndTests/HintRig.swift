@@ -49,10 +49,23 @@ final class HintRig {
     }
 
     /// Writes the config and starts the daemon. `hints: false` leaves hints out (the interval-only baseline).
-    func start(interval: String, debounce: String = "1s", hints: Bool = true, logLevel: String = "info") throws {
+    func start(interval: String, debounce: String = "1s", hints: Bool = true, logLevel: String = "info",
+               maxPerMinute: Int = 600, swHints: Bool = true) throws {
+        try writeConfig(interval: interval, debounce: debounce, hints: hints, logLevel: logLevel,
+                        maxPerMinute: maxPerMinute, swHints: swHints)
+        daemon = try DaemonProcess(arguments: ["run", "--config", configPath], environment: [
+            "E2E_GITHUB_TOKEN": hintGitHubToken, "E2E_WEBHOOK_SECRET": hintWebhookSecret,
+            "E2E_GH_HOOK": hintGitHubSecret, "E2E_SW_HOOK": hintStandardSecret,
+        ], directory: directory.path)
+    }
+
+    /// Writes the config (also for a SIGHUP reload). `swHints: false` leaves `sw` without hints.
+    func writeConfig(interval: String, debounce: String = "1s", hints: Bool = true, logLevel: String = "info",
+                     maxPerMinute: Int = 600, swHints: Bool = true) throws {
         func connection(_ id: String, _ emulator: GitHubEmulator, _ hintsJSON: String) -> String {
-            """
-            {"id": "\(id)", "provider": "github", "base_url": "\(emulator.baseURL)",\(hints ? hintsJSON : "")
+            let withHints = hints && (id == "gh" || swHints)
+            return """
+            {"id": "\(id)", "provider": "github", "base_url": "\(emulator.baseURL)",\(withHints ? hintsJSON : "")
              "auth": {"type": "token", "token": {"env": "E2E_GITHUB_TOKEN"}},
              "objects": [{"name": "issues", "repository": "octo-org/hello", "model": "ticket",
                           "interval": "\(interval)", "initial_sync": "emit"}]}
@@ -61,7 +74,7 @@ final class HintRig {
         let config = """
             {"state_directory": "\(directory.path)/state", "log_level": "\(logLevel)", "shutdown_timeout": "5s",
              "http": {"listen": "127.0.0.1:\(port)"},
-             "hints": {"debounce": "\(debounce)"},
+             "hints": {"debounce": "\(debounce)", "max_per_minute": \(maxPerMinute)},
              "connections": [
                \(connection("gh", gh, #" "hints": {"style": "github", "secret": {"env": "E2E_GH_HOOK"}},"#)),
                \(connection("sw", sw, #" "hints": {"style": "standard", "secret": {"env": "E2E_SW_HOOK"}},"#))],
@@ -69,10 +82,6 @@ final class HintRig {
                               "events": ["*"], "allow_insecure_http": true, "allow_private_network": true}]}
             """
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
-        daemon = try DaemonProcess(arguments: ["run", "--config", configPath], environment: [
-            "E2E_GITHUB_TOKEN": hintGitHubToken, "E2E_WEBHOOK_SECRET": hintWebhookSecret,
-            "E2E_GH_HOOK": hintGitHubSecret, "E2E_SW_HOOK": hintStandardSecret,
-        ], directory: directory.path)
     }
 
     var stderr: String { daemon?.stderr ?? "" }
