@@ -38,7 +38,7 @@ let package = Package(
         // The PostgreSQL store backend (libpq through CPostgres), built on Store's abstractions.
         .target(name: "PostgresStore", dependencies: ["CPostgres", "Store", "Core"], path: "Sources/PostgresStore",
                 swiftSettings: strict),
-        .target(name: "Config", dependencies: ["Core"], swiftSettings: strict),
+        .target(name: "Config", dependencies: ["Core", "Crypto"], swiftSettings: strict),
         .target(name: "HTTPClient", dependencies: ["CCurl", "Core"], swiftSettings: strict),
         .target(name: "HTTPServer", dependencies: ["Core"], swiftSettings: strict),
 
@@ -61,8 +61,10 @@ let package = Package(
                                          "Delivery", "Emulators", "Crypto", "HTTPClient", "HTTPServer"],
                           swiftSettings: strict),
 
-        // MARK: Benchmark harness (Scripts/bench), not shipped
-        .executableTarget(name: "DeltahookBench", dependencies: ["Core", "Crypto", "Engine", "Store", "Logging"],
+        // MARK: Benchmark harness (Scripts/bench, soak, bench-cluster), not shipped. Emulators and PostgresStore for
+        // bench-cluster: it serves the providers and the receiver, and reads the nodes' shared store.
+        .executableTarget(name: "DeltahookBench", dependencies: ["Core", "Crypto", "Engine", "Store", "Logging",
+                                                                 "Emulators", "PostgresStore"],
                           swiftSettings: strict),
 
         // MARK: Tests

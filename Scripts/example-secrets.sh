@@ -12,7 +12,7 @@ chmod 0700 "$dir"
 umask 0077
 rand() { head -c "$1" /dev/urandom | base64 | tr -d '\n/+=' ; }
 for name in snow-client-secret snow-refresh-token ns-consumer-key ns-consumer-secret ns-token-id \
-            ns-token-secret github-token orders-api-key; do
+            ns-token-secret github-token orders-api-key zoho-client-secret zoho-refresh-token; do
     printf 'dummy-%s\n' "$(rand 24)" > "$dir/$name"
 done
 printf 'whsec_%s\n' "$(head -c 32 /dev/urandom | base64 | tr -d '\n')" > "$dir/crm-webhook-secret"

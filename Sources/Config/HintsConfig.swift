@@ -1,7 +1,7 @@
 // Push hints (docs/DESIGN.md §6 `hints`, §2 rule 23): a provider's webhook tells the daemon that something
 // changed, and the daemon polls. The hint body is never data; only the poll is. Kept in its own file so the
 // shared config files stay small (the top-level `hints` block and each connection's `hints` key).
-public import Core
+import Core
 
 /// The top-level `hints` block: where hints are heard and how many polls they may cause.
 public struct HintsConfig: Sendable, Hashable {

@@ -56,9 +56,39 @@ public struct DeltahookConfig: Sendable {
     }
 
     public func connection(id: String) -> ConnectionConfig? { connections.first { $0.id == id } }
+
+    /// Which connections differ from `old` (a reload's summary): ids added, changed (another revision) and removed.
+    public func connectionChanges(since old: DeltahookConfig) -> ConnectionChanges {
+        let before = Dictionary(old.connections.map { ($0.id, $0.revision) }, uniquingKeysWith: { a, _ in a })
+        let now = Set(connections.map(\.id))
+        var changes = ConnectionChanges()
+        for connection in connections {
+            guard let revision = before[connection.id] else { changes.added.append(connection.id); continue }
+            if revision != connection.revision || revision.isEmpty { changes.changed.append(connection.id) }
+        }
+        changes.removed = before.keys.filter { !now.contains($0) }
+        changes.added.sort()
+        changes.changed.sort()
+        changes.removed.sort()
+        return changes
+    }
+
     /// Configured (connection, object) pairs: what a cluster's nodes divide among themselves.
     public var objectCount: Int { connections.reduce(0) { $0 + $1.objects.count } }
     public func subscriber(id: String) -> SubscriberConfig? { subscribers.first { $0.id == id } }
+}
+
+/// Connection ids a reload adds, changes and removes, each sorted.
+public struct ConnectionChanges: Sendable, Equatable {
+    public var added: [String] = []
+    public var changed: [String] = []
+    public var removed: [String] = []
+
+    public init(added: [String] = [], changed: [String] = [], removed: [String] = []) {
+        self.added = added
+        self.changed = changed
+        self.removed = removed
+    }
 }
 
 /// `log_level` names; the Logging module maps them to its `LogLevel` by name.
@@ -83,6 +113,15 @@ public struct ConnectionConfig: Sendable {
     public var settings: ConnectionSettings
     /// Bounds on what this provider's answers may make the daemon do (docs/DESIGN.md §2 rules 12, 14, 18).
     public var limits: ConnectionLimits = .defaults
+    /// The file this connection was read from (config.json or a `connections.d` file), for
+    /// `deltahook connections list`, logs and problems; nil when validated from a document without a file.
+    public var source: String? = nil
+    /// A digest of the connection's JSON and its resolved secret values: equal revisions mean nothing about the
+    /// connection changed, so a reload leaves its polling untouched (a rotated secret file changes it too).
+    /// Never shown: it is derived from secrets.
+    public var revision: String = ""
+    /// `budget`: requests per UTC day and minute the connection may send (docs/DESIGN.md §2 rule 22); nil: none.
+    public var budget: RequestBudgetLimits?
     /// `hints`: how this connection's push hints are authenticated; nil = it takes none (docs/DESIGN.md §6).
     public var hints: ConnectionHints?
 }
@@ -130,6 +169,8 @@ public enum AuthConfig: Sendable {
     case header(name: String, value: Secret)
     /// rest: no authentication.
     case none
+    /// Zoho Books: the OAuth refresh-token grant at the data center's accounts server.
+    case oauthRefresh(clientID: String, clientSecret: Secret, refreshToken: Secret)
 
     public var secrets: [Secret] {
         switch self {
@@ -141,6 +182,7 @@ public enum AuthConfig: Sendable {
         case .netsuiteTBA(let a, let b, let c, let d): [a, b, c, d]
         case .header(_, let value): [value]
         case .none: []
+        case .oauthRefresh(_, let clientSecret, let refreshToken): [clientSecret, refreshToken]
         }
     }
 }

@@ -2,16 +2,25 @@
 
 /// One configuration mistake: where (`connections[1].objects[0].interval`) and what is expected.
 public struct ConfigProblem: Sendable, Hashable, CustomStringConvertible {
-    /// The JSON path, or "" for problems with the file as a whole.
+    /// The JSON path, or "" for problems with the file as a whole. Paths in `connections.d` files start at the
+    /// file's root, `$` (`$.objects[0].interval`, or `$[2].id` in a file holding a list).
     public let path: String
     public let message: String
+    /// The `connections.d` file the problem is in; nil for the main config file (named by `ConfigError.file`), so
+    /// the familiar `path: message` rendering of config.json problems stays as it was.
+    public let file: String?
 
-    public init(path: String, message: String) {
+    public init(path: String, message: String, file: String? = nil) {
         self.path = path
         self.message = message
+        self.file = file
     }
 
-    public var description: String { path.isEmpty ? message : "\(path): \(message)" }
+    /// `path: message`, or `file: $.path: message` for a problem in a connection file.
+    public var description: String {
+        let located = path.isEmpty ? message : "\(path): \(message)"
+        return file.map { "\($0): \(located)" } ?? located
+    }
 }
 
 /// A config that cannot be used, with every problem found. Never contains a secret value.
@@ -25,6 +34,9 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
         self.problems = problems
     }
 
+    /// The file `problem` is in: its own (a `connections.d` file) or the main config file.
+    public func file(of problem: ConfigProblem) -> String? { problem.file ?? file }
+
     public var description: String {
         let head = problems.count == 1 ? "1 problem" : "\(problems.count) problems"
         let origin = file.map { "config \($0) has " } ?? "config has "
@@ -35,9 +47,12 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
 /// Collects problems while a validation pass walks the document. Used by one pass on one thread only.
 final class ProblemList {
     private(set) var problems: [ConfigProblem] = []
+    /// The connection file being walked (nil: the main config file); every problem added is labelled with it,
+    /// so the generic walk needs no file parameter.
+    var file: String?
 
     func add(_ path: String, _ message: String) {
-        problems.append(ConfigProblem(path: path, message: message))
+        problems.append(ConfigProblem(path: path, message: message, file: file))
     }
 }
 

@@ -2,6 +2,27 @@
 // Provider-specific keys are read by each provider's `ProviderSchema` (Config/Providers/), not here.
 import Foundation
 import Core
+import Crypto
+
+/// A `connections.d` file: its path and parsed JSON (one connection object or an array of them).
+struct ConnectionFile {
+    var path: String
+    var json: JSONValue
+}
+
+/// Connection ids seen so far, in order, with where each was first defined (to name both places of a duplicate).
+struct ConnectionIDs {
+    private(set) var ordered: [String] = []
+    private var origins: [String: (file: String?, path: String)] = [:]
+
+    var count: Int { ordered.count }
+    func origin(of id: String) -> (file: String?, path: String)? { origins[id] }
+
+    mutating func add(_ id: String, file: String?, path: String) {
+        ordered.append(id)
+        if origins[id] == nil { origins[id] = (file, path) }
+    }
+}
 
 struct Validator {
     let environment: ConfigEnvironment
@@ -9,7 +30,8 @@ struct Validator {
 
     static let defaultStateDirectory = "/var/lib/deltahook"
 
-    func validate(_ json: JSONValue) -> DeltahookConfig? {
+    func validate(_ json: JSONValue, mainFile: String? = nil, connectionFiles: [ConnectionFile] = [],
+                  unreadableFiles: Int = 0) -> DeltahookConfig? {
         guard let root = Fields(json, path: "", problems: problems) else { return nil }
 
         var stateDirectory = Validator.defaultStateDirectory
@@ -22,6 +44,8 @@ struct Validator {
             // systemd sets $STATE_DIRECTORY from StateDirectory= (a colon-separated list when several).
             stateDirectory = String(fromSystemd)
         }
+        // Read by ConfigLoader before the walk (it decides which files exist); only its type is checked here.
+        _ = root.string("connections_directory", expected: "a directory path, absolute or relative to the config file")
         let logLevel = root.choice("log_level", ConfigLogLevel.self) ?? .info
         var http: HTTPListenConfig?
         if let h = root.object("http") {
@@ -33,23 +57,36 @@ struct Validator {
         let shutdownTimeout = root.duration("shutdown_timeout", minimum: .milliseconds(1)) ?? .seconds(10)
 
         var connections: [ConnectionConfig] = []
-        var connectionIDs: [String] = []
-        if let items = root.array("connections", required: true, expected: "an array of connections") {
-            if items.isEmpty { problems.add("connections", "is empty; configure at least one connection") }
-            for (value, path) in items {
-                guard let c = Fields(value, path: path, problems: problems) else { continue }
-                if let id = c.string("id", required: true, expected: "a connection id such as \"acme-snow\"") {
-                    if checkIdentifier(id, path: c.child("id")) {
-                        if connectionIDs.contains(id) {
-                            problems.add(c.child("id"), "duplicate connection id \"\(id)\"; ids must be unique")
-                        }
-                        connectionIDs.append(id)
-                    }
-                }
-                if let connection = validateConnection(c) { connections.append(connection) }
-                c.reportUnknownKeys()
+        var ids = ConnectionIDs()
+        let inline = root.array("connections", expected: "an array of connections")
+        for (value, path) in inline ?? [] {
+            if let connection = validateConnectionEntry(value, path: path, source: mainFile, ids: &ids) {
+                connections.append(connection)
             }
         }
+        // One file per connection (or a list of them), in name order; the same walk, labelled with the file.
+        for file in connectionFiles {
+            problems.file = file.path
+            defer { problems.file = nil }
+            let items: [(JSONValue, String)]
+            if let array = file.json.arrayValue {
+                if array.isEmpty { problems.add("$", "is an empty list; put one connection object (or a list of them) in the file, or remove the file") }
+                items = array.enumerated().map { ($1, "$[\($0)]") }
+            } else {
+                items = [(file.json, "$")]
+            }
+            for (value, path) in items {
+                if let connection = validateConnectionEntry(value, path: path, source: file.path, ids: &ids) {
+                    connections.append(connection)
+                }
+            }
+        }
+        if inline == nil && !root.has("connections") && connectionFiles.isEmpty && unreadableFiles == 0 {
+            problems.add("connections", "is required; expected an array of connections (or one *.json file per connection in the connections directory)")
+        } else if inline?.isEmpty == true && connectionFiles.isEmpty && unreadableFiles == 0 {
+            problems.add("connections", "is empty; configure at least one connection (here or as *.json files in the connections directory)")
+        }
+        let connectionIDs = ids.ordered
 
         var subscribers: [SubscriberConfig] = []
         var subscriberIDs: [String] = []
@@ -96,7 +133,7 @@ struct Validator {
         let store = root.object("store").map(validateStore) ?? .defaults
         let hints = validateHints(root)
         checkHintListener(hints, http: http, connections: connections)
-        root.allow(["subscribers", "connections"])
+        root.allow(["subscribers", "connections", "connections_directory"])
         root.reportUnknownKeys()
 
         guard problems.problems.isEmpty else { return nil }
@@ -107,6 +144,40 @@ struct Validator {
 
     // MARK: Connections
 
+    /// One connection object at `path`: id (unique across config.json and every connection file), then its keys.
+    func validateConnectionEntry(_ value: JSONValue, path: String, source: String?, ids: inout ConnectionIDs)
+        -> ConnectionConfig?
+    {
+        guard let c = Fields(value, path: path, problems: problems) else { return nil }
+        if let id = c.string("id", required: true, expected: "a connection id such as \"acme-snow\"") {
+            if checkIdentifier(id, path: c.child("id")) {
+                if let first = ids.origin(of: id) {
+                    if first.file == source {
+                        problems.add(c.child("id"), "duplicate connection id \"\(id)\"; ids must be unique")
+                    } else {
+                        problems.add(c.child("id"), "duplicate connection id \"\(id)\", also defined in "
+                            + "\(first.file ?? "the config") at \(first.path); ids must be unique across config.json "
+                            + "and the connections directory (rename one, or remove the older file)")
+                    }
+                }
+                ids.add(id, file: source, path: c.child("id"))
+            }
+        }
+        var connection = validateConnection(c)
+        c.reportUnknownKeys()
+        connection?.source = source
+        if let secrets = connection?.auth.secrets {
+            // The JSON as written plus the resolved secret values (a rotated secret file is a change too).
+            var material = JSONValue.object(c.object).canonicalBytes()
+            for secret in secrets {
+                material.append(0)
+                material += Array(secret.unredactedValue.utf8)
+            }
+            connection?.revision = Digest.sha256(material).hexString
+        }
+        return connection
+    }
+
     /// Reads the keys every connection shares; the provider's schema (`provider.schema`, one per provider in
     /// `Config/Providers/`) reads its own keys, says whether `base_url` is required or derived, and lists the auth
     /// kinds and models it accepts.
@@ -115,6 +186,7 @@ struct Validator {
         // Provider-independent: checked even when the provider is unknown, so every problem is listed at once.
         let limits = validateLimits(c)
         let hints = validateConnectionHints(c)
+        let budget = validateBudget(c)
         guard let provider = c.choice("provider", Provider.self, required: true) else {
             // Without a provider the provider-specific keys cannot be judged; accept them all to avoid noise, but
             // check what every connection and object shares, so "every problem at once" stays true.
@@ -168,8 +240,30 @@ struct Validator {
             }
         }
         guard let baseURL, let auth, let settings, let connectionID = c.object["id"]?.stringValue else { return nil }
-        return ConnectionConfig(id: connectionID, provider: provider, baseURL: baseURL, auth: auth, objects: objects,
-                                settings: settings, limits: limits, hints: hints)
+        var connection = ConnectionConfig(id: connectionID, provider: provider, baseURL: baseURL, auth: auth,
+                                          objects: objects, settings: settings, limits: limits)
+        connection.budget = budget
+        connection.hints = hints
+        return connection
+    }
+
+    /// `budget`: `{"per_day": 1000, "per_minute": 100, "reserve": 0.1}` — requests the connection may send per
+    /// UTC day (required, 1…10,000,000) and per minute (optional), and the share of the day left unplanned for
+    /// sweeps and token refreshes (docs/DESIGN.md §2 rule 22). Absent: no budget.
+    func validateBudget(_ c: Fields) -> RequestBudgetLimits? {
+        guard c.has("budget") else { return nil }
+        guard let b = c.object("budget", expected: "an object such as {\"per_day\": 1000}") else { return nil }
+        defer { b.reportUnknownKeys() }
+        let perDay = b.integer("per_day", in: 1...10_000_000)
+        if !b.has("per_day") { problems.add(b.child("per_day"), "is required; expected an integer from 1 to 10000000") }
+        let perMinute = b.integer("per_minute", in: 1...10_000_000)
+        if let perDay, let perMinute, perMinute > perDay {
+            problems.add(b.child("per_minute"), "\(perMinute) is more than per_day (\(perDay)); the day's limit would bind first")
+        }
+        let reserve = b.number("reserve", in: 0...0.9, expected: "a fraction from 0 to 0.9, e.g. 0.1")
+            ?? RequestBudgetLimits.defaultReserve
+        guard let perDay else { return nil }
+        return RequestBudgetLimits(perDay: perDay, perMinute: perMinute, reserve: reserve)
     }
 
     /// `max_provider_wait`, `max_clock_skew`, `max_response_bytes` (docs/DESIGN.md §2 rules 12, 14, 18).

@@ -7,6 +7,7 @@
 // nodes are alive (a subscriber's rate_limit is shared among them). At shutdown it runs last and leaves the
 // cluster: every lease is released at once, so another node takes over without waiting out the ttl.
 import Core
+import Dispatch
 import Foundation
 import Logging
 import Store
@@ -22,6 +23,9 @@ final class ClusterService: Service {
     /// Told the number of alive nodes (this one included) after every beat.
     private let onClusterSize: @Sendable (Int) -> Void
     private let stop = Doorbell()
+    /// The heartbeat's own lane: not the store's job queue, where it would wait behind page commits and
+    /// delivery batches — a busy node must not lose its leases because its own work kept the beat waiting.
+    private let lane = DispatchQueue(label: "deltahook.cluster")
 
     init(store: any StateStoring, node: NodeIdentity, leaseTTL: Duration, registry: MetricsRegistry, logger: Logger,
          onClusterSize: @escaping @Sendable (Int) -> Void) {
@@ -66,7 +70,8 @@ final class ClusterService: Service {
     func beat() async {
         let ttl = leaseTTL
         do {
-            let (lost, alive, held) = try await store.perform { store in
+            let store = self.store
+            let (lost, alive, held) = try await onLane {
                 let lost = try store.heartbeat()
                 let nodes = try store.nodes(aliveWithin: ttl)
                 let mine = try store.pollLeases().filter { $0.owner == self.node.id && !$0.expired }.count
@@ -83,6 +88,12 @@ final class ClusterService: Service {
         } catch {
             logger.error("cluster heartbeat failed; leases expire after lease_ttl if this continues",
                          ["NODE": node.id, "LEASE_TTL": DurationText.format(ttl)], error: error)
+        }
+    }
+
+    private func onLane<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            lane.async { continuation.resume(with: Result { try body() }) }
         }
     }
 

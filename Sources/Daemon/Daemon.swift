@@ -251,6 +251,16 @@ public enum Daemon {
             new.register(in: scrubber)
             try await pipeline.apply(new)
             state.setConfig(new)
+            // Leases of objects the reload removed are given up, so the node's fair share counts only what it polls.
+            do {
+                let configured = Set(new.connections.flatMap { connection in
+                    connection.objects.map { LeaseKey(connection: connection.id, object: $0.name) }
+                })
+                try store.releasePollLeases(notIn: configured)
+            } catch {
+                logger.warning("could not release the poll leases of removed objects; they expire after lease_ttl",
+                               error: error)
+            }
             store.updateClusterObjects(new.objectCount)
             registry.increment(DaemonMetric.reloads, labels: ["ok"])
             let delivery = (new.delivery.retrySchedule, new.delivery.jitter, new.delivery.pauseAfter,
@@ -262,13 +272,21 @@ public enum Daemon {
             {
                 logger.warning("state_directory, http, hints.listen, log_level and delivery changes take effect after a restart")
             }
-            logger.notice("configuration reloaded", ["CONNECTIONS": String(new.connections.count),
-                                                     "SUBSCRIBERS": String(new.subscribers.count)])
+            // Only these connections were touched; every other one kept its schedule, cursors and leases.
+            let changes = new.connectionChanges(since: old)
+            func list(_ ids: [String]) -> String { ids.isEmpty ? "-" : ids.joined(separator: ",") }
+            logger.notice("configuration reloaded",
+                          ["CONNECTIONS": String(new.connections.count), "SUBSCRIBERS": String(new.subscribers.count),
+                           "SUMMARY": "added \(changes.added.count), changed \(changes.changed.count), "
+                               + "removed \(changes.removed.count)",
+                           "ADDED": list(changes.added), "CHANGED": list(changes.changed),
+                           "REMOVED": list(changes.removed)])
         } catch let error as ConfigError {
             registry.increment(DaemonMetric.reloads, labels: ["rejected"])
             for problem in error.problems {
                 logger.error("reload rejected; the running configuration stays in force",
-                             ["CONFIG": options.configPath, "PROBLEM": problem.description])
+                             ["CONFIG": options.configPath, "FILE": error.file(of: problem) ?? options.configPath,
+                              "PROBLEM": problem.description])
             }
         } catch {
             registry.increment(DaemonMetric.reloads, labels: ["failed"])

@@ -14,9 +14,13 @@ public final class DeltahookPipeline: Pipeline {
     let engine: Engine
     let dispatcher: Dispatcher
     let transport: CurlHTTPClient
+    /// The shared request count of budgeted connections (docs/DESIGN.md §2 rule 22).
+    let requestBudget: StoreRequestBudget
     let store: any StateStoring
     let logger: Logger
     let stallEngineLiveness: Bool
+    /// What the last successful `apply` built, per connection id (reused for connections a reload left unchanged).
+    private let applied = Mutex<[String: AppliedConnection]>([:])
     /// The engine beats every second; three missed beats mean it is stuck.
     static let livenessWindow: Duration = .seconds(3)
 
@@ -35,7 +39,10 @@ public final class DeltahookPipeline: Pipeline {
         // picks up what the CLI writes from another process).
         let wake = dispatcher
         store.observeCommittedEvents { _ in wake.notifyNewEvents() }
+        // One count per connection for every node, in the store (docs/DESIGN.md §2 rule 22).
+        requestBudget = StoreRequestBudget(store: store, logger: context.logger)
         var engineOptions = Engine.Options()
+        engineOptions.requestBudget = requestBudget
         engineOptions.onCycle = context.cycleObserver
         engine = Engine(store: store, logger: context.logger, metrics: context.metrics,
                         router: Wiring.router(for: config.subscribers), options: engineOptions)
@@ -60,13 +67,32 @@ public final class DeltahookPipeline: Pipeline {
 
     /// Builds every source, plan and subscriber setting first; only when all succeed are they handed to the
     /// engine and the dispatcher, so a config that cannot be applied leaves the running one untouched.
+    ///
+    /// A connection whose revision (its JSON and resolved secrets) is unchanged keeps the targets built last time —
+    /// same adapters, so cached auth tokens and client limits survive — and the engine leaves its schedule alone;
+    /// only added and changed connections are built anew (docs/DESIGN.md §6, one file per connection).
     public func apply(_ config: DeltahookConfig) async throws {
-        let targets: [PollTarget]
-        var problems: [ConfigProblem]
+        let previous = applied.withLock { $0 }
         // The daemon is always a cluster node (of one on SQLite), so per-account limits go through the store.
-        (targets, problems) = DeltahookPipeline.targets(for: config, transport: transport, logger: logger,
-                                                        authState: store,
-                                                        permits: StoreClusterPermits(store: store, logger: logger))
+        let permits = StoreClusterPermits(store: store, logger: logger)
+        var targets: [PollTarget] = []
+        var built: [String: AppliedConnection] = [:]
+        var problems: [ConfigProblem] = []
+        for (index, connection) in config.connections.enumerated() {
+            if !connection.revision.isEmpty, let old = previous[connection.id], old.revision == connection.revision {
+                targets += old.targets
+                built[connection.id] = old
+                continue
+            }
+            do {
+                let made = try Wiring.targets(for: connection, transport: transport, logger: logger, authState: store,
+                                              permits: permits, budget: requestBudget)
+                targets += made
+                built[connection.id] = AppliedConnection(revision: connection.revision, targets: made)
+            } catch {
+                problems.append(DeltahookPipeline.problem(for: connection, index: index, error: error))
+            }
+        }
         var settings: [SubscriberSettings] = []
         for (index, subscriber) in config.subscribers.enumerated() {
             do {
@@ -78,14 +104,38 @@ public final class DeltahookPipeline: Pipeline {
         if !problems.isEmpty { throw ConfigError(file: nil, problems: problems) }
         dispatcher.setSubscribers(settings)
         engine.update(targets: targets, router: Wiring.router(for: config.subscribers))
+        applied.withLock { $0 = built }
         for connection in config.connections {
+            // Unchanged connections were announced when they were applied; a reload names only what it changed.
+            if let old = previous[connection.id], old.revision == connection.revision, !connection.revision.isEmpty {
+                continue
+            }
             logger.info("polling connection", [.connection: connection.id, "PROVIDER": connection.provider.rawValue,
-                                               "OBJECTS": connection.objects.map(\.name).joined(separator: ",")])
+                                               "OBJECTS": connection.objects.map(\.name).joined(separator: ","),
+                                               "SOURCE": connection.source ?? "-"])
+        }
+        for id in previous.keys.sorted() where built[id] == nil {
+            logger.info("stopped polling connection; its state stays in the store until pruned", [.connection: id])
         }
         for subscriber in config.subscribers {
             logger.info("delivering to subscriber", [.subscriber: subscriber.id,
                                                      "EVENTS": subscriber.events.map(\.pattern).joined(separator: ",")])
         }
+    }
+
+    /// The targets applied per connection id, with the revision they were built from.
+    struct AppliedConnection: Sendable {
+        var revision: String
+        var targets: [PollTarget]
+    }
+
+    /// A connection whose adapters cannot be built becomes a config problem naming the connection and its source
+    /// file: exit 78 at start, a rejected reload later — the daemon never runs a config with a connection silently
+    /// missing.
+    static func problem(for connection: ConnectionConfig, index: Int, error: any Error) -> ConfigProblem {
+        ConfigProblem(path: "connections[\(index)]",
+                      message: "connection \"\(connection.id)\"\(connection.source.map { " (from \($0))" } ?? ""): "
+                          + String(describing: error))
     }
 
     /// Each subscriber's `rate_limit` becomes this node's share: rate/`nodes` (1 = a daemon alone).
@@ -109,10 +159,12 @@ public final class DeltahookPipeline: Pipeline {
     /// adapters cannot be built becomes a config problem with its JSON path: exit 78 at start, a rejected reload
     /// later — the daemon never runs a config with a connection silently missing.
     static func targets(for config: DeltahookConfig, transport: any HTTPTransport, logger: Logger,
-                        authState: (any AuthStateStore)? = nil, permits: (any ClusterPermits)? = nil)
+                        authState: (any AuthStateStore)? = nil, permits: (any ClusterPermits)? = nil,
+                        budget: (any RequestBudget)? = nil)
         -> (targets: [PollTarget], problems: [ConfigProblem])
     {
-        let wired = Wiring.build(config, transport: transport, logger: logger, authState: authState, permits: permits)
+        let wired = Wiring.build(config, transport: transport, logger: logger, authState: authState, permits: permits,
+                                 budget: budget)
         let problems = wired.failures.map { failure in
             let index = config.connections.firstIndex { $0.id == failure.connection }
             return ConfigProblem(path: index.map { "connections[\($0)]" } ?? "connections",

@@ -27,6 +27,12 @@ public enum DaemonMetric {
     public static let quarantined = "deltahook_quarantined_records"
     /// 1 while the object's last sweep is held by the mass-delete guard (rule 17).
     public static let sweepHeld = "deltahook_sweep_held"
+    /// Request budgets (rule 22), shared with the engine (which sets them at each plan); recomputed here from the
+    /// store, so every node shows the cluster's count even while the connection is stopped until the day rolls.
+    public static let budgetUsed = "deltahook_budget_requests_used"
+    public static let budgetLimit = "deltahook_budget_requests_limit"
+    public static let budgetProjected = "deltahook_budget_requests_projected"
+    public static let budgetInterval = "deltahook_budget_effective_interval_seconds"
 
     static func declare(in registry: MetricsRegistry, version: String) {
         registry.declare(up, kind: .gauge, help: "1 while the daemon's engine and store answer the liveness probe.")
@@ -54,6 +60,15 @@ public enum DaemonMetric {
                          labels: ["connection", "object"])
         registry.declare(sweepHeld, kind: .gauge,
                          help: "1 while the object's last sweep is held by the mass-delete guard.",
+                         labels: ["connection", "object"])
+        registry.declare(budgetUsed, kind: .gauge, help: "Requests the connection sent today (UTC day, all nodes).",
+                         labels: ["connection"])
+        registry.declare(budgetLimit, kind: .gauge, help: "The connection's budget.per_day.", labels: ["connection"])
+        registry.declare(budgetProjected, kind: .gauge,
+                         help: "Requests the connection will have sent by the day's end at the current plan.",
+                         labels: ["connection"])
+        registry.declare(budgetInterval, kind: .gauge,
+                         help: "Seconds between cycles of the object under its connection's request budget.",
                          labels: ["connection", "object"])
     }
 }
@@ -142,6 +157,13 @@ public final class MetricsService: Service {
         })
         registry.replace(DaemonMetric.sweepHeld, with: report.objects.map { o in
             ([o.connection, o.object], o.heldSweep == nil ? 0 : 1)
+        })
+        registry.replace(DaemonMetric.budgetUsed, with: report.budgets.map { ([$0.connection], Double($0.usedToday)) })
+        registry.replace(DaemonMetric.budgetLimit, with: report.budgets.map { ([$0.connection], Double($0.perDay)) })
+        registry.replace(DaemonMetric.budgetProjected,
+                         with: report.budgets.map { ([$0.connection], Double($0.projectedToday)) })
+        registry.replace(DaemonMetric.budgetInterval, with: report.budgets.flatMap { b in
+            b.objects.map { ([b.connection, $0.object], $0.effective.seconds) }
         })
     }
 

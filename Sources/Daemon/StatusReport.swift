@@ -47,6 +47,42 @@ public struct StatusReport: Sendable {
         public var orphaned: Int = 0
     }
 
+    /// One connection with a request budget (docs/DESIGN.md §2 rule 22), from the scheduler's latest stored plan
+    /// and today's shared count.
+    public struct BudgetRow: Sendable {
+        public struct Object: Sendable {
+            public var object: String
+            public var configured: Duration
+            public var effective: Duration
+            /// Requests one cycle is charged, on average.
+            public var costPerCycle: Double
+        }
+        public var connection: String
+        public var perDay: Int
+        public var usedToday: Int
+        /// Requests by the end of the UTC day at the current intervals and costs.
+        public var projectedToday: Int
+        /// When `perDay` is reached at the current rate; nil: not today.
+        public var runsOutAt: Date?
+        public var objects: [Object]
+
+        /// Projects today's use from the plan's intervals and costs: used + rate × the rest of the UTC day.
+        public static func make(connection: String, plans: [BudgetPlanRow], usedToday: Int, now: Date) -> BudgetRow {
+            let objects = plans.map { Object(object: $0.object, configured: $0.configuredInterval,
+                                             effective: $0.effectiveInterval, costPerCycle: $0.costPerCycle) }
+            let perDay = plans.max { $0.updatedAt < $1.updatedAt }?.perDay ?? 0
+            let rate = objects.reduce(0.0) { $0 + max($1.costPerCycle, 0) / max($1.effective.seconds, 0.001) }
+            let left = RequestBudgetWindows.secondsLeftInDay(at: now)
+            let projected = Double(usedToday) + rate * left
+            var runsOut: Date?
+            if projected > Double(perDay), rate > 0 {
+                runsOut = now.addingTimeInterval(max(0, Double(perDay - usedToday)) / rate)
+            }
+            return BudgetRow(connection: connection, perDay: perDay, usedToday: usedToday,
+                             projectedToday: Int(min(projected.rounded(), 1e15)), runsOutAt: runsOut, objects: objects)
+        }
+    }
+
     public var generatedAt: Date
     public var objects: [ObjectRow]
     public var subscribers: [SubscriberRow]
@@ -55,6 +91,8 @@ public struct StatusReport: Sendable {
     public var storage: StorageSummary? = nil
     /// The daemons that heartbeat into this store (a SQLite daemon is a cluster of one), by id.
     public var nodes: [NodeStatus] = []
+    /// Connections with a request budget that the scheduler has planned, by connection.
+    public var budgets: [BudgetRow] = []
 
     /// Connections whose latest poll of any object failed.
     public var failingConnections: Set<String> {
@@ -125,9 +163,22 @@ public struct StatusReport: Sendable {
                 oldestPendingAgeSeconds: backlog.oldestPendingCreatedAt.map { max(0, now.timeIntervalSince($0)) },
                 configured: subscribers.contains(id), orphaned: backlog.orphaned))
         }
+        // Budgets of the configured connections (all stored ones when no config lists objects).
+        let configuredConnections = Set(objects.map(\.0))
+        let plans = Dictionary(grouping: try store.budgetPlans(), by: \.connection)
+        var budgets: [BudgetRow] = []
+        for (connection, rows) in plans.sorted(by: { $0.key < $1.key })
+        where configuredConnections.isEmpty || configuredConnections.contains(connection) {
+            let configuredRows = rows.filter {
+                configuredObjects.isEmpty || configuredObjects.contains(ObjectKey(connection: connection, object: $0.object))
+            }
+            guard !configuredRows.isEmpty else { continue }
+            let used = try store.requestUsage(connection: connection, at: now).usedToday
+            budgets.append(BudgetRow.make(connection: connection, plans: configuredRows, usedToday: used, now: now))
+        }
         return StatusReport(generatedAt: now, objects: objectRows, subscribers: subscriberRows,
                             pendingTotal: try store.pendingCount(), storage: try store.storageSummary(),
-                            nodes: try store.nodes(aliveWithin: aliveWithin))
+                            nodes: try store.nodes(aliveWithin: aliveWithin), budgets: budgets)
     }
 
     private struct ObjectKey: Hashable {
@@ -184,9 +235,24 @@ public struct StatusReport: Sendable {
                 "orphaned": .integer(Int64(s.orphaned)),
             ]
         }
+        let budgetValues: [JSONValue] = budgets.map { b in
+            [
+                "connection": .string(b.connection), "per_day": .integer(Int64(b.perDay)),
+                "used_today": .integer(Int64(b.usedToday)), "projected_today": .integer(Int64(b.projectedToday)),
+                "runs_out_at": time(b.runsOutAt),
+                "objects": .array(b.objects.map { o in
+                    [
+                        "object": .string(o.object), "configured_interval_seconds": number(o.configured.seconds),
+                        "effective_interval_seconds": number(o.effective.seconds),
+                        "requests_per_cycle": number(o.costPerCycle),
+                    ]
+                }),
+            ]
+        }
         return [
             "generated_at": .string(Timestamps.rfc3339(generatedAt)),
             "daemon": daemon,
+            "budgets": .array(budgetValues),
             "pending_total": .integer(Int64(pendingTotal)),
             "objects": .array(objectValues),
             "subscribers": .array(subscriberValues),
@@ -260,8 +326,24 @@ public struct StatusReport: Sendable {
                 s.reason.map { StatusReport.oneLine($0, limit: 60) } ?? "-",
             ])
         }
-        return StatusReport.render(objectTable) + heldLines + "\n" + StatusReport.render(subscriberTable)
+        return StatusReport.render(objectTable) + heldLines + budgetsText() + "\n" + StatusReport.render(subscriberTable)
             + "\n" + nodesText(ago: ago) + "\npending deliveries: \(pendingTotal)\n" + storageText(ago: ago)
+    }
+
+    /// "request budgets:" and a table per budgeted connection (rule 22): used and projected against per_day, when
+    /// it runs out at the current rate, and each object's effective interval (with the configured one when stretched).
+    func budgetsText() -> String {
+        guard !budgets.isEmpty else { return "" }
+        var table: [[String]] = [["CONNECTION", "USED TODAY", "PROJECTED", "RUNS OUT", "INTERVALS"]]
+        for b in budgets {
+            let intervals = b.objects.map { o in
+                o.object + " " + DurationText.format(o.effective)
+                    + (o.effective != o.configured ? " (configured \(DurationText.format(o.configured)))" : "")
+            }.joined(separator: ", ")
+            table.append([b.connection, "\(b.usedToday) / \(b.perDay)", "\(b.projectedToday) / \(b.perDay)",
+                          b.runsOutAt.map { "at " + Timestamps.rfc3339($0) } ?? "not today", intervals])
+        }
+        return "\nrequest budgets:\n" + StatusReport.render(table)
     }
 
     /// "nodes:" and a table of the daemons sharing the store, or a line saying none has joined yet.

@@ -28,14 +28,17 @@ public enum Wiring {
     ///   docs/DESIGN.md §2 rule 11); nil keeps it in memory.
     /// - Parameter permits: semaphores shared by the cluster's nodes (docs/DESIGN.md §2 rule 21, the daemon's
     ///   store through ``StoreClusterPermits``); nil: each client's local limit only (`poll-once`).
+    /// - Parameter budget: the shared request count of connections with a `budget` (docs/DESIGN.md §2 rule 22, the
+    ///   daemon's store through ``StoreRequestBudget``); nil: requests are not counted.
     public static func build(_ config: DeltahookConfig, transport: any HTTPTransport, logger: Logger,
-                             authState: (any AuthStateStore)? = nil, permits: (any ClusterPermits)? = nil) -> Result {
+                             authState: (any AuthStateStore)? = nil, permits: (any ClusterPermits)? = nil,
+                             budget: (any RequestBudget)? = nil) -> Result {
         var targets: [PollTarget] = []
         var failures: [ConnectionFailure] = []
         for connection in config.connections {
             do {
                 targets += try self.targets(for: connection, transport: transport, logger: logger, authState: authState,
-                                            permits: permits)
+                                            permits: permits, budget: budget)
             } catch {
                 failures.append(ConnectionFailure(connection: connection.id, error: error))
             }
@@ -45,18 +48,20 @@ public enum Wiring {
 
     /// The targets of one connection, in config order; throws when its adapters cannot be built.
     public static func targets(for connection: ConnectionConfig, transport: any HTTPTransport, logger: Logger,
-                               authState: (any AuthStateStore)? = nil, permits: (any ClusterPermits)? = nil) throws
+                               authState: (any AuthStateStore)? = nil, permits: (any ClusterPermits)? = nil,
+                               budget: (any RequestBudget)? = nil) throws
         -> [PollTarget]
     {
         let sources = try ProviderFactory.makeSources(for: connection, transport: transport, logger: logger,
-                                                      authState: authState, permits: permits)
+                                                      authState: authState, permits: permits, budget: budget)
         var targets: [PollTarget] = []
         for source in sources {
             guard let object = connection.objects.first(where: { $0.name == source.descriptor.object }) else {
                 throw ProviderError.configuration(message: "\(connection.id): the provider built an adapter for "
                     + "\"\(source.descriptor.object)\", which is not a configured object")
             }
-            targets.append(PollTarget(plan: plan(for: object, of: connection, source: source), source: source))
+            targets.append(PollTarget(plan: plan(for: object, of: connection, source: source), source: source,
+                                      revision: connection.revision.isEmpty ? nil : connection.revision))
         }
         return targets
     }
@@ -78,6 +83,7 @@ public enum Wiring {
         plan.maxPagesPerScan = object.maxPagesPerScan
         plan.deleteGuard = object.deleteGuard
         plan.emit = object.emit
+        plan.budget = connection.budget
         return plan
     }
 

@@ -1,6 +1,7 @@
 // deltahook-bench: the diff engine's throughput beside the local SQLite limit, measured in the same run
 // (docs/DESIGN.md §9). Not a test: it prints numbers for people to compare; it asserts nothing about speed.
-// `DeltahookBench soak …` runs the retention soak instead (Soak.swift, Scripts/soak).
+// `DeltahookBench soak …` runs the retention soak instead (Soak.swift, Scripts/soak); `DeltahookBench cluster …`
+// the multi-node benchmark (Cluster.swift, Scripts/bench-cluster).
 //
 //   phase 0  source only      — generating the synthetic pages (the cost every phase below includes)
 //   phase 1  initial load     — silent initial sync: snapshot upserts + cursor per page, no events
@@ -166,6 +167,15 @@ struct Bench {
         let arguments = CommandLine.arguments
         if arguments.count > 1, arguments[1] == "soak" {
             try Soak.run(Array(arguments.dropFirst(2)))
+            return
+        }
+        if arguments.count > 1, arguments[1] == "cluster" {
+            do {
+                try await ClusterBench.run(Array(arguments.dropFirst(2)))
+            } catch let failure as BenchFailure {
+                ClusterBench.log("bench-cluster: \(failure)")
+                exit(1)
+            }
             return
         }
         let count = arguments.count > 1 ? Int(arguments[1]) ?? 100_000 : 100_000

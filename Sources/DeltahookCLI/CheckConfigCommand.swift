@@ -8,12 +8,13 @@ struct CheckConfigCommand: Command {
     static let summary = "Validate the config file and check that every secret can be read"
     static let options: [OptionSpec] = [
         .flag("--json", "print {\"ok\": true, \"connections\": N, \"subscribers\": M} or "
-            + "{\"ok\": false, \"problems\": [{\"path\", \"message\"}]}"),
+            + "{\"ok\": false, \"problems\": [{\"file\", \"path\", \"message\"}]}"),
     ]
     static let details = """
-        Prints "config OK: N connections, M subscribers" and exits 0, or lists every problem with its JSON
-        path and exits 78. Secrets are read from $CREDENTIALS_DIRECTORY, files and environment variables
-        exactly as the daemon reads them; their values are never printed.
+        Checks the config file and every *.json file in its connections directory (default connections.d next
+        to it) together. Prints "config OK: N connections, M subscribers" and exits 0, or lists every problem
+        with its file and JSON path and exits 78. Secrets are read from $CREDENTIALS_DIRECTORY, files and
+        environment variables exactly as the daemon reads them; their values are never printed.
         """
 
     let json: Bool
@@ -38,8 +39,10 @@ struct CheckConfigCommand: Command {
             return ExitCode.ok
         } catch {
             if json {
+                // "file": the main config or the connections.d file the problem is in.
                 let problems = error.problems.map { p -> JSONValue in
-                    ["path": .string(p.path), "message": .string(p.message)]
+                    ["file": error.file(of: p).map { .string($0) } ?? .null, "path": .string(p.path),
+                     "message": .string(p.message)]
                 }
                 let value: JSONValue = ["ok": false, "config": .string(context.configPath), "problems": .array(problems)]
                 context.output.out(value.serialized() + "\n")

@@ -87,6 +87,7 @@ enum CommandTable {
         // In the order `deltahook help` lists them: daemon and setup, then inspection, then repair, then tools.
         RunCommand.self,
         CheckConfigCommand.self,
+        ConnectionsCommand.self,
         StatusCommand.self,
         PollOnceCommand.self,
         EventsCommand.self,

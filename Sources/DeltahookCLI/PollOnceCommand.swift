@@ -78,8 +78,10 @@ struct PollOnceCommand: Command {
         let transport = try CurlHTTPClient()
         defer { transport.shutdown() }
 
+        // The provider charges an operator's poll like any other (a dry run too): it counts against the
+        // connection's budget and is refused when the budget is spent (docs/DESIGN.md §2 rule 22).
         var targets = try Wiring.targets(for: connectionConfig, transport: transport, logger: logger,
-                                           authState: store)
+                                           authState: store, budget: StoreRequestBudget(store: store, logger: logger))
         if reconcile {
             for i in targets.indices { targets[i].plan.reconcileEvery = .zero }
         }

@@ -89,8 +89,9 @@ struct ReconcileCommand: Command {
         }
         let transport = try CurlHTTPClient()
         defer { transport.shutdown() }
+        // A sweep's requests count against the connection's budget (docs/DESIGN.md §2 rule 22).
         let targets = try Wiring.targets(for: connectionConfig, transport: transport, logger: logger,
-                                           authState: store)
+                                           authState: store, budget: StoreRequestBudget(store: store, logger: logger))
         guard let target = targets.first(where: { $0.plan.descriptor.object == object }) else {
             throw CommandFailure("the provider built no adapter for \(connection)/\(object)")
         }

@@ -1,5 +1,6 @@
 // `deltahook status [--json]`: per object last poll / success / cursor / lag / error / events, per subscriber
-// state / backlog / oldest pending / failed; the nodes sharing the store and each object's poll lease holder.
+// state / backlog / oldest pending / failed; the nodes sharing the store and each object's poll lease holder; each
+// budgeted connection's requests today, projection and effective intervals (docs/DESIGN.md §2 rule 22).
 // Opens the store read-only (a WAL reader, or read-only PostgreSQL transactions: never blocks a daemon) and works
 // whether or not a daemon runs.
 //
@@ -17,7 +18,9 @@ struct StatusCommand: StoreCommand {
     static let options: [OptionSpec] = [
         .flag("--json", "machine-readable: {\"generated_at\", \"daemon\", \"pending_total\", \"objects\", "
             + "\"subscribers\", \"nodes\", \"storage\": {\"bytes\", \"file_bytes\", \"wal_bytes\", \"free_bytes\", \"auto_vacuum\", "
-            + "\"oldest_event_at\", \"oldest_tombstone_at\"}}"),
+            + "\"oldest_event_at\", \"oldest_tombstone_at\"}, \"budgets\": [{\"connection\", \"per_day\", \"used_today\", "
+            + "\"projected_today\", \"runs_out_at\", \"objects\": [{\"object\", \"configured_interval_seconds\", "
+            + "\"effective_interval_seconds\", \"requests_per_cycle\"}]}]}"),
         .stateDirectory,
     ]
     static let details = """
@@ -28,6 +31,9 @@ struct StatusCommand: StoreCommand {
         --state-directory, the config's "state_directory", $STATE_DIRECTORY, /var/lib/deltahook.
         Lists the daemons sharing the store (nodes: id, host, pid, version, last heartbeat, alive within the
         config's lease_ttl) and, per object, the node holding its poll lease (LEASE column; "-" for none).
+        For each connection with a "budget" (request budgets, docs/DESIGN.md rule 22): requests used today of
+        per_day (all nodes), the day's projection at the current plan, when the budget runs out at the current
+        rate ("not today") and each object's effective interval (the configured one when stretched).
         Exit status: 0 shown, 1 the store cannot be read.
         """
 

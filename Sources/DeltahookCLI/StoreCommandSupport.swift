@@ -121,7 +121,12 @@ enum StoreCLI {
             outline.store.leaseTTL = store["lease_ttl"]?.stringValue.flatMap(DurationText.parse)
             outline.store.poolSize = store["pool_size"]?.int64Value.map { Int(clamping: $0) }
         }
-        for connection in root["connections"]?.arrayValue ?? [] {
+        // config.json's connections and every connections.d file's (one object or a list), as the daemon reads them.
+        var connections = root["connections"]?.arrayValue ?? []
+        for file in ConnectionsDirectory(configPath: path, root: root).read().files {
+            connections += file.json.arrayValue ?? [file.json]
+        }
+        for connection in connections {
             guard let id = connection["id"]?.stringValue else { continue }
             for object in connection["objects"]?.arrayValue ?? [] {
                 if let name = object["name"]?.stringValue { outline.objects.append((id, name)) }

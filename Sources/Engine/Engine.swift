@@ -19,6 +19,15 @@ public struct PollOnceFailure: Error, Sendable, CustomStringConvertible {
     public var description: String { "\(connection)/\(object): \(underlying)" }
 }
 
+/// What ``Engine/update(targets:router:)`` did, by object.
+public struct EngineUpdate: Sendable, Equatable {
+    public var added: Set<JobKey> = []
+    /// Kept objects whose target revision changed: restarted at once.
+    public var changed: Set<JobKey> = []
+    public var removed: Set<JobKey> = []
+    public init() {}
+}
+
 /// What the watchdog sees.
 public struct EngineLiveness: Sendable {
     /// Time since the supervisor loop last completed a beat (a round trip through the store's queue).
@@ -38,6 +47,9 @@ public final class Engine: Sendable {
         /// Told about every finished cycle and what started it (the demo marks events from hinted polls). Runs
         /// on the cycle's task, so it must return at once.
         public var onCycle: (@Sendable (CycleReport, CycleTrigger) -> Void)?
+        /// The shared count of budgeted connections' requests (docs/DESIGN.md §2 rule 22; the daemon's store);
+        /// nil: plans assume nothing was used today.
+        public var requestBudget: (any RequestBudget)?
         public init() {}
     }
 
@@ -73,7 +85,15 @@ public final class Engine: Sendable {
         state = Mutex(State(router: router))
         lastBeat = Mutex(ContinuousClock().now)
         let log = logger
-        scheduler = Scheduler(maxConcurrentPolls: options.maxConcurrentPolls, timing: options.timing) { key, outcome in
+        let budgetMetrics = BudgetMetrics(metrics)
+        let planStore = store
+        let budgets = SchedulerBudgets(counter: options.requestBudget) { report in
+            budgetMetrics.record(report)
+            // For `status`, which runs in another process; a lost write only leaves status one plan behind.
+            _ = planStore.enqueue { try $0.saveBudgetPlans(Engine.planRows(report)) }
+        }
+        scheduler = Scheduler(maxConcurrentPolls: options.maxConcurrentPolls, timing: options.timing,
+                              budgets: budgets) { key, outcome in
             Engine.logOutcome(log, key: key, outcome: outcome)
         }
     }
@@ -81,28 +101,43 @@ public final class Engine: Sendable {
     // MARK: - Objects
 
     /// Makes the polled set equal to `targets` (SIGHUP reload): new objects are added (and, once started,
-    /// polled at once), removed objects stop, changed plans and sources apply from their next cycle. Cursors
-    /// and snapshots are keyed by (connection, object, partition), so an object that stays keeps its state.
+    /// polled at once), removed objects stop. Cursors and snapshots are keyed by (connection, object, partition),
+    /// so an object that stays keeps its state.
+    ///
+    /// Targets are compared by ``PollTarget/revision``: an object whose revision is unchanged keeps its runner,
+    /// its source (auth tokens, rate-limit state) and its place in the schedule — no gap, no extra poll. One whose
+    /// revision changed gets the new target and is restarted at once (its running cycle is cancelled after the
+    /// last committed page). Targets without a revision (nil) are updated in place and apply from their next cycle.
     /// `router`, when given, replaces the subscriber routing for every object.
-    public func update(targets: [PollTarget], router: EventRouter? = nil) {
-        let jobs = state.withLock { state -> [ScheduledJob]? in
+    /// - Returns: the keys that were added, restarted (changed) and removed.
+    @discardableResult
+    public func update(targets: [PollTarget], router: EventRouter? = nil) -> EngineUpdate {
+        let (jobs, result) = state.withLock { state -> ([ScheduledJob]?, EngineUpdate) in
             if let router { state.router = router }
+            var result = EngineUpdate()
             var runners: [JobKey: PollRunner] = [:]
             for target in targets {
                 let key = target.plan.key
                 if let existing = state.runners[key] ?? runners[key] {
-                    existing.update(target: target)
+                    let old = existing.target.revision
+                    if old == nil || target.revision == nil || old != target.revision {
+                        existing.update(target: target)
+                        if old != nil && target.revision != nil { result.changed.insert(key) }
+                    }
                     if let router { existing.update(router: router) }
                     runners[key] = existing
                 } else {
                     runners[key] = PollRunner(target: target, store: store, router: state.router, logger: logger,
                                               metrics: metrics, now: now)
+                    result.added.insert(key)
                 }
             }
+            result.removed = Set(state.runners.keys).subtracting(runners.keys)
             state.runners = runners
-            return state.started ? runners.values.map(job) : nil
+            return (state.started ? runners.values.map(job) : nil, result)
         }
-        if let jobs { scheduler.update(jobs: jobs) }
+        if let jobs { scheduler.update(jobs: jobs, restarting: result.changed) }
+        return result
     }
 
     /// The objects the engine polls.
@@ -116,10 +151,27 @@ public final class Engine: Sendable {
     private func job(_ runner: PollRunner) -> ScheduledJob {
         let hinted = self.hinted
         let onCycle = options.onCycle
-        return ScheduledJob(key: runner.key, interval: runner.target.plan.interval) {
+        return ScheduledJob(key: runner.key, interval: runner.target.plan.interval, budget: runner.target.plan.budget) {
             let trigger: CycleTrigger = hinted.take(runner.key) ? .hint : .schedule
             let report = try await runner.runCycle(trigger: trigger)
+            // Another node polls this object (rule 19): tell the budget planner this cycle measured nothing.
+            if report.leaseOutcome != nil { RequestMeter.current?.markSkipped() }
             onCycle?(report, trigger)
+        }
+    }
+
+    /// The interval `key` waits between cycles: configured, or stretched by its connection's budget (rule 22).
+    public func effectiveInterval(_ key: JobKey) -> Duration? { scheduler.effectiveInterval(key) }
+
+    /// A budgeted connection's latest plan (rule 22).
+    public func budgetPlan(connection: String) -> BudgetPlanReport? { scheduler.budgetPlan(connection: connection) }
+
+    static func planRows(_ report: BudgetPlanReport) -> [BudgetPlanRow] {
+        // Only what this node measured: the node polling an object owns its row (other nodes read it, rule 22).
+        report.objects.filter(\.measuredHere).map { object in
+            BudgetPlanRow(connection: report.connection, object: object.object, configuredInterval: object.configured,
+                          effectiveInterval: report.plan.effective[object.object] ?? object.configured,
+                          costPerCycle: object.costPerCycle, perDay: report.limits.perDay, updatedAt: report.at)
         }
     }
 

@@ -85,3 +85,39 @@ struct EngineMetrics: Sendable {
         }
     }
 }
+
+/// The request-budget gauges (docs/DESIGN.md §2 rule 22), set from every plan: today's shared count and the day's
+/// limit per connection, and each object's effective interval.
+struct BudgetMetrics: Sendable {
+    static let used = "deltahook_budget_requests_used"
+    static let limit = "deltahook_budget_requests_limit"
+    static let projected = "deltahook_budget_requests_projected"
+    static let interval = "deltahook_budget_effective_interval_seconds"
+
+    let registry: MetricsRegistry?
+
+    init(_ registry: MetricsRegistry?) {
+        self.registry = registry
+        guard let registry else { return }
+        registry.declare(Self.used, kind: .gauge, help: "Requests the connection sent today (UTC day, all nodes).",
+                         labels: ["connection"])
+        registry.declare(Self.limit, kind: .gauge, help: "The connection's budget.per_day.", labels: ["connection"])
+        registry.declare(Self.projected, kind: .gauge,
+                         help: "Requests the connection will have sent by the day's end at the current plan.",
+                         labels: ["connection"])
+        registry.declare(Self.interval, kind: .gauge,
+                         help: "Seconds between cycles of the object under its connection's request budget.",
+                         labels: ["connection", "object"])
+    }
+
+    func record(_ report: BudgetPlanReport) {
+        guard let registry else { return }
+        registry.set(Self.used, to: Double(report.usedToday), labels: [report.connection])
+        registry.set(Self.limit, to: Double(report.limits.perDay), labels: [report.connection])
+        registry.set(Self.projected, to: report.plan.projectedToday.rounded(), labels: [report.connection])
+        for object in report.objects {
+            let seconds = (report.plan.effective[object.object] ?? object.configured).seconds
+            registry.set(Self.interval, to: seconds, labels: [report.connection, object.object])
+        }
+    }
+}

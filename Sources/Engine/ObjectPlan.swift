@@ -46,6 +46,8 @@ public struct ObjectPlan: Sendable {
     public var deleteGuard: DeleteGuardPolicy? = .defaults
     /// Which content changes become `updated` events (rule 5a).
     public var emit: EmitPolicy = .anyChange
+    /// The connection's request budget (rule 22): the scheduler stretches `interval` to fit it. nil: none.
+    public var budget: RequestBudgetLimits?
 
     public init(descriptor: ObjectDescriptor, interval: Duration, lookback: Duration = .seconds(1),
                 reconcileEvery: Duration? = .seconds(6 * 3600), initialSync: InitialSyncMode = .silent,
@@ -75,10 +77,14 @@ public struct ObjectPlan: Sendable {
 public struct PollTarget: Sendable {
     public var plan: ObjectPlan
     public var source: any ObjectSource
+    /// What the target was built from (the daemon uses its connection's config revision). Equal revisions on
+    /// reload mean "unchanged": the engine keeps the running target and schedule. nil: no comparison.
+    public var revision: String?
 
-    public init(plan: ObjectPlan, source: any ObjectSource) {
+    public init(plan: ObjectPlan, source: any ObjectSource, revision: String? = nil) {
         self.plan = plan
         self.source = source
+        self.revision = revision
     }
 }
 

@@ -1,12 +1,15 @@
 // PostgresDatabase: the store's `SQLDatabase` on PostgreSQL — a small pool of libpq connections, transactions
 // that behave like SQLite's single writer, and the retries a shared server needs.
 //
-// - Every write runs SERIALIZABLE: the table code was written for SQLite, where a write transaction runs alone.
-//   PostgreSQL's serializable isolation gives the same outcome as some serial order of the transactions, or fails
-//   one of them with 40001/40P01 — which is retried here from the start (the store's write bodies compute only
-//   from what they read, so re-running them is safe). Related PostgreSQL documentation: "13.2.3 Serializable
-//   Isolation Level" ("applications using this level must be prepared to retry transactions due to serialization
-//   failures").
+// - Writes run READ COMMITTED, and the table code never relies on a write transaction running alone: every
+//   write that races another node is a single conditional statement — an upsert (`ON CONFLICT`), a
+//   compare-and-set on a lease token (`UPDATE … WHERE token = ?`), a claim with `FOR UPDATE SKIP LOCKED` — which
+//   PostgreSQL re-checks against the newest row version after waiting for its lock. (SERIALIZABLE was tried
+//   first: with two or three nodes inserting into the same indexes, its predicate locks failed page commits of
+//   *different* objects with 40001 often enough to stall them; Scripts/bench-cluster showed it.) A deadlock
+//   (40P01) or serialization failure (40001) is still retried here from the start (the store's write bodies
+//   compute only from what they read, so re-running them is safe). Related PostgreSQL documentation: "13.2.1
+//   Read Committed Isolation Level" (UPDATE re-evaluates its WHERE on the updated row version).
 // - Reads run REPEATABLE READ, READ ONLY: several queries see one snapshot, as in a SQLite read transaction.
 // - A connection that broke (the server restarted, a network blip) is reset and the transaction retried, for a
 //   bounded time; then the error goes to the caller, who retries at its next cycle. A transaction whose COMMIT was
@@ -46,7 +49,7 @@ public final class PostgresDatabase: SQLDatabase {
         guard !readOnly else {
             throw StoreError(code: .readOnly, message: "this store was opened read-only", path: location)
         }
-        return try transaction("BEGIN ISOLATION LEVEL SERIALIZABLE", body)
+        return try transaction("BEGIN ISOLATION LEVEL READ COMMITTED", body)
     }
 
     @discardableResult

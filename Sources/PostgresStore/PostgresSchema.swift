@@ -14,7 +14,7 @@ public import Store
 enum PostgresSchema {
     /// Scripts in order; the first creates the schema at SQLite's version 4 in one step (a PostgreSQL store
     /// starts there), each later one is one version up. Never edit a shipped script: append.
-    static let migrations: [(version: Int, script: String)] = [(4, version4)]
+    static let migrations: [(version: Int, script: String)] = [(4, version4), (5, version5)]
 
     static var currentVersion: Int { migrations.last?.version ?? 0 }
 
@@ -190,6 +190,28 @@ enum PostgresSchema {
             owner      TEXT    NOT NULL,
             expires_at BIGINT  NOT NULL,
             PRIMARY KEY (name, slot)
+        );
+        """
+
+    /// Version 5: request budgets (SQLite's version 5, `Store/RequestBudgets.swift`).
+    static let version5 = """
+        CREATE TABLE request_budget (
+            connection   TEXT COLLATE "C" NOT NULL,
+            span         INTEGER NOT NULL,
+            window_start BIGINT  NOT NULL,
+            used         INTEGER NOT NULL,
+            PRIMARY KEY (connection, span, window_start)
+        );
+
+        CREATE TABLE budget_plans (
+            connection             TEXT COLLATE "C" NOT NULL,
+            object                 TEXT COLLATE "C" NOT NULL,
+            configured_interval_ms BIGINT NOT NULL,
+            effective_interval_ms  BIGINT NOT NULL,
+            cost_per_cycle         DOUBLE PRECISION NOT NULL,
+            per_day                BIGINT NOT NULL,
+            updated_at             BIGINT NOT NULL,
+            PRIMARY KEY (connection, object)
         );
         """
 

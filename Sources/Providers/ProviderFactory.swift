@@ -17,6 +17,13 @@ public protocol ProviderAdapterFactory: Sendable {
     var provider: Provider { get }
     /// One source per object of `connection`, in config order, sharing one client.
     func makeSources(for connection: ConnectionConfig, context: ProviderContext) throws -> [any ObjectSource]
+    /// Response statuses this provider does not charge against an account's request quota (GitHub: 304 Not
+    /// Modified); a connection's `budget` gives such requests back (docs/DESIGN.md §2 rule 22). Default: none.
+    var unchargedStatuses: Set<Int> { get }
+}
+
+extension ProviderAdapterFactory {
+    public var unchargedStatuses: Set<Int> { [] }
 }
 
 /// What every adapter factory gets besides the connection.
@@ -29,6 +36,8 @@ public struct ProviderContext: Sendable {
     /// rule 21); nil: each client's local limit is the only one.
     public var permits: (any ClusterPermits)?
 
+    /// - Parameter transport: for a connection with a `budget`, ``ProviderFactory/makeSources`` passes a
+    ///   ``BudgetedTransport`` here, so every request an adapter sends is counted (docs/DESIGN.md §2 rule 22).
     public init(transport: any HTTPTransport, logger: Logger, authState: (any AuthStateStore)? = nil,
                 permits: (any ClusterPermits)? = nil) {
         self.transport = transport
@@ -41,20 +50,28 @@ public struct ProviderContext: Sendable {
 public enum ProviderFactory {
     /// Every provider's adapter factory. Adding a provider adds one line here (and one in `ProviderSchemas.all`).
     public static let all: [any ProviderAdapterFactory] = [
-        ServiceNowFactory(), NetSuiteFactory(), GitHubFactory(), RestFactory(),
+        ServiceNowFactory(), NetSuiteFactory(), GitHubFactory(), RestFactory(), ZohoBooksFactory(),
     ]
 
     /// One `ObjectSource` per configured object of `connection`, in config order.
     /// - Parameter authState: keeps provider auth state across restarts (a rotated ServiceNow refresh token);
     ///   the daemon passes its state store, nil keeps it in memory only.
     /// - Parameter permits: cluster-wide semaphores (the daemon's store); nil: local limits only.
+    /// - Parameter budget: the shared request counter; a connection with a `budget` then sends every request
+    ///   through a ``BudgetedTransport`` (rule 22). nil: requests are not counted (unit tests).
     public static func makeSources(for connection: ConnectionConfig, transport: any HTTPTransport,
                                    logger: Logger, authState: (any AuthStateStore)? = nil,
-                                   permits: (any ClusterPermits)? = nil) throws -> [any ObjectSource] {
+                                   permits: (any ClusterPermits)? = nil,
+                                   budget: (any RequestBudget)? = nil) throws -> [any ObjectSource] {
         guard let factory = all.first(where: { $0.provider == connection.provider }) else {
             throw ProviderError.configuration(message: "\(connection.id): no adapter for provider \(connection.provider)")
         }
-        let context = ProviderContext(transport: transport, logger: logger, authState: authState, permits: permits)
+        var counted: any HTTPTransport = transport
+        if let budget, let limits = connection.budget {
+            counted = BudgetedTransport(inner: transport, budget: budget, connection: connection.id, limits: limits,
+                                        uncharged: factory.unchargedStatuses)
+        }
+        let context = ProviderContext(transport: counted, logger: logger, authState: authState, permits: permits)
         return try factory.makeSources(for: connection, context: context)
     }
 

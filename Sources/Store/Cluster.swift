@@ -182,29 +182,68 @@ extension StateStore {
                 }
                 if held > share {
                     // Expired rather than deleted, so the next owner's token is larger than every earlier one.
-                    try db.execute("UPDATE poll_leases SET expires_at = 0 WHERE connection = ? AND object = ? AND token = ?",
-                                   [.text(connection), .text(object), .integer(current.token)])
+                    try db.execute("""
+                        UPDATE poll_leases SET expires_at = 0
+                        WHERE connection = ? AND object = ? AND owner = ? AND token = ?
+                        """, [.text(connection), .text(object), .text(me), .integer(current.token)])
                     return (.yielded(share: share), nil)
                 }
-                try db.execute("""
-                    UPDATE poll_leases SET expires_at = ? WHERE connection = ? AND object = ? AND token = ?
-                    """, [.integer(now + member.ttlMillis), .text(connection), .text(object), .integer(current.token)])
-                return (.held(token: current.token), current.token)
+                let renewed = try db.execute("""
+                    UPDATE poll_leases SET expires_at = ?
+                    WHERE connection = ? AND object = ? AND owner = ? AND token = ? AND expires_at > ?
+                    """, [.integer(now + member.ttlMillis), .text(connection), .text(object), .text(me),
+                          .integer(current.token), .integer(now)])
+                return renewed == 1 ? (.held(token: current.token), current.token) : (.overShare(held: held, share: share), nil)
             }
             guard held < share else { return (.overShare(held: held, share: share), nil) }
             // Free, or expired (whoever held it): a new owner under a new token, so the old owner's writes fail.
+            // Compare-and-set on the token that was read: of two nodes taking the same expired lease at once, the
+            // second finds the row changed (a row lock, then the condition re-checked) and takes nothing.
             let token = (current?.token ?? 0) + 1
-            try db.execute("""
-                INSERT INTO poll_leases (connection, object, owner, token, acquired_at, expires_at)
-                VALUES (?, ?, ?, ?, ?, ?)
-                ON CONFLICT (connection, object) DO UPDATE SET owner = excluded.owner, token = excluded.token,
-                    acquired_at = excluded.acquired_at, expires_at = excluded.expires_at
-                """, [.text(connection), .text(object), .text(me), .integer(token), .integer(now),
-                      .integer(now + member.ttlMillis)])
+            let taken: Int
+            if let current {
+                taken = try db.execute("""
+                    UPDATE poll_leases SET owner = ?, token = ?, acquired_at = ?, expires_at = ?
+                    WHERE connection = ? AND object = ? AND token = ? AND expires_at <= ?
+                    """, [.text(me), .integer(token), .integer(now), .integer(now + member.ttlMillis),
+                          .text(connection), .text(object), .integer(current.token), .integer(now)])
+            } else {
+                taken = try db.execute("""
+                    INSERT INTO poll_leases (connection, object, owner, token, acquired_at, expires_at)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (connection, object) DO NOTHING
+                    """, [.text(connection), .text(object), .text(me), .integer(token), .integer(now),
+                          .integer(now + member.ttlMillis)])
+            }
+            guard taken == 1 else {
+                let owner = try db.queryOne("SELECT owner, expires_at FROM poll_leases WHERE connection = ? AND object = ?",
+                                            [.text(connection), .text(object)]) { ($0.text(0), $0.int64(1)) }
+                return (.heldElsewhere(owner: owner?.0 ?? "another node", expiresAt: Millis.date(owner?.1 ?? now)), nil)
+            }
             return (.held(token: token), token)
         }
         membership.withLock { $0?.tokens[key] = token }
         return outcome
+    }
+
+    /// Gives up the leases this node holds on objects no longer in `configured` (a reload removed them): the
+    /// heartbeat would otherwise renew them for ever, and they would count against this node's fair share.
+    /// Returns the released keys.
+    @discardableResult
+    public func releasePollLeases(notIn configured: Set<LeaseKey>) throws -> [LeaseKey] {
+        guard let member = membership.withLock({ $0 }) else { return [] }
+        let stale = member.tokens.filter { !configured.contains($0.key) }
+        guard !stale.isEmpty else { return [] }
+        try database.write { db in
+            for (key, token) in stale {
+                try db.execute("""
+                    UPDATE poll_leases SET expires_at = 0
+                    WHERE connection = ? AND object = ? AND owner = ? AND token = ?
+                    """, [.text(key.connection), .text(key.object), .text(member.node.id), .integer(token)])
+            }
+        }
+        membership.withLock { for key in stale.keys { $0?.tokens[key] = nil } }
+        return Array(stale.keys)
     }
 
     /// Every lease row, for `status` (at most 100000 rows: one per configured object).

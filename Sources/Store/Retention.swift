@@ -143,8 +143,11 @@ extension StateStore {
             page.events = doomed.count
             page.nextAfterSeq = last
             if !dryRun, !doomed.isEmpty {
-                try db.execute("DELETE FROM events WHERE seq IN (\(dialect.integersOfJSONArray()))",
-                               [.text(JSONValueText.integers(doomed))])
+                // Re-checked in the DELETE: on a shared store a replay on another node may have re-armed one since.
+                try db.execute("""
+                    DELETE FROM events WHERE seq IN (\(dialect.integersOfJSONArray()))
+                      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq AND d.state = 'pending')
+                    """, [.text(JSONValueText.integers(doomed))])
             }
             return page
         }

@@ -154,9 +154,10 @@ public struct StorageFigures: Sendable {
 
 /// One database the store runs on: transactions, and the maintenance each engine does its own way.
 ///
-/// `write` must make its body atomic and isolated as if it ran alone: SQLite has one writer at a time; the
-/// PostgreSQL backend runs it SERIALIZABLE and re-runs the whole body after a serialization failure, so a body
-/// must not have effects outside the database (the store's bodies only compute their result from what they read).
+/// `write` makes its body atomic. SQLite runs one writer at a time; the PostgreSQL backend runs writes READ
+/// COMMITTED beside other nodes' writes, so the table code writes every statement that races another node as
+/// one conditional statement (an upsert, a compare-and-set on a token, a claim that skips locked rows), and a body
+/// may be re-run after a deadlock: it must not have effects outside the database.
 public protocol SQLDatabase: Sendable {
     var dialect: SQLDialect { get }
     /// The file path or the redacted URL, for messages.

@@ -7,7 +7,7 @@
 enum Schema {
     /// Migrations in order; index + 1 is the `user_version` each one produces. Never edit a shipped migration:
     /// append a new one.
-    static let migrations: [String] = [version1, version2, version3, version4]
+    static let migrations: [String] = [version1, version2, version3, version4, version5]
 
     /// The newest schema version this binary knows.
     static var currentVersion: Int { migrations.count }
@@ -290,6 +290,31 @@ enum Schema {
             owner      TEXT    NOT NULL,
             expires_at INTEGER NOT NULL,
             PRIMARY KEY (name, slot)
+        ) WITHOUT ROWID;
+        """
+
+    /// Version 5, request budgets (docs/DESIGN.md §2 rule 22, `Store/RequestBudgets.swift`):
+    /// - `request_budget`: requests counted per connection and window (`span` 86400: the UTC day starting at
+    ///   `window_start`, 60: the minute), shared by every node.
+    /// - `budget_plans`: the scheduler's latest plan per budgeted object, for `status` in another process.
+    static let version5 = """
+        CREATE TABLE request_budget (
+            connection   TEXT    NOT NULL,
+            span         INTEGER NOT NULL,
+            window_start INTEGER NOT NULL,
+            used         INTEGER NOT NULL,
+            PRIMARY KEY (connection, span, window_start)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE budget_plans (
+            connection             TEXT    NOT NULL,
+            object                 TEXT    NOT NULL,
+            configured_interval_ms INTEGER NOT NULL,
+            effective_interval_ms  INTEGER NOT NULL,
+            cost_per_cycle         REAL    NOT NULL,
+            per_day                INTEGER NOT NULL,
+            updated_at             INTEGER NOT NULL,
+            PRIMARY KEY (connection, object)
         ) WITHOUT ROWID;
         """
 

@@ -109,6 +109,8 @@ public protocol StateStoring: AuthStateStore, Sendable {
     @discardableResult
     func heartbeat() throws -> [LeaseKey]
     func leaveCluster() throws
+    @discardableResult
+    func releasePollLeases(notIn configured: Set<LeaseKey>) throws -> [LeaseKey]
     func clearStaleClusterState() throws
     func acquirePollLease(connection: String, object: String) throws -> PollLeaseOutcome
     func pollLeases() throws -> [PollLeaseStatus]
@@ -117,6 +119,15 @@ public protocol StateStoring: AuthStateStore, Sendable {
     func providerWait(connection: String, now: Date) throws -> (until: Date, reason: String)?
     func acquirePermit(name: String, capacity: Int, ttl: Duration) throws -> Int?
     func releasePermit(name: String, slot: Int) throws
+
+    // MARK: Request budgets (RequestBudgets.swift)
+
+    func admitRequest(connection: String, limits: RequestBudgetLimits, at now: Date) throws -> RequestAdmission
+    func refundRequest(connection: String, windows: RequestBudgetWindows) throws
+    func requestUsage(connection: String, at now: Date) throws -> RequestBudgetUsage
+    func saveBudgetPlans(_ plans: [BudgetPlanRow]) throws
+    func budgetPlans() throws -> [BudgetPlanRow]
+    func budgetPlans(connection: String) throws -> [BudgetPlanRow]
 
     // MARK: Retention and space (Retention.swift)
 

@@ -7,7 +7,12 @@ import Core
     @Test func exampleIsValidWhenItsSecretsExist() throws {
         let dir = try Fixtures.exampleCredentialsDirectory()
         let config = try ConfigLoader.load(path: Fixtures.examplePath, environment: Fixtures.environment(dir))
-        #expect(config.connections.map(\.provider) == [.servicenow, .netsuite, .github, .rest])
+        #expect(config.connections.map(\.provider) == [.servicenow, .netsuite, .github, .rest, .zohoBooks])
+        let books = try #require(config.connection(id: "acme-books"))
+        #expect(books.baseURL.absoluteString == "https://www.zohoapis.in/books/v3")
+        #expect(books.settings.zohoBooks?.accountsURL?.absoluteString == "https://accounts.zoho.in")
+        #expect(books.objects.map(\.model) == [.invoice, .customer])
+        #expect(books.objects[1].settings.zohoBooks?.contactType == "customer")
         #expect(config.subscribers.count == 1)
 
         let snow = try #require(config.connection(id: "acme-snow"))
@@ -167,6 +172,38 @@ import Core
                      "connections[1].objects[0].delete_guard.min_records", "connections[1].objects[0].delete_guard.typo",
                      "connections[1].objects[1].delete_guard"] {
             #expect(found.contains(path), "missing problem at \(path): \(found)")
+        }
+    }
+
+    @Test("rule 22: budget is optional; per_day is required in it; bad values are listed with their JSON paths")
+    func budgetKey() throws {
+        let env = ConfigEnvironment(variables: ["T": "t"])
+        func connection(_ budget: String) -> String {
+            """
+            {"connections": [{"id": "gh", "provider": "github", "auth": {"type": "token", "token": {"env": "T"}},
+                              \(budget) "objects": [{"name": "a", "repository": "o/r"}]}]}
+            """
+        }
+        #expect(try ConfigLoader.load(data: Data(connection("").utf8), environment: env).connections[0].budget == nil)
+        let plain = try ConfigLoader.load(data: Data(connection(#""budget": {"per_day": 1000},"#).utf8), environment: env)
+        #expect(plain.connections[0].budget == RequestBudgetLimits(perDay: 1000, perMinute: nil, reserve: 0.1))
+        let full = try ConfigLoader.load(
+            data: Data(connection(#""budget": {"per_day": 1000, "per_minute": 100, "reserve": 0.25},"#).utf8),
+            environment: env)
+        #expect(full.connections[0].budget == RequestBudgetLimits(perDay: 1000, perMinute: 100, reserve: 0.25))
+
+        let cases: [(String, String)] = [
+            (#""budget": {"per_minute": 10},"#, "connections[0].budget.per_day"),
+            (#""budget": {"per_day": 0},"#, "connections[0].budget.per_day"),
+            (#""budget": {"per_day": 10000001},"#, "connections[0].budget.per_day"),
+            (#""budget": {"per_day": 100, "per_minute": 200},"#, "connections[0].budget.per_minute"),
+            (#""budget": {"per_day": 100, "reserve": 0.95},"#, "connections[0].budget.reserve"),
+            (#""budget": {"per_day": 100, "per_hour": 5},"#, "connections[0].budget.per_hour"),
+            (#""budget": 1000,"#, "connections[0].budget"),
+        ]
+        for (budget, path) in cases {
+            let found = problems(connection(budget), environment: env).map(\.path)
+            #expect(found.contains(path), "\(budget): \(found)")
         }
     }
 

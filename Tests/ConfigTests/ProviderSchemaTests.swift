@@ -5,7 +5,7 @@ import Testing
 @Suite struct ProviderSchemaTests {
     /// Keys the generic walk (`Validator`) reads for every connection and object.
     static let sharedConnectionKeys = ["id", "provider", "base_url", "auth", "objects", "max_provider_wait",
-                                       "max_clock_skew", "max_response_bytes"]
+                                       "max_clock_skew", "max_response_bytes", "budget"]
     static let sharedObjectKeys = ["name", "model", "interval", "lookback", "reconcile_every", "ignore_fields",
                                    "initial_sync", "page_size", "fields", "delete_guard", "max_pages_per_scan", "emit"]
 

@@ -30,7 +30,7 @@ enum Fixtures {
 
     static let exampleCredentials = ["snow-client-secret", "snow-refresh-token", "ns-consumer-key",
                                      "ns-consumer-secret", "ns-token-id", "ns-token-secret", "github-token",
-                                     "orders-api-key"]
+                                     "orders-api-key", "zoho-client-secret", "zoho-refresh-token"]
 
     /// A distinctive value that must never appear in any message.
     static let distinctive = "Zq9-DISTINCTIVE-secret-4711"

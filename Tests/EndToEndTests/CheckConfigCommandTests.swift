@@ -26,7 +26,7 @@ private final class Credentials {
         path = FileManager.default.temporaryDirectory.appendingPathComponent("deltahook-e2e-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         for name in ["snow-client-secret", "snow-refresh-token", "ns-consumer-key", "ns-consumer-secret", "ns-token-id",
-                     "ns-token-secret", "github-token", "orders-api-key"] {
+                     "ns-token-secret", "github-token", "orders-api-key", "zoho-client-secret", "zoho-refresh-token"] {
             try "\(Credentials.secretMarker)-\(name)\n".write(toFile: "\(path)/\(name)", atomically: true, encoding: .utf8)
         }
         let key = Data((0..<32).map { UInt8($0) }).base64EncodedString()
@@ -43,13 +43,13 @@ private final class Credentials {
         let credentials = try Credentials()
         let result = try deltahook(["check-config", "--config", example], environment: ["CREDENTIALS_DIRECTORY": credentials.path])
         #expect(result.status == 0, "\(result.stderr)")
-        #expect(result.stdout == "config OK: 4 connections, 1 subscribers\n")
+        #expect(result.stdout == "config OK: 5 connections, 1 subscribers\n")
 
         let json = try deltahook(["--config=\(example)", "check-config", "--json"], environment: ["CREDENTIALS_DIRECTORY": credentials.path])
         #expect(json.status == 0)
         let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
         #expect(object?["ok"] as? Bool == true)
-        #expect(object?["connections"] as? Int == 4)
+        #expect(object?["connections"] as? Int == 5)
     }
 
     @Test func missingSecretsAndMistakesExit78WithEveryProblem() throws {

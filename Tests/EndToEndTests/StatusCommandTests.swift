@@ -136,6 +136,46 @@ struct StatusCommandTests {
         #expect(after.stdout.contains("nodes: none"), "\(after.stdout)")
     }
 
+    @Test("rule 22: status shows each budgeted connection's use today, projection, run-out time and intervals")
+    func requestBudgets() throws {
+        let directory = try ScratchDirectory("status-budget")
+        try prepareStore(in: directory.path)
+        // What a daemon leaves: 30 requests counted today, and a plan stretching two 1-minute objects to 5 minutes.
+        let store = try StateStore(path: directory.path + "/" + StateStore.fileName)
+        let now = Date()
+        let limits = RequestBudgetLimits(perDay: 1000)
+        for _ in 0..<30 { _ = try store.admitRequest(connection: "zoho", limits: limits, at: now) }
+        try store.saveBudgetPlans(["invoices", "contacts"].map {
+            BudgetPlanRow(connection: "zoho", object: $0, configuredInterval: .seconds(60),
+                          effectiveInterval: .seconds(300), costPerCycle: 1, perDay: 1000, updatedAt: now)
+        })
+
+        let result = try runStatus(["--json", "--config", directory.path + "/absent.json",
+                                    "--state-directory", directory.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let budgets = try #require(root["budgets"] as? [[String: Any]], "\(result.stdout)")
+        let zoho = try #require(budgets.first)
+        #expect(budgets.count == 1 && zoho["connection"] as? String == "zoho")
+        #expect(zoho["per_day"] as? Int == 1000)
+        let used = try #require(zoho["used_today"] as? Int)
+        #expect(used == 30 || used == 0, "30, or 0 when the UTC day rolled during the test")
+        // Two objects, one request each every 5 minutes: at most 576 more today, so the budget lasts the day.
+        let projected = try #require(zoho["projected_today"] as? Int)
+        #expect(projected >= used && projected <= used + 577)
+        #expect(zoho["runs_out_at"] is NSNull)
+        let objects = try #require(zoho["objects"] as? [[String: Any]])
+        #expect(objects.map { $0["object"] as? String } == ["contacts", "invoices"])
+        #expect(objects.allSatisfy { $0["effective_interval_seconds"] as? Double == 300 })
+        #expect(objects.allSatisfy { $0["configured_interval_seconds"] as? Double == 60 })
+
+        let human = try runStatus(["--config", directory.path + "/absent.json", "--state-directory", directory.path])
+        #expect(human.status == 0)
+        for text in ["request budgets:", "USED TODAY", "/ 1000", "not today", "invoices 5m (configured 1m)"] {
+            #expect(human.stdout.contains(text), "missing \(text) in\n\(human.stdout)")
+        }
+    }
+
     @Test("--state-directory without a config; a missing store exits 1 and says why")
     func noConfigAndNoStore() throws {
         let directory = try ScratchDirectory("status-nostore")

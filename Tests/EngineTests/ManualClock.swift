@@ -1,6 +1,8 @@
 // A scheduler clock that moves only when the test says so. Sleepers wake when `advance` passes their deadline;
 // `sleepers` tells a test when every loop is parked again, so it can advance time in steps without racing them.
 import Engine
+import Foundation
+import Core
 import Synchronization
 
 final class ManualClock: SchedulerClock {
@@ -17,8 +19,25 @@ final class ManualClock: SchedulerClock {
 
     private let base = ContinuousClock.now
     private let state = Mutex(State())
+    /// Wall-clock time at the start (a UTC midnight by default, so virtual days line up with UTC days).
+    let wallStart: Date
+
+    init(wallStart: Date = Date(timeIntervalSince1970: 1_772_409_600)) { self.wallStart = wallStart }
 
     var now: ContinuousClock.Instant { base + state.withLock { $0.offset } }
+
+    var wallClock: Date { wallStart.addingTimeInterval(elapsed.seconds) }
+
+    /// The earliest deadline of a sleeper, if any sleeps.
+    var nextDeadline: ContinuousClock.Instant? { state.withLock { $0.sleepers.values.map(\.deadline).min() } }
+
+    /// Moves time forward to the earliest sleeper's deadline (an event-driven step); false when nobody sleeps.
+    @discardableResult
+    func advanceToNextDeadline() -> Bool {
+        guard let deadline = nextDeadline else { return false }
+        advance(by: max(.zero, deadline - now))
+        return true
+    }
 
     /// Time since the clock was made.
     var elapsed: Duration { state.withLock { $0.offset } }

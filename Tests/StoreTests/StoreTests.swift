@@ -68,8 +68,9 @@ struct InjectedFailure: Error {}
                 $0.text(0)
             }
         }
-        #expect(tables == ["attempts", "auth_state", "cursors", "deliveries", "events", "held_sweeps", "nodes", "permits",
-                           "poll_leases", "poll_status", "provider_waits", "quarantine", "snapshots", "subscribers"])
+        #expect(tables == ["attempts", "auth_state", "budget_plans", "cursors", "deliveries", "events", "held_sweeps",
+                           "nodes", "permits", "poll_leases", "poll_status", "provider_waits", "quarantine",
+                           "request_budget", "snapshots", "subscribers"])
         // A read-only open of an up-to-date file works too.
         let reader = try StateStore(path: dir.dbPath, mode: .readOnly)
         #expect(try reader.cursor(connection: "c", object: "o") != nil)

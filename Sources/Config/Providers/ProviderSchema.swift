@@ -63,7 +63,8 @@ struct AuthKind: Sendable {
 
 /// The providers deltahook knows, in the order `provider` errors list them. Adding a provider adds one line.
 enum ProviderSchemas {
-    static let all: [any ProviderSchema] = [ServiceNowSchema(), NetSuiteSchema(), GitHubSchema(), RestSchema()]
+    static let all: [any ProviderSchema] = [ServiceNowSchema(), NetSuiteSchema(), GitHubSchema(), RestSchema(),
+                                              ZohoBooksSchema()]
 
     static func schema(for provider: Provider) -> (any ProviderSchema)? {
         all.first { $0.provider == provider }
@@ -103,6 +104,7 @@ public enum ConnectionSettings: Sendable {
     /// The provider has no connection keys of its own.
     case generic
     case netsuite(NetSuiteSettings)
+    case zohoBooks(ZohoBooksSettings)
 }
 
 /// An object's provider-specific settings, read by its schema; the provider's adapter factory takes them as is.
@@ -111,4 +113,5 @@ public enum ObjectSettings: Sendable {
     case netsuite(NetSuiteObjectSettings)
     case github(GitHubObjectSettings)
     case rest(RestRequestConfig)
+    case zohoBooks(ZohoBooksObjectSettings)
 }

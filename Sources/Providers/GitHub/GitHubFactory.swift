@@ -13,6 +13,9 @@ public struct GitHubFactory: ProviderAdapterFactory {
 
     public var provider: Provider { .github }
 
+    /// A 304 to a conditional request does not count against GitHub's rate limit (docs/DESIGN.md §2 rule 9).
+    public var unchargedStatuses: Set<Int> { [304] }
+
     public func makeSources(for connection: ConnectionConfig, context: ProviderContext) throws -> [any ObjectSource] {
         let credentials: GitHubCredentials
         switch connection.auth {
