@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "Delivery", dependencies: ["Core", "Crypto", "Config", "Store", "HTTPClient", "Logging"],
                 swiftSettings: strict),
         .target(name: "Daemon",
-                dependencies: ["Core", "Config", "Store", "PostgresStore", "Logging", "Engine", "Providers", "Delivery",
+                dependencies: ["Core", "Crypto", "Config", "Store", "PostgresStore", "Logging", "Engine", "Providers", "Delivery",
                                "HTTPServer", "HTTPClient"],
                 swiftSettings: strict),
 

@@ -18,11 +18,14 @@ public struct DeltahookConfig: Sendable {
     public var retention: RetentionConfig = .defaults
     /// Which database holds the state, and this daemon's part in a cluster (docs/DESIGN.md §6 `store`).
     public var store: StoreConfig = .defaults
+    /// Push hints: listener, debounce window, rate (docs/DESIGN.md §6 `hints`; `Config/HintsConfig.swift`).
+    public var hints: HintsConfig = .defaults
 
     /// Every resolved secret, for registering with the process's `SecretScrubber` (Core).
     public var allSecrets: [Secret] {
         var out: [Secret] = []
         for connection in connections { out += connection.auth.secrets }
+        for connection in connections { if let hints = connection.hints { out.append(hints.secret) } }
         for subscriber in subscribers { out += subscriber.secrets.map(\.secret) }
         if case .postgres(let url) = store.backend { out.append(url) }
         return out
@@ -119,6 +122,8 @@ public struct ConnectionConfig: Sendable {
     public var revision: String = ""
     /// `budget`: requests per UTC day and minute the connection may send (docs/DESIGN.md §2 rule 22); nil: none.
     public var budget: RequestBudgetLimits?
+    /// `hints`: how this connection's push hints are authenticated; nil = it takes none (docs/DESIGN.md §6).
+    public var hints: ConnectionHints?
 }
 
 /// Per-connection bounds on untrusted provider answers (docs/DESIGN.md §2 rules 12, 14, 18).

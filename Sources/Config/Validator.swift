@@ -131,13 +131,15 @@ struct Validator {
             r.reportUnknownKeys()
         }
         let store = root.object("store").map(validateStore) ?? .defaults
+        let hints = validateHints(root)
+        checkHintListener(hints, http: http, connections: connections)
         root.allow(["subscribers", "connections", "connections_directory"])
         root.reportUnknownKeys()
 
         guard problems.problems.isEmpty else { return nil }
         return DeltahookConfig(stateDirectory: stateDirectory, logLevel: logLevel, http: http, connections: connections,
                                subscribers: subscribers, delivery: delivery, shutdownTimeout: shutdownTimeout,
-                               retention: retention, store: store)
+                               retention: retention, store: store, hints: hints)
     }
 
     // MARK: Connections
@@ -183,6 +185,7 @@ struct Validator {
         let id = c.object["id"]?.stringValue ?? "?"
         // Provider-independent: checked even when the provider is unknown, so every problem is listed at once.
         let limits = validateLimits(c)
+        let hints = validateConnectionHints(c)
         let budget = validateBudget(c)
         guard let provider = c.choice("provider", Provider.self, required: true) else {
             // Without a provider the provider-specific keys cannot be judged; accept them all to avoid noise, but
@@ -240,6 +243,7 @@ struct Validator {
         var connection = ConnectionConfig(id: connectionID, provider: provider, baseURL: baseURL, auth: auth,
                                           objects: objects, settings: settings, limits: limits)
         connection.budget = budget
+        connection.hints = hints
         return connection
     }
 

@@ -10,6 +10,7 @@ import Config
 import Core
 import Foundation
 import Glibc
+public import Engine
 public import Logging
 import Store
 
@@ -26,6 +27,9 @@ public struct DaemonOptions: Sendable {
     public var metricsInterval: Duration
     /// Switches only tests set (never the environment, never `deltahook run`).
     public var testHooks: DaemonTestHooks
+    /// Told about every finished poll cycle and what started it (`deltahook demo` marks events from hinted polls).
+    /// `deltahook run` sets none.
+    public var cycleObserver: (@Sendable (CycleReport, CycleTrigger) -> Void)?
 
     public init(configPath: String, environment: [String: String], makePipeline: @escaping PipelineFactory,
                 errorOutput: @escaping @Sendable (String) -> Void, logSink: (any LogSink)? = nil,
@@ -138,7 +142,7 @@ public enum Daemon {
         do {
             pipeline = try await options.makePipeline(
                 config, store, PipelineContext(logger: logger, metrics: registry, environment: options.environment,
-                                               stallEngineLiveness: stall))
+                                               stallEngineLiveness: stall, cycleObserver: options.cycleObserver))
         } catch let error as ConfigError {
             options.errorOutput("deltahook run: \(error)\n")
             return DaemonExitCode.config
@@ -153,13 +157,29 @@ public enum Daemon {
         }
         let metrics = MetricsService(registry: registry, store: store, state: state, textfile: textfile,
                                      interval: options.metricsInterval, notifier: notifier, logger: logger)
+        // Push hints (rule 23) are heard on `hints.listen` when set, else on `http.listen`.
+        let hintGate = HintGate(settings: HintGate.Settings(config), metrics: registry, logger: logger) { key in
+            pipeline.triggerHintedPoll(connection: key.connection, object: key.object)
+        }
+        defer { hintGate.stop() }
         var health: HealthServer?
         if let listen = config.http {
             do {
-                health = try HealthServer(listen: listen, registry: registry, state: state, logger: logger)
+                health = try HealthServer(listen: listen, registry: registry, state: state, logger: logger,
+                                          hints: config.hints.listen == nil ? hintGate : nil)
             } catch {
                 logger.critical("cannot listen for /metrics and /healthz",
                                 ["LISTEN": "\(listen.host):\(listen.port)"], error: error)
+                return DaemonExitCode.failure
+            }
+        }
+        var hintServer: HintServer?
+        if let listen = config.hints.listen {
+            do {
+                hintServer = try HintServer(listen: listen, gate: hintGate, logger: logger)
+            } catch {
+                logger.critical("cannot listen for push hints", ["LISTEN": "\(listen.host):\(listen.port)"],
+                                error: error)
                 return DaemonExitCode.failure
             }
         }
@@ -168,6 +188,7 @@ public enum Daemon {
                                      logger: logger) { [options] in
             await reload(options: options, pipeline: pipeline, store: store, state: state, scrubber: scrubber,
                          registry: registry, logger: logger)
+            hintGate.update(HintGate.Settings(state.config))
         }
         let watchdog = WatchdogService(notifier: notifier, liveness: pipeline, store: store, state: state,
                                        registry: registry, logger: logger)
@@ -178,6 +199,7 @@ public enum Daemon {
         // Second to start, so it is second to last to stop: the node leaves the cluster after its pipeline drained.
         var services: [any Service] = [control, cluster, maintenance, metrics]
         if let health { services.append(health) }
+        if let hintServer { services.append(hintServer) }
         services.append(watchdog)
         services += pipeline.services
 
@@ -246,9 +268,9 @@ public enum Daemon {
             let oldDelivery = (old.delivery.retrySchedule, old.delivery.jitter, old.delivery.pauseAfter,
                                old.delivery.probeInterval, old.delivery.maxRetryAfter)
             if new.stateDirectory != old.stateDirectory || new.http != old.http || new.logLevel != old.logLevel
-                || delivery != oldDelivery
+                || delivery != oldDelivery || new.hints.listen != old.hints.listen
             {
-                logger.warning("state_directory, http, log_level and delivery changes take effect after a restart")
+                logger.warning("state_directory, http, hints.listen, log_level and delivery changes take effect after a restart")
             }
             // Only these connections were touched; every other one kept its schedule, cursors and leases.
             let changes = new.connectionChanges(since: old)

@@ -43,6 +43,7 @@ public final class DeltahookPipeline: Pipeline {
         requestBudget = StoreRequestBudget(store: store, logger: context.logger)
         var engineOptions = Engine.Options()
         engineOptions.requestBudget = requestBudget
+        engineOptions.onCycle = context.cycleObserver
         engine = Engine(store: store, logger: context.logger, metrics: context.metrics,
                         router: Wiring.router(for: config.subscribers), options: engineOptions)
         // Start order: dispatcher, engine — so shutdown (reverse) stops polling before draining deliveries.
@@ -140,6 +141,11 @@ public final class DeltahookPipeline: Pipeline {
     /// Each subscriber's `rate_limit` becomes this node's share: rate/`nodes` (1 = a daemon alone).
     public func setClusterSize(_ nodes: Int) {
         dispatcher.setClusterSize(nodes)
+    }
+
+    @discardableResult
+    public func triggerHintedPoll(connection: String, object: String) -> Int {
+        engine.trigger(connection: connection, object: object, reason: .hint)
     }
 
     public func engineLiveness() async -> (alive: Bool, reason: String) {

@@ -3,6 +3,7 @@
 public import Config
 public import Core
 public import Logging
+public import Engine
 public import Store
 
 /// The polling engine and the dispatcher, as the daemon drives them.
@@ -16,11 +17,18 @@ public protocol Pipeline: LivenessSource {
     /// The number of alive cluster nodes changed (the daemon's heartbeat loop): limits the nodes share — a
     /// subscriber's `rate_limit` — are split among them (docs/DESIGN.md §2 rule 21).
     func setClusterSize(_ nodes: Int)
+    /// A push hint asks for a poll of one object now (docs/DESIGN.md §2 rule 23); the cycle is labelled as hinted.
+    /// Returns how many objects were triggered (0 when the object is not scheduled here).
+    @discardableResult
+    func triggerHintedPoll(connection: String, object: String) -> Int
 }
 
 extension Pipeline {
     /// A pipeline with no shared limits (test doubles) ignores the cluster's size.
     public func setClusterSize(_ nodes: Int) {}
+    /// A pipeline without an engine (test doubles) polls nothing on a hint.
+    @discardableResult
+    public func triggerHintedPoll(connection: String, object: String) -> Int { 0 }
 }
 
 /// What a pipeline gets besides the config and the store.
@@ -31,9 +39,13 @@ public struct PipelineContext: Sendable {
     /// `DaemonTestHooks.stallEngineLiveness`: the engine's liveness signal stops advancing after start-up, so a
     /// test can prove that WATCHDOG=1 pings stop when the engine is stuck. Never set by `deltahook run`.
     public var stallEngineLiveness: Bool
+    /// `DaemonOptions.cycleObserver`: told about every finished poll cycle and what started it.
+    public var cycleObserver: (@Sendable (CycleReport, CycleTrigger) -> Void)?
 
     public init(logger: Logger, metrics: MetricsRegistry, environment: [String: String],
-                stallEngineLiveness: Bool = false) {
+                stallEngineLiveness: Bool = false,
+                cycleObserver: (@Sendable (CycleReport, CycleTrigger) -> Void)? = nil) {
+        self.cycleObserver = cycleObserver
         self.logger = logger
         self.metrics = metrics
         self.environment = environment

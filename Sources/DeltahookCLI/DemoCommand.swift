@@ -12,6 +12,7 @@
 import Core
 import Daemon
 import Emulators
+import Engine
 import Foundation
 import Glibc
 import Logging
@@ -78,8 +79,9 @@ struct DemoCommand: Command {
         info(banner(world: world, directory: directory))
         if !json { output.out(DemoCommand.columns) }
 
+        let hinted = DemoHintedEvents()
         let feed = DemoFeedPrinter(receiver: world.receiver, storePath: directory.state + "/" + StateStore.fileName,
-                                   json: json, output: output)
+                                   json: json, output: output, hinted: hinted)
         let generator = DemoChangeGenerator(world: world)
         let lifecycle = DemoLifecycle()
         let started = ContinuousClock.now
@@ -90,6 +92,8 @@ struct DemoCommand: Command {
             try? await Task.sleep(for: .seconds(2))
             await generator.run(every: .seconds(1)) { change in
                 if verbose { output.err("  · edit \(change)\n") }
+                // GitHub's side of a repository webhook: a signed hint after each change (rule 23).
+                if change.provider == .github { Task { await world.sendGitHubHint(change) } }
             }
         }
         // Ctrl-C reaches the daemon directly; --duration stops it as an operator would (repeated in case the daemon
@@ -104,10 +108,13 @@ struct DemoCommand: Command {
         }
 
         let environment = ["CREDENTIALS_DIRECTORY": directory.credentials, "RUNTIME_DIRECTORY": directory.runtime]
-        let options = DaemonOptions(configPath: configPath, environment: environment,
+        var options = DaemonOptions(configPath: configPath, environment: environment,
                                     makePipeline: DeltahookPipeline.make,
                                     errorOutput: { output.err("deltahook demo: daemon: " + $0) },
                                     logSink: StderrSink(fd: 2, syslogPrefixes: false))
+        options.cycleObserver = { report, trigger in
+            if trigger == .hint { hinted.insert(report.events.map(\.id)) }
+        }
         let daemonCode = await Daemon.run(options)
         lifecycle.finish()
         stopTask.cancel()
@@ -140,7 +147,8 @@ struct DemoCommand: Command {
         deltahook demo — emulated ServiceNow, GitHub, NetSuite and Zoho Books on 127.0.0.1, a receiver that verifies every
         Standard Webhooks signature, and the real engine and dispatcher under the `deltahook run` supervisor.
           servicenow  \(world.servicenow.baseURL)  incident → ticket, sys_user → user  (OAuth client credentials)
-          github      \(world.github.baseURL)  \(DemoWorld.githubOwner)/\(DemoWorld.githubRepository) issues → ticket  (token)
+          github      \(world.github.baseURL)  \(DemoWorld.githubOwner)/\(DemoWorld.githubRepository) issues → ticket  (token;
+                      polled every \(DemoWorld.githubInterval), and at once on a signed push hint after each change: "(hint)")
           netsuite    \(world.netsuite.baseURL)  customer → customer  (TBA, \(DemoWorld.netsuiteTimeZone))
           zoho_books  \(world.zoho.baseURL)  invoices → invoice, contacts → customer  (OAuth refresh token; budget \(DemoWorld.zohoBudgetPerMinute)/min, \(DemoWorld.zohoBudgetPerDay)/day)
           receiver    \(world.receiver.url)  (its own copy of the signing secret)
@@ -223,9 +231,11 @@ final class DemoFeedPrinter: Sendable {
     private let storePath: String
     private let json: Bool
     private let output: Output
+    private let hinted: DemoHintedEvents
     private let state = Mutex(State())
 
-    init(receiver: ReceiverEmulator, storePath: String, json: Bool, output: Output) {
+    init(receiver: ReceiverEmulator, storePath: String, json: Bool, output: Output, hinted: DemoHintedEvents) {
+        self.hinted = hinted
         self.receiver = receiver
         self.storePath = storePath
         self.json = json
@@ -235,15 +245,15 @@ final class DemoFeedPrinter: Sendable {
     /// Prints new arrivals every `interval` until cancelled, then once more.
     func run(every interval: Duration) async {
         while !Task.isCancelled {
-            drain()
+            drain(final: false)
             try? await Task.sleep(for: interval)
         }
-        drain()
+        drain(final: true)
     }
 
     /// The final pass (after the daemon stopped); returns the summary with what the outbox still holds.
     func finish() -> DemoSummary {
-        drain()
+        drain(final: true)
         return state.withLock { s in
             if s.store == nil, FileManager.default.fileExists(atPath: storePath) {
                 s.store = try? StateStore(path: storePath, mode: .readOnly)
@@ -255,7 +265,9 @@ final class DemoFeedPrinter: Sendable {
         }
     }
 
-    private func drain() {
+    /// `final: false` holds back a GitHub event for up to half a second until its poll is known to be hinted or not
+    /// (the engine reports a cycle when it ends, which may be just after its first delivery arrived).
+    private func drain(final: Bool) {
         let received = receiver.received
         state.withLock { s in
             guard s.printed < received.count else { return }
@@ -265,15 +277,19 @@ final class DemoFeedPrinter: Sendable {
             var text = ""
             for webhook in received[s.printed...] {
                 let latency = enqueuedAt(webhook, store: s.store).map { $0.duration(to: webhook.receivedAt) }
-                guard let delivery = DemoDelivery(webhook, latency: latency) else {
+                guard var delivery = DemoDelivery(webhook, latency: latency) else {
                     s.summary.addUnparsed(verified: webhook.verified)
                     text += "?  a request the demo could not read (status \(webhook.answeredStatus))\n"
+                    s.printed += 1
                     continue
                 }
+                delivery.hinted = hinted.contains(delivery.webhookID)
+                if !final, !delivery.hinted, delivery.connection == DemoWorld.githubConnection,
+                   Date().timeIntervalSince(webhook.receivedAt) < 0.5 { break }
                 s.summary.add(delivery)
                 text += (json ? delivery.json.serialized() : delivery.line()) + "\n"
+                s.printed += 1
             }
-            s.printed = received.count
             output.out(text)
         }
     }
@@ -306,4 +322,11 @@ extension Date {
     fileprivate func duration(to later: Date) -> Duration {
         .nanoseconds(Int64((later.timeIntervalSince(self) * 1e9).rounded()))
     }
+}
+
+/// Ids of the events committed by hinted polls (`DaemonOptions.cycleObserver`), so the feed can mark them.
+final class DemoHintedEvents: Sendable {
+    private let ids = Mutex<Set<String>>([])
+    func insert(_ new: [String]) { ids.withLock { $0.formUnion(new) } }
+    func contains(_ id: String) -> Bool { ids.withLock { $0.contains(id) } }
 }

@@ -24,6 +24,8 @@ public struct DemoDelivery: Sendable {
     public var verificationError: String?
     /// Enqueue (the page commit that created the delivery row) → arrival at the receiver; nil when unknown.
     public var latency: Duration?
+    /// The event came from a poll a push hint triggered (the demo's GitHub side sends one after each change).
+    public var hinted = false
 
     /// Parses what the receiver recorded; nil when the body is not a deltahook event (it never should be).
     public init?(_ webhook: ReceivedWebhook, latency: Duration?) {
@@ -78,6 +80,7 @@ public struct DemoDelivery: Sendable {
             what = ""
         }
         if !label.isEmpty { what = Self.clip(label, 28) + "  " + what }
+        if hinted { what = "(hint) " + what }
         let latencyText = latency.map { Self.milliseconds($0) } ?? "   ? ms"
         let mark = verified ? "✓" : "✗ signature: \(verificationError ?? "invalid")"
         return Self.pad(Self.clock(receivedAt, timeZone: timeZone), 12) + "  " + Self.pad(type, 16) + "  "
@@ -99,6 +102,7 @@ public struct DemoDelivery: Sendable {
         }
         members.append(("latency_ms", latency.map { .double((Self.ms($0) * 1000).rounded() / 1000) } ?? .null))
         members.append(("signature_verified", .bool(verified)))
+        members.append(("hinted_poll", .bool(hinted)))
         return .object(JSONObject(members))
     }
 

@@ -6,6 +6,7 @@
 public import Foundation
 import Core
 import Crypto
+import HTTPServer
 
 /// Secrets of one demo run. Each one lives in three places, as in production: the provider (emulator), the
 /// credential file deltahook reads, and — for the webhook secret — the receiver.
@@ -22,15 +23,19 @@ public struct DemoSecrets: Sendable {
     public var zohoClientSecret: String
     public var zohoRefreshToken: String
     public var webhookSecret: String
+    /// The GitHub repository webhook's secret: the emulator signs its push hints with it (docs/DESIGN.md §2 rule 23).
+    public var githubHookSecret = ""
 
     /// Fresh random secrets.
     public static func generate() throws -> DemoSecrets {
         func hex(_ count: Int) throws -> String { try SecureRandom.bytes(count).hexString }
-        return DemoSecrets(serviceNowClientSecret: try hex(16), githubToken: "ghp_" + (try hex(18)),
-                           netsuiteConsumerKey: try hex(32), netsuiteConsumerSecret: try hex(32),
-                           netsuiteTokenID: try hex(32), netsuiteTokenSecret: try hex(32),
-                           zohoClientSecret: try hex(21), zohoRefreshToken: "1000." + (try hex(32)),
-                           webhookSecret: try StandardWebhooks.generateSecret())
+        var secrets = DemoSecrets(serviceNowClientSecret: try hex(16), githubToken: "ghp_" + (try hex(18)),
+                                  netsuiteConsumerKey: try hex(32), netsuiteConsumerSecret: try hex(32),
+                                  netsuiteTokenID: try hex(32), netsuiteTokenSecret: try hex(32),
+                                  zohoClientSecret: try hex(21), zohoRefreshToken: "1000." + (try hex(32)),
+                                  webhookSecret: try StandardWebhooks.generateSecret())
+        secrets.githubHookSecret = try hex(32)
+        return secrets
     }
 
     /// Credential file name → content, for a `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=` layout).
@@ -39,11 +44,11 @@ public struct DemoSecrets: Sendable {
          ("ns-consumer-key", netsuiteConsumerKey), ("ns-consumer-secret", netsuiteConsumerSecret),
          ("ns-token-id", netsuiteTokenID), ("ns-token-secret", netsuiteTokenSecret),
          ("zoho-client-secret", zohoClientSecret), ("zoho-refresh-token", zohoRefreshToken),
-         ("demo-webhook-secret", webhookSecret)]
+         ("demo-webhook-secret", webhookSecret), ("github-hook-secret", githubHookSecret)]
     }
 }
 
-/// The four emulated providers and the verifying receiver of one demo run. `stop()` closes every listener.
+/// The five emulated providers and the verifying receiver of one demo run. `stop()` closes every listener.
 public final class DemoWorld: Sendable {
     public static let serviceNowConnection = "demo-servicenow"
     public static let githubConnection = "demo-github"
@@ -76,6 +81,12 @@ public final class DemoWorld: Sendable {
     public let netsuite: NetSuiteEmulator
     public let zoho: ZohoBooksEmulator
     public let receiver: ReceiverEmulator
+    /// Where the daemon hears push hints (`hints.listen`), and the GitHub side that sends one after each GitHub change.
+    public let hintPort: UInt16
+    public let hints: GitHubHintSender
+    /// GitHub is polled this seldom in the demo, so its events visibly come from hinted polls; the interval stays
+    /// the safety net (a lost hint is picked up by the next interval poll).
+    public static let githubInterval = "15s"
 
     /// Starts every server (stopping the ones already started when a later one fails) and seeds the records.
     public init(secrets: DemoSecrets, now: Date = Date()) throws {
@@ -109,6 +120,12 @@ public final class DemoWorld: Sendable {
             started.append(zoho.stop)
             let receiver = try ReceiverEmulator(secrets: [secrets.webhookSecret])
             started.append(receiver.stop)
+            let hintPort = try Self.freeLoopbackPort()
+            let hints = try GitHubHintSender(url: "http://127.0.0.1:\(hintPort)/hooks/\(Self.githubConnection)/issues",
+                                             secret: secrets.githubHookSecret)
+            started.append(hints.stop)
+            self.hintPort = hintPort
+            self.hints = hints
             self.servicenow = servicenow
             self.github = github
             self.netsuite = netsuite
@@ -128,6 +145,24 @@ public final class DemoWorld: Sendable {
         netsuite.stop()
         zoho.stop()
         receiver.stop()
+        hints.stop()
+    }
+
+    /// What GitHub does after a change when a repository webhook points at deltahook: an `issues` event, signed.
+    public func sendGitHubHint(_ change: DemoChange) async {
+        guard change.provider == .github else { return }
+        let body = JSONValue.object(JSONObject([("action", .string(change.kind)),
+                                                ("repository", .object(JSONObject([
+                                                    ("full_name", .string("\(Self.githubOwner)/\(Self.githubRepository)")),
+                                                ])))]))
+        await hints.send(event: "issues", body: Array(body.serialized().utf8))
+    }
+
+    /// A loopback port free right now (bound to port 0, read back, released) for the daemon's hint listener.
+    static func freeLoopbackPort() throws -> UInt16 {
+        let probe = try HTTPServer(host: "127.0.0.1", port: 0, handling: .sync { _ in .text("") })
+        defer { probe.stop() }
+        return probe.port
     }
 
     /// A handful of records per provider, dated a little in the past, so the first poll (initial_sync `emit`)
@@ -198,8 +233,10 @@ public final class DemoWorld: Sendable {
     /// initial_sync `emit` (the seeded records appear at once), secrets from `$CREDENTIALS_DIRECTORY`, and the
     /// receiver as the only subscriber (plain HTTP on loopback, allowed explicitly).
     public func configJSON(stateDirectory: String, logLevel: String) -> String {
-        func object(_ name: String, _ model: String, extra: [(String, JSONValue)] = []) -> JSONValue {
-            .object(JSONObject([("name", .string(name)), ("model", .string(model)), ("interval", .string("1s")),
+        func object(_ name: String, _ model: String, interval: String = "1s", extra: [(String, JSONValue)] = [])
+            -> JSONValue
+        {
+            .object(JSONObject([("name", .string(name)), ("model", .string(model)), ("interval", .string(interval)),
                                 ("reconcile_every", .string("1m")), ("initial_sync", .string("emit"))] + extra))
         }
         func credential(_ name: String) -> JSONValue { .object(JSONObject([("credential", .string(name))])) }
@@ -216,7 +253,8 @@ public final class DemoWorld: Sendable {
                 ("id", .string(Self.githubConnection)), ("provider", .string("github")),
                 ("base_url", .string(github.baseURL)),
                 ("auth", .object(JSONObject([("type", .string("token")), ("token", credential("github-token"))]))),
-                ("objects", .array([object("issues", "ticket",
+                ("hints", .object(JSONObject([("style", .string("github")), ("secret", credential("github-hook-secret"))]))),
+                ("objects", .array([object("issues", "ticket", interval: Self.githubInterval,
                                            extra: [("repository", .string("\(Self.githubOwner)/\(Self.githubRepository)"))])])),
             ])),
             .object(JSONObject([
@@ -251,6 +289,7 @@ public final class DemoWorld: Sendable {
         let root: JSONValue = .object(JSONObject([
             ("state_directory", .string(stateDirectory)), ("log_level", .string(logLevel)),
             ("shutdown_timeout", .string("3s")),
+            ("hints", .object(JSONObject([("listen", .string("127.0.0.1:\(hintPort)")), ("debounce", .string("1s"))]))),
             ("connections", .array(connections)), ("subscribers", .array([subscriber])),
         ]))
         return root.serialized() + "\n"

@@ -29,6 +29,8 @@ public struct CycleReport: Sendable {
     public var connection: String
     public var object: String
     public var dryRun: Bool
+    /// What started the cycle (a label only: a hinted cycle reads and emits what a scheduled one would).
+    public var trigger: CycleTrigger = .schedule
     /// This scan is the object's first complete scan (no cursor existed when it started).
     public var initialSync = false
     /// Set when the cycle did not poll because another node holds the object's lease (or this node is at its
@@ -142,4 +144,11 @@ extension CycleReport: CustomStringConvertible {
         if let watermark { parts.append("watermark \(Timestamps.rfc3339(watermark))") }
         return "\(connection)/\(object): " + parts.joined(separator: ", ")
     }
+}
+
+/// What started a cycle: its interval, a push hint (docs/DESIGN.md §2 rule 23) or an operator.
+public enum CycleTrigger: String, Sendable, Hashable {
+    case schedule
+    case hint
+    case `operator`
 }

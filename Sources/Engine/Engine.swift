@@ -44,6 +44,9 @@ public final class Engine: Sendable {
         public var timing = RetryTiming()
         /// How often the supervisor beats. The daemon's watchdog should allow several beats.
         public var heartbeatInterval: Duration = .seconds(1)
+        /// Told about every finished cycle and what started it (the demo marks events from hinted polls). Runs
+        /// on the cycle's task, so it must return at once.
+        public var onCycle: (@Sendable (CycleReport, CycleTrigger) -> Void)?
         /// The shared count of budgeted connections' requests (docs/DESIGN.md §2 rule 22; the daemon's store);
         /// nil: plans assume nothing was used today.
         public var requestBudget: (any RequestBudget)?
@@ -67,6 +70,9 @@ public final class Engine: Sendable {
     private let clock = ContinuousClock()
     private let lastBeat: Mutex<ContinuousClock.Instant>
     private let beatStalled = Mutex(false)
+    /// Objects with a hint-triggered cycle owed: set before the doorbell rings, taken by the next cycle, so that
+    /// cycle's log line says `TRIGGER=hint` (a hint never changes what the cycle reads or emits, rule 23).
+    private let hinted = HintedKeys()
 
     public init(store: any StateStoring, logger: Logger, metrics: MetricsRegistry? = nil,
                 router: @escaping EventRouter, options: Options = Options(),
@@ -128,7 +134,7 @@ public final class Engine: Sendable {
             }
             result.removed = Set(state.runners.keys).subtracting(runners.keys)
             state.runners = runners
-            return (state.started ? runners.values.map(Self.job) : nil, result)
+            return (state.started ? runners.values.map(job) : nil, result)
         }
         if let jobs { scheduler.update(jobs: jobs, restarting: result.changed) }
         return result
@@ -142,11 +148,15 @@ public final class Engine: Sendable {
     /// The runner of one object (tests, status).
     public func runner(for key: JobKey) -> PollRunner? { state.withLock { $0.runners[key] } }
 
-    private static func job(_ runner: PollRunner) -> ScheduledJob {
-        ScheduledJob(key: runner.key, interval: runner.target.plan.interval, budget: runner.target.plan.budget) {
-            let report = try await runner.runCycle()
+    private func job(_ runner: PollRunner) -> ScheduledJob {
+        let hinted = self.hinted
+        let onCycle = options.onCycle
+        return ScheduledJob(key: runner.key, interval: runner.target.plan.interval, budget: runner.target.plan.budget) {
+            let trigger: CycleTrigger = hinted.take(runner.key) ? .hint : .schedule
+            let report = try await runner.runCycle(trigger: trigger)
             // Another node polls this object (rule 19): tell the budget planner this cycle measured nothing.
             if report.leaseOutcome != nil { RequestMeter.current?.markSkipped() }
+            onCycle?(report, trigger)
         }
     }
 
@@ -174,7 +184,7 @@ public final class Engine: Sendable {
             guard !state.started else { return nil }
             state.started = true
             state.supervisor = Task { [self] in await supervise() }
-            return state.runners.values.map(Self.job)
+            return state.runners.values.map(job)
         }
         if let jobs { scheduler.update(jobs: jobs) }
     }
@@ -205,10 +215,12 @@ public final class Engine: Sendable {
     }
 
     /// Starts a cycle of `connection` (or just `object`) now, or right after the running one (push hints,
-    /// operator). Returns how many scheduled objects were triggered (0 before `start()`).
+    /// operator). Returns how many scheduled objects were triggered (0 before `start()`). `reason` only labels
+    /// the cycle (`TRIGGER=hint` in its log line); rings before a cycle starts coalesce into that one cycle.
     @discardableResult
-    public func trigger(connection: String, object: String? = nil) -> Int {
+    public func trigger(connection: String, object: String? = nil, reason: CycleTrigger = .operator) -> Int {
         let keys = self.keys.filter { $0.connection == connection && (object == nil || $0.object == object) }
+        if reason == .hint { hinted.insert(keys) }
         return keys.filter { scheduler.trigger($0) }.count
     }
 
@@ -257,6 +269,13 @@ public final class Engine: Sendable {
                 lastBeat.withLock { $0 = instant }
             }
         }
+    }
+
+    /// The keys owed a hinted cycle; a class so each job's closure can hold it without holding the engine.
+    private final class HintedKeys: Sendable {
+        private let keys = Mutex<Set<JobKey>>([])
+        func insert(_ new: [JobKey]) { keys.withLock { $0.formUnion(new) } }
+        func take(_ key: JobKey) -> Bool { keys.withLock { $0.remove(key) != nil } }
     }
 
     private static func logOutcome(_ logger: Logger, key: JobKey, outcome: CycleOutcome) {

@@ -66,15 +66,19 @@ public final class PollRunner: Sendable {
     /// - Throws: ``Core/ProviderError`` (the scheduler maps `rateLimited` to a connection-wide wait),
     ///   ``EngineError``, ``Store/StoreError``, `CancellationError`. Nothing after the last committed page
     ///   is lost: the next cycle resumes there.
-    public func runCycle(dryRun: Bool = false) async throws -> CycleReport {
-        try await exclusive.withPermit { try await self.cycle(dryRun: dryRun) }
+    ///
+    /// `trigger` only labels the cycle (its log line says `TRIGGER=hint` for a hinted poll); the cycle reads and
+    /// emits exactly what a scheduled one would.
+    public func runCycle(dryRun: Bool = false, trigger: CycleTrigger = .schedule) async throws -> CycleReport {
+        try await exclusive.withPermit { try await self.cycle(dryRun: dryRun, trigger: trigger) }
     }
 
-    private func cycle(dryRun: Bool) async throws -> CycleReport {
+    private func cycle(dryRun: Bool, trigger: CycleTrigger) async throws -> CycleReport {
         let (target, router) = settings.withLock { ($0.target, $0.router) }
         let descriptor = target.plan.descriptor
         let log = logger.with([.connection: descriptor.connection, .object: descriptor.object])
         var report = CycleReport(connection: descriptor.connection, object: descriptor.object, dryRun: dryRun)
+        report.trigger = trigger
         let started = now()
         let clockStart = ContinuousClock.now
         if !dryRun {
@@ -134,6 +138,7 @@ public final class PollRunner: Sendable {
         if report.quarantined > 0 { scoped = scoped.with(["QUARANTINED": String(report.quarantined)]) }
         if report.futureRecords > 0 { scoped = scoped.with(["FUTURE_RECORDS": String(report.futureRecords)]) }
         if report.reconciled { scoped = scoped.with(["SWEEP_IDS": String(report.reconcileIDs)]) }
+        if report.trigger != .schedule { scoped = scoped.with(["TRIGGER": report.trigger.rawValue]) }
         let level: LogLevel = report.eventCount > 0 ? .info : .debug
         guard scoped.isEnabled(level) else { return }
         scoped.log(level, report.eventCount > 0 ? "poll cycle committed events" : "poll cycle found no changes", [

@@ -46,13 +46,13 @@ struct StoreClusterPermitsTests {
         let stores = try Self.twoNodes(directory)
         let transport = CountingTransport()
         let clients = stores.map { store in
-            NetSuiteClient(connection: "ns", accountID: "1234567_SB1", baseURL: "https://ns.example",
-                           timeZone: TimeZone(identifier: "UTC") ?? .current,
-                           tokens: NetSuiteTokens(consumerKey: "ck", consumerSecret: "cs", tokenID: "t", tokenSecret: "s"),
-                           transport: transport,
-                           options: .init(maxConcurrency: 2, permitBackoff: PermitBackoff(minimum: .milliseconds(2),
-                                                                                          maximum: .milliseconds(10))),
-                           permits: StoreClusterPermits(store: store))
+            var options = NetSuiteClient.Options(maxConcurrency: 2, permitBackoff: PermitBackoff(minimum: .milliseconds(2),
+                                                                                                 maximum: .milliseconds(10)))
+            options.permits = StoreClusterPermits(store: store)
+            return NetSuiteClient(connection: "ns", accountID: "1234567_SB1", baseURL: "https://ns.example",
+                                  timeZone: TimeZone(identifier: "UTC") ?? .current,
+                                  tokens: NetSuiteTokens(consumerKey: "ck", consumerSecret: "cs", tokenID: "t", tokenSecret: "s"),
+                                  transport: transport, options: options)
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<12 {

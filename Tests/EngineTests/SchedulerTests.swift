@@ -212,6 +212,31 @@ struct EngineFacadeTests {
         #expect(try temp.events().map(\.kind) == [.created, .created, .updated])
     }
 
+    @Test("a hinted trigger labels the next cycle .hint (log line and onCycle); scheduled cycles stay .schedule")
+    func hintedTriggerLabelsTheCycle() async throws {
+        final class Cycles: Sendable {
+            let seen = Mutex<[(CycleTrigger, CycleTrigger, Int)]>([])
+        }
+        let temp = try TempStore()
+        let source = FakeSource(object: "incident")
+        source.upsert("a", at: at(1), ["v": "1"])
+        let cycles = Cycles()
+        var options = Engine.Options()
+        options.timing = quickTiming()
+        options.onCycle = { report, trigger in cycles.seen.withLock { $0.append((trigger, report.trigger, report.eventCount)) } }
+        let engine = engine(temp, options: options)
+        engine.update(targets: [target(source)])
+        engine.start()
+        #expect(await eventually { cycles.seen.withLock { $0.count } == 1 })
+        source.upsert("a", at: at(2), ["v": "2"])
+        #expect(engine.trigger(connection: "acme", object: "incident", reason: .hint) == 1)
+        #expect(await eventually { cycles.seen.withLock { $0.count } == 2 })
+        await engine.shutdown()
+        let seen = cycles.seen.withLock { $0 }
+        #expect(seen.map(\.0) == [.schedule, .hint] && seen.map(\.1) == [.schedule, .hint])
+        #expect(seen.map(\.2) == [1, 1])
+    }
+
     @Test("the supervisor heartbeat feeds the watchdog; the debug hook stalls it")
     func heartbeat() async throws {
         let temp = try TempStore()

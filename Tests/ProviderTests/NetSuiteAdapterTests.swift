@@ -31,7 +31,12 @@ struct NetSuiteAdapterTests {
         NetSuiteClient(connection: "ns", accountID: account, baseURL: nil, timeZone: losAngeles,
                        tokens: NetSuiteTokens(consumerKey: Self.ck, consumerSecret: Self.cs, tokenID: Self.tid,
                                               tokenSecret: Self.ts), transport: UnusedTransport(),
-                       options: .init(fixedNonce: "fjaLirsIcCGVZWzBX0pg", fixedTimestamp: 1_508_242_306))
+                       options: {
+                           var options = NetSuiteClient.Options()
+                           options.fixedNonce = "fjaLirsIcCGVZWzBX0pg"
+                           options.fixedTimestamp = 1_508_242_306
+                           return options
+                       }())
     }
 
     @Test("Rule 11 (TBA): the adapter's header reproduces NetSuite's documented GET vector, realm in header only")

@@ -89,14 +89,14 @@ final class ConcurrencyCountingTransport: HTTPTransport {
 struct NetSuiteClusterPermitTests {
     static func client(_ transport: any HTTPTransport, permits: (any ClusterPermits)?, account: String = "1234567_SB1",
                        maxConcurrency: Int = 2) -> NetSuiteClient {
-        NetSuiteClient(connection: "ns", accountID: account, baseURL: "https://ns.example",
-                       timeZone: TimeZone(identifier: "UTC") ?? .current,
-                       tokens: NetSuiteTokens(consumerKey: "ck", consumerSecret: "cs", tokenID: "tid", tokenSecret: "ts"),
-                       transport: transport,
-                       options: .init(maxConcurrency: maxConcurrency, timeout: .seconds(60),
-                                      permitBackoff: PermitBackoff(minimum: .milliseconds(1),
-                                                                   maximum: .milliseconds(5))),
-                       permits: permits)
+        var options = NetSuiteClient.Options(maxConcurrency: maxConcurrency, timeout: .seconds(60),
+                                             permitBackoff: PermitBackoff(minimum: .milliseconds(1),
+                                                                          maximum: .milliseconds(5)))
+        options.permits = permits
+        return NetSuiteClient(connection: "ns", accountID: account, baseURL: "https://ns.example",
+                              timeZone: TimeZone(identifier: "UTC") ?? .current,
+                              tokens: NetSuiteTokens(consumerKey: "ck", consumerSecret: "cs", tokenID: "tid", tokenSecret: "ts"),
+                              transport: transport, options: options)
     }
 
     @Test("Rule 21: two nodes with max_concurrency 2 each never run more than 2 requests at once together")

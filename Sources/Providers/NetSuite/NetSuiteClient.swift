@@ -54,24 +54,25 @@ public final class NetSuiteClient: Sendable {
         /// SuiteQL's row cap per query (100,000, provider-wire-facts §2.2); lowered only by tests.
         public var rowCap: Int
         public var timeout: Duration
-        /// Injected by tests to reproduce the documented signature; nil = a fresh nonce and the current time.
+        /// Set by tests to reproduce the documented signature; nil = a fresh nonce and the current time.
         public var fixedNonce: String?
         public var fixedTimestamp: Int64?
         /// How long to wait before asking again when every cluster-wide slot of the account is taken.
         public var permitBackoff: PermitBackoff
+        /// The cluster-wide semaphore (docs/DESIGN.md §2 rule 21): every request then also holds one of the account's
+        /// `max_concurrency` slots, so all nodes together stay within the limit. nil: the local limit only.
+        public var permits: (any ClusterPermits)?
 
         public init(maxConcurrency: Int = 5, rateLimitRetries: Int = 6, maxInlineWait: Duration = .seconds(30),
                     backoff: RateLimitBackoff = RateLimitBackoff(base: .milliseconds(500), cap: .seconds(30)),
-                    rowCap: Int = 100_000, timeout: Duration = .seconds(120), fixedNonce: String? = nil,
-                    fixedTimestamp: Int64? = nil, permitBackoff: PermitBackoff = PermitBackoff()) {
+                    rowCap: Int = 100_000, timeout: Duration = .seconds(120),
+                    permitBackoff: PermitBackoff = PermitBackoff()) {
             self.maxConcurrency = maxConcurrency
             self.rateLimitRetries = rateLimitRetries
             self.maxInlineWait = maxInlineWait
             self.backoff = backoff
             self.rowCap = rowCap
             self.timeout = timeout
-            self.fixedNonce = fixedNonce
-            self.fixedTimestamp = fixedTimestamp
             self.permitBackoff = permitBackoff
         }
     }
@@ -98,11 +99,8 @@ public final class NetSuiteClient: Sendable {
 
     /// - Parameters:
     ///   - baseURL: nil derives the host from the account id (`1234567_SB1` → `1234567-sb1.suitetalk…`).
-    ///   - permits: the cluster-wide semaphore; every request then also holds one of the account's
-    ///     `max_concurrency` slots, so all nodes together stay within the limit. nil: the local limit only.
     public init(connection: String, accountID: String, baseURL: String?, timeZone: TimeZone, tokens: NetSuiteTokens,
-                transport: any HTTPTransport, options: Options = Options(), http: ProviderHTTP? = nil,
-                permits: (any ClusterPermits)? = nil) {
+                transport: any HTTPTransport, options: Options = Options(), http: ProviderHTTP? = nil) {
         self.connection = connection
         self.accountID = accountID
         let base = baseURL ?? "https://\(Self.hostForm(accountID)).suitetalk.api.netsuite.com"
@@ -116,7 +114,7 @@ public final class NetSuiteClient: Sendable {
         self.http = http?.with(timeout: options.timeout)
             ?? ProviderHTTP(transport: transport, connection: connection, timeout: options.timeout)
         semaphore = AsyncSemaphore(value: max(1, options.maxConcurrency))
-        self.permits = permits
+        self.permits = options.permits
     }
 
     /// The cluster-wide semaphore of this account: one name per account whatever the spelling of its id

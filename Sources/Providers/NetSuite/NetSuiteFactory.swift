@@ -22,14 +22,14 @@ public struct NetSuiteFactory: ProviderAdapterFactory {
         }
         var clientOptions = options
         clientOptions.maxConcurrency = settings.maxConcurrency
+        clientOptions.permits = context.permits
         let tokens = NetSuiteTokens(consumerKey: consumerKey.unredactedValue,
                                     consumerSecret: consumerSecret.unredactedValue,
                                     tokenID: tokenID.unredactedValue, tokenSecret: tokenSecret.unredactedValue)
         let client = NetSuiteClient(connection: connection.id, accountID: settings.accountID,
                                     baseURL: connection.baseURL.absoluteString, timeZone: settings.timeZone,
                                     tokens: tokens, transport: context.transport, options: clientOptions,
-                                    http: try ProviderFactory.providerHTTP(for: connection, context: context),
-                                    permits: context.permits)
+                                    http: try ProviderFactory.providerHTTP(for: connection, context: context))
         return try connection.objects.map { object in
             guard let objectSettings = object.settings.netsuite else {
                 throw ProviderFactory.mismatch(connection, object, "NetSuite object")
