@@ -89,9 +89,9 @@ extension StateStore {
     }
 
     private static func dueRow(_ row: any Row) throws -> DueDelivery {
-        // The event's columns follow the delivery's in ``dueSQL``.
+        // The event's columns follow the delivery's in ``dueSQL``; its JSON members stay serialized.
         DueDelivery(delivery: try DeliveryRow(row).delivery,
-                    event: try EventRow(row, at: DeliveryRow.columns.count).stored.event)
+                    event: try EventRow.serialized(row, at: DeliveryRow.columns.count))
     }
 
     /// Records one HTTP attempt and the delivery's new state in one transaction.
