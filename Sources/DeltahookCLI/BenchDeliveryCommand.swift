@@ -27,8 +27,8 @@ struct BenchDeliveryCommand: Command {
         Phase 1 (loopback limit): the HTTP client alone POSTs N bodies to the receiver, M at a time.
         Phase 2 (throughput): N events committed in pages of 1000, the dispatcher drains them; deliveries/s
         counts until every result is durable in the store.
-        Phase 3 (latency when healthy): events committed in small pages at about a third of the phase-2
-        rate; p50/p99 of commit → the receiver seeing the POST.
+        Phase 3 (latency when healthy): events committed in small pages at half the phase-2 rate (the rate
+        issue 17's p99 target is stated at); p50/p99 of commit → the receiver seeing the POST.
         """
 
     let events: Int
@@ -102,7 +102,7 @@ struct BenchDeliveryCommand: Command {
         // Phase 3: latency at a sustainable rate.
         receiver.clearReceived()
         let latencyEvents = min(events, 10_000)
-        let targetRate = max(100, rate / 3)
+        let targetRate = max(100, rate / 2)
         let pageSize = max(1, Int(targetRate / 100))  // a page every 10 ms
         var commitTimes: [String: Date] = [:]
         var n = events
