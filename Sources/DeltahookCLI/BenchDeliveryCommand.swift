@@ -180,11 +180,17 @@ struct BenchDeliveryCommand: Command {
             + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
     }
 
+    /// Waits until no delivery is pending. The count costs about 60 ns per pending row and runs on the store
+    /// the dispatcher is using, so it is repeated after a pause proportional to what is left (the pending rows
+    /// over 40 000/s, at least 5 ms, at most 250 ms): with 20 000 pending, counting every 5 ms took a third of a
+    /// core from the run being measured, while near the end the pause, and so the overshoot, is still ~5 ms.
     private func waitDurable(store: any StateStoring, timeout: Duration) async throws {
         let deadline = ContinuousClock.now + timeout
-        while try await store.perform({ try $0.pendingCount() }) > 0 {
+        while true {
+            let pending = try await store.perform { try $0.pendingCount() }
+            if pending == 0 { return }
             guard ContinuousClock.now < deadline else { throw CommandFailure("deliveries still pending after \(timeout)") }
-            try await Task.sleep(for: .milliseconds(5))
+            try await Task.sleep(for: .milliseconds(min(250, max(5, pending / 40))))
         }
     }
 
