@@ -117,6 +117,12 @@ public enum WebhookSigner {
         event.webhookBody(includeRaw: includeRaw).serializedBytes()
     }
 
+    /// The same bytes for an event as the outbox stored it, spliced from its stored JSON texts without parsing
+    /// them (the dispatcher's path; byte identity is pinned by Tests/CoreTests/SerializedEventTests.swift).
+    public static func body(for event: SerializedEvent, includeRaw: Bool) -> [UInt8] {
+        event.webhookBody(includeRaw: includeRaw)
+    }
+
     /// Headers of one attempt, in a fixed order: `webhook-id` (the event id, stable across retries),
     /// `webhook-timestamp` (this attempt, Unix seconds), `webhook-signature` (one `v1,` per secret),
     /// `content-type`, `user-agent`, and `x-hub-signature-256` when asked for (signed with the first secret).

@@ -27,8 +27,8 @@ struct BenchDeliveryCommand: Command {
         Phase 1 (loopback limit): the HTTP client alone POSTs N bodies to the receiver, M at a time.
         Phase 2 (throughput): N events committed in pages of 1000, the dispatcher drains them; deliveries/s
         counts until every result is durable in the store.
-        Phase 3 (latency when healthy): events committed in small pages at about a third of the phase-2
-        rate; p50/p99 of commit → the receiver seeing the POST.
+        Phase 3 (latency when healthy): events committed in small pages at half the phase-2 rate (the rate
+        issue 17's p99 target is stated at); p50/p99 of commit → the receiver seeing the POST.
         """
 
     let events: Int
@@ -102,7 +102,7 @@ struct BenchDeliveryCommand: Command {
         // Phase 3: latency at a sustainable rate.
         receiver.clearReceived()
         let latencyEvents = min(events, 10_000)
-        let targetRate = max(100, rate / 3)
+        let targetRate = max(100, rate / 2)
         let pageSize = max(1, Int(targetRate / 100))  // a page every 10 ms
         var commitTimes: [String: Date] = [:]
         var n = events
@@ -180,11 +180,17 @@ struct BenchDeliveryCommand: Command {
             + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
     }
 
+    /// Waits until no delivery is pending. The count costs about 60 ns per pending row and runs on the store
+    /// the dispatcher is using, so it is repeated after a pause proportional to what is left (the pending rows
+    /// over 40 000/s, at least 5 ms, at most 250 ms): with 20 000 pending, counting every 5 ms took a third of a
+    /// core from the run being measured, while near the end the pause, and so the overshoot, is still ~5 ms.
     private func waitDurable(store: any StateStoring, timeout: Duration) async throws {
         let deadline = ContinuousClock.now + timeout
-        while try await store.perform({ try $0.pendingCount() }) > 0 {
+        while true {
+            let pending = try await store.perform { try $0.pendingCount() }
+            if pending == 0 { return }
             guard ContinuousClock.now < deadline else { throw CommandFailure("deliveries still pending after \(timeout)") }
-            try await Task.sleep(for: .milliseconds(5))
+            try await Task.sleep(for: .milliseconds(min(250, max(5, pending / 40))))
         }
     }
 

@@ -75,12 +75,16 @@ extension StateStore {
         return try database.write { db in
             let due = try db.queryAll(Self.claimSQL(dialect), [.text(subscriber), .date(now), .integer(Int64(limit)), .text(held)],
                                       Self.dueRow)
-            return try due.map { item in
+            guard !due.isEmpty else { return [] }
+            // One statement leases the whole batch (the rows are locked by the claim query on PostgreSQL, so no
+            // other node changes them in between): a statement per delivery was a fixed cost per send.
+            let ids = JSONValue.array(due.map { .integer($0.delivery.id) }).serialized()
+            try db.execute("""
+                UPDATE deliveries SET next_attempt_at = ?, updated_at = ?, lease_token = lease_token + 1
+                WHERE id IN (\(dialect.integersOfJSONArray("?")))
+                """, [.date(leaseUntil), .date(now), .text(ids)])
+            return due.map { item in
                 var item = item
-                try db.execute("""
-                    UPDATE deliveries SET next_attempt_at = ?, updated_at = ?, lease_token = lease_token + 1
-                    WHERE id = ?
-                    """, [.date(leaseUntil), .date(now), .integer(item.delivery.id)])
                 item.delivery.nextAttemptAt = leaseUntil
                 item.delivery.leaseToken += 1
                 return item
@@ -89,9 +93,9 @@ extension StateStore {
     }
 
     private static func dueRow(_ row: any Row) throws -> DueDelivery {
-        // The event's columns follow the delivery's in ``dueSQL``.
+        // The event's columns follow the delivery's in ``dueSQL``; its JSON members stay serialized.
         DueDelivery(delivery: try DeliveryRow(row).delivery,
-                    event: try EventRow(row, at: DeliveryRow.columns.count).stored.event)
+                    event: try EventRow.serialized(row, at: DeliveryRow.columns.count))
     }
 
     /// Records one HTTP attempt and the delivery's new state in one transaction.

@@ -106,6 +106,25 @@ struct EventRow {
     }
 }
 
+extension EventRow {
+    /// The event whose ``columns`` start at `offset`, its JSON members left as stored text (the send path:
+    /// no parse, docs/DESIGN.md §4 body bytes unchanged — see ``SerializedEvent``).
+    static func serialized(_ row: any Row, at offset: Int32 = 0) throws -> SerializedEvent {
+        let column = columns.reader(row, at: offset)
+        guard let kind = ChangeKind(rawValue: column.text(.kind)) else {
+            throw StoreError(code: .corruptData, message: "event \(column.text(.eventID)) has unknown kind")
+        }
+        return SerializedEvent(
+            id: column.text(.eventID), model: column.text(.model), kind: kind,
+            subject: ChangeEvent.Subject(connection: column.text(.connection), provider: column.text(.provider),
+                                         object: column.text(.object), recordID: column.text(.recordID)),
+            occurredAt: column.date(.occurredAt),
+            detectedAt: column.date(.detectedAt) ?? Date(timeIntervalSince1970: 0),
+            recordJSON: column.text(.record), changesJSON: column.string(.changes), rawJSON: column.text(.raw),
+            changedFieldsJSON: column.string(.changedFields))
+    }
+}
+
 /// The routing columns of an `events` row (no alias): what `replay` filters on.
 struct EventSummaryRow {
     enum Column: String, ColumnList {

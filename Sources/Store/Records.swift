@@ -297,10 +297,12 @@ public struct Delivery: Sendable, Hashable {
     public var leaseToken: Int64 = 0
 }
 
-/// A due delivery together with the event to send.
+/// A due delivery together with the event to send, its JSON members as the outbox stored them: the
+/// dispatcher splices the body from those bytes (``SerializedEvent/webhookBody(includeRaw:)``) instead of
+/// parsing them; `event.decoded()` gives the full ``ChangeEvent`` where one is wanted.
 public struct DueDelivery: Sendable, Hashable {
     public var delivery: Delivery
-    public var event: ChangeEvent
+    public var event: SerializedEvent
 }
 
 /// What happened to one HTTP attempt and what the delivery becomes.

@@ -27,6 +27,19 @@ struct ServerWireTests {
         #expect(server.acceptedConnections == 1)
     }
 
+    /// Header values lose surrounding SP/HTAB on bytes and Unicode spaces through Foundation, as before.
+    @Test func headerValuesAreTrimmedOfOptionalWhitespace() throws {
+        let server = try HTTPServer(handling: .sync { request in
+            .text(["A", "B", "C", "D", "E"].map { "[\(request.headers[$0] ?? "nil")]" }.joined())
+        })
+        defer { server.stop() }
+        let socket = try RawSocket(port: server.port)
+        socket.write("GET / HTTP/1.1\r\nA: plain\r\nB:\t \tin  side \t\r\nC:\u{A0}nbsp\u{2003}\r\nD: \u{E9}t\u{E9} \r\n"
+                     + "E:   \r\n\r\n")
+        let text = socket.readAll(untilContains: "[]")
+        #expect(text.hasSuffix("[plain][in  side][nbsp][\u{E9}t\u{E9}][]"))
+    }
+
     @Test func malformedAndOversizedRequestsAreRejected() throws {
         let server = try HTTPServer(limits: .init(maxHeaderBytes: 1024, maxBodyBytes: 100), handling: .sync { _ in .text("ok") })
         defer { server.stop() }

@@ -20,7 +20,8 @@ import Store
             try $0.claimDueDeliveries(subscriber: "crm", now: t0, leaseUntil: t0.addingTimeInterval(30), limit: 10,
                                       inFlight: [])
         }
-        #expect(claimed.map(\.event) == [event])
+        #expect(claimed.map(\.event) == [SerializedEvent(event)])
+        #expect(try claimed.map { try $0.event.decoded() } == [event])
         let delivery = try #require(claimed.first?.delivery)
         let superseded = try store.recordAttempts([
             AttemptResult(deliveryID: delivery.id, attemptedAt: t0, httpStatus: 204, latencyMilliseconds: 1,
