@@ -33,7 +33,9 @@ public final class PGConnection {
     /// (`host=… dbname=…`). `connect_timeout` defaults to 5 seconds and `application_name` to `applicationName`
     /// (the URL's own values win); `client_encoding` is always UTF8, because Swift strings are UTF-8.
     /// Throws a ``PGError`` naming host, port, database and user, with any password redacted.
-    public init(url: String, applicationName: String = "deltahook") throws {
+    /// - Parameter settings: server parameters for the session (`-c name=value` in libpq's `options`), set at
+    ///   connect and kept by ``reset()``; the URL's own `options` wins.
+    public init(url: String, applicationName: String = "deltahook", settings: [(name: String, value: String)] = []) throws {
         let redacted = Self.redact(url: url)
         let (options, problem) = Self.parseOptions(url)
         let secrets = ["password", "sslpassword"].compactMap { options[$0] } + Self.hiddenValues(in: url)
@@ -45,8 +47,9 @@ public final class PGConnection {
         // PQconnectdbParams processes the arrays in order and a later keyword wins, including over the fields of
         // an expanded connection string (libpq — "Connection Control Functions", PQconnectdbParams, expand_dbname):
         // entries before `dbname` are defaults the URL may override, entries after it are forced.
-        let keywords = ["connect_timeout", "application_name", "dbname", "client_encoding"]
-        let values = ["5", applicationName, url, "UTF8"]
+        let sessionOptions = settings.map { "-c \($0.name)=\($0.value)" }.joined(separator: " ")
+        let keywords = ["connect_timeout", "application_name", "options", "dbname", "client_encoding"]
+        let values = ["5", applicationName, sessionOptions, url, "UTF8"]
         let connection = try Self.withCStringArray(keywords) { keywordPointers in
             try Self.withCStringArray(values) { valuePointers in PQconnectdbParams(keywordPointers, valuePointers, 1) }
         }

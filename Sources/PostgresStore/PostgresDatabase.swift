@@ -125,9 +125,21 @@ public final class PostgresDatabase: SQLDatabase {
         return try body(PostgresConnection(connection: connection, location: location, translations: translations))
     }
 
+    /// Every session's guard against a node that stops mid-transaction (SIGSTOP, a VM pause, a partition): its
+    /// open transaction holds row locks — the lease row a page commit renews, the delivery rows a claim locked —
+    /// and every other node would wait on them for as long as it sleeps. The server ends a session idle inside a
+    /// transaction for 5 s (the store never pauses between its statements; only a stopped or starved process
+    /// does), which rolls its transaction back and frees the locks; a woken node finds its connection gone,
+    /// reconnects, retries, and is fenced. `lock_timeout` bounds any other wait, so one stuck lock cannot hang a
+    /// node's store queue for ever. Related PostgreSQL documentation: "20.11.1 Statement Behavior"
+    /// (`idle_in_transaction_session_timeout`, `lock_timeout`).
+    static let sessionSettings: [(name: String, value: String)] = [
+        ("idle_in_transaction_session_timeout", "5000"), ("lock_timeout", "15000"),
+    ]
+
     private static func connect(url: String, location: String) throws -> PGConnection {
         do {
-            return try PGConnection(url: url)
+            return try PGConnection(url: url, settings: sessionSettings)
         } catch let error as PGError {
             throw storeError(error, location: location)
         }
