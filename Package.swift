@@ -61,10 +61,10 @@ let package = Package(
                                          "Delivery", "Emulators", "Crypto", "HTTPClient", "HTTPServer"],
                           swiftSettings: strict),
 
-        // MARK: Benchmark harness (Scripts/bench, soak, bench-cluster), not shipped. Emulators and PostgresStore for
+        // MARK: Benchmark harness (Scripts/bench, soak, bench-cluster, bench-e2e), not shipped. Emulators and PostgresStore for
         // bench-cluster: it serves the providers and the receiver, and reads the nodes' shared store.
         .executableTarget(name: "DeltahookBench", dependencies: ["Core", "Crypto", "Engine", "Store", "Logging",
-                                                                 "Emulators", "PostgresStore"],
+                                                                 "Emulators", "PostgresStore", "HTTPClient"],
                           swiftSettings: strict),
 
         // MARK: Tests

@@ -15,8 +15,8 @@ public enum Timestamps {
 
     /// RFC 3339 UTC with second precision: `2026-11-29T06:00:01Z` (the event `timestamp`, `occurred_at`).
     public static func rfc3339(_ date: Date) -> String {
-        let c = components(of: date, in: utc)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02dZ", c.year, c.month, c.day, c.hour, c.minute, c.second)
+        let c = fields(of: date, offset: 0)
+        return text(c, dateTimeSeparator: UInt8(ascii: "T"), milliseconds: nil, zulu: true)
     }
 
     /// RFC 3339 UTC with milliseconds, for logs and `status`.
@@ -27,15 +27,16 @@ public enum Timestamps {
         let fraction = totalMs - seconds * 1000
         // NaN or an instant beyond Double's integer range has no millisecond part worth printing (and Int(nan) traps).
         let ms = fraction.isFinite && fraction >= 0 && fraction < 1000 ? Int(fraction) : 0
-        let c = components(of: Date(timeIntervalSince1970: seconds), in: utc)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", c.year, c.month, c.day, c.hour, c.minute, c.second, ms)
+        let c = fields(of: Date(timeIntervalSince1970: seconds), offset: 0)
+        return text(c, dateTimeSeparator: UInt8(ascii: "T"), milliseconds: ms, zulu: true)
     }
 
     /// `YYYY-MM-DD HH:MM:SS` in the given zone (ServiceNow raw values are UTC; NetSuite TO_CHAR output is
     /// in the account's zone).
     public static func sqlStyle(_ date: Date, in zone: TimeZone? = nil) -> String {
-        let c = components(of: date, in: zone ?? utc)
-        return String(format: "%04d-%02d-%02d %02d:%02d:%02d", c.year, c.month, c.day, c.hour, c.minute, c.second)
+        let c: Fields
+        if let zone { c = fields(of: date, offset: zone.secondsFromGMT(for: date), zone: zone) } else { c = fields(of: date, offset: 0) }
+        return text(c, dateTimeSeparator: 0x20, milliseconds: nil, zulu: false)
     }
 
     // MARK: the accepted range (docs/DESIGN.md §2 rule 12)
@@ -73,7 +74,12 @@ public enum Timestamps {
     }
 
     private static func parseRFC3339Unchecked(_ text: String) -> Date? {
-        let bytes = Array(text.utf8)
+        // Parsed in place from the string's UTF-8 storage: no array per timestamp (two per GitHub record).
+        var text = text
+        return text.withUTF8 { parseRFC3339Bytes($0) }
+    }
+
+    private static func parseRFC3339Bytes(_ bytes: UnsafeBufferPointer<UInt8>) -> Date? {
         guard bytes.count >= 20, bytes[10] == UInt8(ascii: "T") || bytes[10] == UInt8(ascii: "t") || bytes[10] == 0x20
         else { return nil }
         guard let base = parseFields(bytes, separatorIndex: 10) else { return nil }
@@ -108,9 +114,12 @@ public enum Timestamps {
     /// For a local time that occurs twice (DST fall-back) the earlier instant is returned; for one that does
     /// not exist (spring-forward gap) nil is returned.
     public static func parseSQLStyle(_ text: String, in zone: TimeZone? = nil) -> Date? {
-        let bytes = Array(text.utf8)
-        guard bytes.count == 19, bytes[10] == 0x20 else { return nil }
-        guard let naive = parseFields(bytes, separatorIndex: 10) else { return nil }
+        var text = text
+        let naive = text.withUTF8 { bytes -> Date? in
+            guard bytes.count == 19, bytes[10] == 0x20 else { return nil }
+            return parseFields(bytes, separatorIndex: 10)
+        }
+        guard let naive else { return nil }
         guard let zone, zone.secondsFromGMT(for: naive) != 0 || zone.identifier != "UTC" else {
             return isInRange(naive) ? naive : nil
         }
@@ -149,6 +158,76 @@ public enum Timestamps {
 
     struct Fields { var year, month, day, hour, minute, second: Int }
 
+    /// Instants from 1900-01-01T00:00:00Z up to (not including) 10000-01-01T00:00:00Z are converted by arithmetic
+    /// (``civilFields(unixSeconds:)``); outside that — before 1900, where Foundation's Gregorian calendar and a
+    /// zone's local mean time get historical, beyond year 9999, NaN — by Foundation's Calendar as before. Both give
+    /// the same fields inside the range (Tests/CoreTests/TimeTests.swift compares them).
+    static let arithmeticRange: Range<Double> = -2_208_988_800..<253_402_300_800
+
+    /// The wall-clock fields of `date` shifted by `offset` seconds (the zone's offset at that instant, 0 for UTC).
+    /// The formatters used to go through Calendar.dateComponents and String(format:) — about 5 % of the daemon's
+    /// CPU per record (issue 17), for a conversion that is a few integer divisions.
+    static func fields(of date: Date, offset: Int, zone: TimeZone? = nil) -> Fields {
+        let t = date.timeIntervalSince1970
+        guard arithmeticRange.contains(t) else { return components(of: date, in: zone ?? utc) }
+        let shifted = Int64(t.rounded(.down)) + Int64(offset)
+        return civilFields(unixSeconds: shifted)
+    }
+
+    /// UTC fields of whole Unix seconds (days to civil date: Howard Hinnant's algorithm, exact for any Int64 day
+    /// count that fits; the caller keeps to years 1900–9999 plus a zone offset).
+    static func civilFields(unixSeconds t: Int64) -> Fields {
+        let days = t >= 0 ? t / 86_400 : (t - 86_399) / 86_400
+        let secondOfDay = Int(t - days * 86_400)
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = Int(doy - (153 * mp + 2) / 5 + 1)
+        let month = Int(mp < 10 ? mp + 3 : mp - 9)
+        let year = Int(yoe + era * 400) + (month <= 2 ? 1 : 0)
+        return Fields(year: year, month: month, day: day, hour: secondOfDay / 3600, minute: secondOfDay / 60 % 60,
+                      second: secondOfDay % 60)
+    }
+
+    /// `YYYY-MM-DD?HH:MM:SS[.mmm][Z]` written byte by byte (what `%04d-%02d…` printed: zero-padded, a year beyond
+    /// four digits in full, a negative year with its sign).
+    static func text(_ c: Fields, dateTimeSeparator: UInt8, milliseconds: Int?, zulu: Bool) -> String {
+        guard (0...9999).contains(c.year) else {
+            // Only reachable through the Calendar fallback; rare enough for String(format:).
+            var out = String(format: "%04d-%02d-%02d", c.year, c.month, c.day)
+            out += String(decoding: [dateTimeSeparator], as: UTF8.self)
+            out += String(format: "%02d:%02d:%02d", c.hour, c.minute, c.second)
+            if let milliseconds { out += String(format: ".%03d", milliseconds) }
+            return zulu ? out + "Z" : out
+        }
+        let count = 19 + (milliseconds == nil ? 0 : 4) + (zulu ? 1 : 0)
+        return String(unsafeUninitializedCapacity: count) { buffer in
+            var i = 0
+            func put(_ value: Int, _ width: Int) {
+                var v = value
+                var k = width - 1
+                while k >= 0 {
+                    buffer[i + k] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
+                    v /= 10
+                    k -= 1
+                }
+                i += width
+            }
+            func byte(_ b: UInt8) { buffer[i] = b; i += 1 }
+            put(c.year, 4); byte(UInt8(ascii: "-")); put(c.month, 2); byte(UInt8(ascii: "-")); put(c.day, 2)
+            byte(dateTimeSeparator)
+            put(c.hour, 2); byte(UInt8(ascii: ":")); put(c.minute, 2); byte(UInt8(ascii: ":")); put(c.second, 2)
+            if let milliseconds { byte(UInt8(ascii: ".")); put(milliseconds, 3) }
+            if zulu { byte(UInt8(ascii: "Z")) }
+            return i
+        }
+    }
+
+    /// Foundation's conversion: the reference the arithmetic path is tested against, and the fallback outside
+    /// ``arithmeticRange``.
     static func components(of date: Date, in zone: TimeZone) -> Fields {
         var calendar = utcCalendar()
         calendar.timeZone = zone
@@ -157,7 +236,7 @@ public enum Timestamps {
                       minute: c.minute ?? 0, second: c.second ?? 0)
     }
 
-    static func digits(_ bytes: [UInt8], _ start: Int, _ count: Int) -> Int? {
+    static func digits(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ count: Int) -> Int? {
         guard start + count <= bytes.count else { return nil }
         var value = 0
         for b in bytes[start..<start + count] {
@@ -167,7 +246,7 @@ public enum Timestamps {
         return value
     }
 
-    static func parseFields(_ bytes: [UInt8], separatorIndex: Int) -> Date? {
+    static func parseFields(_ bytes: UnsafeBufferPointer<UInt8>, separatorIndex: Int) -> Date? {
         guard bytes.count >= 19, bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"),
               bytes[13] == UInt8(ascii: ":"), bytes[16] == UInt8(ascii: ":"),
               let y = digits(bytes, 0, 4), let mo = digits(bytes, 5, 2), let d = digits(bytes, 8, 2),

@@ -1,7 +1,8 @@
 // deltahook-bench: the diff engine's throughput beside the local SQLite limit, measured in the same run
 // (docs/DESIGN.md §9). Not a test: it prints numbers for people to compare; it asserts nothing about speed.
 // `DeltahookBench soak …` runs the retention soak instead (Soak.swift, Scripts/soak); `DeltahookBench cluster …`
-// the multi-node benchmark (Cluster.swift, Scripts/bench-cluster).
+// the multi-node benchmark (Cluster.swift, Scripts/bench-cluster); `DeltahookBench e2e …` one real daemon's CPU per
+// record against the GitHub emulator (E2E.swift, Scripts/bench-e2e).
 //
 //   phase 0  source only      — generating the synthetic pages (the cost every phase below includes)
 //   phase 1  initial load     — silent initial sync: snapshot upserts + cursor per page, no events
@@ -174,6 +175,15 @@ struct Bench {
                 try await ClusterBench.run(Array(arguments.dropFirst(2)))
             } catch let failure as BenchFailure {
                 ClusterBench.log("bench-cluster: \(failure)")
+                exit(1)
+            }
+            return
+        }
+        if arguments.count > 1, arguments[1] == "e2e" {
+            do {
+                try await EndToEndBench.run(Array(arguments.dropFirst(2)))
+            } catch let failure as BenchFailure {
+                ClusterBench.log("bench-e2e: \(failure)")
                 exit(1)
             }
             return

@@ -352,6 +352,11 @@ final class Monitor {
 
     func pendingCount() throws -> Int { try store.pendingCount() }
 
+    /// The stored watermark of (connection, object), nil before the first committed page.
+    func watermark(connection: String, object: String) throws -> Date? {
+        try store.cursor(connection: connection, object: object)?.watermark
+    }
+
     func waitUntil(_ what: String, timeout: Duration, _ done: (Monitor) throws -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
         while try !done(self) {

@@ -127,6 +127,68 @@ import Core
         }
     }
 
+    /// What the formatters printed through Calendar and String(format:) before issue 17: the arithmetic path must
+    /// give exactly these strings.
+    static func reference(_ date: Date, zone: TimeZone, format: String) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = zone
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+        return String(format: format, c.year ?? 0, c.month ?? 0, c.day ?? 0, c.hour ?? 0, c.minute ?? 0, c.second ?? 0)
+    }
+
+    @Test func formattersAtTheEdgesOfTheRangeAndLeapDays() throws {
+        let cases: [(Double, String)] = [
+            (0, "1970-01-01T00:00:00Z"), (253_402_300_799, "9999-12-31T23:59:59Z"),
+            (253_402_300_799.999, "9999-12-31T23:59:59Z"), (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_709_251_199, "2024-02-29T23:59:59Z"), (1_709_251_200, "2024-03-01T00:00:00Z"),
+            (4_107_542_400, "2100-03-01T00:00:00Z"), (4_107_456_000, "2100-02-28T00:00:00Z"),
+            (-2_208_988_800, "1900-01-01T00:00:00Z"), (-0.5, "1969-12-31T23:59:59Z"), (0.999, "1970-01-01T00:00:00Z"),
+            (68_169_600, "1972-02-29T00:00:00Z"), (946_684_799, "1999-12-31T23:59:59Z"),
+        ]
+        for (seconds, text) in cases {
+            let date = Date(timeIntervalSince1970: seconds)
+            #expect(Timestamps.rfc3339(date) == text, "\(seconds)")
+            #expect(Timestamps.sqlStyle(date) == text.dropLast().replacingOccurrences(of: "T", with: " "), "\(seconds)")
+            if seconds >= 0 { #expect(Timestamps.parseRFC3339(text) == Date(timeIntervalSince1970: seconds.rounded(.down))) }
+        }
+        #expect(Timestamps.rfc3339Milliseconds(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
+        #expect(Timestamps.rfc3339Milliseconds(Date(timeIntervalSince1970: 253_402_300_799.999))
+                == "9999-12-31T23:59:59.999Z")
+        #expect(Timestamps.rfc3339Milliseconds(Date(timeIntervalSince1970: 951_782_399.9996)) == "2000-02-29T00:00:00.000Z")
+        #expect(Timestamps.parseRFC3339("9999-12-31T23:59:59Z") != nil)
+        #expect(Timestamps.parseRFC3339("10000-01-01T00:00:00Z") == nil)
+        #expect(Timestamps.parseRFC3339("1969-12-31T23:59:59Z") == nil)
+        #expect(Timestamps.parseRFC3339("1970-01-01T00:00:00Z") == Date(timeIntervalSince1970: 0))
+        #expect(Timestamps.parseSQLStyle("9999-12-31 23:59:59") == Date(timeIntervalSince1970: 253_402_300_799))
+        #expect(Timestamps.parseSQLStyle("1970-01-01 00:00:00") == Date(timeIntervalSince1970: 0))
+        // Outside the arithmetic range the Calendar fallback still answers as before.
+        let early = Date(timeIntervalSince1970: -2_208_988_801)
+        #expect(Timestamps.rfc3339(early) == Self.reference(early, zone: TimeZone(identifier: "UTC")!,
+                                                            format: "%04d-%02d-%02dT%02d:%02d:%02dZ"))
+    }
+
+    @Test func formattersMatchFoundationsCalendarEverywhereInTheRange() throws {
+        let utc = try #require(TimeZone(identifier: "UTC"))
+        let zones = try ["America/Los_Angeles", "Asia/Kolkata", "Australia/Lord_Howe", "Pacific/Chatham",
+                         "Europe/Berlin"].map { try #require(TimeZone(identifier: $0)) }
+        var generator = SystemRandomNumberGenerator()
+        var instants: [Double] = (0..<3000).map { _ in Double.random(in: -2_208_988_800..<253_402_300_800, using: &generator) }
+        instants += (0..<2000).map { _ in Double(Int64.random(in: 0..<4_102_444_800, using: &generator)) }
+        // Every DST edge of 2026 in Los Angeles and Berlin, a second either side.
+        instants += [1_772_964_000, 1_793_523_600, 1_774_746_000, 1_792_890_000].flatMap { [$0 - 1, $0, $0 + 1] }
+        for seconds in instants {
+            let date = Date(timeIntervalSince1970: seconds)
+            #expect(Timestamps.rfc3339(date) == Self.reference(date, zone: utc, format: "%04d-%02d-%02dT%02d:%02d:%02dZ"),
+                    "\(seconds)")
+            #expect(Timestamps.sqlStyle(date) == Self.reference(date, zone: utc, format: "%04d-%02d-%02d %02d:%02d:%02d"),
+                    "\(seconds)")
+            for zone in zones {
+                #expect(Timestamps.sqlStyle(date, in: zone)
+                        == Self.reference(date, zone: zone, format: "%04d-%02d-%02d %02d:%02d:%02d"), "\(seconds) \(zone)")
+            }
+        }
+    }
+
     @Test func unixSecondsTruncates() {
         #expect(Timestamps.unixSeconds(Date(timeIntervalSince1970: 1_614_265_330.9)) == 1_614_265_330)
     }
