@@ -148,35 +148,15 @@ struct JSONParser {
     mutating func parseString() throws(JSONSyntaxError) -> String {
         let start = position
         position += 1
-        // Most strings have no escapes: find the closing quote, noting on the way whether every byte is ASCII.
-        // An ASCII run is valid UTF-8 as it stands and is copied into the String without a second validating pass
-        // (provider pages are mostly ASCII: per-string validation was a visible part of parsing, issue 17); any
-        // other run is validated as before, with the same error position.
-        let first = position
-        let (end, nonASCII) = bytes.withUnsafeBufferPointer { buffer -> (Int, UInt8) in
-            var end = first
-            var high: UInt8 = 0
-            while end < buffer.count {
-                let byte = buffer[end]
-                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
-                high |= byte
-                end += 1
-            }
-            return (end, high & 0x80)
+        // Most strings have no escapes: find the closing quote and validate the bytes in place.
+        var end = position
+        while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\"), bytes[end] >= 0x20 {
+            end += 1
         }
         if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
-            let string: String?
-            if nonASCII == 0 {
-                string = bytes.withUnsafeBufferPointer { buffer in
-                    String(unsafeUninitializedCapacity: end - first) { target in
-                        _ = target.initialize(from: UnsafeBufferPointer(rebasing: buffer[first..<end]))
-                        return end - first
-                    }
-                }
-            } else {
-                string = bytes.withUnsafeBufferPointer {
-                    String(validating: UnsafeBufferPointer(rebasing: $0[first..<end]), as: UTF8.self)
-                }
+            let first = position
+            let string = bytes.withUnsafeBufferPointer {
+                String(validating: UnsafeBufferPointer(rebasing: $0[first..<end]), as: UTF8.self)
             }
             guard let string else { throw error("string is not valid UTF-8", at: start) }
             position = end + 1
