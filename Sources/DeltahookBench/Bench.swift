@@ -179,6 +179,15 @@ struct Bench {
             }
             return
         }
+        if arguments.count > 1, arguments[1] == "idle" {
+            do {
+                try await IdleBench.run(Array(arguments.dropFirst(2)))
+            } catch let failure as BenchFailure {
+                ClusterBench.log("bench-idle: \(failure)")
+                exit(1)
+            }
+            return
+        }
         if arguments.count > 1, arguments[1] == "e2e" {
             do {
                 try await EndToEndBench.run(Array(arguments.dropFirst(2)))

@@ -86,9 +86,15 @@ enum EndToEndBench {
         }
 
         /// VmHWM: the peak resident set, in MiB.
-        func peakRSSMiB() -> Double {
+        func peakRSSMiB() -> Double { statusMiB("VmHWM:") }
+
+        /// VmRSS: the resident set now, in MiB.
+        func rssMiB() -> Double { statusMiB("VmRSS:") }
+
+        /// A "kB" line of /proc/PID/status (e.g. "VmHWM:"), in MiB; NaN when absent.
+        private func statusMiB(_ field: String) -> Double {
             guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return .nan }
-            for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            for line in text.split(separator: "\n") where line.hasPrefix(field) {
                 let kib = line.split(separator: " ").dropFirst().first.flatMap { Double($0) } ?? .nan
                 return kib / 1024
             }
