@@ -42,30 +42,21 @@ enum ClusterBench {
             """
 
         init(_ arguments: [String]) throws {
-            var rest = arguments[...]
-            func value(_ name: String) throws -> String {
-                guard let next = rest.popFirst() else { throw BenchFailure("\(name) needs a value\n\(Self.usage)") }
-                return next
-            }
-            func positive(_ name: String) throws -> Int {
-                let text = try value(name)
-                guard let number = Int(text), number > 0 else { throw BenchFailure("\(name): \"\(text)\" is not a positive integer") }
-                return number
-            }
-            while let argument = rest.popFirst() {
+            var rest = BenchArguments(arguments, usage: Self.usage)
+            while let argument = rest.next() {
                 switch argument {
-                case "--deltahook": deltahook = try value(argument)
-                case "--records": records = try positive(argument)
-                case "--objects": objects = try positive(argument)
-                case "--runs": runs = try positive(argument)
-                case "--max-in-flight": maxInFlight = try positive(argument)
-                case "--postgres": postgres = try value(argument)
+                case "--deltahook": deltahook = try rest.value(argument)
+                case "--records": records = try rest.number(argument)
+                case "--objects": objects = try rest.number(argument)
+                case "--runs": runs = try rest.number(argument)
+                case "--max-in-flight": maxInFlight = try rest.number(argument)
+                case "--postgres": postgres = try rest.value(argument)
                 case "--nodes":
-                    let text = try value(argument)
+                    let text = try rest.value(argument)
                     let parsed = text.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
                     guard !parsed.isEmpty else { throw BenchFailure("--nodes: \"\(text)\" is not a list like 1,2,3") }
                     nodes = parsed
-                default: throw BenchFailure("unknown argument \"\(argument)\"\n\(Self.usage)")
+                default: throw rest.unknown(argument)
                 }
             }
             guard records >= objects * 10 else { throw BenchFailure("--records must be at least 10 per object") }

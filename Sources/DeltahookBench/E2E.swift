@@ -40,26 +40,17 @@ enum EndToEndBench {
             """
 
         init(_ arguments: [String]) throws {
-            var rest = arguments[...]
-            func value(_ name: String) throws -> String {
-                guard let next = rest.popFirst() else { throw BenchFailure("\(name) needs a value\n\(Self.usage)") }
-                return next
-            }
-            func count(_ name: String) throws -> Int {
-                let text = try value(name)
-                guard let number = Int(text), number >= 0 else { throw BenchFailure("\(name): \"\(text)\" is not a count") }
-                return number
-            }
-            while let argument = rest.popFirst() {
+            var rest = BenchArguments(arguments, usage: Self.usage)
+            while let argument = rest.next() {
                 switch argument {
-                case "--deltahook": deltahook = try value(argument)
-                case "--records": records = try count(argument)
-                case "--changed": changed = try count(argument)
-                case "--trickle": trickle = try count(argument)
-                case "--max-in-flight": maxInFlight = try count(argument)
-                case "--body-bytes": bodyBytes = try count(argument)
+                case "--deltahook": deltahook = try rest.value(argument)
+                case "--records": records = try rest.number(argument, minimum: 0)
+                case "--changed": changed = try rest.number(argument, minimum: 0)
+                case "--trickle": trickle = try rest.number(argument, minimum: 0)
+                case "--max-in-flight": maxInFlight = try rest.number(argument, minimum: 0)
+                case "--body-bytes": bodyBytes = try rest.number(argument, minimum: 0)
                 case "--skip-limits": skipLimits = true
-                default: throw BenchFailure("unknown argument \"\(argument)\"\n\(Self.usage)")
+                default: throw rest.unknown(argument)
                 }
             }
             guard records > 0, changed <= records, trickle <= records, maxInFlight > 0 else {
@@ -112,12 +103,7 @@ enum EndToEndBench {
 
     static func run(_ arguments: [String]) async throws {
         let options = try Options(arguments)
-        guard FileManager.default.isExecutableFile(atPath: options.deltahook) else {
-            throw BenchFailure("\(options.deltahook) is not an executable; build it with swift build -c release")
-        }
-        let directory = FileManager.default.temporaryDirectory.path + "/deltahook-bench-e2e-\(getpid())"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        let directory = try BenchScratch.prepare(deltahook: options.deltahook, label: "e2e")
         defer { try? FileManager.default.removeItem(atPath: directory) }
 
         let token = "ghp_benchtoken"

@@ -30,24 +30,15 @@ enum IdleBench {
             """
 
         init(_ arguments: [String]) throws {
-            var rest = arguments[...]
-            func value(_ name: String) throws -> String {
-                guard let next = rest.popFirst() else { throw BenchFailure("\(name) needs a value\n\(Self.usage)") }
-                return next
-            }
-            func positive(_ name: String) throws -> Int {
-                let text = try value(name)
-                guard let number = Int(text), number > 0 else { throw BenchFailure("\(name): \"\(text)\" is not positive") }
-                return number
-            }
-            while let argument = rest.popFirst() {
+            var rest = BenchArguments(arguments, usage: Self.usage)
+            while let argument = rest.next() {
                 switch argument {
-                case "--deltahook": deltahook = try value(argument)
-                case "--connections": connections = try positive(argument)
-                case "--interval": interval = try positive(argument)
-                case "--warmup": warmup = try positive(argument)
-                case "--measure": measure = try positive(argument)
-                default: throw BenchFailure("unknown argument \"\(argument)\"\n\(Self.usage)")
+                case "--deltahook": deltahook = try rest.value(argument)
+                case "--connections": connections = try rest.number(argument)
+                case "--interval": interval = try rest.number(argument)
+                case "--warmup": warmup = try rest.number(argument)
+                case "--measure": measure = try rest.number(argument)
+                default: throw rest.unknown(argument)
                 }
             }
         }
@@ -55,12 +46,7 @@ enum IdleBench {
 
     static func run(_ arguments: [String]) async throws {
         let options = try Options(arguments)
-        guard FileManager.default.isExecutableFile(atPath: options.deltahook) else {
-            throw BenchFailure("\(options.deltahook) is not an executable; build it with swift build -c release")
-        }
-        let directory = FileManager.default.temporaryDirectory.path + "/deltahook-bench-idle-\(getpid())"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        let directory = try BenchScratch.prepare(deltahook: options.deltahook, label: "idle")
         defer { try? FileManager.default.removeItem(atPath: directory) }
 
         let token = "ghp_benchtoken"
