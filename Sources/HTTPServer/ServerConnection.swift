@@ -31,9 +31,11 @@ struct ServerConnection {
                 request = next
             } catch ParseFailure.badRequest(let why) {
                 sendSimple(400, why)
+                lingerBeforeClose()
                 return
             } catch ParseFailure.tooLarge(let status, let why) {
                 sendSimple(status, why)
+                lingerBeforeClose()
                 return
             } catch {
                 return
@@ -57,6 +59,22 @@ struct ServerConnection {
         let connection = request.headers["Connection"]?.lowercased() ?? ""
         if request.version == "HTTP/1.0" { return !connection.contains("keep-alive") }
         return connection.contains("close")
+    }
+
+    /// After an error answer to a request whose body was not read: stop sending (FIN) and read what the client is
+    /// still sending, for at most 1 s or 4 MiB, before the socket closes. Closing with unread input makes the kernel
+    /// reset the connection, and a client still writing its body then sees the reset instead of the 413 or 400 —
+    /// the "lingering close" of HTTP servers (RFC 9112 §9.6).
+    func lingerBeforeClose() {
+        shutdown(fd, Int32(SHUT_WR))
+        let deadline = ContinuousClock.now + .seconds(1)
+        var drained = 0
+        while ContinuousClock.now < deadline, drained < 4 << 20 {
+            let n = recv(fd, scratch.baseAddress, scratch.count, 0)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return }
+            drained += n
+        }
     }
 
     func sendSimple(_ status: Int, _ text: String) {
